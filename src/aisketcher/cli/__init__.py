@@ -1,0 +1,41 @@
+"""The `aisketcher` command line: thin wrappers that parse, call one library function, and print."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from aisketcher.errors import SketchDataError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from aisketcher.cli import data, model
+
+    parser = argparse.ArgumentParser(
+        prog="aisketcher",
+        description="AI-Sketcher: a deep generative model of vector sketches (AAAI 2019).",
+        epilog="example:\n  aisketcher draw cat --count 8 --out cats.svg\n"
+        "  aisketcher data inspect ../shared/data/quickdraw/cat.npz",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    data.register(sub)
+    model.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SketchDataError as exc:
+        print(f"aisketcher: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aisketcher: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Reading and writing sketch files. No torch here."""

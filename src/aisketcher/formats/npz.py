@@ -1,0 +1,146 @@
+"""Sketch-RNN `.npz` files, loaded without ever running a pickle's code.
+
+The official files hold pickled object arrays, and `np.load(allow_pickle=True)` would execute
+whatever a hostile file's pickle asks for. Here each member is parsed by hand: numeric arrays through
+NumPy's own non-pickle reader, object arrays through an unpickler that admits only the three globals a
+NumPy array's pickle needs, and every sketch is then checked to be a numeric (N, 3) array.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from aisketcher.errors import SketchDataError
+from aisketcher.sketch import validate_stroke3
+
+SPLITS = ("train", "valid", "test")
+
+# The only globals a pickled NumPy array (also one of arrays) refers to; older files name numpy.core.
+_ALLOWED_GLOBALS = {
+    ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"): ("numpy", "ndarray"),
+    ("numpy", "dtype"): ("numpy", "dtype"),
+}
+
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """Stand-in for `_codecs.encode`, which protocol-2 pickles use to carry raw bytes."""
+    if not isinstance(text, str) or encoding.lower().replace("-", "") != "latin1":
+        raise pickle.UnpicklingError("forbidden use of _codecs.encode in pickle")
+    return text.encode("latin1")
+
+
+# A member larger than this uncompressed is refused, so a zip bomb cannot exhaust memory.
+MAX_MEMBER_BYTES = 8 << 30
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
+        target = _ALLOWED_GLOBALS.get((module, name))
+        if target is None:
+            raise pickle.UnpicklingError(f"forbidden object {module}.{name} in pickle")
+        mod = __import__(target[0], fromlist=[target[1]])
+        return getattr(mod, target[1])
+
+
+def _read_member(data: bytes, source: str) -> np.ndarray:
+    stream = io.BytesIO(data)
+    try:
+        version = npy_format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = npy_format.read_array_header_1_0(stream)
+        else:
+            shape, _, dtype = npy_format.read_array_header_2_0(stream)
+    except Exception as exc:
+        raise SketchDataError(f"not a NumPy array: {exc}", source) from None
+    if not dtype.hasobject:
+        stream.seek(0)
+        try:
+            return npy_format.read_array(stream, allow_pickle=False)
+        except Exception as exc:
+            raise SketchDataError(f"unreadable array: {exc}", source) from None
+    try:
+        arr = _ArrayOnlyUnpickler(stream, encoding="latin1").load()
+    except Exception as exc:
+        raise SketchDataError(f"refused to load: {exc}", source) from None
+    if not isinstance(arr, np.ndarray) or arr.shape != shape:
+        raise SketchDataError("object array pickle does not match its header", source)
+    return arr
+
+
+def _as_sketch_list(arr: np.ndarray, source: str) -> list[np.ndarray]:
+    if arr.dtype == object:
+        if arr.ndim != 1:
+            raise SketchDataError(f"expected a 1-D array of sketches, got shape {arr.shape}", source)
+        items: Iterable = arr
+    elif arr.ndim == 3:
+        items = list(arr)
+    else:
+        raise SketchDataError(
+            f"expected sketches (object array or (n, N, 3)), got shape {arr.shape}", source
+        )
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, np.ndarray):
+            raise SketchDataError(f"sketch {i} is a {type(item).__name__}, not an array", source)
+        out.append(validate_stroke3(item, f"{source}[{i}]"))
+    return out
+
+
+def read_npz(path: str | Path, splits: Iterable[str] = SPLITS) -> dict[str, list[np.ndarray]]:
+    """Read the requested splits of a sketch-rnn `.npz` as lists of float32 stroke-3 arrays.
+
+    Raises SketchDataError naming the file for anything that is not such a file.
+    """
+    path = Path(path)
+    name = str(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise SketchDataError("no such file", name) from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SketchDataError(f"not a readable .npz (zip) file: {exc}", name) from None
+    result: dict[str, list[np.ndarray]] = {}
+    with archive:
+        members = {info.filename: info for info in archive.infolist()}
+        for split in splits:
+            info = members.get(f"{split}.npy")
+            if info is None:
+                keys = sorted(m.removesuffix(".npy") for m in members)
+                raise SketchDataError(f"missing key '{split}' (has: {', '.join(keys)})", name)
+            if info.file_size > MAX_MEMBER_BYTES:
+                raise SketchDataError(f"'{split}' is {info.file_size} bytes, refusing", name)
+            try:
+                data = archive.read(info)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise SketchDataError(f"corrupt member '{split}': {exc}", name) from None
+            result[split] = _as_sketch_list(_read_member(data, f"{name}[{split}]"), f"{name}:{split}")
+    return result
+
+
+def write_npz(path: str | Path, splits: Mapping[str, Iterable[np.ndarray]]) -> None:
+    """Write sketches as a sketch-rnn `.npz` (object arrays of int16 when integral, else float32)."""
+    arrays = {}
+    for split, sketches in splits.items():
+        items = [np.asarray(s) for s in sketches]
+        integral = all(np.array_equal(s, np.round(s)) and np.abs(s).max() < 32768 for s in items)
+        obj = np.empty(len(items), dtype=object)
+        for i, s in enumerate(items):
+            obj[i] = s.astype(np.int16 if integral else np.float32)
+        arrays[split] = obj
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    tmp.replace(path)
