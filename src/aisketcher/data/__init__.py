@@ -1,0 +1,1 @@
+"""Datasets, batching and downloads (torch only where batches become tensors)."""

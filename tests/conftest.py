@@ -1,0 +1,23 @@
+"""Shared fixtures: the real data beside the repository (../shared/data, or $AISKETCHER_DATA)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = Path(os.environ.get("AISKETCHER_DATA", REPO.parent / "shared" / "data"))
+    if not (path / "quickdraw").is_dir():
+        pytest.fail(f"real sketch data not found at {path}; set AISKETCHER_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def quickdraw_dir(data_dir: Path) -> Path:
+    return data_dir / "quickdraw"
