@@ -1,0 +1,1 @@
+"""Neural network parts of AI-Sketcher and its Sketch-RNN baselines."""

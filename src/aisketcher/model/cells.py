@@ -1,0 +1,404 @@
+"""Recurrent cells of Sketch-RNN (magenta `sketch_rnn/rnn.py`), with one shared interface.
+
+Three kinds, built by `make_cell`:
+
+- ``"lstm"``: `LSTMCell`, magenta's plain LSTM (TensorFlow BasicLSTMCell layout).
+- ``"layer_norm"``: `LayerNormLSTMCell`, layer norm on the gates and on the new cell.
+- ``"hyper"``: `HyperLSTMCell`, a small LSTM that rescales the main LSTM's weights at every step.
+
+Weights are stored input-major like TensorFlow (``weight_ih`` is (I, 4H), ``weight_hh`` is (H, 4H))
+with gate blocks in TensorFlow's order i, j (candidate), f, o, so magenta checkpoints map over
+without transposing. The forget bias is a constant added at run time, never stored in a parameter.
+
+Every state is a tuple that starts with ``(h, c)``. The flat vector layout of `state_from_vector`
+(the decoder's initial state ``tanh(W z + b)``) follows magenta, whose order differs between cells:
+see each class.
+
+Recurrent dropout "without memory loss" (Semeniuta et al. 2016) drops the candidate ``g = tanh(j)``
+only, in training mode only, with the usual 1 / (1 - p) rescaling (``dropout`` is the drop
+probability, magenta's ``1 - dropout_keep_prob``).
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+CELL_KINDS = ("lstm", "layer_norm", "hyper")
+# magenta's layer norm epsilon, inside the square root like F.layer_norm.
+LAYER_NORM_EPS = 1e-3
+
+State = tuple[Tensor, ...]
+
+
+class RecurrentCell(nn.Module, abc.ABC):
+    """A recurrent cell: `step` for one time step, `forward` for a time-major sequence.
+
+    Subclasses split a step into `input_projection` (everything that depends on x alone, done for
+    all T steps in one matmul by `forward`) and `recurrence` (the per-step work).
+    """
+
+    hidden_size: int
+    state_size: int
+
+    def __init__(self, input_size: int, hidden_size: int, state_size: int) -> None:
+        super().__init__()
+        if input_size <= 0 or hidden_size <= 0:
+            raise ValueError(
+                f"sizes must be positive, got input {input_size}, hidden {hidden_size}"
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.state_size = state_size
+
+    @abc.abstractmethod
+    def input_projection(self, x: Tensor) -> Tensor:
+        """Map inputs (..., I) to what `recurrence` takes per step (..., P)."""
+
+    @abc.abstractmethod
+    def recurrence(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        """One step from a projected input (B, P): returns h (B, H) and the new state."""
+
+    @abc.abstractmethod
+    def state_from_vector(self, v: Tensor) -> State:
+        """Split a flat state (B, state_size), laid out as magenta does, into the state tuple."""
+
+    @abc.abstractmethod
+    def state_to_vector(self, state: State) -> Tensor:
+        """Inverse of `state_from_vector`: the state tuple as one (B, state_size) tensor."""
+
+    def initial_state(
+        self, batch: int, device: torch.device | str | None, dtype: torch.dtype
+    ) -> State:
+        """The all-zero state for a batch."""
+        return self.state_from_vector(
+            torch.zeros(batch, self.state_size, device=device, dtype=dtype)
+        )
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """One time step: x (B, I) -> h (B, H), new state."""
+        return self.recurrence(self.input_projection(x), state)
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Run over time-major x (T, B, I): h of every step (T, B, H) and the final state."""
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(f"expected input (T, B, {self.input_size}), got {tuple(x.shape)}")
+        if state is None:
+            state = self.initial_state(x.shape[1], x.device, x.dtype)
+        outputs: list[Tensor] = []
+        for xp_t in self.input_projection(x).unbind(0):
+            h, state = self.recurrence(xp_t, state)
+            outputs.append(h)
+        if not outputs:
+            return x.new_zeros(0, x.shape[1], self.hidden_size), state
+        return torch.stack(outputs), state
+
+
+def _affine(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """x (..., I) @ weight (I, P) + bias, as one GEMM over all leading dimensions."""
+    flat = x.reshape(-1, x.shape[-1])
+    out = flat @ weight if bias is None else torch.addmm(bias, flat, weight)
+    return out.view(*x.shape[:-1], weight.shape[1])
+
+
+def _gate_layer_norm(gates: Tensor, gain: Tensor, bias: Tensor) -> Tensor:
+    """Layer norm of each gate block of gates (B, 4, H) on its own, then a gain and bias over 4H."""
+    hidden = gates.shape[-1]
+    normed = F.layer_norm(gates, (hidden,), eps=LAYER_NORM_EPS)
+    return normed * gain.view(4, hidden) + bias.view(4, hidden)
+
+
+def _lstm_ortho_(weight_hh: Tensor) -> None:
+    """Orthogonal init of each (H, H) gate block of weight_hh (H, 4H), as magenta does."""
+    hidden = weight_hh.shape[0]
+    with torch.no_grad():
+        for k in range(weight_hh.shape[1] // hidden):
+            block = torch.empty(hidden, hidden, dtype=weight_hh.dtype, device=weight_hh.device)
+            nn.init.orthogonal_(block)
+            weight_hh[:, k * hidden : (k + 1) * hidden] = block
+
+
+def _check_dropout(dropout: float) -> float:
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout is a drop probability in [0, 1), got {dropout}")
+    return float(dropout)
+
+
+class _GatedCell(RecurrentCell):
+    """Parts shared by the LSTM cells: input and recurrent weights, forget bias, dropout."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        state_size: int,
+        dropout: float,
+        forget_bias: float,
+    ) -> None:
+        super().__init__(input_size, hidden_size, state_size)
+        self.dropout = _check_dropout(dropout)
+        self.forget_bias = float(forget_bias)
+        self.weight_ih = nn.Parameter(torch.empty(input_size, 4 * hidden_size))
+        self.weight_hh = nn.Parameter(torch.empty(hidden_size, 4 * hidden_size))
+
+    def reset_parameters(self) -> None:
+        # TF's default get_variable initializer (glorot uniform) for W_xh, magenta's ortho for W_hh.
+        nn.init.xavier_uniform_(self.weight_ih)
+        _lstm_ortho_(self.weight_hh)
+
+    def _candidate(self, j: Tensor) -> Tensor:
+        g = torch.tanh(j)
+        if self.training and self.dropout > 0.0:
+            g = F.dropout(g, self.dropout, True)
+        return g
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.hidden_size}, dropout={self.dropout}, "
+            f"forget_bias={self.forget_bias}"
+        )
+
+
+class LSTMCell(_GatedCell):
+    """magenta's plain LSTM cell.
+
+    Parameters: ``weight_ih`` (I, 4H), ``weight_hh`` (H, 4H), ``bias`` (4H) = magenta's ``W_xh``,
+    ``W_hh``, ``bias``. State tuple ``(h, c)``; flat vector ``[c; h]`` (magenta's order).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        dropout: float = 0.0,
+        forget_bias: float = 1.0,
+    ) -> None:
+        super().__init__(input_size, hidden_size, 2 * hidden_size, dropout, forget_bias)
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        nn.init.zeros_(self.bias)
+
+    def input_projection(self, x: Tensor) -> Tensor:
+        return _affine(x, self.weight_ih, self.bias)
+
+    def recurrence(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        h, c = state
+        i, j, f, o = torch.addmm(xp, h, self.weight_hh).chunk(4, 1)
+        c = c * torch.sigmoid(f + self.forget_bias) + torch.sigmoid(i) * self._candidate(j)
+        h = torch.tanh(c) * torch.sigmoid(o)
+        return h, (h, c)
+
+    def state_from_vector(self, v: Tensor) -> State:
+        c, h = v.split(self.hidden_size, 1)
+        return h, c
+
+    def state_to_vector(self, state: State) -> Tensor:
+        h, c = state
+        return torch.cat([c, h], 1)
+
+
+class LayerNormLSTMCell(_GatedCell):
+    """magenta's LayerNormLSTMCell: no gate bias; layer norm on each gate and on the new cell.
+
+    Parameters: ``weight_ih`` (I, 4H), ``weight_hh`` (H, 4H) = ``W_xh``, ``W_hh``;
+    ``gate_norm_gain``, ``gate_norm_bias`` (4H) = ``ln_all/ln_gamma``, ``ln_all/ln_beta``;
+    ``cell_norm_gain``, ``cell_norm_bias`` (H) = ``ln_c/ln_gamma``, ``ln_c/ln_beta``.
+    State tuple ``(h, c)``; flat vector ``[h; c]`` (magenta's order, unlike `LSTMCell`).
+    """
+
+    bias = None  # the gate layer norm's bias takes this role, as in magenta
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        dropout: float = 0.0,
+        forget_bias: float = 1.0,
+    ) -> None:
+        super().__init__(input_size, hidden_size, 2 * hidden_size, dropout, forget_bias)
+        self.gate_norm_gain = nn.Parameter(torch.empty(4 * hidden_size))
+        self.gate_norm_bias = nn.Parameter(torch.empty(4 * hidden_size))
+        self.cell_norm_gain = nn.Parameter(torch.empty(hidden_size))
+        self.cell_norm_bias = nn.Parameter(torch.empty(hidden_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        nn.init.ones_(self.gate_norm_gain)
+        nn.init.zeros_(self.gate_norm_bias)
+        nn.init.ones_(self.cell_norm_gain)
+        nn.init.zeros_(self.cell_norm_bias)
+
+    def input_projection(self, x: Tensor) -> Tensor:
+        return _affine(x, self.weight_ih, None)
+
+    def recurrence(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        h, c = state
+        gates = torch.addmm(xp, h, self.weight_hh).view(-1, 4, self.hidden_size)
+        i, j, f, o = _gate_layer_norm(gates, self.gate_norm_gain, self.gate_norm_bias).unbind(1)
+        c = c * torch.sigmoid(f + self.forget_bias) + torch.sigmoid(i) * self._candidate(j)
+        normed_c = F.layer_norm(
+            c, (self.hidden_size,), self.cell_norm_gain, self.cell_norm_bias, LAYER_NORM_EPS
+        )
+        h = torch.tanh(normed_c) * torch.sigmoid(o)
+        return h, (h, c)
+
+    def state_from_vector(self, v: Tensor) -> State:
+        h, c = v.split(self.hidden_size, 1)
+        return h, c
+
+    def state_to_vector(self, state: State) -> Tensor:
+        return torch.cat(state, 1)
+
+
+class HyperLSTMCell(_GatedCell):
+    """magenta's HyperLSTMCell (Ha et al. 2016, "HyperNetworks").
+
+    A small inner LSTM (``hyper_cell``, input ``[x; h]``) emits, per step, embeddings that scale
+    each gate block of ``x @ weight_ih`` and ``h @ weight_hh`` and shift the recurrent blocks.
+
+    Parameters: ``weight_ih`` (I, 4H), ``weight_hh`` (H, 4H), ``bias`` (4H) = ``W_xh``, ``W_hh``,
+    ``bias``; ``gate_norm_*`` (4H, only with ``use_layer_norm``) = ``ln_all``; ``cell_norm_*`` (H)
+    = ``ln_c`` (magenta applies it whether or not ``use_layer_norm``). The eight hyper blocks are
+    stacked in the order ``ix, jx, fx, ox, ih, jh, fh, oh`` (magenta scopes ``hyper_ix`` ...):
+    ``zw_weight`` (Hh, 8E) and ``zw_bias`` (8E) hold each block's ``zw`` layer in column block k;
+    ``alpha`` (8, E, H) holds each block's ``alpha`` weight; ``zb_weight`` (Hh, 4E) and ``beta``
+    (4, E, H) hold the ``zb`` and ``beta`` weights of the four recurrent blocks (``ih`` ... ``oh``).
+
+    State tuple ``(h, c, hyper_h, hyper_c)``. Flat vector as magenta: ``[h; hyper_a; c; hyper_b]``
+    where ``[hyper_a; hyper_b]`` is the inner cell's own flat layout (``[hyper_h; hyper_c]`` for the
+    default layer-norm inner cell, ``[hyper_c; hyper_h]`` for the plain one).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        dropout: float = 0.0,
+        forget_bias: float = 1.0,
+        hyper_num_units: int = 256,
+        hyper_embedding_size: int = 32,
+        use_layer_norm: bool = True,
+        hyper_recurrent_dropout: bool = False,
+    ) -> None:
+        state_size = 2 * (hidden_size + hyper_num_units)
+        super().__init__(input_size, hidden_size, state_size, dropout, forget_bias)
+        self.use_layer_norm = use_layer_norm
+        self.hyper_num_units = hyper_num_units
+        self.hyper_embedding_size = hyper_embedding_size
+        inner = LayerNormLSTMCell if use_layer_norm else LSTMCell
+        # magenta's inner cell: same keep prob, dropout only if asked, default forget bias.
+        self.hyper_cell = inner(
+            input_size + hidden_size,
+            hyper_num_units,
+            dropout=self.dropout if hyper_recurrent_dropout else 0.0,
+        )
+        emb, hid = hyper_embedding_size, hidden_size
+        self.bias = nn.Parameter(torch.empty(4 * hid))
+        if use_layer_norm:
+            self.gate_norm_gain = nn.Parameter(torch.empty(4 * hid))
+            self.gate_norm_bias = nn.Parameter(torch.empty(4 * hid))
+        self.cell_norm_gain = nn.Parameter(torch.empty(hid))
+        self.cell_norm_bias = nn.Parameter(torch.empty(hid))
+        self.zw_weight = nn.Parameter(torch.empty(hyper_num_units, 8 * emb))
+        self.zw_bias = nn.Parameter(torch.empty(8 * emb))
+        self.alpha = nn.Parameter(torch.empty(8, emb, hid))
+        self.zb_weight = nn.Parameter(torch.empty(hyper_num_units, 4 * emb))
+        self.beta = nn.Parameter(torch.empty(4, emb, hid))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self.hyper_cell.reset_parameters()
+        nn.init.zeros_(self.bias)
+        if self.use_layer_norm:
+            nn.init.ones_(self.gate_norm_gain)
+            nn.init.zeros_(self.gate_norm_bias)
+        nn.init.ones_(self.cell_norm_gain)
+        nn.init.zeros_(self.cell_norm_bias)
+        # Cooijmans' recurrent batch norm trick, as magenta: every block starts scaled by 0.1
+        # (zw = 1 from its bias, alpha = 0.1 / E) and unshifted (beta = 0).
+        nn.init.zeros_(self.zw_weight)
+        nn.init.ones_(self.zw_bias)
+        nn.init.constant_(self.alpha, 0.1 / self.hyper_embedding_size)
+        nn.init.normal_(self.zb_weight, std=0.01)
+        nn.init.zeros_(self.beta)
+
+    def input_projection(self, x: Tensor) -> Tensor:
+        # Main gates' x part, then the inner cell's x part (its input is [x; h], split by rows).
+        inner = self.hyper_cell
+        main = _affine(x, self.weight_ih, None)
+        hyper = _affine(x, inner.weight_ih[: self.input_size], inner.bias)
+        return torch.cat([main, hyper], -1)
+
+    def recurrence(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        h, c, hyper_h, hyper_c = state
+        batch, hid, emb = h.shape[0], self.hidden_size, self.hyper_embedding_size
+        inner = self.hyper_cell
+        inner_xp = torch.addmm(xp[:, 4 * hid :], h, inner.weight_ih[self.input_size :])
+        hyper_out, (hyper_h, hyper_c) = inner.recurrence(inner_xp, (hyper_h, hyper_c))
+
+        # All eight per-block scalings in one GEMM and one batched GEMM: (B, 8, H).
+        zw = torch.addmm(self.zw_bias, hyper_out, self.zw_weight).view(batch, 8, emb)
+        scale = torch.einsum("bke,keh->bkh", zw, self.alpha)
+        zb = (hyper_out @ self.zb_weight).view(batch, 4, emb)
+        shift = torch.einsum("bke,keh->bkh", zb, self.beta)
+
+        xh = xp[:, : 4 * hid].view(batch, 4, hid)
+        hh = (h @ self.weight_hh).view(batch, 4, hid)
+        gates = scale[:, :4] * xh + scale[:, 4:] * hh + shift + self.bias.view(4, hid)
+        if self.use_layer_norm:
+            gates = _gate_layer_norm(gates, self.gate_norm_gain, self.gate_norm_bias)
+        i, j, f, o = gates.unbind(1)
+        c = c * torch.sigmoid(f + self.forget_bias) + torch.sigmoid(i) * self._candidate(j)
+        normed_c = F.layer_norm(c, (hid,), self.cell_norm_gain, self.cell_norm_bias, LAYER_NORM_EPS)
+        h = torch.tanh(normed_c) * torch.sigmoid(o)
+        return h, (h, c, hyper_h, hyper_c)
+
+    def state_from_vector(self, v: Tensor) -> State:
+        hid, hyp = self.hidden_size, self.hyper_num_units
+        h, hyper_a, c, hyper_b = v.split([hid, hyp, hid, hyp], 1)
+        hyper_h, hyper_c = self.hyper_cell.state_from_vector(torch.cat([hyper_a, hyper_b], 1))
+        return h, c, hyper_h, hyper_c
+
+    def state_to_vector(self, state: State) -> Tensor:
+        h, c, hyper_h, hyper_c = state
+        hyper_a, hyper_b = self.hyper_cell.state_to_vector((hyper_h, hyper_c)).split(
+            self.hyper_num_units, 1
+        )
+        return torch.cat([h, hyper_a, c, hyper_b], 1)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, hyper_num_units={self.hyper_num_units}, "
+            f"hyper_embedding_size={self.hyper_embedding_size}, "
+            f"use_layer_norm={self.use_layer_norm}"
+        )
+
+
+def make_cell(
+    kind: str, input_size: int, hidden_size: int, *, dropout: float = 0.0, **kw: object
+) -> RecurrentCell:
+    """Build a cell of kind "lstm", "layer_norm" or "hyper"; `kw` goes to its class.
+
+    Extra options: ``forget_bias`` (all kinds, default 1.0); for "hyper" also ``hyper_num_units``
+    (256), ``hyper_embedding_size`` (32), ``use_layer_norm`` (True), ``hyper_recurrent_dropout``
+    (False). `dropout` is the recurrent dropout drop probability (magenta: 1 - keep prob).
+    """
+    classes: dict[str, type[RecurrentCell]] = {
+        "lstm": LSTMCell,
+        "layer_norm": LayerNormLSTMCell,
+        "hyper": HyperLSTMCell,
+    }
+    if kind not in classes:
+        raise ValueError(f"unknown cell kind {kind!r}; expected one of {', '.join(CELL_KINDS)}")
+    return classes[kind](input_size, hidden_size, dropout=dropout, **kw)
