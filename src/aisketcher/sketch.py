@@ -25,9 +25,7 @@ def validate_stroke3(data: object, source: str | None = None) -> np.ndarray:
         arr = np.asarray(data)
     except (ValueError, TypeError) as exc:
         raise SketchDataError(f"not a numeric array: {exc}", source) from None
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-    ):
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise SketchDataError(f"stroke-3 must be numeric, got dtype {arr.dtype}", source)
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise SketchDataError(f"stroke-3 must have shape (N, 3), got {arr.shape}", source)

@@ -3,8 +3,235 @@
 from __future__ import annotations
 
 import argparse
+import itertools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from aisketcher.data.download import DEFAULT_BASE_URL, FORMATS, download_classes
+from aisketcher.data.stats import SplitStats, normalizing_scale_factor, split_stats
+from aisketcher.errors import SketchDataError
+from aisketcher.formats.npz import SPLITS, read_npz, write_npz
+from aisketcher.sketch import MAX_OFFSET, Sketch
+
+_RAW = argparse.RawDescriptionHelpFormatter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("data", help="download, inspect, convert and render sketch data")
-    parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    parser = sub.add_parser(
+        "data",
+        help="download, inspect, convert and render sketch data",
+        description="Download, inspect, convert and render sketch data files.",
+        epilog="examples:\n"
+        "  aisketcher data download cat --format sketchrnn --dest data/quickdraw\n"
+        "  aisketcher data inspect data/quickdraw/cat.npz\n"
+        "run 'aisketcher data ACTION --help' for each action's options",
+        formatter_class=_RAW,
+    )
+    actions = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    _register_download(actions)
+    _register_inspect(actions)
+    _register_convert(actions)
+    _register_render(actions)
+
+
+def _register_download(actions: argparse._SubParsersAction) -> None:
+    p = actions.add_parser(
+        "download",
+        help="download official Quick, Draw! files, one per class",
+        description="Download official Quick, Draw! files, one per class, from Google's bucket.\n"
+        "An interrupted download resumes where it stopped; complete files are skipped.\n"
+        "Formats: sketchrnn (stroke-3 .npz, 70000/2500/2500 sketches), simplified and raw\n"
+        "(.ndjson, every drawing of the class: often hundreds of MB per file).",
+        epilog="example:\n"
+        "  aisketcher data download cat 'paint can' --format sketchrnn --dest data/quickdraw\n"
+        "class names are as in Quick, Draw! ('paint can' or paint_can)",
+        formatter_class=_RAW,
+    )
+    p.add_argument("classes", nargs="+", metavar="CLASS", help="Quick, Draw! class names")
+    p.add_argument(
+        "--format", choices=list(FORMATS), default="sketchrnn", help="default: %(default)s"
+    )
+    p.add_argument("--dest", type=Path, required=True, metavar="DIR", help="folder to write into")
+    p.add_argument("--base-url", default=DEFAULT_BASE_URL, help="default: %(default)s")
+    p.add_argument("--retries", type=int, default=3, help="attempts after a network error")
+    p.set_defaults(func=_download)
+
+
+def _download(args: argparse.Namespace) -> int:
+    paths = download_classes(
+        args.classes, args.format, args.dest, base_url=args.base_url, retries=args.retries
+    )
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _register_inspect(actions: argparse._SubParsersAction) -> None:
+    p = actions.add_parser(
+        "inspect",
+        help="counts and statistics of a .npz or .ndjson sketch file",
+        description="Print per-split sketch counts, points per sketch and strokes per sketch\n"
+        "(min, mean, median, 95th percentile, max), and Sketch-RNN's scale factor: the std of\n"
+        f"all dx, dy offsets of the training split (all drawings of an .ndjson) clamped to "
+        f"+-{MAX_OFFSET:g}.",
+        epilog="example:\n  aisketcher data inspect ../shared/data/quickdraw/cat.npz",
+        formatter_class=_RAW,
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="a sketch-rnn .npz or an .ndjson file")
+    p.set_defaults(func=_inspect)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    if path.suffix.lower() == ".ndjson":
+        sketches = _read_ndjson(path)
+        print(f"{path}: Quick, Draw! .ndjson, {len(sketches)} drawings")
+        rows = {"all": split_stats([s.stroke3 for s in sketches])}
+        scale_of = [s.stroke3 for s in sketches]
+    else:
+        splits = read_npz(path)
+        print(f"{path}: sketch-rnn .npz, {sum(len(v) for v in splits.values())} sketches")
+        rows = {name: split_stats(sketches) for name, sketches in splits.items()}
+        rows["all"] = split_stats([s for sketches in splits.values() for s in sketches])
+        scale_of = splits["train"]
+    _print_stats_table(rows)
+    scale = normalizing_scale_factor(scale_of) if scale_of else float("nan")
+    source = "training split" if path.suffix.lower() != ".ndjson" else "all drawings"
+    print(f"scale factor: {scale:.4f} (std of dx, dy of the {source}, clamped to +-{MAX_OFFSET:g})")
+    return 0
+
+
+def _print_stats_table(rows: dict[str, SplitStats]) -> None:
+    head = "".join(f"{h:>7}" for h in ("min", "mean", "median", "95%", "max"))
+    print(f"{'split':<6}{'sketches':>9}  points:{head}  strokes:{head}")
+    for name, st in rows.items():
+        cells = [
+            "".join(_number(getattr(v, f)) for f in ("min", "mean", "median", "p95", "max"))
+            for v in (st.length, st.strokes)
+        ]
+        print(f"{name:<6}{st.count:>9}         {cells[0]}          {cells[1]}")
+
+
+def _number(value: float) -> str:
+    """Seven characters: integers as such, anything else with one decimal."""
+    return f"{value:>7g}" if float(value).is_integer() else f"{value:>7.1f}"
+
+
+def _register_convert(actions: argparse._SubParsersAction) -> None:
+    p = actions.add_parser(
+        "convert",
+        help="convert Quick, Draw! .ndjson files to a sketch-rnn .npz",
+        description="Convert Quick, Draw! .ndjson drawings (simplified or raw) to stroke-3 and\n"
+        "write them as a sketch-rnn .npz with train/valid/test splits. Each input file is\n"
+        "shuffled and split on its own, so every class keeps the split fractions.",
+        epilog="example:\n"
+        "  aisketcher data convert 'paint can.ndjson' cat.ndjson --out two.npz --split 0.8,0.1,0.1",
+        formatter_class=_RAW,
+    )
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IN.ndjson")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT.npz")
+    p.add_argument("--split", default="0.8,0.1,0.1", help="train,valid,test fractions")
+    p.add_argument("--split-seed", type=int, default=0, help="shuffle seed (default: 0)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unusable lines instead of failing")
+    p.set_defaults(func=_convert)
+
+
+def split_fractions(text: str) -> tuple[float, float, float]:
+    """Parse `train,valid,test` fractions: three non-negative numbers summing to 1."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 0 or abs(sum(values) - 1) > 1e-6:
+        raise SketchDataError(f"--split wants three fractions summing to 1, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def split_sketches(
+    sketches: Sequence[np.ndarray], fractions: tuple[float, float, float], seed: int
+) -> dict[str, list[np.ndarray]]:
+    """Shuffle with `seed`, then cut train/valid/test; valid and test get rounded shares."""
+    order = np.random.default_rng(seed).permutation(len(sketches))
+    n_valid = round(len(sketches) * fractions[1])
+    n_test = round(len(sketches) * fractions[2])
+    n_train = len(sketches) - n_valid - n_test
+    cuts = {"train": order[:n_train], "valid": order[n_train : n_train + n_valid]}
+    cuts["test"] = order[n_train + n_valid :]
+    return {name: [sketches[i] for i in idx] for name, idx in cuts.items()}
+
+
+def _convert(args: argparse.Namespace) -> int:
+    fractions = split_fractions(args.split)
+    if args.out.suffix.lower() != ".npz":
+        raise SketchDataError("the output of convert must be a .npz file", str(args.out))
+    merged: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    for path in args.inputs:
+        sketches = [s.stroke3 for s in _read_ndjson(path, skip_bad=args.skip_bad)]
+        if not sketches:
+            raise SketchDataError("no drawings to convert", str(path))
+        for name, part in split_sketches(sketches, fractions, args.split_seed).items():
+            merged[name].extend(part)
+    write_npz(args.out, merged)
+    counts = " / ".join(str(len(merged[name])) for name in SPLITS)
+    print(f"{args.out}: {counts} sketches (train / valid / test)")
+    return 0
+
+
+def _register_render(actions: argparse._SubParsersAction) -> None:
+    p = actions.add_parser(
+        "render",
+        help="draw sketches from a .npz or .ndjson file as SVG, PNG or an animated GIF",
+        description="Draw one sketch (--index) or the first N x N sketches as a captioned grid\n"
+        "(--grid N) of a sketch-rnn .npz split or an .ndjson file. The output's extension picks\n"
+        "the format: .svg, .png, or .gif (one sketch, drawn stroke by stroke).",
+        epilog="examples:\n"
+        "  aisketcher data render ../shared/data/quickdraw/cat.npz --index 3 --out cat.gif\n"
+        "  aisketcher data render ../shared/data/quickdraw/cat.npz --grid 4 --out cats.png",
+        formatter_class=_RAW,
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="a sketch-rnn .npz or an .ndjson file")
+    p.add_argument("--split", choices=SPLITS, default="test", help=".npz split (default: test)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--index", type=int, default=0, help="the sketch to draw (default: 0)")
+    which.add_argument("--grid", type=int, metavar="N", help="draw the first N x N sketches")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT.(svg|png|gif)")
+    p.set_defaults(func=_render)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from aisketcher.render import save_sketches
+
+    path: Path = args.file
+    if args.grid is not None and args.grid < 1:
+        raise SketchDataError(f"--grid must be at least 1, got {args.grid}")
+    if args.grid is None and args.index < 0:
+        raise SketchDataError(f"--index must be >= 0, got {args.index}")
+    wanted = args.grid**2 if args.grid is not None else args.index + 1
+    if path.suffix.lower() == ".ndjson":
+        where = str(path)
+        sketches = _read_ndjson(path, limit=wanted)
+    else:
+        where = f"{path} split {args.split!r}"
+        sketches = [Sketch(s) for s in read_npz(path, [args.split])[args.split][:wanted]]
+    if args.grid is None:
+        if args.index >= len(sketches):
+            raise SketchDataError(f"--index {args.index} is out of range: {where} is shorter")
+        save_sketches(sketches[args.index], args.out)
+    else:
+        save_sketches(sketches, args.out, labels=[f"#{i}" for i in range(len(sketches))])
+    print(f"{args.out}: {1 if args.grid is None else len(sketches)} sketch(es) from {where}")
+    return 0
+
+
+def _read_ndjson(path: Path, *, skip_bad: bool = False, limit: int | None = None) -> list[Sketch]:
+    """Drawings of an .ndjson file as stroke-3 Sketches labelled with their word."""
+    from aisketcher.formats.ndjson import drawing_to_stroke3, iter_ndjson
+
+    drawings: Iterator = iter_ndjson(path, skip_bad=skip_bad)
+    if limit is not None:
+        drawings = itertools.islice(drawings, limit)
+    progress = tqdm(drawings, desc=path.name, unit=" drawings", disable=None)
+    return [Sketch(drawing_to_stroke3(d), d.word) for d in progress]

@@ -31,7 +31,6 @@ _ALLOWED_GLOBALS = {
 }
 
 
-
 def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
     """Stand-in for `_codecs.encode`, which protocol-2 pickles use to carry raw bytes."""
     if not isinstance(text, str) or encoding.lower().replace("-", "") != "latin1":
@@ -82,7 +81,9 @@ def _read_member(data: bytes, source: str) -> np.ndarray:
 def _as_sketch_list(arr: np.ndarray, source: str) -> list[np.ndarray]:
     if arr.dtype == object:
         if arr.ndim != 1:
-            raise SketchDataError(f"expected a 1-D array of sketches, got shape {arr.shape}", source)
+            raise SketchDataError(
+                f"expected a 1-D array of sketches, got shape {arr.shape}", source
+            )
         items: Iterable = arr
     elif arr.ndim == 3:
         items = list(arr)
@@ -125,7 +126,9 @@ def read_npz(path: str | Path, splits: Iterable[str] = SPLITS) -> dict[str, list
                 data = archive.read(info)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 raise SketchDataError(f"corrupt member '{split}': {exc}", name) from None
-            result[split] = _as_sketch_list(_read_member(data, f"{name}[{split}]"), f"{name}:{split}")
+            result[split] = _as_sketch_list(
+                _read_member(data, f"{name}[{split}]"), f"{name}:{split}"
+            )
     return result
 
 

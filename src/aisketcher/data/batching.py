@@ -1,0 +1,198 @@
+"""Batches for the models: stroke-5 with a start token, masks, augmentation and rasters.
+
+Sketches are grouped by length so that a batch is padded to its own longest sketch rather than to
+the longest of the dataset (QuickDraw averages 44 points against a maximum of 250 here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aisketcher.data.dataset import Split
+from aisketcher.raster import unpack_rasters
+from aisketcher.sketch import stroke3_to_stroke5
+
+# Sketch-RNN's start token S0 = (0, 0, 1, 0, 0), prepended to every sequence.
+START_TOKEN = np.array([0.0, 0.0, 1.0, 0.0, 0.0], dtype=np.float32)
+
+
+@dataclass
+class Batch:
+    """A batch of B sketches, batch-major tensors."""
+
+    strokes: torch.Tensor  # (B, L + 1, 5) stroke-5 with the start token in row 0
+    lengths: torch.Tensor  # (B,) number of real points of each sketch
+    labels: torch.Tensor  # (B,) class indices
+    rasters: torch.Tensor | None  # (B, 1, 128, 128) binary images X_r, or None
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """(B, L) 1.0 on the real points of the targets (rows 1..L of `strokes`)."""
+        steps = torch.arange(self.strokes.shape[1] - 1, device=self.lengths.device)
+        return (steps[None, :] < self.lengths[:, None]).float()
+
+    def to(self, device: torch.device | str) -> Batch:
+        rasters = self.rasters.to(device) if self.rasters is not None else None
+        return Batch(
+            self.strokes.to(device), self.lengths.to(device), self.labels.to(device), rasters
+        )
+
+
+def random_scale(s3: np.ndarray, rng: np.random.Generator, amount: float = 0.15) -> np.ndarray:
+    """Independent x and y scaling by U(1 - amount, 1 + amount), as magenta's `random_scale`."""
+    out = s3.copy()
+    out[:, 0] *= (rng.random() - 0.5) * 2 * amount + 1.0
+    out[:, 1] *= (rng.random() - 0.5) * 2 * amount + 1.0
+    return out
+
+
+def drop_points(s3: np.ndarray, rng: np.random.Generator, prob: float = 0.1) -> np.ndarray:
+    """Magenta's `augment_strokes`: drop interior points of a stroke, merging their offsets.
+
+    A point may go only when it and the previous kept point are pen-down and it is at least the
+    third such point in a row; its offset is added to the previous kept point, so the shape keeps
+    its end points.
+    """
+    if prob <= 0 or len(s3) < 3:
+        return s3.copy()
+    draws = rng.random(len(s3))
+    out = [s3[0].copy()]
+    count = 0
+    for i in range(1, len(s3)):
+        point = s3[i]
+        prev = out[-1]
+        count = 0 if point[2] == 1 or prev[2] == 1 else count + 1
+        if point[2] == 0 and prev[2] == 0 and count > 2 and draws[i] < prob:
+            prev[0] += point[0]
+            prev[1] += point[1]
+        else:
+            out.append(point.copy())
+    return np.stack(out)
+
+
+def augment(s3: np.ndarray, rng: np.random.Generator, scale: float, drop: float) -> np.ndarray:
+    """Training augmentation in magenta's order: random scaling, then point dropping."""
+    out = random_scale(s3, rng, scale) if scale > 0 else s3
+    return drop_points(out, rng, drop) if drop > 0 else out.copy()
+
+
+def collate(
+    sketches: list[np.ndarray],
+    labels: np.ndarray,
+    rasters: np.ndarray | None = None,
+    pad_to: int | None = None,
+) -> Batch:
+    """Stack stroke-3 sketches into a stroke-5 batch with S0 prepended and p3 = 1 padding rows."""
+    lengths = np.array([len(s) for s in sketches], dtype=np.int64)
+    longest = int(lengths.max()) if pad_to is None else pad_to
+    out = np.empty((len(sketches), longest + 1, 5), dtype=np.float32)
+    out[:, 0] = START_TOKEN
+    for i, s in enumerate(sketches):
+        out[i, 1:] = stroke3_to_stroke5(s, longest)
+    raster_tensor = None
+    if rasters is not None:
+        raster_tensor = torch.from_numpy(rasters.astype(np.float32)).unsqueeze(1)
+    return Batch(
+        torch.from_numpy(out),
+        torch.from_numpy(lengths),
+        torch.as_tensor(labels, dtype=torch.long),
+        raster_tensor,
+    )
+
+
+def length_grouped_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group: int = 50
+) -> list[np.ndarray]:
+    """Shuffle, sort within windows of `group` batches by length, cut into batches, shuffle those.
+
+    Windows keep batches random while each batch holds sketches of similar length.
+    """
+    order = rng.permutation(len(lengths))
+    window = batch_size * group
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    full = [b for b in batches if len(b) == batch_size] or batches
+    return [full[i] for i in rng.permutation(len(full))]
+
+
+class BatchLoader:
+    """Endless (training) or single-pass (evaluation) batches from one split.
+
+    Training batches are augmented and length-grouped; evaluation batches keep file order and are
+    not augmented. `rasters` are the bit-packed binarized images of the un-augmented sketches
+    (`raster.cached_rasters(..., packed=True)`), expanded one batch at a time.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        *,
+        rasters: np.ndarray | None = None,
+        train: bool = True,
+        seed: int = 0,
+        scale: float = 0.15,
+        drop: float = 0.1,
+        group_by_length: bool = True,
+        pad_to: int | None = None,
+    ) -> None:
+        if len(split) == 0:
+            raise ValueError("cannot batch an empty split")
+        self.split = split
+        self.batch_size = batch_size
+        self.rasters = rasters
+        self.train = train
+        self.rng = np.random.default_rng(seed)
+        self.scale = scale if train else 0.0
+        self.drop = drop if train else 0.0
+        self.group_by_length = group_by_length
+        self.pad_to = pad_to
+        self._lengths = split.lengths()
+        self._queue: list[np.ndarray] = []
+
+    def make_batch(self, indices: np.ndarray) -> Batch:
+        sketches = [self.split.sketches[i] for i in indices]
+        if self.train:
+            sketches = [augment(s, self.rng, self.scale, self.drop) for s in sketches]
+        rasters = None
+        if self.rasters is not None:
+            rasters = unpack_rasters(self.rasters[indices], self.rasters.shape[1])
+        return collate(sketches, self.split.labels[indices], rasters, self.pad_to)
+
+    def _epoch(self) -> list[np.ndarray]:
+        if self.group_by_length:
+            return length_grouped_batches(self._lengths, self.batch_size, self.rng)
+        order = self.rng.permutation(len(self.split))
+        return [
+            order[i : i + self.batch_size]
+            for i in range(0, len(order) - self.batch_size + 1, self.batch_size)
+        ] or [order]
+
+    def next_batch(self) -> Batch:
+        """The next training batch; a new shuffled epoch begins when one runs out."""
+        if not self._queue:
+            self._queue = self._epoch()[::-1]
+        return self.make_batch(self._queue.pop())
+
+    def __iter__(self) -> Iterator[Batch]:
+        """One pass over the split in order (for validation and test)."""
+        for start in range(0, len(self.split), self.batch_size):
+            yield self.make_batch(np.arange(start, min(start + self.batch_size, len(self.split))))
+
+    def get_state(self) -> dict:
+        """RNG and epoch position, JSON-serialisable, for exact resume."""
+        return {
+            "rng": self.rng.bit_generator.state,
+            "queue": [b.tolist() for b in self._queue],
+        }
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self._queue = [np.asarray(b, dtype=np.int64) for b in state["queue"]]

@@ -1,0 +1,197 @@
+"""Download official Quick, Draw! files, one per class, resumably and atomically.
+
+A file is written to `<name>.part` and renamed only once its size matches what the server announced,
+so a file with the final name is always complete; an interrupted `.part` is resumed with an HTTP
+Range request on the next attempt or the next run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import http.client
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import quote
+
+from tqdm import tqdm
+
+from aisketcher.data.categories import QUICKDRAW_CLASSES
+from aisketcher.errors import SketchDataError
+
+DEFAULT_BASE_URL = "https://storage.googleapis.com/quickdraw_dataset"
+
+# fmt -> (folder in Google's bucket, file extension).
+FORMATS: dict[str, tuple[str, str]] = {
+    "sketchrnn": ("sketchrnn", ".npz"),
+    "simplified": ("full/simplified", ".ndjson"),
+    "raw": ("full/raw", ".ndjson"),
+}
+
+_CHUNK = 1 << 16
+_TIMEOUT_S = 60.0
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+# Lower case, underscores as spaces -> official spelling, so `paint_can` and `the mona lisa` work.
+_BY_KEY = {name.lower(): name for name in QUICKDRAW_CLASSES}
+
+# Errors worth another attempt: the network or the server failed, not the request.
+_TRANSIENT = (
+    urllib.error.URLError,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class _IncompleteDownload(Exception):
+    """The transfer ended before the announced size; the `.part` file is kept for resuming."""
+
+
+def resolve_class(name: str) -> str:
+    """The official spelling of a class name, or SketchDataError suggesting the nearest names."""
+    found = _BY_KEY.get(name.strip().replace("_", " ").lower())
+    if found is not None:
+        return found
+    close = difflib.get_close_matches(name.replace("_", " "), QUICKDRAW_CLASSES, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise SketchDataError(f"unknown Quick, Draw! class {name!r}{hint}")
+
+
+def class_url(name: str, fmt: str, base_url: str = DEFAULT_BASE_URL) -> str:
+    """The file's URL; Google's bucket keeps the spaces of class names (quoted as %20)."""
+    folder, ext = _format(fmt)
+    return f"{base_url.rstrip('/')}/{folder}/{quote(name)}{ext}"
+
+
+def local_filename(name: str, fmt: str) -> str:
+    """The name written on disk, as in the shared data layout.
+
+    Sketch-rnn files get underscores (`paint_can.npz`); ndjson files keep Google's spaces.
+    """
+    _, ext = _format(fmt)
+    stem = name.replace(" ", "_") if fmt == "sketchrnn" else name
+    return stem + ext
+
+
+def download_classes(
+    classes: Iterable[str],
+    fmt: str,
+    dest: str | Path,
+    *,
+    base_url: str = DEFAULT_BASE_URL,
+    retries: int = 3,
+    progress: bool = True,
+    backoff_s: float = 1.0,
+) -> list[Path]:
+    """Download one `fmt` file (sketchrnn, simplified or raw) per class into `dest`.
+
+    Every class name is checked before anything is fetched; files already complete are skipped.
+    A network failure is retried `retries` times, waiting `backoff_s`, then twice that, and so on.
+    Returns the local paths in the order of `classes`.
+    """
+    _format(fmt)
+    if retries < 0:
+        raise SketchDataError(f"retries must be >= 0, got {retries}")
+    names = [resolve_class(c) for c in classes]
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        path = dest / local_filename(name, fmt)
+        if not path.exists():
+            download_file(
+                class_url(name, fmt, base_url),
+                path,
+                retries=retries,
+                progress=progress,
+                backoff_s=backoff_s,
+            )
+        paths.append(path)
+    return paths
+
+
+def download_file(
+    url: str, path: Path, *, retries: int = 3, progress: bool = True, backoff_s: float = 1.0
+) -> None:
+    """Fetch `url` into `path` through `path.part`, resuming and retrying; see the module doc."""
+    part = path.with_name(path.name + ".part")
+    for attempt in range(retries + 1):
+        try:
+            _fetch(url, part, progress)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code == 404:
+                raise SketchDataError(f"not found (HTTP 404): {url}") from None
+            if exc.code == 416:
+                # The .part does not fit the file on the server (it changed?): start over.
+                part.unlink(missing_ok=True)
+                error: Exception = exc
+            elif exc.code == 429 or exc.code >= 500:
+                error = exc
+            else:
+                raise SketchDataError(f"HTTP {exc.code} {exc.reason}: {url}") from None
+        except (*_TRANSIENT, _IncompleteDownload) as exc:
+            error = exc
+        else:
+            part.replace(path)
+            return
+        if attempt < retries:
+            time.sleep(backoff_s * 2**attempt)
+    raise SketchDataError(f"download failed after {retries + 1} attempts ({error}): {url}")
+
+
+def _format(fmt: str) -> tuple[str, str]:
+    try:
+        return FORMATS[fmt]
+    except KeyError:
+        raise SketchDataError(
+            f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}"
+        ) from None
+
+
+def _fetch(url: str, part: Path, progress: bool) -> None:
+    """One attempt: extend `part` from where it stops (or rewrite it) up to the announced size."""
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url)
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
+        if response.status == 206:
+            total = _resumed_size(response, offset, part)
+        else:
+            offset = 0  # the server ignored Range (or none was sent) and sends the whole file
+            length = response.headers.get("Content-Length", "")
+            total = int(length) if length.isdigit() else None
+        with (
+            open(part, "ab" if offset else "wb") as out,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name.removesuffix(".part"),
+                disable=not progress,
+            ) as bar,
+        ):
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise _IncompleteDownload(f"received {size} of {total} bytes")
+
+
+def _resumed_size(response: http.client.HTTPResponse, offset: int, part: Path) -> int | None:
+    """The complete file's size from a 206's Content-Range, which must start at `offset`."""
+    match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+    if match is None or int(match[1]) != offset:
+        # Bytes from elsewhere cannot be appended: drop the .part so the next attempt starts over.
+        part.unlink()
+        raise _IncompleteDownload(f"unusable Content-Range for a resume at byte {offset}")
+    if match[3] != "*":
+        return int(match[3])
+    return int(match[2]) + 1

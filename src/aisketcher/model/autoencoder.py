@@ -1,0 +1,82 @@
+"""The paper's CNN autoencoder over the 128x128 binarized raster X_r (paper Fig. 1c).
+
+Encoder: 6 convolutions with 2x2 kernels, depths (4, 4, 8, 8, 8, 8), strides alternating 2 and 1,
+ReLU, then a fully connected layer with tanh giving z_r. Decoder: the mirror image, a fully connected
+layer then 6 (de)convolutions whose input depths are (8, 8, 8, 8, 4, 4), down to one channel.
+Sketch-pix2seq uses the same encoder in place of the RNN encoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ENCODER_DEPTHS = (4, 4, 8, 8, 8, 8)
+DECODER_DEPTHS = (8, 8, 8, 8, 4, 4)
+STRIDES = (2, 1, 2, 1, 2, 1)
+
+
+def _conv(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+    """A 2x2 convolution; stride 1 keeps the size by padding right and bottom (TF's "SAME")."""
+    conv = nn.Conv2d(c_in, c_out, 2, stride=stride)
+    return [conv] if stride == 2 else [nn.ZeroPad2d((0, 1, 0, 1)), conv]
+
+
+class RasterEncoder(nn.Module):
+    """X_r (B, 1, S, S) -> (B, out_size) in (-1, 1)."""
+
+    def __init__(self, out_size: int, raster_size: int = 128) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 1
+        for depth, stride in zip(ENCODER_DEPTHS, STRIDES, strict=True):
+            layers += [*_conv(channels, depth, stride), nn.ReLU()]
+            channels = depth
+        self.convs = nn.Sequential(*layers)
+        self.side = raster_size // 2 ** STRIDES.count(2)
+        self.fc = nn.Linear(channels * self.side**2, out_size)
+
+    def forward(self, raster: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.fc(self.convs(raster).flatten(1)))
+
+
+class RasterDecoder(nn.Module):
+    """z_r (B, z) -> reconstruction logits (B, 1, S, S)."""
+
+    def __init__(self, z_size: int, raster_size: int = 128) -> None:
+        super().__init__()
+        self.side = raster_size // 2 ** STRIDES.count(2)
+        self.fc = nn.Linear(z_size, DECODER_DEPTHS[0] * self.side**2)
+        layers: list[nn.Module] = []
+        outs = (*DECODER_DEPTHS[1:], 1)
+        for i, (c_in, c_out, stride) in enumerate(
+            zip(DECODER_DEPTHS, outs, STRIDES[::-1], strict=True)
+        ):
+            if stride == 2:
+                layers.append(nn.ConvTranspose2d(c_in, c_out, 2, stride=2))
+            else:
+                layers.extend(_conv(c_in, c_out, 1))
+            if i < len(outs) - 1:
+                layers.append(nn.ReLU())
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc(z)).view(-1, DECODER_DEPTHS[0], self.side, self.side)
+        return self.deconvs(h)
+
+
+class RasterAutoencoder(nn.Module):
+    def __init__(self, z_size: int = 128, raster_size: int = 128) -> None:
+        super().__init__()
+        self.encoder = RasterEncoder(z_size, raster_size)
+        self.decoder = RasterDecoder(z_size, raster_size)
+
+    def forward(self, raster: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns z_r and the reconstruction X_r' in [0, 1]."""
+        z = self.encoder(raster)
+        return z, torch.sigmoid(self.decoder(z))
+
+
+def reconstruction_error(raster: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """Summed squared error between X_r and X_r' per image, averaged over the batch."""
+    return ((recon - raster) ** 2).flatten(1).sum(1).mean()

@@ -1,0 +1,140 @@
+"""ModelConfig: every choice of the model in one dataclass, and the named presets.
+
+A baseline or ablation is a preset of the same parts (spec section 2.8), never a copy of the code.
+Field comments give the paper's value; `SIZES` holds the paper's, magenta's and a laptop size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aisketcher.errors import SketchDataError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "ai-sketcher"  # the preset this config came from
+    # --- which parts the model has ---
+    encoder: str = "rnn"  # "rnn" (bidirectional, paper), "cnn" (pix2seq), "none" (decoder only)
+    conditional: bool = True  # class vector c on encoder output, decoder input, initial state
+    use_autoencoder: bool = True  # CNN autoencoder over the 128x128 raster gives z_r (paper)
+    use_influence: bool = True  # influence layer a_d, eq. 9-11 (paper)
+    variational: bool = True  # KL term on z_s; False for Sketch-pix2seq (no KL)
+    num_classes: int = 1  # k, length of c; set from the training data
+    # --- sizes (paper: encoder 512 = 2 x 256, decoder 2048, n_z 256, n_a 512, z_r 128) ---
+    cell: str = "layer_norm"  # "lstm", "layer_norm" (paper), "hyper" (magenta default)
+    enc_rnn_size: int = 256  # units per encoder direction; h_enc_i has 2x this = n_a (paper 2x256)
+    dec_rnn_size: int = 2048  # decoder units (paper 2048, magenta 512)
+    z_size: int = 256  # n_z, size of z_s (paper 256, magenta 128)
+    raster_z_size: int = 128  # size of z_r from the CNN autoencoder (paper 128)
+    num_mixture: int = 20  # m, bivariate normals in the output GMM (paper 20)
+    raster_size: int = 128  # side of the binarized raster X_r (paper 128)
+    max_seq_len: int = 250  # N_max: longest sketch kept; normalises l_c and l_s (magenta 250)
+    # --- influence layer open points (spec section 3) ---
+    attention_causal: bool = True  # alpha over encoder states i <= j (paper's text) or all i
+    influence_sigma: str = "paper"  # "paper": sigma_a = exp(tanh(mu_a)/2); "learned": dense layer
+    # --- regularisation ---
+    recurrent_dropout: float = 0.1  # drop prob. on the LSTM candidate (magenta keep 0.9)
+    # --- loss (eq. 12-14) ---
+    kl_tolerance: float = 0.2  # epsilon, the KL floor (paper 0.20)
+    kl_weight: float = 1.0  # alpha after annealing (paper 1.00)
+    kl_weight_start: float = 0.01  # alpha at step 0 (magenta 0.01)
+    kl_decay_rate: float = 0.99995  # alpha = w - (w - w0) * rate^step (magenta)
+    influence_beta: float = 0.1  # beta, weight of l_a inside l_kl (paper 0.1)
+    autoencoder_mode: str = "joint"  # "joint": AE loss added; "pretrain": AE first, then frozen
+    autoencoder_weight: float = 1.0  # weight of the AE's summed squared error in the joint loss
+    autoencoder_pretrain_steps: int = 2000  # steps of AE-only training in "pretrain" mode
+
+    @property
+    def enc_state_size(self) -> int:
+        """Size of every encoder state h_enc_i = [forward; backward]; also n_a."""
+        return 2 * self.enc_rnn_size
+
+    @property
+    def has_latent(self) -> bool:
+        return self.encoder != "none"
+
+    @property
+    def cond_size(self) -> int:
+        return self.num_classes if self.conditional else 0
+
+    @property
+    def decoder_input_size(self) -> int:
+        """Size of z = [z_s; z_r; a_d; c; s_i] (eq. 5)."""
+        size = 5 + self.cond_size
+        if self.has_latent:
+            size += self.z_size
+        if self.use_autoencoder:
+            size += self.raster_z_size
+        if self.use_influence:
+            size += self.enc_state_size
+        return size
+
+    def validate(self) -> ModelConfig:
+        checks = {
+            "encoder": self.encoder in ("rnn", "cnn", "none"),
+            "cell": self.cell in ("lstm", "layer_norm", "hyper"),
+            "influence_sigma": self.influence_sigma in ("paper", "learned"),
+            "autoencoder_mode": self.autoencoder_mode in ("joint", "pretrain"),
+            "num_classes": self.num_classes >= 1,
+            "use_influence needs encoder 'rnn'": not self.use_influence or self.encoder == "rnn",
+            "recurrent_dropout in [0, 1)": 0 <= self.recurrent_dropout < 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise SketchDataError(f"invalid model config ({', '.join(bad)}): {self}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SketchDataError(f"unknown model config fields: {', '.join(unknown)}")
+        return cls(**data).validate()
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# Each preset switches parts of the same model on or off (paper section "Experiments").
+PRESETS: dict[str, dict[str, Any]] = {
+    "sketch-rnn": dict(conditional=False, use_autoencoder=False, use_influence=False),
+    "sketch-rnn-decoder": dict(
+        encoder="none", conditional=False, use_autoencoder=False, use_influence=False
+    ),
+    "sketch-rnn-cond": dict(use_autoencoder=False, use_influence=False),
+    "sketch-pix2seq": dict(
+        encoder="cnn",
+        conditional=False,
+        use_autoencoder=False,
+        use_influence=False,
+        variational=False,
+    ),
+    "ai-sketcher-no-influence": dict(use_influence=False),
+    "ai-sketcher-no-autoencoder": dict(use_autoencoder=False),
+    "ai-sketcher": {},
+}
+
+# Sizes: the paper's, magenta's sketch-rnn defaults, and one that trains well on a laptop CPU.
+SIZES: dict[str, dict[str, Any]] = {
+    "paper": dict(enc_rnn_size=256, dec_rnn_size=2048, z_size=256, raster_z_size=128),
+    "magenta": dict(enc_rnn_size=256, dec_rnn_size=512, z_size=128, raster_z_size=128),
+    "small": dict(enc_rnn_size=128, dec_rnn_size=256, z_size=64, raster_z_size=64),
+}
+
+
+def make_config(preset: str = "ai-sketcher", size: str = "small", **overrides: Any) -> ModelConfig:
+    """A named preset at a named size, with any field overridden."""
+    if preset not in PRESETS:
+        raise SketchDataError(f"unknown config '{preset}'; choose from {', '.join(PRESETS)}")
+    if size not in SIZES:
+        raise SketchDataError(f"unknown size '{size}'; choose from {', '.join(SIZES)}")
+    fields = {"name": preset, **SIZES[size], **PRESETS[preset], **overrides}
+    return ModelConfig(**fields).validate()

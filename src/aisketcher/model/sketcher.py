@@ -1,0 +1,209 @@
+"""The AI-Sketcher model: assembles the parts a ModelConfig asks for.
+
+Every baseline is this class with parts switched off (see config.PRESETS). Tensors are batch-major
+at the boundary. Training and sampling live outside (train/, generate.py); they use `encode`,
+`initial_state`, `decode` and `decode_step`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aisketcher.model.autoencoder import RasterAutoencoder, RasterEncoder
+from aisketcher.model.cells import make_cell
+from aisketcher.model.config import ModelConfig
+from aisketcher.model.encoder import SketchEncoder
+from aisketcher.model.influence import InfluenceLayer
+from aisketcher.model.mixture import Mixture
+
+
+@dataclass
+class Latent:
+    """Everything the decoder conditions on, for one batch of sketches."""
+
+    c: torch.Tensor | None  # (B, k) one-hot class vector
+    z_s: torch.Tensor | None  # (B, n_z) eq. 4
+    mu_s: torch.Tensor | None  # (B, n_z) eq. 3
+    log_var_s: torch.Tensor | None  # (B, n_z) log sigma_s^2
+    z_r: torch.Tensor | None  # (B, z_r) raster features
+    raster_recon: torch.Tensor | None  # (B, 1, S, S) X_r'
+    memory: torch.Tensor | None  # (B, T, n_a) every encoder state, for the influence layer
+    memory_lengths: torch.Tensor | None  # (B,)
+
+    def select(self, index: torch.Tensor) -> Latent:
+        """The latents of a subset (or repetition) of the batch."""
+        return Latent(*(None if t is None else t[index] for t in self.__dict__.values()))
+
+
+@dataclass
+class DecoderState:
+    rnn: tuple[torch.Tensor, ...]
+    query: torch.Tensor | None  # h_dec of the previous step, the influence layer's query
+
+
+@dataclass
+class ModelOutput:
+    mixture: Mixture  # over the L target positions
+    latent: Latent
+    mu_a: torch.Tensor | None  # (B, L, n_a)
+    log_var_a: torch.Tensor | None  # (B, L, n_a)
+
+
+class SketchModel(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg = config.validate()
+        dropout = cfg.recurrent_dropout
+        self.encoder: nn.Module | None = None
+        if cfg.encoder == "rnn":
+            self.encoder = SketchEncoder(cfg.cell, cfg.enc_rnn_size, dropout)
+        elif cfg.encoder == "cnn":
+            self.encoder = RasterEncoder(cfg.enc_state_size, cfg.raster_size)
+        if cfg.has_latent:  # eq. 3: [mu_s; log sigma_s^2] = W [h_enc; c] + b
+            self.to_latent = nn.Linear(cfg.enc_state_size + cfg.cond_size, 2 * cfg.z_size)
+        self.autoencoder = (
+            RasterAutoencoder(cfg.raster_z_size, cfg.raster_size) if cfg.use_autoencoder else None
+        )
+        self.influence = (
+            InfluenceLayer(
+                cfg.dec_rnn_size,
+                cfg.enc_state_size,
+                causal=cfg.attention_causal,
+                sigma=cfg.influence_sigma,
+            )
+            if cfg.use_influence
+            else None
+        )
+        self.decoder = make_cell(
+            cfg.cell, cfg.decoder_input_size, cfg.dec_rnn_size, dropout=dropout
+        )
+        init_in = (cfg.z_size if cfg.has_latent else 0) + cfg.cond_size
+        self.to_initial_state = nn.Linear(init_in, self.decoder.state_size) if init_in else None
+        self.output = nn.Linear(cfg.dec_rnn_size, 3 + 6 * cfg.num_mixture)  # eq. 6
+        self.autoencoder_frozen = False
+
+    # ----- encoding -----
+    def class_vector(self, labels: torch.Tensor) -> torch.Tensor | None:
+        if not self.config.conditional:
+            return None
+        return F.one_hot(labels, self.config.num_classes).float()
+
+    def encode(
+        self,
+        strokes: torch.Tensor | None,
+        lengths: torch.Tensor | None,
+        labels: torch.Tensor,
+        rasters: torch.Tensor | None,
+        *,
+        sample: bool = True,
+    ) -> Latent:
+        """strokes (B, T, 5) without the start token; `sample=False` takes z_s = mu_s."""
+        cfg = self.config
+        c = self.class_vector(labels)
+        h_enc = memory = None
+        if cfg.encoder == "rnn":
+            h_enc, memory = self.encoder(strokes, lengths)  # eq. 2
+        elif cfg.encoder == "cnn":
+            h_enc = self.encoder(rasters)
+        z_s = mu = log_var = None
+        if h_enc is not None:
+            h_c = h_enc if c is None else torch.cat([h_enc, c], -1)  # h_c = [h_enc; c]
+            mu, log_var = self.to_latent(h_c).chunk(2, -1)  # eq. 3
+            if cfg.variational and sample:
+                z_s = mu + torch.exp(log_var / 2) * torch.randn_like(mu)  # eq. 4
+            else:
+                z_s = mu
+        z_r = recon = None
+        if self.autoencoder is not None:
+            if self.autoencoder_frozen:
+                with torch.no_grad():
+                    z_r, recon = self.autoencoder(rasters)
+            else:
+                z_r, recon = self.autoencoder(rasters)
+        return Latent(
+            c, z_s, mu, log_var, z_r, recon, memory, lengths if memory is not None else None
+        )
+
+    # ----- decoding -----
+    def initial_state(self, latent: Latent, batch: int) -> DecoderState:
+        """h_0 = tanh(W [z_s; c] + b), or zeros for the decoder-only model."""
+        parts = [t for t in (latent.z_s, latent.c) if t is not None]
+        device = self.output.weight.device
+        if self.to_initial_state is None:
+            rnn = self.decoder.initial_state(batch, device, self.output.weight.dtype)
+        else:
+            rnn = self.decoder.state_from_vector(
+                torch.tanh(self.to_initial_state(torch.cat(parts, -1)))
+            )
+        query = self.influence.first_query(batch) if self.influence is not None else None
+        return DecoderState(rnn, query)
+
+    def _static_inputs(self, latent: Latent) -> list[torch.Tensor]:
+        return [t for t in (latent.z_s, latent.z_r) if t is not None]
+
+    def decode_step(
+        self,
+        point: torch.Tensor,
+        state: DecoderState,
+        latent: Latent,
+        step: int,
+        influence_noise: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, DecoderState, tuple[torch.Tensor, torch.Tensor] | None]:
+        """One step: previous point s_j (B, 5) -> output y_j (B, 3 + 6m), new state, (mu_a, log_var_a)."""
+        inputs = self._static_inputs(latent)
+        stats = None
+        if self.influence is not None:
+            a_d, mu_a, log_var_a = self.influence(
+                state.query, latent.memory, latent.memory_lengths, step, influence_noise
+            )
+            inputs.append(a_d)
+            stats = (mu_a, log_var_a)
+        if latent.c is not None:
+            inputs.append(latent.c)
+        inputs.append(point)
+        h, rnn = self.decoder.step(torch.cat(inputs, -1), state.rnn)  # z = [z_s; z_r; a_d; c; s_i]
+        return self.output(h), DecoderState(rnn, h), stats
+
+    def decode(
+        self, inputs: torch.Tensor, latent: Latent, state: DecoderState | None = None
+    ) -> tuple[Mixture, torch.Tensor | None, torch.Tensor | None]:
+        """Teacher-forced decoding of inputs (B, L, 5) = s_0..s_{L-1}; eq. 5-7 at every step."""
+        batch, length = inputs.shape[:2]
+        state = state or self.initial_state(latent, batch)
+        if self.influence is None:  # no per-step attention: the whole sequence in one cell call
+            static = [*self._static_inputs(latent), *([latent.c] if latent.c is not None else [])]
+            x = inputs.transpose(0, 1)
+            if static:
+                cond = torch.cat(static, -1).unsqueeze(0).expand(length, -1, -1)
+                x = torch.cat([cond, x], -1)
+            h, _ = self.decoder(x, state.rnn)
+            y = self.output(h.transpose(0, 1))
+            return Mixture.from_output(y, self.config.num_mixture), None, None
+        ys, mus, log_vars = [], [], []
+        for j in range(length):
+            y, state, (mu_a, log_var_a) = self.decode_step(inputs[:, j], state, latent, j)
+            ys.append(y)
+            mus.append(mu_a)
+            log_vars.append(log_var_a)
+        y = torch.stack(ys, 1)
+        return (
+            Mixture.from_output(y, self.config.num_mixture),
+            torch.stack(mus, 1),
+            torch.stack(log_vars, 1),
+        )
+
+    def forward(
+        self,
+        strokes: torch.Tensor,
+        lengths: torch.Tensor,
+        labels: torch.Tensor,
+        rasters: torch.Tensor | None = None,
+    ) -> ModelOutput:
+        """strokes (B, L + 1, 5) with the start token; predicts rows 1..L from rows 0..L-1."""
+        latent = self.encode(strokes[:, 1:], lengths, labels, rasters)
+        mixture, mu_a, log_var_a = self.decode(strokes[:, :-1], latent)
+        return ModelOutput(mixture, latent, mu_a, log_var_a)

@@ -1,0 +1,1 @@
+"""Loss, checkpoints and the training loop."""

@@ -1,0 +1,121 @@
+"""Checkpoints: one safetensors file per checkpoint, written atomically.
+
+The file holds the model weights (`model.*`), the optimizer's tensors (`optim.*`) and torch's RNG
+state; everything else (step, configs, scale factor, classes, optimizer scalars, the data loader's
+RNG) is JSON in the file's metadata, so a checkpoint is self-contained, loads without pickle, and can
+never be half-written: it is written to a temporary file and renamed over the old one. A readable
+copy of the JSON is written beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from aisketcher.errors import SketchDataError
+
+META_KEY = "aisketcher"
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    _atomic_write(path, write)
+
+
+def _optimizer_split(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer state_dict -> its tensors (flat names) and the JSON-able rest."""
+    tensors: dict[str, torch.Tensor] = {}
+    per_param: dict[str, dict[str, Any]] = {}
+    for pid, values in state["state"].items():
+        scalars = {}
+        for key, value in values.items():
+            if torch.is_tensor(value) and value.dim() > 0:
+                tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[key] = float(value)
+        per_param[str(pid)] = scalars
+    return tensors, {"param_groups": state["param_groups"], "scalars": per_param}
+
+
+def _optimizer_join(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for pid, scalars in meta["scalars"].items():
+        state[int(pid)] = {k: torch.tensor(v) for k, v in scalars.items()}
+    for name, value in tensors.items():
+        _, pid, key = name.split(".", 2)
+        state.setdefault(int(pid), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    info: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+) -> None:
+    """Write weights, optimizer state and `info` (JSON-able) to `path` and `path.json`."""
+    path = Path(path)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = dict(info)
+    if optimizer is not None:
+        optim_tensors, meta["optimizer"] = _optimizer_split(optimizer.state_dict())
+        tensors.update(optim_tensors)
+        tensors["rng.torch"] = torch.get_rng_state()
+    metadata = {META_KEY: json.dumps(meta)}
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    write_json(path.with_suffix(".json"), {k: v for k, v in meta.items() if k != "optimizer"})
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """All tensors and the JSON info of a checkpoint; a clear error for anything unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise SketchDataError("no such checkpoint", str(path))
+    try:
+        tensors = load_file(path)
+        with safe_open(path, "pt") as fh:
+            metadata = fh.metadata() or {}
+        info = json.loads(metadata[META_KEY])
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise SketchDataError(f"unreadable checkpoint: {exc}", str(path)) from None
+    return tensors, info
+
+
+def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise SketchDataError(f"weights do not fit the model: {exc}", source) from None
+
+
+def restore_training_state(
+    tensors: dict[str, torch.Tensor], info: dict[str, Any], optimizer: torch.optim.Optimizer
+) -> None:
+    optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
+    optimizer.load_state_dict(_optimizer_join(optim, info["optimizer"]))
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])

@@ -1,0 +1,103 @@
+"""The training objective (paper eq. 12-14) and magenta's annealing schedules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from aisketcher.data.batching import Batch
+from aisketcher.model.autoencoder import reconstruction_error
+from aisketcher.model.config import ModelConfig
+from aisketcher.model.sketcher import ModelOutput
+
+
+@dataclass
+class LossTerms:
+    objective: torch.Tensor  # what is minimised: total, plus the autoencoder's error when joint
+    total: torch.Tensor  # the paper's Loss (eq. 12)
+    l_c: torch.Tensor  # offset negative log-likelihood over real points / N_max
+    l_s: torch.Tensor  # pen cross-entropy over every row / N_max
+    l_z: torch.Tensor  # KL of z_s to N(0, I), mean over dimensions
+    l_a: torch.Tensor  # KL of a_d to N(0, I), mean over dimensions and real steps
+    l_kl: torch.Tensor  # l_z + beta * l_a (eq. 14)
+    l_ae: torch.Tensor  # autoencoder's summed squared error per image
+
+    @property
+    def l_r(self) -> torch.Tensor:
+        return self.l_c + self.l_s
+
+    @staticmethod
+    def field_names() -> list[str]:
+        return ["objective", "total", "l_r", "l_c", "l_s", "l_z", "l_a", "l_kl", "l_ae"]
+
+    @staticmethod
+    def row(values: dict[str, float]) -> list[float]:
+        return [values[k] for k in LossTerms.field_names()]
+
+    def as_floats(self) -> dict[str, float]:
+        terms = {k: float(v.detach()) for k, v in self.__dict__.items()}
+        terms["l_r"] = terms["l_c"] + terms["l_s"]
+        return terms
+
+
+def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) per element: -1/2 (1 + log sigma^2 - sigma^2 - mu^2)."""
+    return -0.5 * (1.0 + log_var - log_var.exp() - mu**2)
+
+
+def compute_loss(
+    out: ModelOutput,
+    batch: Batch,
+    config: ModelConfig,
+    kl_weight: float,
+    *,
+    kl_floor: bool = True,
+    train_autoencoder: bool = True,
+) -> LossTerms:
+    """Loss = l_r + alpha * max(l_kl, epsilon) (eq. 12); the objective adds the autoencoder's error.
+
+    Both l_c and l_s divide by N_max = config.max_seq_len as the paper and magenta do, so batches
+    padded only to their own longest sketch give the same l_c; l_s then omits the padding rows past
+    that length, whose cross-entropy a trained model makes close to zero.
+    """
+    targets = batch.strokes[:, 1:]
+    mask = batch.mask
+    n_max = float(config.max_seq_len)
+    zero = targets.new_zeros(())
+    log_p = out.mixture.offset_log_prob(targets[..., 0], targets[..., 1])
+    l_c = -(log_p * mask).sum(1).mean() / n_max  # eq. 13, l_c
+    pen_log_p = out.mixture.pen_log_prob()
+    l_s = -(targets[..., 2:] * pen_log_p).sum((1, 2)).mean() / n_max  # eq. 13, l_s
+    latent = out.latent
+    l_z = zero
+    if config.variational and latent.mu_s is not None:
+        l_z = gaussian_kl(latent.mu_s, latent.log_var_s).mean()  # eq. 14, l_z
+    l_a = zero
+    if out.mu_a is not None:
+        per_step = gaussian_kl(out.mu_a, out.log_var_a).mean(-1)  # eq. 14, l_a
+        l_a = (per_step * mask).sum() / mask.sum().clamp(min=1.0)
+    l_kl = l_z + config.influence_beta * l_a  # eq. 14
+    total = l_c + l_s
+    if config.variational or out.mu_a is not None:
+        total = total + kl_weight * (
+            torch.clamp(l_kl, min=config.kl_tolerance) if kl_floor else l_kl
+        )
+    l_ae = zero
+    objective = total
+    if latent.raster_recon is not None and batch.rasters is not None:
+        l_ae = reconstruction_error(batch.rasters, latent.raster_recon)
+        if train_autoencoder:
+            objective = total + config.autoencoder_weight * l_ae
+    return LossTerms(objective, total, l_c, l_s, l_z, l_a, l_kl, l_ae)
+
+
+def kl_weight_at(step: int, config: ModelConfig) -> float:
+    """alpha annealed from w_start up to w (magenta): w - (w - w_start) * rate^step."""
+    w, w0 = config.kl_weight, config.kl_weight_start
+    return w - (w - w0) * config.kl_decay_rate**step
+
+
+def learning_rate_at(step: int, lr: float, min_lr: float, decay: float) -> float:
+    """magenta's decay: (lr - min_lr) * decay^step + min_lr."""
+    return (lr - min_lr) * decay**step + min_lr

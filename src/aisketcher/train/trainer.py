@@ -1,0 +1,384 @@
+"""The training loop: progress, validation, logs, checkpoints, exact resume, NaN recovery.
+
+A run directory holds `config.json` (model, training and data settings, code version),
+`last.safetensors` and `best.safetensors` (see checkpoint.py), `metrics.csv` with every loss term,
+and TensorBoard event files under `tb/`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aisketcher import __version__
+from aisketcher.data.batching import Batch, BatchLoader
+from aisketcher.data.dataset import SketchDataset, Split
+from aisketcher.errors import SketchDataError
+from aisketcher.model.config import ModelConfig
+from aisketcher.model.sketcher import SketchModel
+from aisketcher.raster import cached_rasters
+from aisketcher.train.checkpoint import (
+    load_weights,
+    read_checkpoint,
+    restore_training_state,
+    save_checkpoint,
+    write_json,
+)
+from aisketcher.train.loss import LossTerms, compute_loss, kl_weight_at, learning_rate_at
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100_000  # optimizer steps in all (a resumed run counts those already done)
+    batch_size: int = 100  # paper 100
+    learning_rate: float = 1e-3  # Adam, paper 0.001
+    min_learning_rate: float = 1e-5  # floor of magenta's decay
+    lr_decay: float = 0.9999  # magenta: lr = (lr - min) * decay^step + min
+    grad_clip: float = 1.0  # gradient norm clipping, paper 1.0
+    augment_scale: float = 0.15  # magenta random_scale_factor
+    augment_drop: float = 0.1  # magenta augment_stroke_prob
+    group_by_length: bool = True  # batches of similar length, padded to their own longest
+    eval_every: int = 500  # steps between validations (and best-checkpoint updates)
+    checkpoint_every: int = 250  # steps between saves of last.safetensors
+    log_every: int = 10  # steps between metric rows
+    seed: int = 0  # seeds torch and the batch order
+    max_minutes: float | None = None  # end cleanly, with a checkpoint, after this long
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
+    max_bad_steps: int = 5  # consecutive non-finite steps before restoring the last checkpoint
+    raster_cache: str | None = None  # folder for cached rasters; default: the user cache
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SketchDataError(f"device '{name}' requested but CUDA is not available")
+    return device
+
+
+def default_raster_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "aisketcher" / "rasters"
+
+
+def split_rasters(split: Split, config: ModelConfig, cache: Path) -> np.ndarray | None:
+    """Bit-packed rasters of a split's (un-augmented) sketches when the model reads rasters."""
+    if not (config.use_autoencoder or config.encoder == "cnn"):
+        return None
+    return cached_rasters(split.sketches, cache, config.raster_size, packed=True)
+
+
+def batch_loss(model: SketchModel, batch: Batch, step: int, *, train: bool = True) -> LossTerms:
+    cfg = model.config
+    out = model(batch.strokes, batch.lengths, batch.labels, batch.rasters)
+    if train:
+        return compute_loss(
+            out, batch, cfg, kl_weight_at(step, cfg), train_autoencoder=not model.autoencoder_frozen
+        )
+    return compute_loss(out, batch, cfg, cfg.kl_weight, kl_floor=False)
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: SketchModel, loader: BatchLoader, device: torch.device
+) -> dict[str, float]:
+    """Mean loss terms over one pass of a split: no augmentation, no dropout, no KL floor."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    for batch in loader:
+        terms = batch_loss(model, batch.to(device), 0, train=False).as_floats()
+        n = len(batch.lengths)
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v * n
+        count += n
+    model.train(was_training)
+    return {k: v / count for k, v in sums.items()}
+
+
+@contextmanager
+def _stop_on_signal() -> Iterator[dict[str, bool]]:
+    """SIGTERM (and SIGINT) ask the loop to save and stop at the next step boundary."""
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: object) -> None:
+        del signum, frame
+        flag["stop"] = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        dataset: SketchDataset,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.cfg = model_config
+        self.tcfg = train_config
+        self.dataset = dataset
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.device = resolve_device(train_config.device)
+        torch.manual_seed(train_config.seed)
+        self.model = SketchModel(model_config).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.learning_rate)
+        cache = (
+            Path(train_config.raster_cache) if train_config.raster_cache else default_raster_cache()
+        )
+        self.train_loader = BatchLoader(
+            dataset["train"],
+            train_config.batch_size,
+            rasters=split_rasters(dataset["train"], model_config, cache),
+            seed=train_config.seed,
+            scale=train_config.augment_scale,
+            drop=train_config.augment_drop,
+            group_by_length=train_config.group_by_length,
+        )
+        valid = dataset.splits.get("valid")
+        self.valid_loader = (
+            BatchLoader(
+                valid,
+                train_config.batch_size,
+                rasters=split_rasters(valid, model_config, cache),
+                train=False,
+                pad_to=model_config.max_seq_len,  # l_s over all N_max rows, exactly as eq. 13
+            )
+            if valid is not None and len(valid)
+            else None
+        )
+        self.step = 0
+        self.best_valid = math.inf
+        self.lr_scale = 1.0
+        self.skipped_steps = 0
+        self.restores = 0
+        if resume:
+            self._resume()
+        else:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.run_dir / "config.json", self.run_info())
+
+    # ----- bookkeeping -----
+    def run_info(self) -> dict[str, Any]:
+        return {
+            "model": self.cfg.to_dict(),
+            "train": self.tcfg.to_dict(),
+            "data": {
+                "classes": self.dataset.class_names,
+                "scale_factor": self.dataset.scale_factor,
+                "max_seq_len": self.dataset.max_seq_len,
+                "sources": self.dataset.sources,
+                "sizes": {k: len(v) for k, v in self.dataset.splits.items()},
+            },
+            "code_version": __version__,
+        }
+
+    def state_info(self) -> dict[str, Any]:
+        return {
+            **self.run_info(),
+            "step": self.step,
+            "best_valid": self.best_valid if math.isfinite(self.best_valid) else None,
+            "lr_scale": self.lr_scale,
+            "skipped_steps": self.skipped_steps,
+            "restores": self.restores,
+            "loader": self.train_loader.get_state(),
+        }
+
+    def save(self, name: str) -> None:
+        save_checkpoint(
+            self.run_dir / f"{name}.safetensors", self.model, self.state_info(), self.optimizer
+        )
+
+    def _load(self, path: Path) -> None:
+        tensors, info = read_checkpoint(path)
+        load_weights(self.model, tensors, str(path))
+        restore_training_state(tensors, info, self.optimizer)
+        self.step = int(info["step"])
+        self.best_valid = info["best_valid"] if info["best_valid"] is not None else math.inf
+        self.lr_scale = float(info["lr_scale"])
+        self.skipped_steps = int(info["skipped_steps"])
+        self.restores = int(info["restores"])
+        self.train_loader.set_state(info["loader"])
+
+    def _resume(self) -> None:
+        path = self.run_dir / "last.safetensors"
+        if not path.is_file():
+            raise SketchDataError("nothing to resume: no last.safetensors", str(self.run_dir))
+        _, info = read_checkpoint(path)
+        if info["model"] != self.cfg.to_dict():
+            raise SketchDataError("the model config differs from the run's", str(path))
+        if info["data"]["classes"] != self.dataset.class_names:
+            raise SketchDataError("the classes differ from the run's", str(path))
+        self._load(path)
+
+    # ----- the loop -----
+    def _set_learning_rate(self) -> float:
+        t = self.tcfg
+        lr = learning_rate_at(self.step, t.learning_rate, t.min_learning_rate, t.lr_decay)
+        lr *= self.lr_scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _update_autoencoder_phase(self) -> bool:
+        """In "pretrain" mode the autoencoder alone trains first, then is frozen."""
+        if self.model.autoencoder is None or self.cfg.autoencoder_mode != "pretrain":
+            return False
+        pretraining = self.step < self.cfg.autoencoder_pretrain_steps
+        self.model.autoencoder_frozen = not pretraining
+        return pretraining
+
+    def train_step(self) -> tuple[LossTerms | None, float]:
+        """One optimizer step; returns (losses, grad norm) or (None, nan) for a skipped step."""
+        self.model.train()
+        pretraining = self._update_autoencoder_phase()
+        batch = self.train_loader.next_batch().to(self.device)
+        self._set_learning_rate()
+        self.optimizer.zero_grad(set_to_none=True)
+        terms = batch_loss(self.model, batch, self.step)
+        objective = terms.l_ae if pretraining else terms.objective
+        if not torch.isfinite(objective):
+            return None, math.nan
+        objective.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)
+        if not torch.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None, math.nan
+        self.optimizer.step()
+        return terms, float(norm)
+
+    def _recover(self, bar: tqdm) -> None:
+        self.restores += 1
+        self.lr_scale *= 0.5
+        last = self.run_dir / "last.safetensors"
+        step = self.step
+        if last.is_file():
+            keep = (self.lr_scale, self.restores, self.skipped_steps)
+            self._load(last)
+            self.lr_scale, self.restores, self.skipped_steps = keep
+        bar.write(
+            f"warning: {self.tcfg.max_bad_steps} non-finite steps in a row at step {step}; "
+            f"restored the checkpoint of step {self.step} and halved the learning rate "
+            f"(scale now {self.lr_scale:g})"
+        )
+
+    def validate(self) -> dict[str, float] | None:
+        if self.valid_loader is None:
+            return None
+        return evaluate_loss(self.model, self.valid_loader, self.device)
+
+    def fit(self) -> dict[str, Any]:
+        """Train until `steps` (or the time budget or a signal), then save and summarise."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        t = self.tcfg
+        deadline = time.monotonic() + 60 * t.max_minutes if t.max_minutes else math.inf
+        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
+        csv_path = self.run_dir / "metrics.csv"
+        new_csv = not csv_path.exists()
+        started, start_step = time.monotonic(), self.step
+        bad_in_row = 0
+        last_valid: dict[str, float] | None = None
+        reason = "finished"
+        with (
+            open(csv_path, "a", newline="") as fh,
+            _stop_on_signal() as stop,
+            tqdm(total=t.steps, initial=self.step, disable=not self.progress, unit="step") as bar,
+        ):
+            log = csv.writer(fh)
+            if new_csv:
+                log.writerow(["step", "split", "lr", "kl_weight", *LossTerms.field_names()])
+            while self.step < t.steps:
+                if stop["stop"]:
+                    reason = "stopped by signal"
+                    break
+                if time.monotonic() > deadline:
+                    reason = "time budget reached"
+                    break
+                terms, norm = self.train_step()
+                if terms is None:
+                    self.skipped_steps += 1
+                    bad_in_row += 1
+                    if bad_in_row >= t.max_bad_steps:
+                        self._recover(bar)
+                        bad_in_row = 0
+                    continue
+                bad_in_row = 0
+                self.step += 1
+                bar.update(1)
+                values = terms.as_floats()
+                if self.step % t.log_every == 0 or self.step == t.steps:
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    klw = kl_weight_at(self.step, self.cfg)
+                    log.writerow([self.step, "train", lr, klw, *LossTerms.row(values)])
+                    for k, v in values.items():
+                        writer.add_scalar(f"train/{k}", v, self.step)
+                    writer.add_scalar("train/grad_norm", norm, self.step)
+                    bar.set_postfix(
+                        loss=f"{values['total']:.3f}",
+                        l_r=f"{values['l_r']:.3f}",
+                        l_kl=f"{values['l_kl']:.3f}",
+                        skipped=self.skipped_steps,
+                    )
+                if self.step % t.eval_every == 0 or self.step == t.steps:
+                    last_valid = self._validate_and_log(log, writer, bar)
+                if self.step % t.checkpoint_every == 0:
+                    self.save("last")
+            self.save("last")
+            writer.close()
+        elapsed = time.monotonic() - started
+        summary = {
+            "reason": reason,
+            "step": self.step,
+            "steps_this_run": self.step - start_step,
+            "seconds": round(elapsed, 1),
+            "skipped_steps": self.skipped_steps,
+            "restores": self.restores,
+            "best_valid": self.best_valid if math.isfinite(self.best_valid) else None,
+            "last_valid": last_valid,
+        }
+        return summary
+
+    def _validate_and_log(self, log: Any, writer: Any, bar: tqdm) -> dict[str, float] | None:
+        valid = self.validate()
+        if valid is None:
+            return None
+        log.writerow([self.step, "valid", "", self.cfg.kl_weight, *LossTerms.row(valid)])
+        for k, v in valid.items():
+            writer.add_scalar(f"valid/{k}", v, self.step)
+        if valid["total"] < self.best_valid:
+            self.best_valid = valid["total"]
+            self.save("best")
+        bar.write(
+            f"step {self.step}: valid loss {valid['total']:.4f} (l_r {valid['l_r']:.4f}, "
+            f"l_kl {valid['l_kl']:.4f}), best {self.best_valid:.4f}"
+        )
+        return valid

@@ -1,0 +1,190 @@
+"""Downloads against a local HTTP server (127.0.0.1 only) laid out like Google's bucket."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from aisketcher.data.download import class_url, download_classes, local_filename, resolve_class
+from aisketcher.errors import SketchDataError
+
+
+class _BucketServer(ThreadingHTTPServer):
+    """Serves `root`, honours `Range: bytes=N-`, logs requests and can misbehave on purpose."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.root = root
+        self.log: list[tuple[str, str | None]] = []
+        self.drop_first = False  # send half of each file once, then close the connection
+        self.always_truncate = False  # announce the full length but never send it all
+        self.ignore_range = False
+        self._dropped: set[str] = set()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _BucketServer
+
+    def do_GET(self) -> None:
+        srv = self.server
+        rel = unquote(urlsplit(self.path).path).lstrip("/")
+        byte_range = self.headers.get("Range")
+        srv.log.append((rel, byte_range))
+        file = srv.root / rel
+        if not file.is_file():
+            self.send_error(404)
+            return
+        data = file.read_bytes()
+        start = 0
+        if byte_range and not srv.ignore_range:
+            start = int(re.fullmatch(r"bytes=(\d+)-", byte_range)[1])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if srv.always_truncate or (srv.drop_first and rel not in srv._dropped):
+            srv._dropped.add(rel)
+            body = body[: len(body) // 2]
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the test output quiet."""
+
+
+@pytest.fixture
+def bucket(tmp_path: Path, data_dir: Path) -> Iterator[_BucketServer]:
+    """The shared files under the paths of Google's bucket, e.g. sketchrnn/paint can.npz."""
+    root = tmp_path / "bucket"
+    links = {
+        "sketchrnn/cat.npz": data_dir / "quickdraw" / "cat.npz",
+        "sketchrnn/paint can.npz": data_dir / "quickdraw" / "paint_can.npz",
+        "full/simplified/paint can.ndjson": data_dir
+        / "quickdraw-ndjson/simplified/paint can.ndjson",
+        "full/raw/cat.ndjson": data_dir / "quickdraw-ndjson/raw/cat.ndjson",
+    }
+    for rel, target in links.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).symlink_to(target)
+    server = _BucketServer(root)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _get(bucket: _BucketServer, classes: list[str], fmt: str, dest: Path, **kw) -> list[Path]:
+    return download_classes(
+        classes, fmt, dest, base_url=bucket.base_url, progress=False, backoff_s=0.0, **kw
+    )
+
+
+def test_full_download_matches_source(bucket, tmp_path, data_dir):
+    dest = tmp_path / "out"
+    paths = _get(bucket, ["cat", "paint can"], "sketchrnn", dest)
+    assert paths == [dest / "cat.npz", dest / "paint_can.npz"]
+    assert paths[0].read_bytes() == (data_dir / "quickdraw/cat.npz").read_bytes()
+    assert paths[1].read_bytes() == (data_dir / "quickdraw/paint_can.npz").read_bytes()
+    assert [rel for rel, _ in bucket.log] == ["sketchrnn/cat.npz", "sketchrnn/paint can.npz"]
+    assert not list(dest.glob("*.part"))
+
+
+def test_ndjson_formats_keep_google_names(bucket, tmp_path, data_dir):
+    dest = tmp_path / "out"
+    (simplified,) = _get(bucket, ["paint_can"], "simplified", dest)
+    (raw,) = _get(bucket, ["cat"], "raw", dest)
+    assert simplified.name == "paint can.ndjson"
+    src = data_dir / "quickdraw-ndjson"
+    assert simplified.read_bytes() == (src / "simplified/paint can.ndjson").read_bytes()
+    assert raw.read_bytes() == (src / "raw/cat.ndjson").read_bytes()
+
+
+def test_complete_file_is_skipped(bucket, tmp_path):
+    dest = tmp_path / "out"
+    _get(bucket, ["cat"], "sketchrnn", dest)
+    _get(bucket, ["cat"], "sketchrnn", dest)
+    assert len(bucket.log) == 1
+
+
+def test_partial_file_is_resumed_with_range(bucket, tmp_path, data_dir):
+    source = (data_dir / "quickdraw/cat.npz").read_bytes()
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "cat.npz.part").write_bytes(source[:100_000])
+    (path,) = _get(bucket, ["cat"], "sketchrnn", dest)
+    assert bucket.log == [("sketchrnn/cat.npz", "bytes=100000-")]
+    assert path.read_bytes() == source
+    assert not (dest / "cat.npz.part").exists()
+
+
+def test_server_ignoring_range_restarts_cleanly(bucket, tmp_path, data_dir):
+    source = (data_dir / "quickdraw/cat.npz").read_bytes()
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "cat.npz.part").write_bytes(b"x" * 5000)
+    bucket.ignore_range = True
+    (path,) = _get(bucket, ["cat"], "sketchrnn", dest)
+    assert path.read_bytes() == source
+
+
+def test_dropped_connection_is_retried_and_resumed(bucket, tmp_path, data_dir):
+    bucket.drop_first = True
+    (path,) = _get(bucket, ["cat"], "sketchrnn", tmp_path / "out")
+    assert path.read_bytes() == (data_dir / "quickdraw/cat.npz").read_bytes()
+    size = len(path.read_bytes())
+    assert bucket.log == [
+        ("sketchrnn/cat.npz", None),
+        ("sketchrnn/cat.npz", f"bytes={size // 2}-"),
+    ]
+
+
+def test_truncated_transfer_never_looks_complete(bucket, tmp_path):
+    bucket.always_truncate = True
+    dest = tmp_path / "out"
+    with pytest.raises(SketchDataError, match="failed after 3 attempts"):
+        _get(bucket, ["cat"], "sketchrnn", dest, retries=2)
+    assert len(bucket.log) == 3
+    assert not (dest / "cat.npz").exists()
+    # What arrived stays as a .part for a later resume, never under the final name.
+    assert (dest / "cat.npz.part").exists()
+
+
+def test_missing_file_names_the_url(bucket, tmp_path):
+    with pytest.raises(SketchDataError, match="404") as info:
+        _get(bucket, ["dog"], "sketchrnn", tmp_path / "out")
+    assert f"{bucket.base_url}/sketchrnn/dog.npz" in str(info.value)
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_unknown_class_suggests_nearest(bucket, tmp_path):
+    with pytest.raises(SketchDataError, match="did you mean 'cat'"):
+        _get(bucket, ["caat"], "sketchrnn", tmp_path / "out")
+    with pytest.raises(SketchDataError, match="unknown format"):
+        _get(bucket, ["cat"], "png", tmp_path / "out")
+    assert bucket.log == []
+
+
+def test_names_and_urls():
+    assert resolve_class("The_Eiffel_Tower") == "The Eiffel Tower"
+    assert resolve_class("PAINT CAN") == "paint can"
+    assert (
+        class_url("paint can", "sketchrnn", "http://h/b/") == "http://h/b/sketchrnn/paint%20can.npz"
+    )
+    assert class_url("cat", "raw") == (
+        "https://storage.googleapis.com/quickdraw_dataset/full/raw/cat.ndjson"
+    )
+    assert local_filename("paint can", "sketchrnn") == "paint_can.npz"
