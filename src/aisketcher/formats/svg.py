@@ -23,9 +23,10 @@ _SVG_NS = "{http://www.w3.org/2000/svg}"
 # Content that is not drawn where it stands.
 _SKIPPED = {"defs", "clipPath", "mask", "marker", "pattern", "symbol", "metadata", "title", "desc"}
 _REFUSED = {"circle", "ellipse"}
-# A Bezier segment is cut into pieces of about this many user units (bounded below).
+# A Bezier segment is cut into pieces of about this many user units (within the piece limits).
 _FLATTEN_STEP = 2.0
 _MIN_PIECES = 4
+_MAX_PIECES = 256
 
 _PATH_TOKEN = re.compile(
     r"\s*,?\s*(?:([MmLlHhVvZzCcSsQqTtAa])|([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))"
@@ -35,20 +36,27 @@ _TRANSFORM = re.compile(r"\s*,?\s*(matrix|translate|scale|rotate|skewX|skewY)\s*
 _ARG_COUNTS = {"M": 2, "L": 2, "H": 1, "V": 1, "Z": 0, "C": 6, "S": 4, "Q": 4, "T": 2, "A": 7}
 
 
+class _Refused(ValueError):
+    pass
+
+
 class _NoDoctypeBuilder(ET.TreeBuilder):
     def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
         raise _Refused("DOCTYPE declarations are not allowed (entities could be expanded)")
-
-
-class _Refused(ValueError):
-    pass
 
 
 def _numbers(text: str, what: str) -> list[float]:
     rest = _NUMBER.sub(" ", text).replace(",", " ").strip()
     if rest:
         raise ValueError(f"unexpected {rest[:20]!r} in {what}")
-    return [float(v) for v in _NUMBER.findall(text)]
+    return [_finite(v) for v in _NUMBER.findall(text)]
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text}")
+    return value
 
 
 def _parse_transform(text: str) -> np.ndarray:
@@ -89,7 +97,8 @@ def _parse_transform(text: str) -> np.ndarray:
 def _bezier(control: np.ndarray) -> np.ndarray:
     """Points along a quadratic or cubic Bezier (control points (k, 2)), without the start point."""
     length = float(np.linalg.norm(np.diff(control, axis=0), axis=1).sum())
-    pieces = max(_MIN_PIECES, math.ceil(length / _FLATTEN_STEP))
+    # min() with the cap first also turns an infinite or NaN length into the cap.
+    pieces = max(_MIN_PIECES, math.ceil(min(_MAX_PIECES * _FLATTEN_STEP, length) / _FLATTEN_STEP))
     t = np.linspace(0.0, 1.0, pieces + 1)[1:, None]
     if len(control) == 3:
         p0, p1, p2 = control
@@ -106,7 +115,7 @@ def _tokens(d: str) -> list[str | float]:
         m = _PATH_TOKEN.match(d, pos)
         if m is None:
             raise ValueError(f"unexpected {d[pos : pos + 20].strip()!r} in path data")
-        out.append(m.group(1) if m.group(1) else float(m.group(2)))
+        out.append(m.group(1) if m.group(1) else _finite(m.group(2)))
         pos = m.end()
     return out
 
@@ -141,7 +150,7 @@ def _path_strokes(d: str) -> list[np.ndarray]:
         vals = np.array(args, dtype=np.float64)
         origin = current if cmd.islower() else np.zeros(2)
         if up == "Z":
-            if strokes and len(strokes[-1]) and not np.array_equal(strokes[-1][-1], start):
+            if strokes and not np.array_equal(strokes[-1][-1], start):
                 strokes[-1].append(start.copy())
             current = start.copy()
             last_cmd, last_control = cmd, None
@@ -194,7 +203,9 @@ def _shape_strokes(tag: str, attrib: dict[str, str]) -> list[np.ndarray]:
         if not values:
             return []
         pts = np.array(values).reshape(-1, 2)
-        return [np.vstack([pts, pts[:1]]) if tag == "polygon" else pts]
+        if tag == "polygon" and not np.array_equal(pts[0], pts[-1]):
+            pts = np.vstack([pts, pts[:1]])
+        return [pts]
     if tag == "line":
         return [np.array([[num("x1"), num("y1")], [num("x2"), num("y2")]])]
     # rect: its outline as one closed stroke (rounded corners are drawn square).
@@ -202,19 +213,25 @@ def _shape_strokes(tag: str, attrib: dict[str, str]) -> list[np.ndarray]:
     return [np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h], [x, y]])]
 
 
-def _collect(element: ET.Element, matrix: np.ndarray, out: list[np.ndarray]) -> None:
-    tag = element.tag.removeprefix(_SVG_NS)
-    if tag in _SKIPPED:
-        return
-    if tag in _REFUSED:
-        raise ValueError(f"<{tag}> is a curve, not supported; convert it to a path of lines")
-    if "transform" in element.attrib:
-        matrix = matrix @ _parse_transform(element.attrib["transform"])
-    if tag in ("path", "polyline", "polygon", "line", "rect"):
-        for stroke in _shape_strokes(tag, element.attrib):
-            out.append(stroke @ matrix[:2, :2].T + matrix[:2, 2])
-    for child in element:
-        _collect(child, matrix, out)
+def _collect(root: ET.Element) -> list[np.ndarray]:
+    """Strokes of all drawable elements in document order, with their transforms applied."""
+    out = []
+    # An explicit stack, so that deeply nested groups cannot exhaust Python's recursion limit.
+    stack = [(root, np.eye(3))]
+    while stack:
+        element, matrix = stack.pop()
+        tag = element.tag.removeprefix(_SVG_NS)
+        if tag in _SKIPPED:
+            continue
+        if tag in _REFUSED:
+            raise ValueError(f"<{tag}> is a curve, not supported; convert it to a path of lines")
+        if "transform" in element.attrib:
+            matrix = matrix @ _parse_transform(element.attrib["transform"])
+        if tag in ("path", "polyline", "polygon", "line", "rect"):
+            for stroke in _shape_strokes(tag, element.attrib):
+                out.append(stroke @ matrix[:2, :2].T + matrix[:2, 2])
+        stack.extend((child, matrix) for child in reversed(element))
+    return out
 
 
 def read_svg(path_or_text: str | os.PathLike[str] | bytes) -> list[np.ndarray]:
@@ -245,14 +262,17 @@ def read_svg(path_or_text: str | os.PathLike[str] | bytes) -> list[np.ndarray]:
         raise SketchDataError(f"not well-formed XML: {exc}", source) from None
     if root.tag.removeprefix(_SVG_NS) != "svg":
         raise SketchDataError(f"root element is <{root.tag}>, not <svg>", source)
-    strokes: list[np.ndarray] = []
     try:
-        _collect(root, np.eye(3), strokes)
+        # Overflow to inf/NaN is reported below as non-finite coordinates, not as NumPy warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            strokes = _collect(root)
     except ValueError as exc:
         raise SketchDataError(str(exc), source) from None
     strokes = [s for s in strokes if len(s)]
     if not strokes:
-        raise SketchDataError("no strokes (no <path>, <polyline>, <polygon> or <line>)", source)
+        raise SketchDataError(
+            "no strokes (no <path>, <polyline>, <polygon>, <line> or <rect>)", source
+        )
     if not all(np.isfinite(s).all() for s in strokes):
         raise SketchDataError("coordinates are not finite numbers", source)
     return strokes
