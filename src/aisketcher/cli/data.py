@@ -13,7 +13,9 @@ from tqdm import tqdm
 from aisketcher.data.download import DEFAULT_BASE_URL, FORMATS, download_classes
 from aisketcher.data.stats import SplitStats, normalizing_scale_factor, split_stats
 from aisketcher.errors import SketchDataError
+from aisketcher.formats.ndjson import Drawing, NdjsonReader
 from aisketcher.formats.npz import SPLITS, read_npz, write_npz
+from aisketcher.render import save_sketches
 from aisketcher.sketch import MAX_OFFSET, Sketch
 
 _RAW = argparse.RawDescriptionHelpFormatter
@@ -81,26 +83,35 @@ def _register_inspect(actions: argparse._SubParsersAction) -> None:
         formatter_class=_RAW,
     )
     p.add_argument("file", type=Path, metavar="FILE", help="a sketch-rnn .npz or an .ndjson file")
+    p.add_argument("--skip-bad", action="store_true", help="skip unusable .ndjson lines")
     p.set_defaults(func=_inspect)
 
 
 def _inspect(args: argparse.Namespace) -> int:
     path: Path = args.file
     if path.suffix.lower() == ".ndjson":
-        sketches = _read_ndjson(path)
-        print(f"{path}: Quick, Draw! .ndjson, {len(sketches)} drawings")
-        rows = {"all": split_stats([s.stroke3 for s in sketches])}
-        scale_of = [s.stroke3 for s in sketches]
+        drawings, skipped = _read_ndjson(path, skip_bad=args.skip_bad)
+        recognized = sum(d.recognized is True for d in drawings)
+        words = sorted({d.word for d in drawings})
+        print(
+            f"{path}: Quick, Draw! .ndjson, {len(drawings)} drawings ({recognized} recognized), "
+            f"word(s): {', '.join(words) or '-'}"
+        )
+        if skipped:
+            print(f"skipped {skipped} bad line(s)")
+        scale_of = [d.to_sketch().stroke3 for d in drawings]
+        rows = {"all": split_stats(scale_of)}
+        source = "all drawings"
     else:
         splits = read_npz(path)
         print(f"{path}: sketch-rnn .npz, {sum(len(v) for v in splits.values())} sketches")
         rows = {name: split_stats(sketches) for name, sketches in splits.items()}
         rows["all"] = split_stats([s for sketches in splits.values() for s in sketches])
         scale_of = splits["train"]
+        source = "the training split"
     _print_stats_table(rows)
     scale = normalizing_scale_factor(scale_of) if scale_of else float("nan")
-    source = "training split" if path.suffix.lower() != ".ndjson" else "all drawings"
-    print(f"scale factor: {scale:.4f} (std of dx, dy of the {source}, clamped to +-{MAX_OFFSET:g})")
+    print(f"scale factor: {scale:.4f} (std of dx, dy of {source}, clamped to +-{MAX_OFFSET:g})")
     return 0
 
 
@@ -116,8 +127,9 @@ def _print_stats_table(rows: dict[str, SplitStats]) -> None:
 
 
 def _number(value: float) -> str:
-    """Seven characters: integers as such, anything else with one decimal."""
-    return f"{value:>7g}" if float(value).is_integer() else f"{value:>7.1f}"
+    """Seven characters, one decimal unless it rounds to a whole number."""
+    value = round(value, 1)
+    return f"{value:>7g}" if value.is_integer() else f"{value:>7.1f}"
 
 
 def _register_convert(actions: argparse._SubParsersAction) -> None:
@@ -142,12 +154,13 @@ def _register_convert(actions: argparse._SubParsersAction) -> None:
 def split_fractions(text: str) -> tuple[float, float, float]:
     """Parse `train,valid,test` fractions: three non-negative numbers summing to 1."""
     try:
-        values = tuple(float(v) for v in text.split(","))
+        train, valid, test = (float(v) for v in text.split(","))
     except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 0 or abs(sum(values) - 1) > 1e-6:
+        train = valid = test = -1.0
+    # Written so that NaN fails too.
+    if not (min(train, valid, test) >= 0 and abs(train + valid + test - 1) <= 1e-6):
         raise SketchDataError(f"--split wants three fractions summing to 1, got {text!r}")
-    return values  # type: ignore[return-value]
+    return train, valid, test
 
 
 def split_sketches(
@@ -169,9 +182,12 @@ def _convert(args: argparse.Namespace) -> int:
         raise SketchDataError("the output of convert must be a .npz file", str(args.out))
     merged: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
     for path in args.inputs:
-        sketches = [s.stroke3 for s in _read_ndjson(path, skip_bad=args.skip_bad)]
-        if not sketches:
+        drawings, skipped = _read_ndjson(path, skip_bad=args.skip_bad)
+        if skipped:
+            print(f"{path}: skipped {skipped} bad line(s)")
+        if not drawings:
             raise SketchDataError("no drawings to convert", str(path))
+        sketches = [d.to_sketch().stroke3 for d in drawings]
         for name, part in split_sketches(sketches, fractions, args.split_seed).items():
             merged[name].extend(part)
     write_npz(args.out, merged)
@@ -198,40 +214,45 @@ def _register_render(actions: argparse._SubParsersAction) -> None:
     which.add_argument("--index", type=int, default=0, help="the sketch to draw (default: 0)")
     which.add_argument("--grid", type=int, metavar="N", help="draw the first N x N sketches")
     p.add_argument("--out", type=Path, required=True, metavar="OUT.(svg|png|gif)")
+    p.add_argument("--size", type=int, metavar="PX", help="picture or grid cell size (256 / 128)")
     p.set_defaults(func=_render)
 
 
 def _render(args: argparse.Namespace) -> int:
-    from aisketcher.render import save_sketches
-
     path: Path = args.file
     if args.grid is not None and args.grid < 1:
         raise SketchDataError(f"--grid must be at least 1, got {args.grid}")
+    if args.size is not None and args.size < 8:
+        raise SketchDataError(f"--size must be at least 8 pixels, got {args.size}")
     if args.grid is None and args.index < 0:
         raise SketchDataError(f"--index must be >= 0, got {args.index}")
     wanted = args.grid**2 if args.grid is not None else args.index + 1
     if path.suffix.lower() == ".ndjson":
         where = str(path)
-        sketches = _read_ndjson(path, limit=wanted)
+        sketches = [d.to_sketch() for d in _read_ndjson(path, limit=wanted)[0]]
     else:
         where = f"{path} split {args.split!r}"
         sketches = [Sketch(s) for s in read_npz(path, [args.split])[args.split][:wanted]]
     if args.grid is None:
         if args.index >= len(sketches):
-            raise SketchDataError(f"--index {args.index} is out of range: {where} is shorter")
-        save_sketches(sketches[args.index], args.out)
+            raise SketchDataError(
+                f"--index {args.index} is out of range: {where} has {len(sketches)} sketches"
+            )
+        save_sketches(sketches[args.index], args.out, size=args.size)
     else:
-        save_sketches(sketches, args.out, labels=[f"#{i}" for i in range(len(sketches))])
+        labels = [f"#{i}" for i in range(len(sketches))]
+        save_sketches(sketches, args.out, labels=labels, size=args.size)
     print(f"{args.out}: {1 if args.grid is None else len(sketches)} sketch(es) from {where}")
     return 0
 
 
-def _read_ndjson(path: Path, *, skip_bad: bool = False, limit: int | None = None) -> list[Sketch]:
-    """Drawings of an .ndjson file as stroke-3 Sketches labelled with their word."""
-    from aisketcher.formats.ndjson import drawing_to_stroke3, iter_ndjson
-
-    drawings: Iterator = iter_ndjson(path, skip_bad=skip_bad)
+def _read_ndjson(
+    path: Path, *, skip_bad: bool = False, limit: int | None = None
+) -> tuple[list[Drawing], int]:
+    """The drawings of an .ndjson file (raw ones simplified) and how many bad lines were skipped."""
+    reader = NdjsonReader(path, skip_bad=skip_bad)
+    drawings: Iterator[Drawing] = iter(reader)
     if limit is not None:
         drawings = itertools.islice(drawings, limit)
-    progress = tqdm(drawings, desc=path.name, unit=" drawings", disable=None)
-    return [Sketch(drawing_to_stroke3(d), d.word) for d in progress]
+    drawings = tqdm(drawings, desc=path.name, unit=" drawings", disable=None, leave=False)
+    return list(drawings), reader.skipped
