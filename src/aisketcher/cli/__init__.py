@@ -9,7 +9,7 @@ from aisketcher.errors import SketchDataError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from aisketcher.cli import data, model
+    from aisketcher.cli import data, draw, train
 
     parser = argparse.ArgumentParser(
         prog="aisketcher",
@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data.register(sub)
-    model.register(sub)
+    train.register(sub)
+    draw.register(sub)
     return parser
 
 

@@ -58,6 +58,16 @@ class RecurrentCell(nn.Module, abc.ABC):
     def input_projection(self, x: Tensor) -> Tensor:
         """Map inputs (..., I) to what `recurrence` takes per step (..., P)."""
 
+    def partial_projection(self, x_part: Tensor, start: int) -> Tensor:
+        """The linear part of `input_projection` for input columns start..start+n alone.
+
+        Lets a caller project the inputs known in advance for all steps at once and add, per step,
+        only the part computed inside the loop (the influence layer's a_d).
+        """
+        zeros = x_part.new_zeros(*x_part.shape[:-1], self.input_size)
+        zeros[..., start : start + x_part.shape[-1]] = x_part
+        return self.input_projection(zeros) - self.input_projection(torch.zeros_like(zeros))
+
     @abc.abstractmethod
     def recurrence(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         """One step from a projected input (B, P): returns h (B, H) and the new state."""
@@ -188,6 +198,9 @@ class LSTMCell(_GatedCell):
     def input_projection(self, x: Tensor) -> Tensor:
         return _affine(x, self.weight_ih, self.bias)
 
+    def partial_projection(self, x_part: Tensor, start: int) -> Tensor:
+        return x_part @ self.weight_ih[start : start + x_part.shape[-1]]
+
     def recurrence(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state
         i, j, f, o = torch.addmm(xp, h, self.weight_hh).chunk(4, 1)
@@ -239,6 +252,9 @@ class LayerNormLSTMCell(_GatedCell):
 
     def input_projection(self, x: Tensor) -> Tensor:
         return _affine(x, self.weight_ih, None)
+
+    def partial_projection(self, x_part: Tensor, start: int) -> Tensor:
+        return x_part @ self.weight_ih[start : start + x_part.shape[-1]]
 
     def recurrence(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state

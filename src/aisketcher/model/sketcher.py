@@ -156,7 +156,13 @@ class SketchModel(nn.Module):
         """One step: previous point s_j (B, 5) -> output y_j (B, 3 + 6m), new state, (mu_a, log_var_a)."""
         inputs = self._static_inputs(latent)
         stats = None
-        if self.influence is not None:
+        if self.influence is not None and latent.memory is None:
+            # Nothing to refer to (class-only drawing without references): a_d ~ N(0, I).
+            noise = influence_noise
+            if noise is None:
+                noise = torch.randn(point.shape[0], self.config.enc_state_size, device=point.device)
+            inputs.append(noise)
+        elif self.influence is not None:
             a_d, mu_a, log_var_a = self.influence(
                 state.query, latent.memory, latent.memory_lengths, step, influence_noise
             )
@@ -183,18 +189,29 @@ class SketchModel(nn.Module):
             h, _ = self.decoder(x, state.rnn)
             y = self.output(h.transpose(0, 1))
             return Mixture.from_output(y, self.config.num_mixture), None, None
-        ys, mus, log_vars = [], [], []
+        # The influence layer's a_d depends on the previous step, so the decoder runs step by step;
+        # the rest of its input z is known in advance and projected for all steps in one product.
+        a_start = sum(t.shape[-1] for t in self._static_inputs(latent))
+        a_zeros = inputs.new_zeros(batch, self.config.enc_state_size)
+        static = [
+            *self._static_inputs(latent),
+            a_zeros,
+            *([latent.c] if latent.c is not None else []),
+        ]
+        cond = torch.cat(static, -1).unsqueeze(0).expand(length, -1, -1)
+        projected = self.decoder.input_projection(torch.cat([cond, inputs.transpose(0, 1)], -1))
+        rnn, query = state.rnn, state.query
+        hs, mus, log_vars = [], [], []
         for j in range(length):
-            y, state, (mu_a, log_var_a) = self.decode_step(inputs[:, j], state, latent, j)
-            ys.append(y)
+            a_d, mu_a, log_var_a = self.influence(query, latent.memory, latent.memory_lengths, j)
+            xp = projected[j] + self.decoder.partial_projection(a_d, a_start)
+            query, rnn = self.decoder.recurrence(xp, rnn)
+            hs.append(query)
             mus.append(mu_a)
             log_vars.append(log_var_a)
-        y = torch.stack(ys, 1)
-        return (
-            Mixture.from_output(y, self.config.num_mixture),
-            torch.stack(mus, 1),
-            torch.stack(log_vars, 1),
-        )
+        y = self.output(torch.stack(hs, 1))
+        mixture = Mixture.from_output(y, self.config.num_mixture)
+        return mixture, torch.stack(mus, 1), torch.stack(log_vars, 1)
 
     def forward(
         self,
