@@ -27,11 +27,15 @@ def validate_stroke3(data: object, source: str | None = None) -> np.ndarray:
         raise SketchDataError(f"not a numeric array: {exc}", source) from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise SketchDataError(f"stroke-3 must be numeric, got dtype {arr.dtype}", source)
+    if np.iscomplexobj(arr):
+        # Casting would silently drop the imaginary part (NumPy only warns).
+        raise SketchDataError(f"stroke-3 must be real, got dtype {arr.dtype}", source)
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise SketchDataError(f"stroke-3 must have shape (N, 3), got {arr.shape}", source)
     if arr.shape[0] == 0:
         raise SketchDataError("empty sketch (no points)", source)
-    arr = arr.astype(np.float32)
+    with np.errstate(over="ignore"):  # values too large for float32 become inf, refused next
+        arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
         raise SketchDataError("sketch has NaN or infinite values", source)
     pen = arr[:, 2]
@@ -43,7 +47,8 @@ def validate_stroke3(data: object, source: str | None = None) -> np.ndarray:
 def stroke3_to_stroke5(s3: np.ndarray, max_len: int | None = None) -> np.ndarray:
     """Stroke-3 (N, 3) -> stroke-5 (max_len, 5); rows past the sketch are (0, 0, 0, 0, 1).
 
-    The last real point always lifts the pen, as in magenta's `to_big_strokes`.
+    Pen states are copied as given, as in magenta's `to_big_strokes` (real data lifts the pen on
+    the last point; `stroke5_to_stroke3` restores that lift when converting back).
     """
     n = len(s3)
     length = n if max_len is None else max_len
@@ -76,10 +81,15 @@ def strokes_to_stroke3(strokes: Sequence[np.ndarray | Sequence[Sequence[float]]]
     The first offset is the first point itself (from the origin), as in the official conversion.
     """
     parts = []
-    for stroke in strokes:
-        pts = np.asarray(stroke, dtype=np.float64).reshape(-1, 2)
-        if len(pts) == 0:
+    for i, stroke in enumerate(strokes):
+        try:
+            pts = np.asarray(stroke, dtype=np.float64)
+        except (ValueError, TypeError) as exc:
+            raise SketchDataError(f"stroke {i} is not a list of (x, y) points: {exc}") from None
+        if pts.size == 0:
             continue
+        if pts.ndim != 2 or pts.shape[1] != 2:
+            raise SketchDataError(f"stroke {i} must be (n, 2) points, got shape {pts.shape}")
         pen = np.zeros((len(pts), 1))
         pen[-1] = 1.0
         parts.append(np.hstack([pts, pen]))

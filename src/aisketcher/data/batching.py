@@ -109,17 +109,20 @@ def length_grouped_batches(
 ) -> list[np.ndarray]:
     """Shuffle, sort within windows of `group` batches by length, cut into batches, shuffle those.
 
-    Windows keep batches random while each batch holds sketches of similar length.
+    Windows keep batches random while each batch holds sketches of similar length. Every batch is
+    full (unless the split is smaller than one batch): the remainder left out of an epoch is taken
+    at random before sorting, not from the longest sketches of a window.
     """
     order = rng.permutation(len(lengths))
+    if len(order) >= batch_size:
+        order = order[: len(order) - len(order) % batch_size]
     window = batch_size * group
     batches: list[np.ndarray] = []
     for start in range(0, len(order), window):
         chunk = order[start : start + window]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    full = [b for b in batches if len(b) == batch_size] or batches
-    return [full[i] for i in rng.permutation(len(full))]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 class BatchLoader:

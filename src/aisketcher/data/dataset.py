@@ -140,6 +140,9 @@ def load_dataset(
         if not train_all:
             raise SketchDataError("no training sketches to compute the scale factor from")
         scale_factor = normalizing_scale_factor(train_all)
+    if not (np.isfinite(scale_factor) and scale_factor > 0):
+        # Dividing by it would silently turn every offset into inf or NaN.
+        raise SketchDataError(f"scale factor must be a positive number, got {scale_factor}")
     result = {}
     for split in splits:
         normed = []

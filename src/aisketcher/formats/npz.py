@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import pickle
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def read_npz(path: str | Path, splits: Iterable[str] = SPLITS) -> dict[str, list
                 raise SketchDataError(f"'{split}' is {info.file_size} bytes, refusing", name)
             try:
                 data = archive.read(info)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
                 raise SketchDataError(f"corrupt member '{split}': {exc}", name) from None
             result[split] = _as_sketch_list(
                 _read_member(data, f"{name}[{split}]"), f"{name}:{split}"
@@ -134,16 +135,21 @@ def read_npz(path: str | Path, splits: Iterable[str] = SPLITS) -> dict[str, list
 
 def write_npz(path: str | Path, splits: Mapping[str, Iterable[np.ndarray]]) -> None:
     """Write sketches as a sketch-rnn `.npz` (object arrays of int16 when integral, else float32)."""
+    path = Path(path)
     arrays = {}
     for split, sketches in splits.items():
-        items = [np.asarray(s) for s in sketches]
+        # Validated here so that nothing is written that `read_npz` would refuse.
+        items = [validate_stroke3(s, f"{path}:{split}[{i}]") for i, s in enumerate(sketches)]
         integral = all(np.array_equal(s, np.round(s)) and np.abs(s).max() < 32768 for s in items)
         obj = np.empty(len(items), dtype=object)
         for i, s in enumerate(items):
             obj[i] = s.astype(np.int16 if integral else np.float32)
         arrays[split] = obj
-    path = Path(path)
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
