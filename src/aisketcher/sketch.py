@@ -39,7 +39,7 @@ def validate_stroke3(data: object, source: str | None = None) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise SketchDataError("sketch has NaN or infinite values", source)
     pen = arr[:, 2]
-    if not np.isin(pen, (0.0, 1.0)).all():
+    if not ((pen == 0.0) | (pen == 1.0)).all():
         raise SketchDataError("pen state (third column) must be 0 or 1", source)
     return arr
 

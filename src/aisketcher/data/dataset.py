@@ -134,9 +134,11 @@ def load_dataset(
             kept = _prepare(data[split], max_seq_len)
             raw[split].extend(kept)
             labels[split].extend([label] * len(kept))
-        if scale_factor is None:
+        if scale_factor is None and "train" not in splits:
             train_all.extend(_prepare(data["train"], max_seq_len))
     if scale_factor is None:
+        if "train" in splits:
+            train_all = raw["train"]
         if not train_all:
             raise SketchDataError("no training sketches to compute the scale factor from")
         scale_factor = normalizing_scale_factor(train_all)

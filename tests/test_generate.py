@@ -1,0 +1,168 @@
+"""Drawing: the sampler, every mode of the Python API, export/load, and the drawing commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aisketcher import Sketch
+from aisketcher.api import Sketcher
+from aisketcher.cli import main
+from aisketcher.data.dataset import load_dataset
+from aisketcher.errors import SketchDataError
+from aisketcher.generate import class_latent, make_generator, sample_sequences
+from aisketcher.model.config import PRESETS, make_config
+from aisketcher.model.sketcher import SketchModel
+
+TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
+
+
+@pytest.fixture(scope="module")
+def data(quickdraw_dir: Path):
+    return load_dataset(["cat", "eye"], quickdraw_dir, splits=("train",))
+
+
+def tiny_sketcher(preset: str, data) -> Sketcher:
+    torch.manual_seed(0)
+    cfg = make_config(preset, "small", num_classes=2, max_seq_len=data.longest, **TINY)
+    train = data["train"]
+    refs = (
+        [train.sketches[i] for i in range(0, len(train), 50)],
+        [int(train.labels[i]) for i in range(0, len(train), 50)],
+    )
+    return Sketcher(SketchModel(cfg), data.class_names, data.scale_factor, reference_sketches=refs)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_draws_in_every_mode(preset: str, data) -> None:
+    sk = tiny_sketcher(preset, data)
+    cats = sk.draw("cat", count=3, seed=1, temperature=0.5)
+    assert len(cats) == 3 and all(isinstance(s, Sketch) and s.label == "cat" for s in cats)
+    start = Sketch.from_strokes([[(0, 0), (30, 0), (30, 30)]])
+    done = sk.complete(start, "eye", count=2, seed=2)
+    assert all(np.allclose(s.stroke3[:3, :2], start.stroke3[:, :2], atol=1e-3) for s in done)
+    if sk.model.config.has_latent:
+        real = Sketch(data["train"].sketches[0] * [data.scale_factor, data.scale_factor, 1], "cat")
+        assert len(sk.reconstruct([real], seed=3)) == 1
+        assert [s.label for s in sk.translate(real, ["eye", "cat"], seed=4)] == ["eye", "cat"]
+        assert len(sk.interpolate(real, real, 4, classes=("cat", "eye"), seed=5)) == 4
+    else:
+        with pytest.raises(SketchDataError, match="no encoder"):
+            sk.reconstruct([start], "cat")
+
+
+def test_same_seed_same_drawings(data) -> None:
+    sk = tiny_sketcher("ai-sketcher", data)
+    a = sk.draw("cat", count=2, seed=11)
+    b = sk.draw("cat", count=2, seed=11)
+    c = sk.draw("cat", count=2, seed=12)
+    assert all(np.array_equal(x.stroke3, y.stroke3) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x.stroke3, y.stroke3) for x, y in zip(a, c, strict=True))
+
+
+def test_batched_sampling_stops_each_sketch_at_its_end(data) -> None:
+    sk = tiny_sketcher("sketch-rnn-cond", data)
+    model = sk.model
+    latent = class_latent(model, [0] * 5, 0, None)
+    drawn = sample_sequences(
+        model, latent, 5, generator=make_generator(torch.device("cpu"), 0), max_steps=40
+    )
+    assert len(drawn) == 5
+    for s3 in drawn:
+        assert 1 <= len(s3) <= 40 and s3[-1, 2] == 1 and np.isfinite(s3).all()
+
+
+def test_bad_requests_are_clear(data) -> None:
+    sk = tiny_sketcher("ai-sketcher", data)
+    with pytest.raises(SketchDataError, match="did you mean cat"):
+        sk.draw("cta")
+    with pytest.raises(SketchDataError, match="temperature"):
+        sk.draw("cat", temperature=50)
+    with pytest.raises(SketchDataError, match="at most"):
+        sk.complete(Sketch(np.tile([[1.0, 0.0, 0.0]], (sk.model.config.max_seq_len + 5, 1))), "cat")
+
+
+def test_export_and_load_round_trip(tmp_path: Path, data) -> None:
+    sk = tiny_sketcher("ai-sketcher", data)
+    out = sk.export(tmp_path / "model", per_class=3)
+    assert {p.name for p in out.iterdir()} >= {
+        "model.safetensors",
+        "config.json",
+        "reference.safetensors",
+    }
+    loaded = Sketcher.load(out)
+    assert loaded.class_names == ["cat", "eye"]
+    for k, v in sk.model.state_dict().items():
+        assert torch.equal(v, loaded.model.state_dict()[k])
+    assert len(loaded.bank().lengths) == 6
+    a = loaded.draw("eye", count=2, seed=3)
+    b = Sketcher.load(out).draw("eye", count=2, seed=3)
+    assert all(np.array_equal(x.stroke3, y.stroke3) for x, y in zip(a, b, strict=True))
+
+
+def test_drawing_commands(tmp_path: Path, data, capsys) -> None:
+    model_dir = tiny_sketcher("ai-sketcher", data).export(tmp_path / "m")
+    cat_file = str(Path(data.sources[0]))
+    start = tmp_path / "start.json"
+    start.write_text(json.dumps({"strokes": [[[10, 10], [60, 12], [62, 70]]]}))
+    runs = [
+        ["draw", "cat", "eye", "--count", "2", "--out", str(tmp_path / "d.svg")],
+        ["draw", "cat", "--count", "3", "--out", str(tmp_path / "d.ndjson")],
+        [
+            "reconstruct",
+            "--input",
+            cat_file,
+            "--class",
+            "cat",
+            "--count",
+            "2",
+            "--out",
+            str(tmp_path / "r.png"),
+        ],
+        [
+            "translate",
+            "--input",
+            cat_file,
+            "--classes",
+            "eye,cat",
+            "--out",
+            str(tmp_path / "t.svg"),
+        ],
+        [
+            "complete",
+            "--input",
+            str(start),
+            "--class",
+            "cat",
+            "--count",
+            "2",
+            "--out",
+            str(tmp_path / "c.npz"),
+        ],
+        [
+            "interpolate",
+            "--a",
+            cat_file,
+            "--b",
+            cat_file,
+            "--b-index",
+            "1",
+            "--classes",
+            "cat,eye",
+            "--steps",
+            "3",
+            "--out",
+            str(tmp_path / "i.svg"),
+        ],
+    ]
+    for argv in runs:
+        assert main([*argv, "--model", str(model_dir), "--seed", "1"]) == 0, argv
+        assert Path(argv[argv.index("--out") + 1]).stat().st_size > 0
+    assert (
+        main(["draw", "unicorn", "--model", str(model_dir), "--out", str(tmp_path / "x.svg")]) == 2
+    )
+    assert "unicorn" in capsys.readouterr().err
