@@ -99,17 +99,24 @@ def batch_loss(model: SketchModel, batch: Batch, step: int, *, train: bool = Tru
 def evaluate_loss(
     model: SketchModel, loader: BatchLoader, device: torch.device
 ) -> dict[str, float]:
-    """Mean loss terms over one pass of a split: no augmentation, no dropout, no KL floor."""
+    """Mean loss terms over one pass of a split: no augmentation, no dropout, no KL floor.
+
+    z_s and a_d are still sampled, from a fixed seed on a forked RNG: every validation draws the
+    same noise, and the training RNG is left as it was, so a run that validates before it stops
+    resumes exactly as one that never stopped.
+    """
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
     count = 0
-    for batch in loader:
-        terms = batch_loss(model, batch.to(device), 0, train=False).as_floats()
-        n = len(batch.lengths)
-        for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + v * n
-        count += n
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        for batch in loader:
+            terms = batch_loss(model, batch.to(device), 0, train=False).as_floats()
+            n = len(batch.lengths)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v * n
+            count += n
     model.train(was_training)
     return {k: v / count for k, v in sums.items()}
 

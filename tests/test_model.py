@@ -1,0 +1,293 @@
+"""Model parts: encoder masks, the influence layer, the CNN autoencoder, batches, presets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from aisketcher.data.batching import START_TOKEN, collate
+from aisketcher.errors import SketchDataError
+from aisketcher.model.autoencoder import (
+    ENCODER_DEPTHS,
+    RasterAutoencoder,
+    RasterEncoder,
+    reconstruction_error,
+)
+from aisketcher.model.config import PRESETS, ModelConfig, make_config
+from aisketcher.model.encoder import SketchEncoder
+from aisketcher.model.influence import InfluenceLayer
+from aisketcher.model.sketcher import SketchModel
+from aisketcher.sketch import stroke3_to_stroke5
+
+TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(preset: str = "ai-sketcher", **overrides: object) -> ModelConfig:
+    return make_config(preset, "small", **{"num_classes": 2, **TINY, **overrides})
+
+
+def random_sketch(rng: np.random.Generator, n: int) -> np.ndarray:
+    s3 = np.zeros((n, 3), dtype=np.float32)
+    s3[:, :2] = rng.normal(size=(n, 2))
+    s3[rng.random(n) < 0.3, 2] = 1.0
+    s3[-1, 2] = 1.0
+    return s3
+
+
+def tiny_batch(lengths: list[int], seed: int = 0, raster_size: int = 128):
+    rng = np.random.default_rng(seed)
+    sketches = [random_sketch(rng, n) for n in lengths]
+    rasters = (rng.random((len(lengths), raster_size, raster_size)) < 0.1).astype(np.uint8)
+    return collate(sketches, np.arange(len(lengths)) % 2, rasters)
+
+
+# ----- batches -----
+
+
+def test_collate_start_token_padding_and_mask() -> None:
+    s1 = np.array([[1, 2, 0], [3, 4, 1], [5, 6, 1]], dtype=np.float32)
+    s2 = np.array([[7, 8, 1]], dtype=np.float32)
+    batch = collate([s1, s2], np.array([1, 0]))
+    assert batch.strokes.shape == (2, 4, 5)
+    assert batch.lengths.tolist() == [3, 1]
+    assert batch.labels.tolist() == [1, 0] and batch.labels.dtype == torch.long
+    assert batch.rasters is None
+    for row in batch.strokes[:, 0]:
+        assert row.tolist() == START_TOKEN.tolist() == [0, 0, 1, 0, 0]
+    np.testing.assert_array_equal(batch.strokes[0, 1:].numpy(), stroke3_to_stroke5(s1))
+    np.testing.assert_array_equal(batch.strokes[1, 1:2].numpy(), stroke3_to_stroke5(s2))
+    assert batch.strokes[1, 2:].tolist() == [[0, 0, 0, 0, 1]] * 2  # p3 = 1 padding rows
+    assert batch.mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    padded = collate([s1, s2], np.array([1, 0]), pad_to=6)
+    assert padded.strokes.shape == (2, 7, 5)
+    assert padded.strokes[0, 4:, 4].tolist() == [1, 1, 1]
+    assert padded.mask.sum(1).tolist() == [3, 1]
+
+
+def test_collate_rasters_become_one_channel_floats() -> None:
+    batch = tiny_batch([3, 2], raster_size=16)
+    assert batch.rasters is not None
+    assert batch.rasters.shape == (2, 1, 16, 16) and batch.rasters.dtype == torch.float32
+    assert set(batch.rasters.unique().tolist()) <= {0.0, 1.0}
+
+
+# ----- encoder -----
+
+
+def test_encoder_zero_on_padding_and_last_real_point() -> None:
+    torch.manual_seed(0)
+    hidden = 6
+    encoder = SketchEncoder("layer_norm", hidden).eval()
+    lengths = torch.tensor([5, 2, 4])
+    strokes = torch.randn(3, 5, 5)
+    h_enc, states = encoder(strokes, lengths)
+    assert h_enc.shape == (3, 2 * hidden) and states.shape == (3, 5, 2 * hidden)
+    for i, n in enumerate(lengths.tolist()):
+        x = strokes[i, :n].unsqueeze(1)  # the sketch alone, unpadded, time-major
+        fw, _ = encoder.forward_cell(x)
+        bw, _ = encoder.backward_cell(x.flip(0))
+        bw = bw.flip(0)
+        torch.testing.assert_close(h_enc[i, :hidden], fw[-1, 0])  # forward: its last point
+        torch.testing.assert_close(h_enc[i, hidden:], bw[0, 0])  # backward: back at the first
+        torch.testing.assert_close(states[i, :n], torch.cat([fw, bw], -1)[:, 0])
+        assert not states[i, n:].any()
+
+
+def test_encoder_ignores_padding_values() -> None:
+    torch.manual_seed(0)
+    encoder = SketchEncoder("lstm", 4).eval()
+    lengths = torch.tensor([3, 5])
+    strokes = torch.randn(2, 5, 5)
+    noisy = strokes.clone()
+    noisy[0, 3:] = 100.0
+    for a, b in zip(encoder(strokes, lengths), encoder(noisy, lengths), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+# ----- influence layer -----
+
+
+def _alpha(layer: InfluenceLayer, query: torch.Tensor, lengths: torch.Tensor, step: int):
+    """With one-hot memory rows h_enc_i = e_i, mu_a = sum_i alpha_i e_i is alpha itself."""
+    size = layer.W.out_features
+    memory = torch.eye(size).expand(len(lengths), -1, -1)
+    a_d, mu, _ = layer(query, memory, lengths, step, torch.zeros(len(lengths), size))
+    assert torch.equal(a_d, mu)  # zero noise: a_d = mu_a
+    return mu
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_influence_mask_and_softmax(causal: bool) -> None:
+    torch.manual_seed(0)
+    size = 6
+    layer = InfluenceLayer(4, size, causal=causal)
+    lengths = torch.tensor([6, 3])
+    query = torch.randn(2, 4)
+    scores = layer.W(query).detach()  # h_dec^T W e_i
+    for step in range(size):
+        alpha = _alpha(layer, query, lengths, step).detach()
+        for b, n in enumerate(lengths.tolist()):
+            visible = min(n, step + 1) if causal else n
+            expected = torch.softmax(scores[b, :visible], 0)
+            torch.testing.assert_close(alpha[b, :visible], expected)
+            assert not alpha[b, visible:].any()  # later and padded positions: zero weight
+
+
+def test_influence_sigma_paper_and_learned() -> None:
+    torch.manual_seed(0)
+    memory, lengths, query = torch.randn(2, 5, 6), torch.tensor([5, 2]), torch.randn(2, 4)
+    paper = InfluenceLayer(4, 6, sigma="paper")
+    ones = torch.ones(2, 6)
+    a_d, mu, log_var = paper(query, memory, lengths, 3, ones)
+    torch.testing.assert_close(log_var, torch.tanh(mu))
+    torch.testing.assert_close(a_d - mu, torch.exp(torch.tanh(mu) / 2))  # sigma_a, eq. 10
+    learned = InfluenceLayer(4, 6, sigma="learned")
+    a_d, mu, log_var = learned(query, memory, lengths, 3, ones)
+    assert learned.log_var is not None
+    torch.testing.assert_close(log_var, learned.log_var(mu))
+    torch.testing.assert_close(a_d - mu, torch.exp(log_var / 2))
+
+
+def test_influence_draws_noise_when_none_given() -> None:
+    torch.manual_seed(0)
+    layer = InfluenceLayer(4, 6)
+    memory, lengths, query = torch.randn(2, 5, 6), torch.tensor([5, 2]), torch.randn(2, 4)
+    a1, mu1, _ = layer(query, memory, lengths, 2)
+    a2, mu2, _ = layer(query, memory, lengths, 2)
+    assert torch.equal(mu1, mu2) and not torch.equal(a1, a2)
+    assert layer.first_query(3).shape == (3, 4)
+
+
+# ----- CNN autoencoder -----
+
+
+def test_autoencoder_shapes_and_layers() -> None:
+    torch.manual_seed(0)
+    ae = RasterAutoencoder(z_size=8, raster_size=128)
+    x = (torch.rand(2, 1, 128, 128) < 0.1).float()
+    z, recon = ae(x)
+    assert z.shape == (2, 8) and z.abs().max() < 1  # tanh
+    assert recon.shape == (2, 1, 128, 128)
+    assert recon.min() >= 0 and recon.max() <= 1
+    convs = [m for m in ae.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == list(ENCODER_DEPTHS)
+    assert all(c.kernel_size == (2, 2) for c in convs)
+    assert sorted(c.stride[0] for c in convs) == [1, 1, 1, 2, 2, 2]
+    deconvs = [
+        m for m in ae.decoder.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)
+    ]
+    assert len(deconvs) == 6 and deconvs[-1].out_channels == 1
+    expected = ((recon - x) ** 2).sum((1, 2, 3)).mean()
+    torch.testing.assert_close(reconstruction_error(x, recon), expected)
+
+
+def test_raster_encoder_for_pix2seq() -> None:
+    encoder = RasterEncoder(12, raster_size=64)
+    assert encoder(torch.zeros(3, 1, 64, 64)).shape == (3, 12)
+
+
+# ----- the assembled model -----
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_forward_shapes_per_preset(preset: str) -> None:
+    torch.manual_seed(0)
+    cfg = tiny_config(preset)
+    model = SketchModel(cfg)
+    batch = tiny_batch([4, 2, 3])
+    out = model(batch.strokes, batch.lengths, batch.labels, batch.rasters)
+    m = cfg.num_mixture
+    assert out.mixture.logits.shape == (3, 4, m)
+    assert out.mixture.pen_logits.shape == (3, 4, 3)
+    latent = out.latent
+    assert (latent.c is not None) == cfg.conditional
+    assert (latent.z_s is not None) == cfg.has_latent
+    if latent.z_s is not None:
+        assert latent.z_s.shape == (3, cfg.z_size)
+    assert (latent.z_r is not None) == cfg.use_autoencoder
+    if latent.z_r is not None:
+        assert latent.z_r.shape == (3, cfg.raster_z_size)
+        assert latent.raster_recon.shape == (3, 1, 128, 128)
+    if cfg.use_influence:
+        assert out.mu_a.shape == out.log_var_a.shape == (3, 4, cfg.enc_state_size)
+        assert latent.memory.shape == (3, 4, cfg.enc_state_size)
+    else:
+        assert out.mu_a is None and out.log_var_a is None
+    assert model.decoder.input_size == cfg.decoder_input_size
+
+
+def test_decoder_input_size_is_eq5() -> None:
+    cfg = tiny_config()
+    assert cfg.decoder_input_size == 8 + 8 + 2 * 16 + 2 + 5  # [z_s; z_r; a_d; c; s_i]
+    assert tiny_config("sketch-rnn-decoder").decoder_input_size == 5
+
+
+@pytest.mark.parametrize("preset", ["ai-sketcher", "sketch-rnn"])
+def test_teacher_forced_decode_equals_step_by_step(preset: str) -> None:
+    """Training (`decode`) and sampling (`decode_step`) run the same computation."""
+    torch.manual_seed(0)
+    model = SketchModel(tiny_config(preset)).eval()
+    batch = tiny_batch([4, 2])
+    with torch.no_grad():
+        latent = model.encode(
+            batch.strokes[:, 1:], batch.lengths, batch.labels, batch.rasters, sample=False
+        )
+        torch.manual_seed(1)
+        mixture, mu_a, _ = model.decode(batch.strokes[:, :-1], latent)
+        torch.manual_seed(1)
+        state = model.initial_state(latent, 2)
+        ys, mus = [], []
+        for j in range(batch.strokes.shape[1] - 1):
+            y, state, stats = model.decode_step(batch.strokes[:, j], state, latent, j)
+            ys.append(y)
+            if stats is not None:
+                mus.append(stats[0])
+    y = torch.stack(ys, 1)
+    torch.testing.assert_close(mixture.pen_logits, y[..., :3])
+    torch.testing.assert_close(mixture.logits, y[..., 3 : 3 + model.config.num_mixture])
+    if mu_a is not None:
+        torch.testing.assert_close(mu_a, torch.stack(mus, 1))
+
+
+def test_encode_without_sampling_and_class_condition() -> None:
+    torch.manual_seed(0)
+    model = SketchModel(tiny_config("sketch-rnn-cond")).eval()
+    batch = tiny_batch([3, 3])
+    strokes = batch.strokes[:1, 1:].expand(2, -1, -1)
+    lengths, labels = batch.lengths[:1].expand(2), torch.tensor([0, 1])
+    latent = model.encode(strokes, lengths, labels, None, sample=False)
+    assert torch.equal(latent.z_s, latent.mu_s)
+    assert latent.c.tolist() == [[1, 0], [0, 1]]
+    # the same sketch under two classes: c changes mu_s and the decoder's initial state
+    assert not torch.allclose(latent.mu_s[0], latent.mu_s[1])
+    h0 = model.initial_state(latent, 2).rnn[0]
+    assert not torch.allclose(h0[0], h0[1])
+    sampled = model.encode(strokes, lengths, labels, None)
+    assert not torch.equal(sampled.z_s, sampled.mu_s)
+    picked = latent.select(torch.tensor([1, 1, 0]))
+    assert picked.z_s.shape == (3, 8) and torch.equal(picked.z_s[2], latent.z_s[0])
+
+
+def test_config_errors_and_round_trip() -> None:
+    with pytest.raises(SketchDataError, match="unknown config"):
+        make_config("no-such-model")
+    with pytest.raises(SketchDataError, match="unknown size"):
+        make_config("ai-sketcher", "huge")
+    with pytest.raises(SketchDataError, match="use_influence needs encoder"):
+        make_config("sketch-pix2seq", use_influence=True)
+    with pytest.raises(SketchDataError, match="unknown model config fields: bogus"):
+        ModelConfig.from_dict({"bogus": 1})
+    cfg = tiny_config("sketch-pix2seq")
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert not cfg.variational and cfg.encoder == "cnn"
