@@ -105,7 +105,12 @@ class Sketcher:
         if (path / REFERENCE_FILE).is_file():
             bank = _read_bank(path / REFERENCE_FILE)
         return cls(
-            model, list(data["classes"]), float(data["scale_factor"]), bank=bank, source=str(path)
+            model,
+            list(data["classes"]),
+            float(data["scale_factor"]),
+            bank=bank,
+            data_sources=data.get("sources"),
+            source=str(path),
         )
 
     def class_index(self, name: str | int) -> int:

@@ -126,6 +126,35 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def training_record(run: Path) -> dict:
+    """How the run trained: steps, time, validation losses over time, and the machine."""
+    import csv
+    import json
+    import platform
+
+    import torch
+
+    record: dict = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    }
+    state = run / "last.json"
+    if state.is_file():
+        info = json.loads(state.read_text())
+        record.update(
+            {
+                k: info.get(k)
+                for k in ("step", "best_valid", "skipped_steps", "restores", "train", "data")
+            }
+        )
+    metrics = run / "metrics.csv"
+    if metrics.is_file():
+        with open(metrics) as fh:
+            rows = [r for r in csv.DictReader(fh) if r["split"] == "valid"]
+        keys = ("step", "total", "l_r", "l_c", "l_s", "l_kl", "l_ae")
+        record["validation"] = [{k: float(r[k]) for k in keys} for r in rows]
+    return record
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from aisketcher.api import Sketcher
 
@@ -137,7 +166,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise SketchDataError(
             "the run's training data is needed to export reference encodings", args.run
         )
-    out = sketcher.export(args.out, per_class=args.per_class)
+    out = sketcher.export(
+        args.out, record=training_record(Path(args.run)), per_class=args.per_class
+    )
     print(f"exported {args.run} ({args.checkpoint}) to {out}")
     return 0
 
