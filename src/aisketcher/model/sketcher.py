@@ -202,9 +202,10 @@ class SketchModel(nn.Module):
         projected = self.decoder.input_projection(torch.cat([cond, inputs.transpose(0, 1)], -1))
         rnn, query = state.rnn, state.query
         hs, mus, log_vars = [], [], []
-        for j in range(length):
+        # unbind, not projected[j]: indexing would back-propagate a full-size zero tensor per step.
+        for j, projected_j in enumerate(projected.unbind(0)):
             a_d, mu_a, log_var_a = self.influence(query, latent.memory, latent.memory_lengths, j)
-            xp = projected[j] + self.decoder.partial_projection(a_d, a_start)
+            xp = projected_j + self.decoder.partial_projection(a_d, a_start)
             query, rnn = self.decoder.recurrence(xp, rnn)
             hs.append(query)
             mus.append(mu_a)
