@@ -9,7 +9,7 @@ from aisketcher.errors import SketchDataError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from aisketcher.cli import data, draw, train
+    from aisketcher.cli import data, draw, evaluate, serve, train
 
     parser = argparse.ArgumentParser(
         prog="aisketcher",
@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(sub)
     train.register(sub)
     draw.register(sub)
+    evaluate.register(sub)
+    serve.register(sub)
     return parser
 
 
