@@ -30,10 +30,14 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from aisketcher.data.dataset import load_dataset
     from aisketcher.model.config import ModelConfig, make_config
     from aisketcher.train.trainer import TrainConfig, Trainer
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     run_dir = Path(args.out)
     if args.resume:
         info_path = run_dir / "config.json"
@@ -119,6 +123,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper 0.001)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: all; 1 is best on a busy machine)",
+    )
     p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long")
     p.add_argument("--eval-every", type=int, default=500, help="steps between validations")
     p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")

@@ -84,6 +84,9 @@ def save_checkpoint(
         optim_tensors, meta["optimizer"] = _optimizer_split(optimizer.state_dict())
         tensors.update(optim_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i}"] = state
     metadata = {META_KEY: json.dumps(meta)}
     _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     write_json(path.with_suffix(".json"), {k: v for k, v in meta.items() if k != "optimizer"})
@@ -119,3 +122,10 @@ def restore_training_state(
     optimizer.load_state_dict(_optimizer_join(optim, info["optimizer"]))
     if "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = [
+        tensors[f"rng.cuda.{i}"]
+        for i in range(torch.cuda.device_count())
+        if f"rng.cuda.{i}" in tensors
+    ]
+    if cuda_states:
+        torch.cuda.set_rng_state_all(cuda_states)
