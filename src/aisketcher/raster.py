@@ -12,14 +12,13 @@ Coordinates use pixel centres: pixel i covers [i - 0.5, i + 0.5), so the image c
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
 from aisketcher.sketch import Sketch
 
@@ -172,15 +171,8 @@ def _load_packed(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
 
 
 def cached_rasters(

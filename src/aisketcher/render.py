@@ -8,10 +8,7 @@ Every picture scales its sketch to fit a square of `size` pixels, aspect kept an
 from __future__ import annotations
 
 import math
-import os
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
@@ -19,6 +16,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
 from aisketcher.sketch import Sketch, stroke3_to_strokes
 
@@ -308,21 +306,6 @@ def grid_png(
     return image
 
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path` (same suffix) that replaces `path` once written.
-
-    The writer creates the file itself, so it gets the usual permissions (mkstemp's are private).
-    """
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def animate_gif(
     sketch: SketchLike,
     path: str | Path,
@@ -358,7 +341,7 @@ def animate_gif(
         for n in counts
     ]
     durations = [frame_ms] * (len(frames) - 1) + [hold_ms]
-    with _atomic(Path(path)) as tmp:
+    with atomic_path(Path(path)) as tmp:
         frames[0].save(
             tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0
         )
@@ -404,7 +387,7 @@ def save_sketches(
     if ext == ".gif" and len(items) != 1:
         raise SketchDataError(f"a .gif animates one sketch, got {len(items)}", str(path))
     one = len(items) == 1 and labels is None
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         if ext == ".svg":
             text = (
                 sketch_to_svg(items[0], size or 256)

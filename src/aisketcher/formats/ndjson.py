@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
 from aisketcher.sketch import Sketch, strokes_to_stroke3
 
@@ -234,26 +235,21 @@ def drawing_to_stroke3(drawing: Drawing) -> np.ndarray:
 
 
 def write_ndjson(path: str | Path, sketches: Iterable[Sketch], word: str) -> None:
-    """Write sketches as simplified ndjson lines of class `word`, atomically (`.part`, then rename).
+    """Write sketches as simplified ndjson lines of class `word`, atomically.
 
     Coordinates are rounded to integers as given (not rescaled); key_ids are numbered from 1.
     Fields the sketches do not carry (countrycode, timestamp, recognized) are written as null.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for number, sketch in enumerate(sketches, start=1):
-                drawing = [np.round(s).astype(np.int64).T.tolist() for s in sketch.strokes()]
-                record = {
-                    "word": word,
-                    "countrycode": None,
-                    "timestamp": None,
-                    "recognized": None,
-                    "key_id": str(number),
-                    "drawing": drawing,
-                }
-                fh.write(json.dumps(record, separators=(",", ":")) + "\n")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for number, sketch in enumerate(sketches, start=1):
+            drawing = [np.round(s).astype(np.int64).T.tolist() for s in sketch.strokes()]
+            record = {
+                "word": word,
+                "countrycode": None,
+                "timestamp": None,
+                "recognized": None,
+                "key_id": str(number),
+                "drawing": drawing,
+            }
+            fh.write(json.dumps(record, separators=(",", ":")) + "\n")

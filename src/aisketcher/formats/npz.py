@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
+from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
 from aisketcher.sketch import validate_stroke3
 
@@ -145,11 +146,5 @@ def write_npz(path: str | Path, splits: Mapping[str, Iterable[np.ndarray]]) -> N
         for i, s in enumerate(items):
             obj[i] = s.astype(np.int16 if integral else np.float32)
         arrays[split] = obj
-    tmp = path.with_name(path.name + ".part")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)

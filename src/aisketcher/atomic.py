@@ -1,0 +1,31 @@
+"""Atomic file writes: a file with its final name is always complete."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (same suffix, hidden) that replaces `path` once written.
+
+    On any error the temporary file is removed and `path` is left as it was. The writer creates the
+    file itself, so it gets the usual permissions. `fsync` flushes it to disk before the rename,
+    for files whose loss on a power cut would matter (checkpoints).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.part{path.suffix}")
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
