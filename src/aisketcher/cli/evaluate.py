@@ -1,9 +1,177 @@
-"""`aisketcher evaluate`: (being written)."""
+"""`aisketcher evaluate` and `aisketcher classifier train`: measure a model against real sketches."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from aisketcher.errors import SketchDataError
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from aisketcher.data.dataset import parse_class_list
+    from aisketcher.evaluate.classifier import SketchClassifier
+    from aisketcher.evaluate.report import REPORT_FILE, EvalSettings, evaluate_run
+    from aisketcher.train.trainer import resolve_device
+
+    if args.samples < 2:
+        raise SketchDataError(f"--samples must be at least 2, got {args.samples}")
+    device = str(resolve_device(args.device))
+    classifier = SketchClassifier.load(args.classifier, device=device)
+    settings = EvalSettings(
+        classes=parse_class_list(args.classes) if args.classes else None,
+        split=args.split,
+        samples=args.samples,
+        temperature=args.temperature,
+        seed=args.seed,
+        data_dir=args.data,
+    )
+    source = Path(args.run)
+    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "eval"
+    report = evaluate_run(source, classifier, out, settings, compare=args.compare, device=device)
+    print(summary(report))
+    print(f"wrote {out / REPORT_FILE} and {', '.join(report['figures'].values())}")
+    return 0
+
+
+def summary(report: dict) -> str:
+    """A few lines a person reads first; the JSON has everything."""
+
+    def num(value: float | None, digits: int = 3) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    like = report["likelihood"].get("all", {})
+    rec = report["recognizability"]
+    lines = [
+        f"{report['model']['config']} on {', '.join(report['classes'])} "
+        f"({report['settings']['split']} split, temperature {report['settings']['temperature']})",
+        f"likelihood: total {num(like.get('total'))}  l_r {num(like.get('l_r'))}  "
+        f"l_z {num(like.get('l_z'))}  l_a {num(like.get('l_a'))}",
+        f"recognizability: real (ceiling) {num(rec['real']['all'])}  draw {num(rec['draw']['all'])}"
+        + (f"  reconstruct {num(rec['reconstruct']['all'])}" if "reconstruct" in rec else ""),
+    ]
+    fid = report["fid"]
+    lines.append(
+        f"FID (pooled): floor {num(fid['floor']['all'], 2)}  draw {num(fid['draw']['all'], 2)}"
+        + (f"  reconstruct {num(fid['reconstruct']['all'], 2)}" if "reconstruct" in fid else "")
+    )
+    pr = report["precision_recall"]["draw"]["all"]
+    div = report["diversity"]
+    lines.append(
+        f"draw precision {num(pr['precision'])}  recall {num(pr['recall'])}; pHash diversity: "
+        f"real {num(div['real']['mean_of_classes'], 2)}  draw {num(div['draw']['mean_of_classes'], 2)}"
+    )
+    if "diversity_ttest" in report:
+        t = report["diversity_ttest"]
+        lines.append(f"diversity t-test vs {t['other_model']}: t {num(t['t'])}, p {num(t['p'], 4)}")
+    return "\n".join(lines)
+
+
+def cmd_classifier_train(args: argparse.Namespace) -> int:
+    from aisketcher.evaluate.classifier import (
+        ClassifierConfig,
+        ClassifierTraining,
+        train_classifier,
+    )
+    from aisketcher.train.trainer import resolve_device
+
+    out = Path(args.out)
+    training = ClassifierTraining(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        max_per_class=args.max_per_class,
+    )
+    classifier = train_classifier(
+        args.classes,
+        args.data,
+        config=ClassifierConfig([], raster_size=args.raster_size),
+        training=training,
+        device=str(resolve_device(args.device)),
+        progress=True,
+    )
+    classifier.save(out)
+    print(json.dumps({"out": str(out), "accuracy": classifier.info["accuracy"]}, indent=2))
+    return 0
+
+
+EVALUATE_EPILOG = """examples:
+  aisketcher classifier train --classes cat,airplane,bicycle,eye,guitar --out runs/clf-qd5
+  aisketcher evaluate runs/demo --classifier runs/clf-qd5 --out runs/demo/eval
+  aisketcher evaluate runs/demo --classifier runs/clf-qd5 --classes cat --samples 50 --seed 1
+  aisketcher evaluate ../shared/models/magenta-js/bicycle.gen.json --classifier runs/clf-qd5 \\
+      --out eval-bicycle
+  aisketcher evaluate runs/b --classifier runs/clf-qd5 --compare runs/demo/eval/evaluation.json
+
+Writes evaluation.json (every number) and samples.png, reconstructions.png, tsne.png and
+loss_curves.png (those the model allows) to --out (default: RUN/eval)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    del sub
+    p = sub.add_parser(
+        "evaluate",
+        help="measure a model: likelihood, recognizability, FID, precision/recall, diversity",
+        description="Evaluate a run directory, an exported model or a magenta-js .gen.json on the "
+        "real sketches of its classes: the paper's loss terms per class; recognizability, FID "
+        "and precision/recall (k = 3) of class-only drawings and reconstructions, on the "
+        "features of a sketch classifier (see `aisketcher classifier train`); pHash diversity; "
+        "figures. The same run, seed and settings give the same numbers.",
+        epilog=EVALUATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run", metavar="RUN", help="run directory, exported model, or .gen.json file")
+    p.add_argument(
+        "--classifier", required=True, metavar="DIR", help="a folder from `classifier train`"
+    )
+    p.add_argument("--classes", default=None, help="comma-separated subset (default: all)")
+    p.add_argument("--split", default="test", choices=["test", "valid"], help="default test")
+    p.add_argument("--out", default=None, help="output folder (default RUN/eval)")
+    p.add_argument(
+        "--samples", type=int, default=100, help="real and generated sketches per class (100)"
+    )
+    p.add_argument("--temperature", type=float, default=0.4, help="sampling temperature (0.4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--data", default=None, help="data folder (default: the run's files, or ../shared/data)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="JSON",
+        help="another model's evaluation.json: t-test of the two models' diversity",
+    )
+    p.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser(
+        "classifier",
+        help="the sketch classifier behind the evaluation metrics",
+        description="A compact CNN over rasterized sketches, used by `aisketcher evaluate`.",
+    )
+    csub = c.add_subparsers(dest="classifier_command", metavar="COMMAND", required=True)
+    t = csub.add_parser(
+        "train",
+        help="train a sketch classifier on the training split of some classes",
+        description="Train the evaluation classifier (a CNN on rasters, with augmentation) on "
+        "the training split; keeps the epoch with the best validation accuracy and reports "
+        "its test accuracy. Saved as classifier.safetensors + classifier.json.",
+        epilog="examples:\n"
+        "  aisketcher classifier train --classes cat,airplane,bicycle,eye,guitar --out runs/clf\n"
+        "  aisketcher classifier train --classes cat,bicycle --epochs 4 --seed 1 --out clf2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t.add_argument("--classes", required=True, help="comma-separated class names or .npz files")
+    t.add_argument(
+        "--data", default=None, help="data folder (default $AISKETCHER_DATA or ../shared/data)"
+    )
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--epochs", type=int, default=12)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--raster-size", type=int, default=64, help="input image side (64)")
+    t.add_argument(
+        "--max-per-class", type=int, default=None, help="train on at most this many per class"
+    )
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    t.set_defaults(func=cmd_classifier_train)

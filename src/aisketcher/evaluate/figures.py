@@ -1,0 +1,152 @@
+"""Figures of an evaluation, as PNG files: sample grids, t-SNE of latents, loss curves.
+
+Matplotlib is used through `Figure` objects only (no pyplot state, no display needed).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.manifold import TSNE
+
+from aisketcher.errors import SketchDataError
+from aisketcher.render import grid_png
+
+# The paper's Figure 3b: total loss, reconstruction loss l_r, KL loss l_kl.
+CURVES = (
+    ("total", "total loss"),
+    ("l_r", "reconstruction loss $l_r$"),
+    ("l_kl", "KL loss $l_{kl}$"),
+)
+
+
+def sample_grid(
+    rows: Sequence[Sequence[np.ndarray]],
+    row_labels: Sequence[str],
+    path: str | Path,
+    cell: int = 96,
+) -> Path:
+    """One row of sketches per class (or per model), labelled at the left."""
+    path = Path(path)
+    grid_png([list(r) for r in rows], cell=cell, row_labels=list(row_labels)).save(path)
+    return path
+
+
+def tsne_embedding(latents: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-D t-SNE of (n, d) latents; the perplexity shrinks for small sets (it must stay < n)."""
+    n = len(latents)
+    if n < 3:
+        raise ValueError(f"t-SNE needs at least 3 points, got {n}")
+    perplexity = float(min(30.0, max(1.0, (n - 1) / 3)))
+    tsne = TSNE(2, perplexity=perplexity, init="pca", random_state=seed, learning_rate="auto")
+    return tsne.fit_transform(np.asarray(latents, dtype=np.float64))
+
+
+def _colours(count: int) -> list[tuple[float, ...]]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20" if count > 10 else "tab10"]
+    return [cmap(i % cmap.N) for i in range(count)]
+
+
+def tsne_figure(
+    panels: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    class_names: Sequence[str],
+    path: str | Path,
+    seed: int = 0,
+) -> Path:
+    """The paper's Figure 3a: one t-SNE panel per model, points coloured by class.
+
+    `panels` maps a title to (latents (n, d), class indices into `class_names`).
+    """
+    if not panels:
+        raise SketchDataError("no latents to plot")
+    colours = _colours(len(class_names))
+    fig = Figure(figsize=(4 * len(panels), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, (latents, labels)) in zip(axes, panels.items(), strict=True):
+        xy = tsne_embedding(latents, seed)
+        labels = np.asarray(labels)
+        for k, name in enumerate(class_names):
+            mask = labels == k
+            if mask.any():
+                ax.scatter(xy[mask, 0], xy[mask, 1], s=12, color=colours[k], label=name)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def read_metrics(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """A run's metrics.csv -> {"train"|"valid": {column: values}} (steps ascending)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SketchDataError("no metrics.csv: not a training run", str(path))
+    rows: dict[str, list[dict[str, str]]] = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            rows.setdefault(row["split"], []).append(row)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for split, items in rows.items():
+        # A resumed run may log a step twice; the later row wins.
+        by_step = {int(r["step"]): r for r in items}
+        steps = sorted(by_step)
+        columns = {"step": np.array(steps, dtype=np.float64)}
+        for key in ("total", "l_r", "l_kl", "l_c", "l_s", "l_z", "l_a"):
+            columns[key] = np.array([_number(by_step[s].get(key)) for s in steps])
+        out[split] = columns
+    return out
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    padded = np.concatenate([np.full(window - 1, values[0]), values])
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def loss_curves(runs: Mapping[str, str | Path], path: str | Path) -> Path:
+    """The paper's Figure 3b: total, reconstruction and KL loss over training, one line per run.
+
+    Training values (annealed KL weight, KL floor) are drawn smoothed and thin; validation values
+    (full KL weight, no floor) as markers.
+    """
+    if not runs:
+        raise SketchDataError("no runs to plot")
+    colours = _colours(len(runs))
+    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    axes = fig.subplots(1, len(CURVES))
+    for colour, (name, csv_path) in zip(colours, runs.items(), strict=True):
+        metrics = read_metrics(csv_path)
+        for ax, (key, _) in zip(axes, CURVES, strict=True):
+            train = metrics.get("train")
+            if train is not None and len(train["step"]):
+                window = max(1, len(train["step"]) // 50)
+                smooth = _smooth(train[key], window)
+                ax.plot(train["step"], smooth, color=colour, lw=1, alpha=0.8, label=name)
+            valid = metrics.get("valid")
+            if valid is not None and len(valid["step"]):
+                ax.plot(valid["step"], valid[key], "o--", color=colour, ms=3, lw=0.8)
+    for ax, (_, title) in zip(axes, CURVES, strict=True):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+    axes[0].legend(fontsize=8, title="lines: train; markers: valid", title_fontsize=7)
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    return path

@@ -1,0 +1,465 @@
+"""`evaluate_run`: every metric of one model, written as `evaluation.json` plus PNG figures.
+
+For each evaluated class the first `samples` sketches of the split are the real set; the model
+draws as many sketches from the class alone (class-only drawing) and reconstructs each real one
+(encoded under its own class, z_s = mu_s). The other held-out split (valid for test) gives the
+floors: FID and precision/recall of real sketches against real ones. Everything is seeded: the
+same model, data, seed and settings give the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aisketcher import __version__
+from aisketcher.api import Sketcher
+from aisketcher.data.dataset import Split, class_file_name, load_dataset, resolve_class_file
+from aisketcher.data.paths import default_data_dir
+from aisketcher.errors import SketchDataError
+from aisketcher.evaluate import figures
+from aisketcher.evaluate.classifier import SketchClassifier
+from aisketcher.evaluate.likelihood import likelihood_by_class
+from aisketcher.evaluate.metrics import (
+    diversity_ttest,
+    fid,
+    phash_diversity,
+    precision_recall,
+    top1_accuracy,
+)
+from aisketcher.generate import class_latent, encode_sketches, make_generator, sample_sequences
+from aisketcher.train.checkpoint import write_json
+
+REPORT_FILE = "evaluation.json"
+SPLITS = ("test", "valid")
+
+
+@dataclass
+class EvalSettings:
+    classes: list[str] | None = None  # default: every class of the model
+    split: str = "test"  # evaluated split; the other of test/valid gives the floors
+    samples: int = 100  # real sketches per class (at most), and as many generated
+    temperature: float = 0.4  # sampling temperature of drawings and reconstructions
+    seed: int = 0
+    k: int = 3  # neighbours of the precision/recall manifolds
+    tsne_per_class: int = 30  # latents per class in the t-SNE (paper: 30)
+    grid_per_class: int = 8  # sketches per class in the sample grids
+    batch_size: int = 100
+    figures: bool = True  # write the PNG figures (the numbers do not depend on them)
+    data_dir: str | None = None  # default: the run's own data files, else the default data folder
+    raster_cache: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SketchSets:
+    """Normalised stroke-3 sketches of every evaluated class, in class order, with class indices."""
+
+    real: list[np.ndarray]
+    real_labels: np.ndarray  # index into the evaluated classes
+    floor: list[np.ndarray]
+    floor_labels: np.ndarray
+    drawn: list[np.ndarray]
+    drawn_labels: np.ndarray
+    reconstructed: list[np.ndarray] | None
+
+
+def _run_info(path: Path) -> dict[str, Any]:
+    config = path / "config.json"
+    return json.loads(config.read_text()) if path.is_dir() and config.is_file() else {}
+
+
+def _class_files(names: list[str], info: dict[str, Any], data_dir: str | None) -> list[Path]:
+    """The data file of each class: from `data_dir`, else the run's own sources, else the default."""
+    sources = {Path(p).stem: Path(p) for p in info.get("data", {}).get("sources", [])}
+    out = []
+    for name in names:
+        stem = class_file_name(name)
+        if data_dir is None and stem in sources and sources[stem].is_file():
+            out.append(sources[stem])
+        else:
+            out.append(
+                resolve_class_file(name, Path(data_dir) if data_dir else default_data_dir())[1]
+            )
+    return out
+
+
+def _first(split: Split, count: int, num_classes: int) -> tuple[list[np.ndarray], np.ndarray]:
+    keep = np.concatenate(
+        [np.flatnonzero(split.labels == k)[:count] for k in range(num_classes)]
+    ).astype(np.int64)
+    return [split.sketches[i] for i in keep], split.labels[keep]
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    return [slice(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def draw_class_only(
+    sketcher: Sketcher, model_labels: list[int], settings: EvalSettings
+) -> list[np.ndarray]:
+    """Class-only drawings (normalised stroke-3), chunk i seeded with seed + i."""
+    model, bank = sketcher.model, sketcher.bank()
+    out: list[np.ndarray] = []
+    for i, part in enumerate(_chunks(len(model_labels), settings.batch_size)):
+        seed = settings.seed + i
+        labels = model_labels[part]
+        latent = class_latent(model, labels, seed, bank)
+        generator = make_generator(sketcher.device, seed)
+        out += sample_sequences(
+            model, latent, len(labels), temperature=settings.temperature, generator=generator
+        )
+    return out
+
+
+def reconstruct(
+    sketcher: Sketcher, sketches: list[np.ndarray], model_labels: list[int], settings: EvalSettings
+) -> list[np.ndarray]:
+    """Each sketch encoded under its class (z_s = mu_s) and decoded; chunk i seeded with seed + i."""
+    out: list[np.ndarray] = []
+    for i, part in enumerate(_chunks(len(sketches), settings.batch_size)):
+        latent = encode_sketches(sketcher.model, sketches[part], model_labels[part])
+        generator = make_generator(sketcher.device, settings.seed + 10_000 + i)
+        out += sample_sequences(
+            sketcher.model,
+            latent,
+            len(sketches[part]),
+            temperature=settings.temperature,
+            generator=generator,
+        )
+    return out
+
+
+def latent_vectors(
+    sketcher: Sketcher, sketches: list[np.ndarray], model_labels: list[int], batch_size: int = 100
+) -> np.ndarray:
+    """mu_s of each sketch (the paper's Figure 3a plots these), (n, n_z)."""
+    parts = [
+        encode_sketches(sketcher.model, sketches[s], model_labels[s]).z_s.cpu().numpy()
+        for s in _chunks(len(sketches), batch_size)
+    ]
+    return np.concatenate(parts)
+
+
+def _per_class(
+    names: list[str], labels: np.ndarray, fn: Any, *arrays: np.ndarray
+) -> dict[str, Any]:
+    """fn(*arrays restricted to each class) for every class, and fn(*arrays) as "all"."""
+    out = {name: fn(*(a[labels == k] for a in arrays)) for k, name in enumerate(names)}
+    out["all"] = fn(*arrays)
+    return out
+
+
+def _fid_or_nan(a: np.ndarray, b: np.ndarray) -> float:
+    return fid(a, b) if len(a) >= 2 and len(b) >= 2 else math.nan
+
+
+def _set_metrics(
+    names: list[str],
+    real_feats: np.ndarray,
+    real_labels: np.ndarray,
+    feats: np.ndarray,
+    labels: np.ndarray,
+    k: int,
+) -> dict[str, Any]:
+    """FID and precision/recall of one set against the real set, per class and pooled."""
+    fids = {
+        name: _fid_or_nan(feats[labels == j], real_feats[real_labels == j])
+        for j, name in enumerate(names)
+    }
+    fids["all"] = _fid_or_nan(feats, real_feats)
+    prs = {}
+    for j, name in [*enumerate(names), (-1, "all")]:
+        mine = feats if j < 0 else feats[labels == j]
+        theirs = real_feats if j < 0 else real_feats[real_labels == j]
+        pr = precision_recall(theirs, mine, k)
+        prs[name] = {"precision": pr.precision, "recall": pr.recall}
+    return {"fid": fids, "precision_recall": prs}
+
+
+def _diversity(names: list[str], sketches: list[np.ndarray], labels: np.ndarray) -> dict[str, Any]:
+    """Mean pairwise pHash distance within each class; per-sketch values for t-tests."""
+    per_class, per_sketch = {}, []
+    for k, name in enumerate(names):
+        d = phash_diversity([sketches[i] for i in np.flatnonzero(labels == k)])
+        per_class[name] = d.mean_distance
+        per_sketch += d.per_sketch.tolist()
+    finite = [v for v in per_class.values() if math.isfinite(v)]
+    return {
+        "per_class": per_class,
+        "mean_of_classes": float(np.mean(finite)) if finite else math.nan,
+        "per_sketch": per_sketch,
+    }
+
+
+def _json_ready(value: Any) -> Any:
+    """NaN and infinities -> None (JSON has no NaN); NumPy scalars -> Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def load_sets(
+    sketcher: Sketcher, names: list[str], info: dict[str, Any], settings: EvalSettings
+) -> tuple[Split, SketchSets]:
+    """The whole evaluated split (for the likelihood) and the real sets of the other metrics."""
+    if settings.split not in SPLITS:
+        raise SketchDataError(f"split must be one of {', '.join(SPLITS)}, got '{settings.split}'")
+    floor_split = "valid" if settings.split == "test" else "test"
+    data = load_dataset(
+        _class_files(names, info, settings.data_dir),
+        splits=(settings.split, floor_split),
+        scale_factor=sketcher.scale_factor,
+        max_seq_len=sketcher.model.config.max_seq_len,
+    )
+    real, real_labels = _first(data[settings.split], settings.samples, len(names))
+    floor, floor_labels = _first(data[floor_split], settings.samples, len(names))
+    empty = [n for k, n in enumerate(names) if not (real_labels == k).any()]
+    if empty:
+        raise SketchDataError(f"no {settings.split} sketches for class {', '.join(empty)}")
+    sets = SketchSets(real, real_labels, floor, floor_labels, [], real_labels.copy(), None)
+    return data[settings.split], sets
+
+
+def evaluate_run(
+    source: str | Path,
+    classifier: SketchClassifier,
+    out_dir: str | Path,
+    settings: EvalSettings | None = None,
+    *,
+    compare: str | Path | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Evaluate a run directory, exported model or magenta-js `.gen.json`; write the report.
+
+    `compare` is another evaluation's `evaluation.json`: the diversity of the two models' class-only
+    drawings is then compared with an unpaired t-test.
+    """
+    settings = settings or EvalSettings()
+    source = Path(source)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sketcher = Sketcher.load(source, device=device)
+    info = _run_info(source)
+    names = settings.classes or list(sketcher.class_names)
+    model_index = np.array([sketcher.class_index(n) for n in names])
+    clf_index = np.array([classifier.class_index(n) for n in names])
+    split, sets = load_sets(sketcher, names, info, settings)
+    torch.manual_seed(settings.seed)
+    cfg = sketcher.model.config
+
+    # ----- likelihood, on the whole split -----
+    model_split = Split(split.sketches, model_index[split.labels])
+    likelihood = likelihood_by_class(
+        sketcher.model,
+        model_split,
+        {int(model_index[k]): n for k, n in enumerate(names)},
+        batch_size=settings.batch_size,
+        raster_cache=settings.raster_cache,
+    )
+
+    # ----- generated sets -----
+    sets.drawn = draw_class_only(sketcher, model_index[sets.drawn_labels].tolist(), settings)
+    if cfg.has_latent:
+        sets.reconstructed = reconstruct(
+            sketcher, sets.real, model_index[sets.real_labels].tolist(), settings
+        )
+
+    # ----- classifier features and predictions -----
+    real_f, real_p = classifier.features_and_predictions(sets.real)
+    floor_f, _ = classifier.features_and_predictions(sets.floor)
+    drawn_f, drawn_p = classifier.features_and_predictions(sets.drawn)
+    intended = clf_index[sets.real_labels]
+
+    def accuracy_by_class(pred: np.ndarray) -> dict[str, Any]:
+        return _per_class(names, sets.real_labels, top1_accuracy, pred, intended)
+
+    recognizability: dict[str, Any] = {
+        "real": accuracy_by_class(real_p),
+        "draw": accuracy_by_class(drawn_p),
+    }
+    quality: dict[str, Any] = {
+        "floor": _set_metrics(
+            names, real_f, sets.real_labels, floor_f, sets.floor_labels, settings.k
+        ),
+        "draw": _set_metrics(
+            names, real_f, sets.real_labels, drawn_f, sets.drawn_labels, settings.k
+        ),
+    }
+    diversity = {
+        "real": _diversity(names, sets.real, sets.real_labels),
+        "draw": _diversity(names, sets.drawn, sets.drawn_labels),
+    }
+    if sets.reconstructed is not None:
+        recon_f, recon_p = classifier.features_and_predictions(sets.reconstructed)
+        recognizability["reconstruct"] = accuracy_by_class(recon_p)
+        quality["reconstruct"] = _set_metrics(
+            names, real_f, sets.real_labels, recon_f, sets.real_labels, settings.k
+        )
+        diversity["reconstruct"] = _diversity(names, sets.reconstructed, sets.real_labels)
+
+    # ----- figures -----
+    written = (
+        _figures(sketcher, source, out, names, sets, model_index, settings)
+        if settings.figures
+        else {}
+    )
+
+    report: dict[str, Any] = {
+        "model": {
+            "source": str(source),
+            "config": cfg.name,
+            "classes": list(sketcher.class_names),
+            "step": _trained_steps(source),
+        },
+        "classes": names,
+        "settings": settings.to_dict(),
+        "counts": {
+            "real": {n: int((sets.real_labels == k).sum()) for k, n in enumerate(names)},
+            "floor": {n: int((sets.floor_labels == k).sum()) for k, n in enumerate(names)},
+        },
+        "classifier": {
+            "classes": classifier.classes,
+            "accuracy": classifier.info.get("accuracy", {}),
+            "source": classifier.source,
+        },
+        "likelihood": likelihood,
+        "recognizability": recognizability,
+        "fid": {kind: q["fid"] for kind, q in quality.items()},
+        "precision_recall": {kind: q["precision_recall"] for kind, q in quality.items()},
+        "diversity": diversity,
+        "figures": {k: Path(v).name for k, v in written.items()},
+        "code_version": __version__,
+    }
+    if not cfg.has_latent:
+        report["skipped"] = "reconstructions and latents: the model has no encoder"
+    if compare is not None:
+        report["diversity_ttest"] = compare_diversity(report, compare)
+    report = _json_ready(report)
+    write_json(out / REPORT_FILE, report)
+    return report
+
+
+def _trained_steps(source: Path) -> int | None:
+    from aisketcher.train.checkpoint import read_checkpoint
+
+    for name in ("best", "last"):
+        path = source / f"{name}.safetensors"
+        if source.is_dir() and path.is_file():
+            return int(read_checkpoint(path)[1].get("step", 0))
+    return None
+
+
+def compare_diversity(report: dict[str, Any], other: str | Path) -> dict[str, Any]:
+    """Unpaired t-test of per-sketch pHash diversity of class-only drawings: this vs `other`."""
+    path = Path(other)
+    if path.is_dir():
+        path = path / REPORT_FILE
+    try:
+        theirs = json.loads(path.read_text())
+        b = theirs["diversity"]["draw"]["per_sketch"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SketchDataError(f"not an evaluation report ({exc})", str(path)) from None
+    a = report["diversity"]["draw"]["per_sketch"]
+    result = diversity_ttest(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    return {
+        "other": str(path),
+        "other_model": theirs.get("model", {}).get("source"),
+        **dataclasses.asdict(result),
+        "same_settings": theirs.get("settings", {}).get("temperature")
+        == report["settings"]["temperature"]
+        and theirs.get("classes") == report["classes"],
+    }
+
+
+def _grid(
+    path: Path,
+    names: list[str],
+    sketches: list[np.ndarray],
+    labels: np.ndarray,
+    settings: EvalSettings,
+) -> Path:
+    rows = [
+        [sketches[i] for i in np.flatnonzero(labels == k)[: settings.grid_per_class]]
+        for k in range(len(names))
+    ]
+    return figures.sample_grid(rows, names, path)
+
+
+def _recon_grid(
+    path: Path,
+    names: list[str],
+    real: list[np.ndarray],
+    reconstructed: list[np.ndarray],
+    labels_of: np.ndarray,
+    settings: EvalSettings,
+) -> Path:
+    """Two rows per class: real sketches, then the model's reconstructions of them."""
+    rows, labels = [], []
+    for k, name in enumerate(names):
+        keep = np.flatnonzero(labels_of == k)[: settings.grid_per_class]
+        rows += [[real[i] for i in keep], [reconstructed[i] for i in keep]]
+        labels += [f"{name} (real)", f"{name} (model)"]
+    return figures.sample_grid(rows, labels, path)
+
+
+def _figures(
+    sketcher: Sketcher,
+    source: Path,
+    out: Path,
+    names: list[str],
+    sets: SketchSets,
+    model_index: np.ndarray,
+    settings: EvalSettings,
+) -> dict[str, Path]:
+    """Sample grids, t-SNE of latents and loss curves, those the model allows."""
+    cfg = sketcher.model.config
+    written = {
+        "samples": _grid(out / "samples.png", names, sets.drawn, sets.drawn_labels, settings)
+    }
+    if sets.reconstructed is not None:
+        written["reconstructions"] = _recon_grid(
+            out / "reconstructions.png",
+            names,
+            sets.real,
+            sets.reconstructed,
+            sets.real_labels,
+            settings,
+        )
+        keep = np.concatenate(
+            [
+                np.flatnonzero(sets.real_labels == k)[: settings.tsne_per_class]
+                for k in range(len(names))
+            ]
+        )
+        if len(keep) >= 3:
+            z = latent_vectors(
+                sketcher,
+                [sets.real[i] for i in keep],
+                model_index[sets.real_labels[keep]].tolist(),
+                settings.batch_size,
+            )
+            written["tsne"] = figures.tsne_figure(
+                {cfg.name: (z, sets.real_labels[keep])}, names, out / "tsne.png", settings.seed
+            )
+    metrics_csv = source / "metrics.csv"
+    if metrics_csv.is_file():
+        written["loss_curves"] = figures.loss_curves(
+            {cfg.name: metrics_csv}, out / "loss_curves.png"
+        )
+    return written

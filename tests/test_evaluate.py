@@ -1,0 +1,206 @@
+"""`aisketcher evaluate` end to end: a tiny run trained for 2 steps, and Google's magenta-js bicycle."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+
+from aisketcher.cli import main
+from aisketcher.data.dataset import load_dataset
+from aisketcher.errors import SketchDataError
+from aisketcher.evaluate.classifier import (
+    ClassifierConfig,
+    ClassifierTraining,
+    SketchClassifier,
+    train_classifier,
+)
+from aisketcher.evaluate.report import REPORT_FILE, EvalSettings, evaluate_run
+from aisketcher.model.config import make_config
+from aisketcher.train.trainer import TrainConfig, Trainer
+
+TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
+MAX_LEN = 40  # short sketches keep the tiny run fast (21 cat and 31 eye test sketches)
+SAMPLES = 6
+METRICS = ("likelihood", "recognizability", "fid", "precision_recall", "diversity")
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("evaluate")
+
+
+@pytest.fixture(scope="module")
+def classifier(quickdraw_dir: Path, work: Path) -> SketchClassifier:
+    config = ClassifierConfig([], raster_size=32, channels=(8, 16, 32, 32), feature_size=32)
+    training = ClassifierTraining(epochs=2, max_per_class=40, batch_size=32)
+    trained = train_classifier(
+        ["cat", "eye", "bicycle"], quickdraw_dir, config=config, training=training
+    )
+    trained.save(work / "classifier")
+    return SketchClassifier.load(work / "classifier")
+
+
+@pytest.fixture(scope="module")
+def run_dir(quickdraw_dir: Path, work: Path) -> Path:
+    """An AI-Sketcher run on cat and eye, trained for 2 steps with a validation at each."""
+    torch.set_num_threads(1)
+    data = load_dataset("cat,eye", quickdraw_dir, max_seq_len=MAX_LEN)
+    config = make_config("ai-sketcher", "small", num_classes=2, max_seq_len=data.longest, **TINY)
+    train = TrainConfig(
+        steps=2, batch_size=4, eval_every=1, log_every=1, raster_cache=str(work / "rasters")
+    )
+    Trainer(config, train, data, work / "run", progress=False).fit()
+    return work / "run"
+
+
+def settings(work: Path, **overrides: Any) -> EvalSettings:
+    fields = dict(samples=SAMPLES, tsne_per_class=SAMPLES, raster_cache=str(work / "rasters"))
+    return EvalSettings(**{**fields, **overrides})
+
+
+@pytest.fixture(scope="module")
+def report(run_dir: Path, classifier: SketchClassifier, work: Path) -> dict:
+    torch.set_num_threads(1)
+    return evaluate_run(run_dir, classifier, work / "eval", settings(work))
+
+
+def test_report_has_every_metric_per_class(report: dict, work: Path) -> None:
+    assert report["classes"] == ["cat", "eye"]
+    assert report["model"]["config"] == "ai-sketcher" and report["model"]["step"] == 2
+    assert report["counts"]["real"] == {"cat": SAMPLES, "eye": SAMPLES}
+    for kind in ("real", "draw", "reconstruct"):
+        assert set(report["recognizability"][kind]) == {"cat", "eye", "all"}
+        assert all(0 <= v <= 1 for v in report["recognizability"][kind].values())
+    for kind in ("floor", "draw", "reconstruct"):
+        assert all(v >= 0 for v in report["fid"][kind].values())
+        for pr in report["precision_recall"][kind].values():
+            assert 0 <= pr["precision"] <= 1 and 0 <= pr["recall"] <= 1
+    for kind in ("real", "draw", "reconstruct"):
+        div = report["diversity"][kind]
+        assert set(div["per_class"]) == {"cat", "eye"}
+        assert len(div["per_sketch"]) == 2 * SAMPLES
+    assert json.loads((work / "eval" / REPORT_FILE).read_text()) == report
+
+
+def test_likelihood_is_per_class_and_has_no_kl_floor(report: dict, quickdraw_dir: Path) -> None:
+    test = load_dataset("cat,eye", quickdraw_dir, max_seq_len=MAX_LEN, splits=("test",))["test"]
+    like = report["likelihood"]
+    assert like["cat"]["count"] == int((test.labels == 0).sum())
+    assert like["all"]["count"] == len(test)
+    for name in ("cat", "eye", "all"):
+        terms = like[name]
+        assert terms["l_r"] == pytest.approx(terms["l_c"] + terms["l_s"])
+        assert terms["l_kl"] == pytest.approx(terms["l_z"] + 0.1 * terms["l_a"])
+        # With the KL floor (0.2) the total would be l_r + 0.2; the evaluation takes l_kl itself.
+        assert terms["l_kl"] < 0.2
+        assert terms["total"] == pytest.approx(terms["l_r"] + terms["l_kl"])
+    weighted = sum(like[n]["total"] * like[n]["count"] for n in ("cat", "eye"))
+    assert like["all"]["total"] == pytest.approx(weighted / like["all"]["count"])
+
+
+def test_figures_are_pictures(report: dict, work: Path) -> None:
+    names = report["figures"]
+    assert set(names) == {"samples", "reconstructions", "tsne", "loss_curves"}
+    for name in names.values():
+        with Image.open(work / "eval" / name) as image:
+            assert image.format == "PNG" and image.width > 100 and image.height > 100
+
+
+def test_same_seed_same_numbers(
+    report: dict, run_dir: Path, classifier: SketchClassifier, work: Path
+) -> None:
+    again = evaluate_run(run_dir, classifier, work / "again", settings(work, figures=False))
+    for key in METRICS:
+        assert again[key] == report[key], key
+
+
+def test_another_seed_and_a_diversity_ttest(
+    report: dict, run_dir: Path, classifier: SketchClassifier, work: Path
+) -> None:
+    other = evaluate_run(
+        run_dir,
+        classifier,
+        work / "seed1",
+        settings(work, seed=1, figures=False),
+        compare=work / "eval" / REPORT_FILE,
+    )
+    assert other["diversity"]["draw"]["per_sketch"] != report["diversity"]["draw"]["per_sketch"]
+    assert other["likelihood"] == report["likelihood"]  # the likelihood does not sample drawings
+    ttest = other["diversity_ttest"]
+    assert ttest["n_a"] == ttest["n_b"] == 2 * SAMPLES
+    assert 0 <= ttest["p"] <= 1 and ttest["same_settings"]
+
+
+def test_magenta_js_model_is_evaluated_on_its_class(
+    classifier: SketchClassifier, data_dir: Path, quickdraw_dir: Path, work: Path
+) -> None:
+    model = data_dir.parent / "models" / "magenta-js" / "bicycle.gen.json"
+    result = evaluate_run(
+        model, classifier, work / "bicycle", settings(work, data_dir=str(quickdraw_dir))
+    )
+    assert result["classes"] == ["bicycle"]
+    assert result["model"]["config"] == "sketch-rnn-decoder"
+    assert "reconstruct" not in result["recognizability"] and "no encoder" in result["skipped"]
+    like = result["likelihood"]["bicycle"]
+    assert like["l_z"] == 0 and like["l_a"] == 0
+    # The imported model explains real bicycles (its test measured l_c 0.10, l_s 0.15 on 16).
+    assert like["l_r"] < 0.4
+    assert set(result["figures"]) == {"samples"}
+    assert len(result["diversity"]["draw"]["per_sketch"]) == SAMPLES
+
+
+def test_a_class_the_classifier_does_not_know(
+    run_dir: Path, quickdraw_dir: Path, work: Path
+) -> None:
+    narrow = train_classifier(
+        ["eye", "bicycle"],
+        quickdraw_dir,
+        config=ClassifierConfig([], raster_size=32, channels=(4, 4, 4, 4), feature_size=4),
+        training=ClassifierTraining(epochs=1, max_per_class=4),
+    )
+    with pytest.raises(SketchDataError, match="does not know class 'cat'"):
+        evaluate_run(run_dir, narrow, work / "narrow", settings(work))
+
+
+def test_evaluate_command(
+    run_dir: Path,
+    classifier: SketchClassifier,
+    work: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(work / "cache"))
+    out = work / "cli"
+    args = ["evaluate", str(run_dir), "--classifier", classifier.source, "--out", str(out)]
+    assert main([*args, "--classes", "eye", "--samples", "4", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "recognizability: real (ceiling)" in printed and "FID (pooled)" in printed
+    saved = json.loads((out / REPORT_FILE).read_text())
+    assert saved["classes"] == ["eye"] and saved["settings"]["seed"] == 3
+
+
+def test_evaluate_command_errors(run_dir: Path, work: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["evaluate", str(run_dir), "--classifier", str(work / "nothing")]) == 2
+    assert "classifier train" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(run_dir), "--classifier", "x", "--split", "train"])
+
+
+def test_evaluate_help_has_examples(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "aisketcher evaluate runs/demo --classifier" in capsys.readouterr().out
