@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,15 @@ SAMPLES = 6
 METRICS = ("likelihood", "recognizability", "fid", "precision_recall", "diversity")
 
 
-@pytest.fixture(autouse=True)
+@contextmanager
 def one_thread() -> Iterator[None]:
+    """For module fixtures, which set up before conftest's per-test one-thread fixture."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +51,10 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def classifier(quickdraw_dir: Path, work: Path) -> SketchClassifier:
     config = ClassifierConfig([], raster_size=32, channels=(8, 16, 32, 32), feature_size=32)
     training = ClassifierTraining(epochs=2, max_per_class=40, batch_size=32)
-    trained = train_classifier(
-        ["cat", "eye", "bicycle"], quickdraw_dir, config=config, training=training
-    )
+    with one_thread():
+        trained = train_classifier(
+            ["cat", "eye", "bicycle"], quickdraw_dir, config=config, training=training
+        )
     trained.save(work / "classifier")
     return SketchClassifier.load(work / "classifier")
 
@@ -57,13 +62,13 @@ def classifier(quickdraw_dir: Path, work: Path) -> SketchClassifier:
 @pytest.fixture(scope="module")
 def run_dir(quickdraw_dir: Path, work: Path) -> Path:
     """An AI-Sketcher run on cat and eye, trained for 2 steps with a validation at each."""
-    torch.set_num_threads(1)
     data = load_dataset("cat,eye", quickdraw_dir, max_seq_len=MAX_LEN)
     config = make_config("ai-sketcher", "small", num_classes=2, max_seq_len=data.longest, **TINY)
     train = TrainConfig(
         steps=2, batch_size=4, eval_every=1, log_every=1, raster_cache=str(work / "rasters")
     )
-    Trainer(config, train, data, work / "run", progress=False).fit()
+    with one_thread():
+        Trainer(config, train, data, work / "run", progress=False).fit()
     return work / "run"
 
 
@@ -74,8 +79,8 @@ def settings(work: Path, **overrides: Any) -> EvalSettings:
 
 @pytest.fixture(scope="module")
 def report(run_dir: Path, classifier: SketchClassifier, work: Path) -> dict:
-    torch.set_num_threads(1)
-    return evaluate_run(run_dir, classifier, work / "eval", settings(work))
+    with one_thread():
+        return evaluate_run(run_dir, classifier, work / "eval", settings(work))
 
 
 def test_report_has_every_metric_per_class(report: dict, work: Path) -> None:
