@@ -1,9 +1,55 @@
-"""`aisketcher serve`: (being written)."""
+"""`aisketcher serve`: the web app, a page to draw together with the model, and its JSON API."""
 
 from __future__ import annotations
 
 import argparse
 
+from aisketcher.cli.draw import MODEL_HELP
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import torch
+
+    from aisketcher.api import Sketcher
+    from aisketcher.server.app import ServerLimits, create_app, listen, serve, url_of
+
+    # Sampling is a chain of small operations: one thread each is fastest, and workers run side by side.
+    torch.set_num_threads(1)
+    sketcher = Sketcher.load(args.model, device=args.device)
+    app = create_app(sketcher, ServerLimits(workers=args.workers, max_jobs=args.max_jobs))
+    sock = listen(args.host, args.port)
+    print(
+        f"aisketcher: drawing with {sketcher.source} at {url_of(sock)}  (Ctrl-C to stop)",
+        flush=True,
+    )
+    serve(app, sock, log_level=args.log_level)
+    return 0
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    del sub
+    p = sub.add_parser(
+        "serve",
+        help="the web app: draw with the model in a browser",
+        description="Serves a page where you sketch with a mouse, pen or finger and the model "
+        "finishes the drawing, redraws it as another class, or draws one from scratch, point by "
+        "point. The JSON API it uses is described at /api/openapi.json. Nothing is loaded from "
+        "other sites. Listens on the loopback address unless --host says otherwise.",
+        epilog="examples:\n  aisketcher serve                       # then open http://127.0.0.1:8000/\n"
+        "  aisketcher serve --run runs/demo --port 8080",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--run", "--model", dest="model", default=None, help=MODEL_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    p.add_argument(
+        "--workers", type=int, default=2, help="threads that draw side by side (default 2)"
+    )
+    p.add_argument(
+        "--max-jobs",
+        type=int,
+        default=16,
+        help="drawings in progress or waiting before new ones get 503 (default 16)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_serve)

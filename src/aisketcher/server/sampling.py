@@ -1,0 +1,223 @@
+"""Step-wise sampling for the web app: the draws of `generate.sample_sequences`, a few steps at a time.
+
+`StepSampler` runs the same decoder loop as `sample_sequences` (same random draws in the same
+order, so a seed gives the same sketches as the `Sketcher` methods), but returns after a time
+budget with the points drawn so far, which the server streams while the model is still drawing.
+Points leave in the client's frame: the coordinates of the canvas the request's strokes came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aisketcher.api import Sketcher
+from aisketcher.data.batching import START_TOKEN
+from aisketcher.errors import SketchDataError
+from aisketcher.generate import _step, _to_stroke3, class_latent, make_generator
+from aisketcher.model.mixture import Mixture
+from aisketcher.model.sketcher import Latent
+from aisketcher.sketch import Sketch, stroke3_to_stroke5, strokes_to_stroke3
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Client coordinates from the model's pixel units: client = model / scale + origin."""
+
+    scale: float = 1.0
+    origin: tuple[float, float] = (0.0, 0.0)
+
+    def to_client(self, points: np.ndarray) -> np.ndarray:
+        return np.asarray(points, dtype=np.float64) / self.scale + np.asarray(self.origin)
+
+    def sketch_out(self, sketch: Sketch, prefix_points: int = 0) -> dict:
+        """A result as JSON: absolute strokes and stroke-3, both in the client's frame."""
+        strokes = [np.round(self.to_client(s), 2) for s in sketch.strokes()]
+        stroke3 = strokes_to_stroke3(strokes)
+        return {
+            "label": sketch.label or "",
+            "strokes": [s.tolist() for s in strokes],
+            "stroke3": [[round(float(x), 2), round(float(y), 2), int(p)] for x, y, p in stroke3],
+            "prefix_points": prefix_points,
+        }
+
+
+class StepSampler:
+    """Sketches of one request (one batch row each), drawn a time budget at a time."""
+
+    def __init__(
+        self,
+        sketcher: Sketcher,
+        latent: Latent,
+        labels: list[int],
+        frames: Sequence[Frame],
+        *,
+        temperature: float,
+        seed: int | None,
+        prefix: np.ndarray | None = None,
+    ) -> None:
+        model = sketcher.model
+        device = sketcher.device
+        self.sketcher, self.latent, self.labels, self.frames = sketcher, latent, labels, frames
+        self.temperature = temperature
+        self.generator = make_generator(device, seed)
+        self.max_steps = model.config.max_seq_len
+        count = len(labels)
+        self.state = model.initial_state(latent, count)
+        self.point = torch.as_tensor(START_TOKEN, device=device).expand(count, 5).clone()
+        self.points: list[list[torch.Tensor]] = [[] for _ in range(count)]
+        self.done = torch.zeros(count, dtype=torch.bool, device=device)
+        self.step = 0
+        # Where each row's pen is, in normalised units, to send absolute points.
+        self.cursor = np.zeros((count, 2))
+        self.prefix_points = 0
+        if prefix is not None:
+            self._feed(prefix)
+
+    @torch.no_grad()
+    def _feed(self, prefix: np.ndarray) -> None:
+        """Teacher-force the user's points, as `sample_sequences` does with its prefix."""
+        given = torch.from_numpy(stroke3_to_stroke5(prefix)).to(self.point.device)
+        for row in given:
+            _, self.state, _ = self._decode()
+            self.point = row.expand(len(self.labels), 5)
+            for p in self.points:
+                p.append(row.cpu())
+            self.step += 1
+        self.cursor += prefix[:, :2].sum(axis=0)
+        self.prefix_points = len(prefix)
+
+    def _decode(self) -> tuple[torch.Tensor, object, object]:
+        return _step(
+            self.sketcher.model, self.point, self.state, self.latent, self.step, self.generator
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.max_steps or bool(self.done.all())
+
+    @torch.no_grad()
+    def advance(self, seconds: float) -> list[list[float]]:
+        """Decode until `seconds` have passed or every row has ended.
+
+        Returns the new points as [row, x, y, pen] in each row's client frame; pen = 1 when the
+        stroke ends after the point.
+        """
+        until = time.perf_counter() + seconds
+        scale_factor = self.sketcher.scale_factor
+        drawn: list[list[float]] = []
+        while not self.finished:
+            y, self.state, _ = self._decode()
+            mixture = Mixture.from_output(y, self.sketcher.model.config.num_mixture)
+            self.point = mixture.sample(self.temperature, self.generator)
+            sampled = self.point.cpu()
+            for i in torch.nonzero(~self.done).flatten().tolist():
+                self.points[i].append(sampled[i])
+                if sampled[i, 4] > 0.5:  # the end of the sketch is not a point
+                    continue
+                self.cursor[i] += sampled[i, :2].numpy()
+                x, y_ = self.frames[i].to_client(self.cursor[i] * scale_factor)
+                drawn.append([i, round(float(x), 2), round(float(y_), 2), int(sampled[i, 3] > 0.5)])
+            self.done |= self.point[:, 4] > 0.5
+            self.step += 1
+            if time.perf_counter() >= until:
+                break
+        return drawn
+
+    def results(self) -> list[dict]:
+        """The finished sketches as JSON (see `Frame.sketch_out`)."""
+        sketches = self.sketcher._to_sketches([_to_stroke3(p) for p in self.points], self.labels)
+        return [
+            frame.sketch_out(s, self.prefix_points)
+            for frame, s in zip(self.frames, sketches, strict=True)
+        ]
+
+
+def _sample_z(sketcher: Sketcher, latent: Latent, seed: int | None) -> Latent:
+    """z_s = mu_s + sigma_s * lambda (eq. 4) with lambda from the request's seed, so it repeats."""
+    if not sketcher.model.config.variational or latent.mu_s is None:
+        return latent
+    noise = np.random.default_rng(seed).standard_normal(tuple(latent.mu_s.shape))
+    lam = torch.from_numpy(noise).float().to(latent.mu_s.device)
+    return dataclasses.replace(latent, z_s=latent.mu_s + torch.exp(latent.log_var_s / 2) * lam)
+
+
+def draw(
+    sketcher: Sketcher, cls: str, count: int, *, temperature: float, seed: int | None
+) -> StepSampler:
+    """Class-only drawing, as `Sketcher.draw`."""
+    labels = [sketcher.class_index(cls)] * count
+    latent = class_latent(sketcher.model, labels, seed, sketcher.bank())
+    return StepSampler(
+        sketcher, latent, labels, [Frame()] * count, temperature=temperature, seed=seed
+    )
+
+
+def complete(
+    sketcher: Sketcher,
+    sketch: Sketch,
+    frame: Frame,
+    cls: str,
+    count: int,
+    *,
+    temperature: float,
+    seed: int | None,
+) -> StepSampler:
+    """`Sketcher.complete`, with z_s drawn from the seed (see `_sample_z`)."""
+    labels = [sketcher.class_index(cls)] * count
+    prefix = sketcher._normalise(sketch)
+    if sketcher.model.config.has_latent:
+        latent = _sample_z(sketcher, sketcher._encode([sketch] * count, labels), seed)
+    else:
+        latent = class_latent(sketcher.model, labels, seed, None)
+    return StepSampler(
+        sketcher,
+        latent,
+        labels,
+        [frame] * count,
+        temperature=temperature,
+        seed=seed,
+        prefix=prefix,
+    )
+
+
+def translate(
+    sketcher: Sketcher,
+    sketch: Sketch,
+    frame: Frame,
+    classes: Sequence[str] | None,
+    *,
+    temperature: float,
+    seed: int | None,
+) -> StepSampler:
+    """The paper's Figure 2, as `Sketcher.translate`: one sketch decoded under each class."""
+    labels = [sketcher.class_index(c) for c in (classes or sketcher.class_names)]
+    latent = sketcher._encode([sketch] * len(labels), labels)
+    return StepSampler(
+        sketcher, latent, labels, [frame] * len(labels), temperature=temperature, seed=seed
+    )
+
+
+def reconstruct(
+    sketcher: Sketcher,
+    sketches: Sequence[Sketch],
+    frames: Sequence[Frame],
+    cls: str | None,
+    *,
+    temperature: float,
+    seed: int | None,
+) -> StepSampler:
+    """`Sketcher.reconstruct`: each sketch encoded under its own label (or `cls`) and decoded."""
+    names = [cls or s.label for s in sketches]
+    if None in names:
+        if len(sketcher.class_names) != 1:
+            raise SketchDataError("give a class, or a label for every sketch")
+        names = [sketcher.class_names[0]] * len(sketches)
+    labels = [sketcher.class_index(n) for n in names]
+    latent = sketcher._encode(list(sketches), labels)
+    return StepSampler(sketcher, latent, labels, frames, temperature=temperature, seed=seed)

@@ -1,0 +1,170 @@
+"""The JSON API's requests and answers, with every limit on what a request may ask for.
+
+A sketch is `{"strokes": [[[x, y], ...], ...]}` (absolute points, e.g. a canvas's), a bare list of
+such strokes, or `{"stroke3": [[dx, dy, pen], ...]}`, as in `formats.reader.sketch_from_json`.
+Strokes are simplified by default as Google simplified the Quick, Draw! data the model learnt from
+(scaled to 0..255, resampled, Ramer-Douglas-Peucker), and results are mapped back to the frame
+the strokes came in, so a continuation lines up with the user's drawing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from aisketcher.errors import SketchDataError
+from aisketcher.formats.ndjson import CANVAS_MAX, simplify_raw
+from aisketcher.formats.reader import sketch_from_json
+from aisketcher.server.sampling import Frame
+from aisketcher.sketch import Sketch
+
+MAX_POINTS = 5000  # points of one sketch as sent (before simplification)
+MAX_STROKES = 200
+MAX_COORDINATE = 1e6
+# Ink length on the 0..255 canvas bounds the work of simplifying (1-pixel resampling, then RDP).
+MAX_INK = 20_000.0
+MAX_COUNT = 8  # sketches per draw or complete request
+MAX_ROWS = 20  # sketches one request may have drawn in all (translate, reconstruct)
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 2.0
+MAX_SEED = 2**32 - 1
+MIN_IMAGE, MAX_IMAGE = 32, 1024
+
+Coordinate = Annotated[float, Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE, allow_inf_nan=False)]
+Point = tuple[Coordinate, Coordinate]
+Stroke = Annotated[list[Point], Field(min_length=1, max_length=MAX_POINTS)]
+Row3 = tuple[Coordinate, Coordinate, Annotated[int, Field(ge=0, le=1)]]
+ClassName = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class SketchIn(BaseModel):
+    """One sketch: `strokes` (absolute points) or `stroke3` (offsets, pen 1 = stroke ends)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strokes: Annotated[list[Stroke], Field(min_length=1, max_length=MAX_STROKES)] | None = None
+    stroke3: Annotated[list[Row3], Field(min_length=1, max_length=MAX_POINTS)] | None = None
+    label: ClassName | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_list(cls, data: object) -> object:
+        return {"strokes": data} if isinstance(data, list) else data
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SketchIn:
+        if (self.strokes is None) == (self.stroke3 is None):
+            raise ValueError("give exactly one of 'strokes' and 'stroke3'")
+        if self.strokes is not None:
+            total = sum(len(s) for s in self.strokes)
+            if total > MAX_POINTS:
+                raise ValueError(f"{total} points; at most {MAX_POINTS} per sketch")
+        return self
+
+    def to_sketch(self, simplify: bool) -> tuple[Sketch, Frame]:
+        """The sketch in the model's pixel units, and the frame that maps results back."""
+        if self.stroke3 is not None or not simplify:
+            return sketch_from_json(self.model_dump(exclude_none=True), "sketch"), Frame()
+        arrays = [np.asarray(s, dtype=np.float64) for s in self.strokes or []]
+        everything = np.vstack(arrays)
+        low = everything.min(axis=0)
+        extent = float((everything - low).max())
+        # The same scale as simplify_raw's, kept to map the model's points back.
+        scale = CANVAS_MAX / extent if extent > 0 else 1.0
+        ink = sum(float(np.hypot(*np.diff(a, axis=0).T).sum()) for a in arrays) * scale
+        if ink > MAX_INK:
+            raise SketchDataError(
+                f"the drawing has too much ink to simplify ({ink:.0f} > {MAX_INK:.0f} pixels "
+                "on a 255-pixel canvas)",
+                "sketch",
+            )
+        strokes = [s.tolist() for s in simplify_raw(arrays)]
+        sketch = sketch_from_json({"strokes": strokes, "label": self.label}, "sketch")
+        return sketch, Frame(scale, (float(low[0]), float(low[1])))
+
+
+class Sampling(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    temperature: float = Field(
+        0.4, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE, description="randomness of the drawing"
+    )
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="repeats a result exactly")
+
+
+class DrawRequest(Sampling):
+    cls: ClassName = Field(alias="class", description="what to draw")
+    count: int = Field(1, ge=1, le=MAX_COUNT)
+
+
+class CompleteRequest(Sampling):
+    sketch: SketchIn = Field(description="the start of a drawing")
+    cls: ClassName = Field(alias="class", description="what the drawing should become")
+    count: int = Field(4, ge=1, le=MAX_COUNT, description="alternative endings")
+    simplify: bool = Field(True, description="simplify strokes as the training data was")
+
+
+class TranslateRequest(Sampling):
+    sketch: SketchIn
+    classes: Annotated[list[ClassName], Field(min_length=1, max_length=MAX_ROWS)] | None = Field(
+        None, description="target classes, repeats allowed (default: every class of the model)"
+    )
+    simplify: bool = True
+
+
+class ReconstructRequest(Sampling):
+    sketches: Annotated[list[SketchIn], Field(min_length=1, max_length=MAX_ROWS)]
+    cls: ClassName | None = Field(
+        None, alias="class", description="class of the sketches (default: each sketch's label)"
+    )
+    simplify: bool = True
+
+
+class RenderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sketch: SketchIn
+    format: Literal["svg", "png"] = "svg"
+    size: int = Field(256, ge=MIN_IMAGE, le=MAX_IMAGE, description="pixels per side")
+    highlight_from: int | None = Field(
+        None, ge=0, le=MAX_POINTS, description="points from here on in the model's colour"
+    )
+
+
+class SketchOut(BaseModel):
+    label: str
+    strokes: list[list[tuple[float, float]]] = Field(description="absolute points, client frame")
+    stroke3: list[tuple[float, float, int]]
+    prefix_points: int = Field(description="how many leading points the user drew")
+
+
+class SketchesOut(BaseModel):
+    sketches: list[SketchOut]
+
+
+class ModelInfo(BaseModel):
+    source: str
+    classes: list[str]
+    max_seq_len: int
+    has_encoder: bool
+    limits: dict[str, int | float]
+
+
+class Health(BaseModel):
+    status: str
+    jobs: int
+    max_jobs: int
+
+
+def limits() -> dict[str, int | float]:
+    """The limits above, for clients (the page sets its controls from them)."""
+    return {
+        "max_points": MAX_POINTS,
+        "max_strokes": MAX_STROKES,
+        "max_count": MAX_COUNT,
+        "max_rows": MAX_ROWS,
+        "min_temperature": MIN_TEMPERATURE,
+        "max_temperature": MAX_TEMPERATURE,
+        "max_coordinate": MAX_COORDINATE,
+    }

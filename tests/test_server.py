@@ -1,0 +1,345 @@
+"""The web app's HTTP API on a real server (uvicorn on a loopback port) with the built-in model."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import socket
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aisketcher.api import Sketcher
+from aisketcher.server.app import ServerLimits, create_app, running
+
+# An open shape on a 400-pixel canvas: two lines meeting at a corner.
+CORNER = [[[100, 100], [200, 104], [300, 110]], [[100, 100], [110, 200], [120, 300]]]
+
+
+@pytest.fixture(scope="module")
+def sketcher() -> Sketcher:
+    return Sketcher.load()
+
+
+@pytest.fixture(scope="module")
+def url(sketcher: Sketcher) -> Iterator[str]:
+    with running(create_app(sketcher)) as base:
+        yield base
+
+
+def connect(url: str) -> http.client.HTTPConnection:
+    parts = urlsplit(url)
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+
+
+def call(
+    url: str, path: str, body: object = None, *, raw: bytes | None = None, method: str = ""
+) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of one request; `body` is sent as JSON."""
+    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    conn = connect(url)
+    try:
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        conn.request(method or ("GET" if data is None else "POST"), path, data, headers)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def ok(url: str, path: str, body: object = None) -> dict:
+    status, _, content = call(url, path, body)
+    assert status == 200, content
+    return json.loads(content)
+
+
+def refused(url: str, path: str, body: object = None, **kwargs: object) -> tuple[int, str]:
+    status, _, content = call(url, path, body, **kwargs)
+    assert 400 <= status < 500, (status, content)
+    return status, json.loads(content)["detail"]
+
+
+def points(sketch: dict) -> np.ndarray:
+    return np.vstack([np.asarray(s) for s in sketch["strokes"]])
+
+
+# ----- the page and the API's description -----
+def test_page_and_its_files_come_from_the_package_alone(url: str) -> None:
+    status, headers, html = call(url, "/")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in headers["content-security-policy"]
+    page = html.decode()
+    assert 'id="pad"' in page and "/static/app.js" in page and "/static/style.css" in page
+    for path in ("/static/app.js", "/static/style.css"):
+        status, _, content = call(url, path)
+        assert status == 200 and content
+        page += content.decode()
+    # Nothing from other sites: no CDN, no fonts, no analytics.
+    assert "http://" not in page and "https://" not in page
+    assert call(url, "/docs")[0] == 404  # FastAPI's docs page would load a CDN
+
+
+def test_openapi_document_lists_every_endpoint(url: str) -> None:
+    doc = ok(url, "/api/openapi.json")
+    operations = ("draw", "complete", "translate", "reconstruct")
+    expected = {f"/api/{op}" for op in operations} | {f"/api/{op}/stream" for op in operations}
+    expected |= {"/api/model", "/api/health", "/api/render"}
+    assert expected <= set(doc["paths"])
+    body = doc["paths"]["/api/complete"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"].endswith("CompleteRequest")
+    stream = doc["paths"]["/api/complete/stream"]["post"]["responses"]["200"]["content"]
+    assert "application/x-ndjson" in stream
+
+
+def test_model_info_and_health(url: str, sketcher: Sketcher) -> None:
+    info = ok(url, "/api/model")
+    assert info["source"] == "built-in model"
+    assert info["classes"] == sketcher.class_names
+    assert info["max_seq_len"] == sketcher.model.config.max_seq_len
+    assert info["limits"]["max_count"] == 8 and info["limits"]["max_temperature"] == 2.0
+    assert ok(url, "/api/health") == {"status": "ok", "jobs": 0, "max_jobs": 16}
+
+
+# ----- drawing -----
+def test_draw_gives_the_python_apis_sketches_for_a_seed(url: str, sketcher: Sketcher) -> None:
+    answer = ok(url, "/api/draw", {"class": "cat", "count": 2, "seed": 5, "temperature": 0.5})
+    expected = sketcher.draw("cat", 2, seed=5, temperature=0.5)
+    assert [s["label"] for s in answer["sketches"]] == ["cat", "cat"]
+    for got, want in zip(answer["sketches"], expected, strict=True):
+        assert got["prefix_points"] == 0
+        assert np.allclose(points(got), np.vstack(want.strokes()), atol=0.01)
+        assert len(got["stroke3"]) == len(want)
+
+
+def test_complete_continues_the_users_strokes_in_their_frame(url: str) -> None:
+    body = {"sketch": {"strokes": CORNER}, "class": "cat", "count": 2, "seed": 1}
+    answer = ok(url, "/api/complete", body)
+    assert ok(url, "/api/complete", body) == answer  # a seed repeats a completion exactly
+    for sketch in answer["sketches"]:
+        # Simplified (ends kept, the middle points are within 2 px of the lines) and mapped back.
+        start = sketch["strokes"][:2]
+        assert sketch["prefix_points"] == 4 and [len(s) for s in start] == [2, 2]
+        assert np.allclose([s[0] for s in start], [[100, 100], [100, 100]], atol=1)
+        assert np.allclose([s[-1] for s in start], [[300, 110], [120, 300]], atol=1)
+    exact = ok(url, "/api/complete", {**body, "simplify": False, "count": 1})["sketches"][0]
+    assert exact["prefix_points"] == 6 and exact["strokes"][:2] == CORNER
+
+
+def test_translate_redraws_as_each_class(url: str, sketcher: Sketcher) -> None:
+    body = {"sketch": CORNER, "classes": ["pig", "face", "pig"], "seed": 2}
+    answer = ok(url, "/api/translate", body)
+    assert [s["label"] for s in answer["sketches"]] == ["pig", "face", "pig"]
+    every = ok(url, "/api/translate", {"sketch": CORNER, "temperature": 0.1})
+    assert [s["label"] for s in every["sketches"]] == sketcher.class_names
+
+
+def test_reconstruct_takes_stroke3_and_labels(url: str) -> None:
+    square = [[10, 10, 0], [50, 0, 0], [0, 50, 0], [-50, 0, 0], [0, -50, 1]]
+    body = {"sketches": [{"stroke3": square, "label": "map"}, {"stroke3": square}], "class": None}
+    assert "give a class" in refused(url, "/api/reconstruct", body)[1]
+    body["sketches"][1]["label"] = "apple"
+    answer = ok(url, "/api/reconstruct", body)
+    assert [s["label"] for s in answer["sketches"]] == ["map", "apple"]
+    answer = ok(url, "/api/reconstruct", {**body, "class": "eye"})
+    assert [s["label"] for s in answer["sketches"]] == ["eye", "eye"]
+
+
+def read_stream(url: str, path: str, body: dict) -> list[dict]:
+    conn = connect(url)
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("content-type") == "application/x-ndjson"
+        return [json.loads(line) for line in response.read().splitlines()]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("operation", "body"),
+    [
+        ("complete", {"sketch": {"strokes": CORNER}, "class": "cat", "count": 3, "seed": 4}),
+        ("draw", {"class": "fish", "count": 2, "seed": 4}),
+    ],
+)
+def test_stream_sends_the_points_as_drawn_then_the_result(
+    url: str, operation: str, body: dict
+) -> None:
+    events = read_stream(url, f"/api/{operation}/stream", body)
+    assert events[0] == {
+        "type": "start",
+        "operation": operation,
+        "labels": [body["class"]] * body["count"],
+    }
+    assert events[-1]["type"] == "done"
+    assert {e["type"] for e in events[1:-1]} <= {"points"}
+    sketches = events[-1]["sketches"]
+    assert sketches == ok(url, f"/api/{operation}", body)["sketches"]
+    for row, sketch in enumerate(sketches):
+        streamed = [p[1:] for e in events[1:-1] for p in e["points"] if p[0] == row]
+        drawn = points(sketch)[sketch["prefix_points"] :]
+        assert np.allclose(np.asarray(streamed).reshape(-1, 3)[:, :2], drawn, atol=0.02)
+        # The pen flags cut the streamed points into the result's strokes.
+        ends = [i for i, p in enumerate(streamed) if p[2] == 1]
+        assert len(ends) >= len(sketch["strokes"]) - (3 if operation == "complete" else 1)
+
+
+def test_render_gives_svg_and_png(url: str) -> None:
+    body = {"sketch": {"strokes": CORNER}, "highlight_from": 3}
+    status, headers, svg = call(url, "/api/render", body)
+    assert status == 200 and headers["content-type"] == "image/svg+xml"
+    assert svg.startswith(b"<svg") and b"#d62728" in svg
+    assert 'filename="sketch.svg"' in headers["content-disposition"]
+    status, headers, png = call(url, "/api/render", {**body, "format": "png", "size": 64})
+    assert status == 200 and headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(png)).size == (64, 64)
+
+
+# ----- limits: every bad request gets a 4xx and says why -----
+def many_strokes(n: int, length: int = 2) -> list:
+    return [[[i * 7.0, j * 3.0] for j in range(length)] for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "says"),
+    [
+        ("/api/draw", {"class": "cat", "count": 0}, "count"),
+        ("/api/draw", {"class": "cat", "count": 9}, "count"),
+        ("/api/draw", {"class": "cat", "temperature": 0}, "temperature"),
+        ("/api/draw", {"class": "cat", "temperature": 2.5}, "temperature"),
+        ("/api/draw", {"class": "cat", "seed": -1}, "seed"),
+        ("/api/draw", {"class": "cat", "seed": 2**40}, "seed"),
+        ("/api/draw", {"class": "kat"}, "did you mean cat"),
+        ("/api/draw", {"count": 1}, "class"),
+        ("/api/draw", {"class": "cat", "colour": "red"}, "colour"),
+        ("/api/draw", {"class": "x" * 65}, "class"),
+        ("/api/draw", ["cat"], "body"),
+        ("/api/complete", {"sketch": [], "class": "cat"}, "strokes"),
+        ("/api/complete", {"sketch": [[]], "class": "cat"}, "strokes"),
+        ("/api/complete", {"sketch": [[[1, 2, 3]]], "class": "cat"}, "strokes"),
+        ("/api/complete", {"sketch": [[["a", 2]]], "class": "cat"}, "strokes"),
+        ("/api/complete", {"sketch": [[[1e7, 2]]], "class": "cat"}, "strokes"),
+        ("/api/complete", {"sketch": {}, "class": "cat"}, "exactly one"),
+        (
+            "/api/complete",
+            {"sketch": {"strokes": CORNER, "stroke3": [[1, 1, 1]]}, "class": "cat"},
+            "exactly one",
+        ),
+        ("/api/complete", {"sketch": {"stroke3": [[1, 1, 2]]}, "class": "cat"}, "stroke3"),
+        ("/api/complete", {"sketch": many_strokes(201), "class": "cat"}, "200"),
+        ("/api/complete", {"sketch": many_strokes(50, 101), "class": "cat"}, "5000"),
+        ("/api/complete", {"sketch": [[[0, 0], [5000, 0]] * 100], "class": "cat"}, "too much ink"),
+        ("/api/complete", {"sketch": many_strokes(150), "class": "cat"}, "at most 220"),
+        ("/api/translate", {"sketch": CORNER, "classes": []}, "classes"),
+        ("/api/translate", {"sketch": CORNER, "classes": ["cat"] * 21}, "classes"),
+        ("/api/translate", {"sketch": CORNER, "classes": ["cat", "dog"]}, "dog"),
+        ("/api/reconstruct", {"sketches": [CORNER] * 21, "class": "cat"}, "sketches"),
+        ("/api/reconstruct", {"sketches": [], "class": "cat"}, "sketches"),
+        ("/api/render", {"sketch": CORNER, "size": 16}, "size"),
+        ("/api/render", {"sketch": CORNER, "size": 4096}, "size"),
+        ("/api/render", {"sketch": CORNER, "format": "gif"}, "format"),
+        ("/api/render", {"sketch": CORNER, "highlight_from": -1}, "highlight_from"),
+    ],
+)
+def test_out_of_range_or_malformed_requests_are_refused_clearly(
+    url: str, path: str, body: object, says: str
+) -> None:
+    status, detail = refused(url, path, body)
+    assert status == 422
+    assert says in detail
+    if path != "/api/render":  # the same checks guard the streams, before any line is sent
+        assert refused(url, f"{path}/stream", body) == (status, detail)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{",
+        b"",
+        b"\xff\xfe",
+        b'{"sketch": [[[NaN, 1], [2, 2]]], "class": "cat"}',
+        b'{"sketch": [[[1e400, 1], [2, 2]]], "class": "cat"}',
+        b"[" * 100_000,
+    ],
+)
+def test_malformed_json_is_refused(url: str, raw: bytes) -> None:
+    status, detail = refused(url, "/api/complete", raw=raw)
+    assert status in (400, 422) and detail
+
+
+def test_a_body_that_is_not_json_gets_415(url: str) -> None:
+    conn = connect(url)
+    try:
+        conn.request("POST", "/api/draw", '{"class": "cat"}', {"Content-Type": "text/plain"})
+        response = conn.getresponse()
+        assert response.status == 415 and b"application/json" in response.read()
+    finally:
+        conn.close()
+
+
+def test_unknown_paths_and_methods(url: str) -> None:
+    assert call(url, "/api/nothing")[0] == 404
+    assert call(url, "/api/draw")[0] == 405
+    assert call(url, "/static/../app.py")[0] == 404
+
+
+def raw_exchange(url: str, request: bytes) -> bytes:
+    """Send bytes as they are and read the answer (the server may answer before the body ends)."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes the connection after refusing
+            answer += chunk
+        return answer
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(url: str) -> None:
+    head = b"POST /api/draw HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    # A declared length over the limit is refused at once, without waiting for the body.
+    answer = raw_exchange(url, head + b"Content-Length: 1000001\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 413") and b"too large" in answer
+    # Without a declared length, the body is counted as it arrives.
+    chunk = b"x" * 1_000_001
+    chunked = b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+    assert raw_exchange(url, head + chunked).startswith(b"HTTP/1.1 413")
+
+
+def test_a_body_that_never_arrives_gets_408(sketcher: Sketcher) -> None:
+    app = create_app(sketcher, ServerLimits(body_timeout_s=0.3))
+    with running(app) as base:
+        answer = raw_exchange(
+            base,
+            b"POST /api/draw HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"class"',
+        )
+    assert answer.startswith(b"HTTP/1.1 408")
+
+
+def test_busy_server_answers_503_and_frees_slots_of_gone_clients(sketcher: Sketcher) -> None:
+    with running(create_app(sketcher, ServerLimits(max_jobs=1))) as base:
+        conn = connect(base)
+        body = {"class": "dragon", "count": 8, "temperature": 1.0, "seed": 0}
+        conn.request(
+            "POST", "/api/draw/stream", json.dumps(body), {"Content-Type": "application/json"}
+        )
+        response = conn.getresponse()
+        assert json.loads(response.readline())["type"] == "start"
+        # The slot is taken, but the server still answers everything else.
+        status, headers, content = call(base, "/api/draw", {"class": "cat"})
+        assert status == 503 and headers["retry-after"] == "1"
+        assert "busy" in json.loads(content)["detail"]
+        assert ok(base, "/api/model")["classes"]
+        assert ok(base, "/api/health")["jobs"] == 1
+        conn.close()  # the client goes away mid-drawing
+        deadline = time.monotonic() + 30
+        while ok(base, "/api/health")["jobs"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ok(base, "/api/health")["jobs"] == 0
+        assert len(ok(base, "/api/draw", {"class": "cat", "seed": 1})["sketches"]) == 1

@@ -1,0 +1,123 @@
+"""The web app end to end in headless Chromium (Debian's, driven by Selenium through chromedriver).
+
+Draws strokes on the canvas with the mouse, presses "Finish my drawing", and checks that the
+model's strokes appear in its colour. The screenshot is saved to $AISKETCHER_ARTIFACTS (default:
+the test's temporary folder); `AISKETCHER_ARTIFACTS=docs pytest tests/test_server_e2e.py` remakes
+the README's picture.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aisketcher.api import Sketcher
+from aisketcher.server.app import create_app, running
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
+    ),
+]
+
+# Strokes on the 440-pixel pad: a head's outline left open, and an ear, for "cat".
+STROKES = [
+    [(120, 160), (150, 120), (200, 105), (260, 110), (310, 140), (330, 190), (325, 240)],
+    [(150, 125), (140, 70), (190, 108)],
+]
+# Pixels of the model's colour (#d62728) in the result panels, and how many points each drew.
+COUNT_MODEL_INK = """
+let red = 0;
+for (const canvas of document.querySelectorAll('#results canvas')) {
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i + 3] > 128 && data[i] > 150 && data[i + 1] < 110 && data[i + 2] < 110) red++;
+  }
+}
+const points = [...document.querySelectorAll('#results figure')].map((f) => +f.dataset.modelPoints);
+return [red, points];
+"""
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,1060",
+        "--force-device-scale-factor=1",
+    ):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def draw_on(driver: webdriver.Chrome, pad: object, strokes: list) -> None:
+    """Mouse strokes through real pointer events; Selenium's offsets are from the pad's centre."""
+    size = pad.size
+    for stroke in strokes:
+        (x, y), rest = stroke[0], stroke[1:]
+        actions = ActionChains(driver, duration=20)
+        actions.move_to_element_with_offset(pad, x - size["width"] // 2, y - size["height"] // 2)
+        actions.click_and_hold()
+        for nx, ny in rest:
+            actions.move_by_offset(nx - x, ny - y)
+            x, y = nx, ny
+        actions.release().perform()
+
+
+def test_finish_my_drawing_shows_the_models_strokes(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    artifacts = Path(os.environ.get("AISKETCHER_ARTIFACTS", tmp_path))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with running(create_app(Sketcher.load())) as url:
+        browser.get(url)
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+        Select(browser.find_element(By.ID, "cls")).select_by_value("cat")
+        count = browser.find_element(By.ID, "count")
+        count.clear()
+        count.send_keys("8")
+        draw_on(browser, browser.find_element(By.ID, "pad"), STROKES)
+        assert browser.find_element(By.ID, "ink").text.startswith("2 stroke(s)")
+
+        browser.find_element(By.ID, "finish").click()
+        wait.until(
+            lambda d: (
+                d.find_elements(By.CSS_SELECTOR, "#results figure")
+                and not d.find_elements(By.CSS_SELECTOR, '#results figure[data-state="drawing"]')
+            )
+        )
+        status = browser.find_element(By.ID, "status").text
+        red, points = browser.execute_script(COUNT_MODEL_INK)
+        shot = artifacts / "app.png"
+        browser.save_screenshot(str(shot))
+        print(f"screenshot: {shot}")
+
+    figures = browser.find_elements(By.CSS_SELECTOR, "#results figure")
+    assert len(figures) == 8
+    assert all(f.get_attribute("data-state") == "done" for f in figures), status
+    assert status.startswith("Done"), status
+    # Quality is not judged here, only that the model's own strokes reached the page.
+    assert sum(points) > 0 and red > 0, (points, red)
