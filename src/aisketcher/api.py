@@ -243,17 +243,19 @@ class Sketcher:
     ) -> list[Sketch]:
         """Class-only drawing: z_s ~ N(0, I); memory and z_r from a random reference of the class."""
         labels = [self.class_index(cls)] * count
-        latent = class_latent(self.model, labels, seed, self.bank())
-        return self._sample(latent, labels, temperature, seed)
+        return self._sample(self.class_latent(labels, seed), labels, temperature, seed)
 
-    def _encode(self, sketches: list[Sketch], labels: list[int], sample: bool = False) -> Latent:
+    def class_latent(self, labels: list[int], seed: int | None) -> Latent:
+        """What to decode from class labels alone (see `generate.class_latent`), seeded."""
+        return class_latent(self.model, labels, seed, self.bank())
+
+    def encode(self, sketches: list[Sketch], labels: list[int]) -> Latent:
+        """Encode sketches (pixel units) under the given class indices; z_s = mu_s."""
         if not self.model.config.has_latent:
             raise SketchDataError(
                 "this model has no encoder (decoder only): it can only draw and complete"
             )
-        return encode_sketches(
-            self.model, [self._normalise(s) for s in sketches], labels, sample=sample
-        )
+        return encode_sketches(self.model, [self._normalise(s) for s in sketches], labels)
 
     def reconstruct(
         self,
@@ -266,7 +268,7 @@ class Sketcher:
         """Encode each sketch (under its own label, or `cls`) and decode it."""
         items = [_as_sketch(s) for s in sketches]
         labels = [self.class_index(cls if cls is not None else (s.label or 0)) for s in items]
-        return self._sample(self._encode(items, labels), labels, temperature, seed)
+        return self._sample(self.encode(items, labels), labels, temperature, seed)
 
     def translate(
         self,
@@ -279,7 +281,7 @@ class Sketcher:
         """The paper's Figure 2: one input sketch decoded under each target class c."""
         item = _as_sketch(sketch)
         labels = [self.class_index(c) for c in (classes or range(len(self.class_names)))]
-        latent = self._encode([item] * len(labels), labels)
+        latent = self.encode([item] * len(labels), labels)
         return self._sample(latent, labels, temperature, seed)
 
     def complete(
@@ -291,15 +293,15 @@ class Sketcher:
         temperature: float = 0.4,
         seed: int | None = None,
     ) -> list[Sketch]:
-        """Finish a started drawing `count` ways; the encoder reads the start the user drew."""
-        item = _as_sketch(prefix)
+        """Finish a started drawing `count` ways.
+
+        The decoder is fed the user's points and continues from the class's latent (as `draw`):
+        encoding the unfinished start instead would describe it as a whole sketch, and the
+        decoder would end right after it.
+        """
         labels = [self.class_index(cls)] * count
-        normalised = self._normalise(item)
-        if self.model.config.has_latent:
-            latent = self._encode([item] * count, labels, sample=True)
-        else:
-            latent = class_latent(self.model, labels, seed, None)
-        return self._sample(latent, labels, temperature, seed, prefix=normalised)
+        prefix_s3 = self._normalise(_as_sketch(prefix))
+        return self._sample(self.class_latent(labels, seed), labels, temperature, seed, prefix_s3)
 
     def interpolate(
         self,
@@ -319,7 +321,7 @@ class Sketcher:
         sa, sb = _as_sketch(a), _as_sketch(b)
         la = self.class_index(classes[0] if classes else (sa.label or 0))
         lb = self.class_index(classes[1] if classes else (sb.label or 0))
-        ends = self._encode([sa, sb], [la, lb])
+        ends = self.encode([sa, sb], [la, lb])
         weights = torch.linspace(0, 1, steps, device=self.device)[:, None]
 
         def mix(t: torch.Tensor | None) -> torch.Tensor | None:

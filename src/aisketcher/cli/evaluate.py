@@ -1,4 +1,4 @@
-"""`aisketcher evaluate` and `aisketcher classifier train`: measure a model against real sketches."""
+"""`aisketcher evaluate`, `classifier train` and `experiment`: measure models against real sketches."""
 
 from __future__ import annotations
 
@@ -96,6 +96,38 @@ def cmd_classifier_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from aisketcher.evaluate.experiments import (
+        RUNNERS,
+        SCALES,
+        Context,
+        run_experiment,
+        write_results,
+    )
+    from aisketcher.train.trainer import resolve_device
+
+    scale = SCALES[args.scale]
+    if args.steps is not None:
+        scale = dataclasses.replace(scale, steps=args.steps)
+    ctx = Context(
+        out=Path(args.out),
+        scale=scale,
+        data_dir=args.data,
+        device=str(resolve_device(args.device)),
+        seed=args.seed,
+        temperature=args.temperature,
+        max_minutes=args.max_minutes,
+    )
+    names = list(RUNNERS) if args.name == "all" else [args.name]
+    for name in names:
+        run_experiment(name, ctx)
+    results = write_results(ctx.out, Path(args.doc) if args.doc else None)
+    print(f"wrote {results}")
+    return 0
+
+
 EVALUATE_EPILOG = """examples:
   aisketcher classifier train --classes cat,airplane,bicycle,eye,guitar --out runs/clf-qd5
   aisketcher evaluate runs/demo --classifier runs/clf-qd5 --out runs/demo/eval
@@ -175,3 +207,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     t.set_defaults(func=cmd_classifier_train)
+
+    e = sub.add_parser(
+        "experiment",
+        help="run the paper's experiments: train, evaluate, write results.md and figures",
+        description="Train every model of an experiment with the same budget, evaluate them "
+        "(see `aisketcher evaluate`) and write figures, <experiment>.json and results.md to "
+        "--out. Runs are shared between experiments and resumed when they exist, so an "
+        "interrupted experiment continues where it stopped. ablation: sketch-rnn-cond, "
+        "ai-sketcher-no-influence, ai-sketcher-no-autoencoder, ai-sketcher on QD5; multiclass: "
+        "sketch-rnn-cond, sketch-pix2seq, ai-sketcher on QD5/10/15/20; diversity: ai-sketcher vs "
+        "sketch-rnn-cond, 50 drawings per QD5 class, pHash t-test.",
+        epilog="examples:\n"
+        "  aisketcher experiment ablation --scale toy --out /tmp/exp   # minutes: a dry run\n"
+        "  aisketcher experiment all --scale cpu --out runs/experiments --doc docs/results.md\n"
+        "  aisketcher experiment multiclass --scale paper --device cuda --out runs/paper\n"
+        "  aisketcher experiment diversity --scale cpu --steps 2000 --out runs/short",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("name", choices=["ablation", "multiclass", "diversity", "all"])
+    e.add_argument(
+        "--scale",
+        default="cpu",
+        choices=["toy", "cpu", "paper"],
+        help="toy: seconds, tiny models, 2-3 classes; cpu: small models, 5000 steps; "
+        "paper: paper sizes, 50000 steps (default cpu)",
+    )
+    e.add_argument("--out", required=True, help="folder for runs, evaluations and results")
+    e.add_argument("--steps", type=int, default=None, help="override the scale's step budget")
+    e.add_argument("--max-minutes", type=float, default=None, help="time limit per training run")
+    e.add_argument("--doc", default=None, help="also write results here, e.g. docs/results.md")
+    e.add_argument("--temperature", type=float, default=0.4, help="sampling temperature (0.4)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument(
+        "--data", default=None, help="data folder (default $AISKETCHER_DATA or ../shared/data)"
+    )
+    e.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    e.set_defaults(func=cmd_experiment)

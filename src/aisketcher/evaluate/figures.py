@@ -30,10 +30,12 @@ def sample_grid(
     row_labels: Sequence[str],
     path: str | Path,
     cell: int = 96,
+    captions: Sequence[Sequence[str]] | None = None,
 ) -> Path:
-    """One row of sketches per class (or per model), labelled at the left."""
+    """One row of sketches per class (or per model), labelled at the left, cells optionally captioned."""
     path = Path(path)
-    grid_png([list(r) for r in rows], cell=cell, row_labels=list(row_labels)).save(path)
+    labels = [list(r) for r in captions] if captions is not None else None
+    grid_png([list(r) for r in rows], labels, cell=cell, row_labels=list(row_labels)).save(path)
     return path
 
 
@@ -147,6 +149,31 @@ def loss_curves(runs: Mapping[str, str | Path], path: str | Path) -> Path:
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
     axes[0].legend(fontsize=8, title="lines: train; markers: valid", title_fontsize=7)
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def distribution_figure(
+    values: Mapping[str, Sequence[float]], xlabel: str, path: str | Path
+) -> Path:
+    """Overlaid histograms of one quantity for several models (the paper's Figure 5 is a table)."""
+    if not values:
+        raise SketchDataError("nothing to plot")
+    finite = [np.asarray(v, dtype=np.float64) for v in values.values()]
+    everything = np.concatenate([v[np.isfinite(v)] for v in finite])
+    low, high = (float(everything.min()), float(everything.max())) if len(everything) else (0, 1)
+    bins = np.linspace(low, high if high > low else low + 1, 25)
+    fig = Figure(figsize=(6.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for colour, (name, v) in zip(_colours(len(values)), values.items(), strict=True):
+        v = np.asarray(v, dtype=np.float64)
+        mean = float(np.nanmean(v)) if len(v) else math.nan
+        ax.hist(v, bins=bins, color=colour, alpha=0.45, label=f"{name} (mean {mean:.2f})")
+        ax.axvline(mean, color=colour, lw=1.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("sketches")
+    ax.legend(fontsize=8)
     path = Path(path)
     fig.savefig(path, dpi=100)
     return path

@@ -35,7 +35,7 @@ from aisketcher.evaluate.metrics import (
     top1_accuracy,
 )
 from aisketcher.generate import class_latent, encode_sketches, make_generator, sample_sequences
-from aisketcher.train.checkpoint import write_json
+from aisketcher.train.checkpoint import read_checkpoint, write_json
 
 REPORT_FILE = "evaluation.json"
 SPLITS = ("test", "valid")
@@ -325,7 +325,7 @@ def evaluate_run(
             "source": str(source),
             "config": cfg.name,
             "classes": list(sketcher.class_names),
-            "step": _trained_steps(source),
+            "step": checkpoint_step(source),
         },
         "classes": names,
         "settings": settings.to_dict(),
@@ -355,9 +355,8 @@ def evaluate_run(
     return report
 
 
-def _trained_steps(source: Path) -> int | None:
-    from aisketcher.train.checkpoint import read_checkpoint
-
+def checkpoint_step(source: Path) -> int | None:
+    """The training step of the checkpoint `Sketcher.load` takes from a run (best, else last)."""
     for name in ("best", "last"):
         path = source / f"{name}.safetensors"
         if source.is_dir() and path.is_file():

@@ -8,7 +8,6 @@ Points leave in the client's frame: the coordinates of the canvas the request's 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import torch
 from aisketcher.api import Sketcher
 from aisketcher.data.batching import START_TOKEN
 from aisketcher.errors import SketchDataError
-from aisketcher.generate import _step, _to_stroke3, class_latent, make_generator
+from aisketcher.generate import _step, _to_stroke3, make_generator
 from aisketcher.model.mixture import Mixture
 from aisketcher.model.sketcher import Latent
 from aisketcher.sketch import Sketch, stroke3_to_stroke5, strokes_to_stroke3
@@ -138,21 +137,12 @@ class StepSampler:
         ]
 
 
-def _sample_z(sketcher: Sketcher, latent: Latent, seed: int | None) -> Latent:
-    """z_s = mu_s + sigma_s * lambda (eq. 4) with lambda from the request's seed, so it repeats."""
-    if not sketcher.model.config.variational or latent.mu_s is None:
-        return latent
-    noise = np.random.default_rng(seed).standard_normal(tuple(latent.mu_s.shape))
-    lam = torch.from_numpy(noise).float().to(latent.mu_s.device)
-    return dataclasses.replace(latent, z_s=latent.mu_s + torch.exp(latent.log_var_s / 2) * lam)
-
-
 def draw(
     sketcher: Sketcher, cls: str, count: int, *, temperature: float, seed: int | None
 ) -> StepSampler:
     """Class-only drawing, as `Sketcher.draw`."""
     labels = [sketcher.class_index(cls)] * count
-    latent = class_latent(sketcher.model, labels, seed, sketcher.bank())
+    latent = sketcher.class_latent(labels, seed)
     return StepSampler(
         sketcher, latent, labels, [Frame()] * count, temperature=temperature, seed=seed
     )
@@ -168,13 +158,10 @@ def complete(
     temperature: float,
     seed: int | None,
 ) -> StepSampler:
-    """`Sketcher.complete`, with z_s drawn from the seed (see `_sample_z`)."""
+    """`Sketcher.complete`: the user's points, then the model's, from the class's latent."""
     labels = [sketcher.class_index(cls)] * count
     prefix = sketcher._normalise(sketch)
-    if sketcher.model.config.has_latent:
-        latent = _sample_z(sketcher, sketcher._encode([sketch] * count, labels), seed)
-    else:
-        latent = class_latent(sketcher.model, labels, seed, None)
+    latent = sketcher.class_latent(labels, seed)
     return StepSampler(
         sketcher,
         latent,
@@ -197,7 +184,7 @@ def translate(
 ) -> StepSampler:
     """The paper's Figure 2, as `Sketcher.translate`: one sketch decoded under each class."""
     labels = [sketcher.class_index(c) for c in (classes or sketcher.class_names)]
-    latent = sketcher._encode([sketch] * len(labels), labels)
+    latent = sketcher.encode([sketch] * len(labels), labels)
     return StepSampler(
         sketcher, latent, labels, [frame] * len(labels), temperature=temperature, seed=seed
     )
@@ -219,5 +206,5 @@ def reconstruct(
             raise SketchDataError("give a class, or a label for every sketch")
         names = [sketcher.class_names[0]] * len(sketches)
     labels = [sketcher.class_index(n) for n in names]
-    latent = sketcher._encode(list(sketches), labels)
+    latent = sketcher.encode(list(sketches), labels)
     return StepSampler(sketcher, latent, labels, frames, temperature=temperature, seed=seed)

@@ -1,0 +1,571 @@
+"""The paper's experiments at our scale (spec section 4): train, evaluate, write figures and tables.
+
+- ablation: sketch-rnn-cond, ai-sketcher-no-influence, ai-sketcher-no-autoencoder, ai-sketcher on
+  QD5 (the paper used FaceX, which is not public): translations (Figure 2), t-SNE of 30 latents per
+  class per model (Figure 3a), loss curves (Figure 3b), a table of every metric.
+- multiclass: sketch-rnn-cond, sketch-pix2seq, ai-sketcher on QD5, QD10, QD15 and QD20 (Figure 4:
+  samples and total loss), with the metrics table.
+- diversity: 50 sketches in each of the 5 QD5 classes from ai-sketcher and sketch-rnn-cond; mean
+  pairwise pHash distance, unpaired t-test (Figure 5).
+
+Every model of an experiment gets the same budget (steps, batch size, seed, layer size). Everything
+lives under one output folder: `runs/<set>-<config>` (shared between experiments, so the QD5 runs
+train once; an existing run is resumed up to the budget), `classifiers/<set>`,
+`evals/<experiment>/<set>-<config>`, `figures/`, `<experiment>.json`, and `results.md`, which
+collects the sections of every experiment done so far.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aisketcher.api import Sketcher
+from aisketcher.data.dataset import SketchDataset, load_dataset
+from aisketcher.errors import SketchDataError
+from aisketcher.evaluate import figures
+from aisketcher.evaluate.classifier import (
+    ClassifierConfig,
+    ClassifierTraining,
+    SketchClassifier,
+    train_classifier,
+)
+from aisketcher.evaluate.report import (
+    REPORT_FILE,
+    EvalSettings,
+    checkpoint_step,
+    draw_class_only,
+    evaluate_run,
+    latent_vectors,
+    load_sets,
+)
+from aisketcher.generate import encode_sketches, make_generator, sample_sequences
+from aisketcher.model.config import ModelConfig, make_config
+from aisketcher.train.checkpoint import read_checkpoint, write_json
+from aisketcher.train.trainer import TrainConfig, Trainer
+
+QD5 = ["cat", "airplane", "bicycle", "eye", "guitar"]
+QD10 = [*QD5, "camera", "headphones", "television", "crayon", "paintbrush"]
+QD15 = [*QD10, "calculator", "computer", "dragon", "map", "paint_can"]
+QD20 = [*QD15, "face", "pig", "apple", "fish", "umbrella"]
+CLASS_SETS = {"QD5": QD5, "QD10": QD10, "QD15": QD15, "QD20": QD20}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    configs: tuple[str, ...]
+    class_sets: tuple[str, ...]
+    title: str
+
+
+EXPERIMENTS = {
+    "ablation": Experiment(
+        (
+            "sketch-rnn-cond",
+            "ai-sketcher-no-influence",
+            "ai-sketcher-no-autoencoder",
+            "ai-sketcher",
+        ),
+        ("QD5",),
+        "Ablation (paper Figures 2 and 3, on QD5 instead of FaceX)",
+    ),
+    "multiclass": Experiment(
+        ("sketch-rnn-cond", "sketch-pix2seq", "ai-sketcher"),
+        ("QD5", "QD10", "QD15", "QD20"),
+        "Multi-class generation (paper Figure 4)",
+    ),
+    "diversity": Experiment(
+        ("ai-sketcher", "sketch-rnn-cond"), ("QD5",), "Diversity (paper Figure 5)"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big the experiments are: one budget for every model."""
+
+    size: str  # model layer sizes (config.SIZES)
+    steps: int
+    batch_size: int = 100
+    eval_every: int = 500
+    max_seq_len: int = 250
+    model_overrides: tuple[tuple[str, Any], ...] = ()
+    set_sizes: tuple[tuple[str, int], ...] | None = None  # keep only these sets, truncated
+    samples: int = 100  # real and generated sketches per class in the evaluations
+    diversity_samples: int = 50  # the paper: 50 per class
+    tsne_per_class: int = 30  # the paper: 30
+    classifier: ClassifierConfig = dataclasses.field(default_factory=lambda: ClassifierConfig([]))
+    classifier_training: ClassifierTraining = dataclasses.field(default_factory=ClassifierTraining)
+
+    def classes(self, set_name: str) -> list[str] | None:
+        """The classes of a set at this scale, or None when the scale leaves the set out."""
+        if self.set_sizes is None:
+            return CLASS_SETS[set_name]
+        sizes = dict(self.set_sizes)
+        return CLASS_SETS[set_name][: sizes[set_name]] if set_name in sizes else None
+
+
+SCALES = {
+    # Minutes in all: proves the pipeline end to end (tests); the numbers mean nothing.
+    "toy": Scale(
+        size="small",
+        steps=2,
+        batch_size=4,
+        eval_every=1,
+        max_seq_len=40,
+        model_overrides=(
+            ("enc_rnn_size", 16),
+            ("dec_rnn_size", 32),
+            ("z_size", 8),
+            ("raster_z_size", 8),
+            ("num_mixture", 3),
+        ),
+        set_sizes=(("QD5", 2), ("QD10", 3)),
+        samples=4,
+        diversity_samples=4,
+        tsne_per_class=4,
+        classifier=ClassifierConfig([], raster_size=32, channels=(4, 8, 8, 8), feature_size=8),
+        classifier_training=ClassifierTraining(epochs=1, max_per_class=16, batch_size=16),
+    ),
+    # The laptop size on a CPU: hours per experiment on two cores.
+    "cpu": Scale(size="small", steps=5000),
+    # The paper's sizes and a Sketch-RNN-like budget: for a GPU.
+    "paper": Scale(size="paper", steps=50_000, eval_every=1000),
+}
+
+
+@dataclass
+class Context:
+    """Where an experiment reads and writes, and how."""
+
+    out: Path
+    scale: Scale
+    data_dir: str | None = None
+    device: str = "cpu"
+    seed: int = 0
+    temperature: float = 0.4
+    max_minutes: float | None = None  # per training run
+    log: Callable[[str], None] = print
+
+    def run_dir(self, set_name: str, config: str) -> Path:
+        return self.out / "runs" / f"{set_name}-{config}"
+
+    def figure(self, name: str) -> Path:
+        folder = self.out / "figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
+    @property
+    def raster_cache(self) -> str:
+        return str(self.out / "raster-cache")
+
+
+# ----- training and evaluating one model -----
+def _dataset(ctx: Context, classes: list[str], cache: dict[str, SketchDataset]) -> SketchDataset:
+    key = ",".join(classes)
+    if key not in cache:
+        cache[key] = load_dataset(classes, ctx.data_dir, max_seq_len=ctx.scale.max_seq_len)
+    return cache[key]
+
+
+def train_run(ctx: Context, set_name: str, config: str, dataset: SketchDataset) -> Path:
+    """Train `config` on the set up to the scale's budget; an existing run is resumed or kept."""
+    run = ctx.run_dir(set_name, config)
+    scale = ctx.scale
+    model_cfg = make_config(
+        config,
+        scale.size,
+        num_classes=dataset.num_classes,
+        max_seq_len=dataset.longest,
+        **dict(scale.model_overrides),
+    )
+    train_cfg = TrainConfig(
+        steps=scale.steps,
+        batch_size=scale.batch_size,
+        seed=ctx.seed,
+        eval_every=scale.eval_every,
+        checkpoint_every=max(1, min(250, scale.steps)),
+        device=ctx.device,
+        max_minutes=ctx.max_minutes,
+        raster_cache=ctx.raster_cache,
+    )
+    last = run / "last.safetensors"
+    resume = last.is_file()
+    if resume:
+        _, info = read_checkpoint(last)
+        if ModelConfig.from_dict(info["model"]) != model_cfg:
+            raise SketchDataError(
+                "holds a run of another configuration or scale; use another --out", str(run)
+            )
+        if int(info["step"]) >= scale.steps:
+            ctx.log(f"{run.name}: already trained ({info['step']} steps)")
+            return run
+    ctx.log(f"{run.name}: training {scale.steps} steps" + (" (resuming)" if resume else ""))
+    Trainer(model_cfg, train_cfg, dataset, run, resume=resume, progress=False).fit()
+    return run
+
+
+def get_classifier(ctx: Context, set_name: str, classes: list[str]) -> SketchClassifier:
+    folder = ctx.out / "classifiers" / set_name
+    try:
+        classifier = SketchClassifier.load(folder, device=ctx.device)
+        if classifier.classes == classes:
+            return classifier
+    except SketchDataError:
+        pass
+    ctx.log(f"classifier for {set_name}: training")
+    classifier = train_classifier(
+        classes,
+        ctx.data_dir,
+        config=ctx.scale.classifier,
+        training=dataclasses.replace(ctx.scale.classifier_training, seed=ctx.seed),
+        device=ctx.device,
+    )
+    classifier.save(folder)
+    return SketchClassifier.load(folder, device=ctx.device)
+
+
+def _settings(ctx: Context, samples: int, figures_on: bool = True) -> EvalSettings:
+    return EvalSettings(
+        samples=samples,
+        temperature=ctx.temperature,
+        seed=ctx.seed,
+        tsne_per_class=ctx.scale.tsne_per_class,
+        data_dir=ctx.data_dir,
+        raster_cache=ctx.raster_cache,
+        figures=figures_on,
+    )
+
+
+def _evaluate(
+    ctx: Context,
+    experiment: str,
+    run: Path,
+    classifier: SketchClassifier,
+    samples: int,
+    compare: Path | None = None,
+) -> dict[str, Any]:
+    out = ctx.out / "evals" / experiment / run.name
+    settings = _settings(ctx, samples)
+    done = _reusable(out / REPORT_FILE, run, settings, compare)
+    if done is not None:
+        ctx.log(f"{run.name}: evaluated before ({experiment})")
+        return done
+    ctx.log(f"{run.name}: evaluating ({experiment})")
+    return evaluate_run(run, classifier, out, settings, compare=compare, device=ctx.device)
+
+
+def _reusable(
+    path: Path, run: Path, settings: EvalSettings, compare: Path | None
+) -> dict[str, Any] | None:
+    """An earlier evaluation of the same checkpoint with the same settings, if there is one."""
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    same = report.get("settings") == settings.to_dict()
+    same = same and report["model"]["step"] == checkpoint_step(run)
+    return report if same and (compare is None or "diversity_ttest" in report) else None
+
+
+# ----- what goes in the tables -----
+def _row(report: dict[str, Any]) -> dict[str, Any]:
+    """The pooled numbers of one evaluation."""
+    like = report["likelihood"]["all"]
+    rec, fid, pr = report["recognizability"], report["fid"], report["precision_recall"]
+    return {
+        "total": like["total"],
+        "l_r": like["l_r"],
+        "l_kl": like["l_kl"],
+        "recog_draw": rec["draw"]["all"],
+        "recog_recon": rec.get("reconstruct", {}).get("all"),
+        "recog_real": rec["real"]["all"],
+        "fid_draw": fid["draw"]["all"],
+        "fid_recon": fid.get("reconstruct", {}).get("all"),
+        "fid_floor": fid["floor"]["all"],
+        "precision": pr["draw"]["all"]["precision"],
+        "recall": pr["draw"]["all"]["recall"],
+        "diversity": report["diversity"]["draw"]["mean_of_classes"],
+        "steps": report["model"]["step"],
+    }
+
+
+COLUMNS = (
+    ("total", "test loss", 3),
+    ("l_r", "l_r", 3),
+    ("l_kl", "l_kl", 3),
+    ("recog_draw", "recog. draw", 3),
+    ("recog_recon", "recog. recon", 3),
+    ("fid_draw", "FID draw", 2),
+    ("fid_recon", "FID recon", 2),
+    ("precision", "precision", 3),
+    ("recall", "recall", 3),
+    ("diversity", "pHash div.", 2),
+)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(value: Any) -> str:
+        return "–" if value is None else str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None, digits: int) -> str | None:
+    return None if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _metrics_table(rows: list[tuple[str, str, dict[str, Any]]]) -> str:
+    headers = ["set", "model", *(title for _, title, _ in COLUMNS)]
+    body = [[s, m, *(_fmt(r[key], d) for key, _, d in COLUMNS)] for s, m, r in rows]
+    return markdown_table(headers, body)
+
+
+# ----- figures that compare models -----
+def _translations(
+    sketchers: dict[str, Sketcher], source: np.ndarray, source_class: int, ctx: Context
+) -> tuple[list[list[np.ndarray]], list[list[str]]]:
+    """Figure 2: one real sketch (first column), decoded by each model under every class."""
+    rows, labels = [], []
+    for sk in sketchers.values():
+        k = len(sk.class_names)
+        latent = encode_sketches(sk.model, [source] * k, list(range(k)))
+        drawn = sample_sequences(
+            sk.model,
+            latent,
+            k,
+            temperature=ctx.temperature,
+            generator=make_generator(sk.device, ctx.seed),
+        )
+        rows.append([source, *drawn])
+        labels.append([f"input: {sk.class_names[source_class]}", *sk.class_names])
+    return rows, labels
+
+
+def _class_samples(
+    sketchers: dict[str, Sketcher], ctx: Context, per_class: int = 1
+) -> tuple[list[list[np.ndarray]], list[str]]:
+    """Figure 4: a row per model of class-only drawings, `per_class` of each class."""
+    rows, names = [], []
+    for name, sk in sketchers.items():
+        labels = [c for c in range(len(sk.class_names)) for _ in range(per_class)]
+        settings = _settings(ctx, per_class)
+        rows.append(draw_class_only(sk, labels, settings))
+        names.append(name)
+    return rows, names
+
+
+# ----- the experiments -----
+def _prepare(
+    ctx: Context, experiment: str, set_name: str, cache: dict[str, SketchDataset]
+) -> tuple[list[str], dict[str, Path], SketchClassifier] | None:
+    classes = ctx.scale.classes(set_name)
+    if classes is None:
+        return None
+    dataset = _dataset(ctx, classes, cache)
+    runs = {c: train_run(ctx, set_name, c, dataset) for c in EXPERIMENTS[experiment].configs}
+    return classes, runs, get_classifier(ctx, set_name, classes)
+
+
+def run_ablation(ctx: Context) -> dict[str, Any]:
+    cache: dict[str, SketchDataset] = {}
+    prepared = _prepare(ctx, "ablation", "QD5", cache)
+    if prepared is None:
+        raise SketchDataError("this scale has no QD5 set")
+    classes, runs, classifier = prepared
+    reports = {
+        c: _evaluate(ctx, "ablation", r, classifier, ctx.scale.samples) for c, r in runs.items()
+    }
+    sketchers = {c: Sketcher.load(r, device=ctx.device) for c, r in runs.items()}
+    first = next(iter(sketchers.values()))
+    _, sets = load_sets(first, classes, {}, _settings(ctx, ctx.scale.tsne_per_class))
+    panels = {
+        c: (latent_vectors(sk, sets.real, sets.real_labels.tolist()), sets.real_labels)
+        for c, sk in sketchers.items()
+    }
+    figs = {
+        "tsne": figures.tsne_figure(panels, classes, ctx.figure("ablation-tsne.png"), ctx.seed),
+        "loss_curves": figures.loss_curves(
+            {c: r / "metrics.csv" for c, r in runs.items()}, ctx.figure("ablation-loss.png")
+        ),
+    }
+    rows, captions = _translations(sketchers, sets.real[0], int(sets.real_labels[0]), ctx)
+    figs["translation"] = figures.sample_grid(
+        rows, list(sketchers), ctx.figure("ablation-translation.png"), captions=captions
+    )
+    return {
+        "classes": {"QD5": classes},
+        "rows": [("QD5", c, _row(r)) for c, r in reports.items()],
+        "figures": figs,
+    }
+
+
+def run_multiclass(ctx: Context) -> dict[str, Any]:
+    cache: dict[str, SketchDataset] = {}
+    rows, figs, class_sets = [], {}, {}
+    for set_name in EXPERIMENTS["multiclass"].class_sets:
+        prepared = _prepare(ctx, "multiclass", set_name, cache)
+        if prepared is None:
+            continue
+        classes, runs, classifier = prepared
+        class_sets[set_name] = classes
+        for c, r in runs.items():
+            rows.append(
+                (set_name, c, _row(_evaluate(ctx, "multiclass", r, classifier, ctx.scale.samples)))
+            )
+        sketchers = {c: Sketcher.load(r, device=ctx.device) for c, r in runs.items()}
+        samples, names = _class_samples(sketchers, ctx)
+        figs[f"samples_{set_name}"] = figures.sample_grid(
+            samples, names, ctx.figure(f"multiclass-samples-{set_name}.png")
+        )
+        figs[f"loss_{set_name}"] = figures.loss_curves(
+            {c: r / "metrics.csv" for c, r in runs.items()},
+            ctx.figure(f"multiclass-loss-{set_name}.png"),
+        )
+    return {"classes": class_sets, "rows": rows, "figures": figs}
+
+
+def run_diversity(ctx: Context) -> dict[str, Any]:
+    cache: dict[str, SketchDataset] = {}
+    prepared = _prepare(ctx, "diversity", "QD5", cache)
+    if prepared is None:
+        raise SketchDataError("this scale has no QD5 set")
+    classes, runs, classifier = prepared
+    first, second = EXPERIMENTS["diversity"].configs
+    n = ctx.scale.diversity_samples
+    base = _evaluate(ctx, "diversity", runs[second], classifier, n)
+    other = ctx.out / "evals" / "diversity" / runs[second].name / REPORT_FILE
+    main = _evaluate(ctx, "diversity", runs[first], classifier, n, compare=other)
+    per_class = {
+        c: report["diversity"]["draw"]["per_class"] for c, report in ((first, main), (second, base))
+    }
+    per_class["real"] = base["diversity"]["real"]["per_class"]
+    figs = {
+        "histogram": figures.distribution_figure(
+            {
+                first: main["diversity"]["draw"]["per_sketch"],
+                second: base["diversity"]["draw"]["per_sketch"],
+                "real test sketches": base["diversity"]["real"]["per_sketch"],
+            },
+            "mean pHash distance of a sketch to the others of its class",
+            ctx.figure("diversity-histogram.png"),
+        )
+    }
+    return {
+        "classes": {"QD5": classes},
+        "samples_per_class": n,
+        "per_class": per_class,
+        "ttest": main["diversity_ttest"],
+        "rows": [("QD5", first, _row(main)), ("QD5", second, _row(base))],
+        "figures": figs,
+    }
+
+
+RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "ablation": run_ablation,
+    "multiclass": run_multiclass,
+    "diversity": run_diversity,
+}
+
+
+def run_experiment(name: str, ctx: Context) -> dict[str, Any]:
+    """Train, evaluate and draw one experiment; write `<name>.json` and rewrite `results.md`."""
+    if name not in RUNNERS:
+        raise SketchDataError(f"unknown experiment '{name}'; choose from {', '.join(RUNNERS)}")
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    result = RUNNERS[name](ctx)
+    summary = {
+        "experiment": name,
+        "scale": dataclasses.asdict(ctx.scale),
+        "seed": ctx.seed,
+        "temperature": ctx.temperature,
+        **result,
+        "rows": [{"set": s, "model": m, **r} for s, m, r in result["rows"]],
+        "figures": {k: str(Path(v).relative_to(ctx.out)) for k, v in result["figures"].items()},
+    }
+    write_json(ctx.out / f"{name}.json", summary)
+    write_results(ctx.out)
+    return summary
+
+
+# ----- results.md -----
+def _section(summary: dict[str, Any], prefix: str) -> str:
+    name = summary["experiment"]
+    exp = EXPERIMENTS[name]
+    scale = summary["scale"]
+    sets = "; ".join(f"{k}: {', '.join(v)}" for k, v in summary["classes"].items())
+    lines = [
+        f"## {exp.title}",
+        "",
+        f"Models: {', '.join(exp.configs)}. Classes: {sets}. Each model: {scale['steps']} steps of "
+        f"batch {scale['batch_size']}, size `{scale['size']}`, seed {summary['seed']}; sampling "
+        f"temperature {summary['temperature']}.",
+        "",
+    ]
+    rows = [(r["set"], r["model"], r) for r in summary["rows"]]
+    lines += [_metrics_table(rows), ""]
+    if name == "diversity":
+        t = summary["ttest"]
+        per_class = summary["per_class"]
+        classes = list(next(iter(per_class.values())))
+        lines += [
+            f"Mean pairwise pHash distance (of 64 bits) within each class, "
+            f"{summary['samples_per_class']} sketches per class:",
+            "",
+            markdown_table(
+                ["", *classes],
+                [[m, *(_fmt(v.get(c), 2) for c in classes)] for m, v in per_class.items()],
+            ),
+            "",
+            f"Unpaired t-test ({exp.configs[0]} vs {exp.configs[1]}, one value per sketch): "
+            f"t = {_fmt(t['t'], 3)}, p = {_fmt(t['p'], 4)} (means {_fmt(t['mean_a'], 2)} vs "
+            f"{_fmt(t['mean_b'], 2)}, n = {t['n_a']} and {t['n_b']}).",
+            "",
+        ]
+    for key, path in summary["figures"].items():
+        lines += [f"![{name} {key}]({prefix}{path})", ""]
+    return "\n".join(lines)
+
+
+INTRO = """# Results
+
+Written by `aisketcher experiment`. Columns: the paper's loss on the test split (no KL floor) and
+its terms; top-1 accuracy of the project's sketch classifier on class-only drawings and on
+reconstructions; FID on the classifier's features against real test sketches; precision and
+recall (k = 3) of the drawings; mean pairwise pHash distance of the drawings. Every number, per
+class, with the floors and ceilings (real validation vs real test), is in the JSON files.
+"""
+
+
+def write_results(out: Path, doc: Path | None = None) -> Path:
+    """results.md in `out` from every `<experiment>.json` there; with `doc`, a copy for the docs.
+
+    The copy's figures go to a folder named after it (docs/results.md -> docs/results/).
+    """
+    summaries = [
+        json.loads((out / f"{name}.json").read_text())
+        for name in RUNNERS
+        if (out / f"{name}.json").is_file()
+    ]
+    path = out / "results.md"
+    path.write_text(INTRO + "\n" + "\n".join(_section(s, "") for s in summaries))
+    if doc is not None:
+        folder = doc.with_suffix("")
+        folder.mkdir(parents=True, exist_ok=True)
+        for s in summaries:
+            for rel in s["figures"].values():
+                shutil.copyfile(out / rel, folder / Path(rel).name)
+        prefix = f"{folder.name}/"
+        text = INTRO + "\n" + "\n".join(_section(s, prefix) for s in summaries)
+        doc.write_text(text.replace(f"{prefix}figures/", prefix))
+        return doc
+    return path
