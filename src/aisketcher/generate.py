@@ -141,26 +141,26 @@ def sample_sequences(
     max_steps = max_steps or model.config.max_seq_len
     state = model.initial_state(latent, count)
     point = torch.as_tensor(START_TOKEN, device=device).expand(count, 5).clone()
-    points: list[list[torch.Tensor]] = [[] for _ in range(count)]
+    history: list[torch.Tensor] = []  # (count, 5) per step, all rows, kept on the device
     step = 0
     if prefix is not None:
-        given = torch.from_numpy(stroke3_to_stroke5(prefix)).to(device)
-        for row in given:
+        for row in torch.from_numpy(stroke3_to_stroke5(prefix)).to(device):
             _, state, _ = _step(model, point, state, latent, step, generator)
             point = row.expand(count, 5)
-            for p in points:
-                p.append(row.cpu())
+            history.append(point)
             step += 1
     done = torch.zeros(count, dtype=torch.bool, device=device)
     while step < max_steps and not bool(done.all()):
         y, state, _ = _step(model, point, state, latent, step, generator)
-        mixture = Mixture.from_output(y, model.config.num_mixture)
-        point = mixture.sample(temperature, generator)
-        for i in torch.nonzero(~done).flatten().tolist():
-            points[i].append(point[i].cpu())
+        point = Mixture.from_output(y, model.config.num_mixture).sample(temperature, generator)
+        history.append(point)
         done |= point[:, 4] > 0.5
         step += 1
-    return [_to_stroke3(p) for p in points]
+    if not history:
+        return [_to_stroke3(torch.zeros(0, 5)) for _ in range(count)]
+    # stroke5_to_stroke3 cuts each row at its first end-of-sketch point.
+    drawn = torch.stack(history, 1).cpu()
+    return [_to_stroke3(row) for row in drawn]
 
 
 def _step(
@@ -179,9 +179,9 @@ def _step(
     return model.decode_step(point, state, latent, step, influence_noise=noise)
 
 
-def _to_stroke3(points: list[torch.Tensor]) -> np.ndarray:
-    """Sampled stroke-5 points (the last may be end-of-sketch) -> stroke-3 with >= 1 point."""
-    s3 = stroke5_to_stroke3(torch.stack(points).numpy()) if points else np.zeros((0, 3))
+def _to_stroke3(points: torch.Tensor) -> np.ndarray:
+    """Sampled stroke-5 rows (cut at the first end-of-sketch) -> stroke-3 with >= 1 point."""
+    s3 = stroke5_to_stroke3(points.numpy())
     return s3 if len(s3) else np.array([[0.0, 0.0, 1.0]], dtype=np.float32)
 
 

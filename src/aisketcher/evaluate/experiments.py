@@ -42,8 +42,10 @@ from aisketcher.evaluate.report import (
     REPORT_FILE,
     EvalSettings,
     checkpoint_step,
+    compare_diversity,
     draw_class_only,
     evaluate_run,
+    json_ready,
     latent_vectors,
     load_sets,
 )
@@ -102,6 +104,7 @@ class Scale:
     samples: int = 100  # real and generated sketches per class in the evaluations
     diversity_samples: int = 50  # the paper: 50 per class
     tsne_per_class: int = 30  # the paper: 30
+    eval_figures: bool = True  # each evaluation's own figures (the experiment's are always drawn)
     classifier: ClassifierConfig = dataclasses.field(default_factory=lambda: ClassifierConfig([]))
     classifier_training: ClassifierTraining = dataclasses.field(default_factory=ClassifierTraining)
 
@@ -119,7 +122,7 @@ SCALES = {
         size="small",
         steps=2,
         batch_size=4,
-        eval_every=1,
+        eval_every=2,
         max_seq_len=40,
         model_overrides=(
             ("enc_rnn_size", 16),
@@ -128,10 +131,11 @@ SCALES = {
             ("raster_z_size", 8),
             ("num_mixture", 3),
         ),
-        set_sizes=(("QD5", 2), ("QD10", 3)),
+        set_sizes=(("QD5", 2),),
         samples=4,
         diversity_samples=4,
         tsne_per_class=4,
+        eval_figures=False,
         classifier=ClassifierConfig([], raster_size=32, channels=(4, 8, 8, 8), feature_size=8),
         classifier_training=ClassifierTraining(epochs=1, max_per_class=16, batch_size=16),
     ),
@@ -245,34 +249,37 @@ def _settings(ctx: Context, samples: int, figures_on: bool = True) -> EvalSettin
     )
 
 
+def evaluation_dir(ctx: Context, run: Path, samples: int) -> Path:
+    """Evaluations live by run and sample count, so experiments share them."""
+    return ctx.out / "evals" / f"{run.name}-n{samples}"
+
+
+def _is_current(report: dict[str, Any], run: Path, settings: EvalSettings) -> bool:
+    """Whether `report` evaluated the run's present checkpoint with these settings."""
+    same_settings = report.get("settings") == settings.to_dict()
+    return same_settings and report["model"]["step"] == checkpoint_step(run)
+
+
 def _evaluate(
     ctx: Context,
-    experiment: str,
     run: Path,
     classifier: SketchClassifier,
     samples: int,
     compare: Path | None = None,
 ) -> dict[str, Any]:
-    out = ctx.out / "evals" / experiment / run.name
-    settings = _settings(ctx, samples)
-    done = _reusable(out / REPORT_FILE, run, settings, compare)
-    if done is not None:
-        ctx.log(f"{run.name}: evaluated before ({experiment})")
-        return done
-    ctx.log(f"{run.name}: evaluating ({experiment})")
-    return evaluate_run(run, classifier, out, settings, compare=compare, device=ctx.device)
-
-
-def _reusable(
-    path: Path, run: Path, settings: EvalSettings, compare: Path | None
-) -> dict[str, Any] | None:
-    """An earlier evaluation of the same checkpoint with the same settings, if there is one."""
-    if not path.is_file():
-        return None
-    report = json.loads(path.read_text())
-    same = report.get("settings") == settings.to_dict()
-    same = same and report["model"]["step"] == checkpoint_step(run)
-    return report if same and (compare is None or "diversity_ttest" in report) else None
+    """Evaluate a run, or reuse an evaluation of the same checkpoint with the same settings."""
+    out = evaluation_dir(ctx, run, samples)
+    settings = _settings(ctx, samples, ctx.scale.eval_figures)
+    path = out / REPORT_FILE
+    report = json.loads(path.read_text()) if path.is_file() else None
+    if report is None or not _is_current(report, run, settings):
+        ctx.log(f"{run.name}: evaluating")
+        return evaluate_run(run, classifier, out, settings, compare=compare, device=ctx.device)
+    ctx.log(f"{run.name}: evaluated before")
+    if compare is not None:
+        report["diversity_ttest"] = json_ready(compare_diversity(report, compare))
+        write_json(path, report)
+    return report
 
 
 # ----- what goes in the tables -----
@@ -382,9 +389,7 @@ def run_ablation(ctx: Context) -> dict[str, Any]:
     if prepared is None:
         raise SketchDataError("this scale has no QD5 set")
     classes, runs, classifier = prepared
-    reports = {
-        c: _evaluate(ctx, "ablation", r, classifier, ctx.scale.samples) for c, r in runs.items()
-    }
+    reports = {c: _evaluate(ctx, r, classifier, ctx.scale.samples) for c, r in runs.items()}
     sketchers = {c: Sketcher.load(r, device=ctx.device) for c, r in runs.items()}
     first = next(iter(sketchers.values()))
     _, sets = load_sets(first, classes, {}, _settings(ctx, ctx.scale.tsne_per_class))
@@ -419,9 +424,7 @@ def run_multiclass(ctx: Context) -> dict[str, Any]:
         classes, runs, classifier = prepared
         class_sets[set_name] = classes
         for c, r in runs.items():
-            rows.append(
-                (set_name, c, _row(_evaluate(ctx, "multiclass", r, classifier, ctx.scale.samples)))
-            )
+            rows.append((set_name, c, _row(_evaluate(ctx, r, classifier, ctx.scale.samples))))
         sketchers = {c: Sketcher.load(r, device=ctx.device) for c, r in runs.items()}
         samples, names = _class_samples(sketchers, ctx)
         figs[f"samples_{set_name}"] = figures.sample_grid(
@@ -442,9 +445,9 @@ def run_diversity(ctx: Context) -> dict[str, Any]:
     classes, runs, classifier = prepared
     first, second = EXPERIMENTS["diversity"].configs
     n = ctx.scale.diversity_samples
-    base = _evaluate(ctx, "diversity", runs[second], classifier, n)
-    other = ctx.out / "evals" / "diversity" / runs[second].name / REPORT_FILE
-    main = _evaluate(ctx, "diversity", runs[first], classifier, n, compare=other)
+    base = _evaluate(ctx, runs[second], classifier, n)
+    other = evaluation_dir(ctx, runs[second], n) / REPORT_FILE
+    main = _evaluate(ctx, runs[first], classifier, n, compare=other)
     per_class = {
         c: report["diversity"]["draw"]["per_class"] for c, report in ((first, main), (second, base))
     }

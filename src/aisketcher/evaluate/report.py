@@ -201,12 +201,12 @@ def _diversity(names: list[str], sketches: list[np.ndarray], labels: np.ndarray)
     }
 
 
-def _json_ready(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """NaN and infinities -> None (JSON has no NaN); NumPy scalars -> Python numbers."""
     if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -350,7 +350,7 @@ def evaluate_run(
         report["skipped"] = "reconstructions and latents: the model has no encoder"
     if compare is not None:
         report["diversity_ttest"] = compare_diversity(report, compare)
-    report = _json_ready(report)
+    report = json_ready(report)
     write_json(out / REPORT_FILE, report)
     return report
 

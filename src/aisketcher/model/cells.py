@@ -356,6 +356,12 @@ class HyperLSTMCell(_GatedCell):
         hyper = _affine(x, inner.weight_ih[: self.input_size], inner.bias)
         return torch.cat([main, hyper], -1)
 
+    def partial_projection(self, x_part: Tensor, start: int) -> Tensor:
+        rows = slice(start, start + x_part.shape[-1])
+        return torch.cat(
+            [x_part @ self.weight_ih[rows], x_part @ self.hyper_cell.weight_ih[rows]], -1
+        )
+
     def recurrence(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h, c, hyper_h, hyper_c = state
         batch, hid, emb = h.shape[0], self.hidden_size, self.hyper_embedding_size

@@ -43,6 +43,7 @@ class Latent:
 class DecoderState:
     rnn: tuple[torch.Tensor, ...]
     query: torch.Tensor | None  # h_dec of the previous step, the influence layer's query
+    context: torch.Tensor  # the decoder's input projection of the inputs fixed per sketch
 
 
 @dataclass
@@ -85,6 +86,7 @@ class SketchModel(nn.Module):
         self.to_initial_state = nn.Linear(init_in, self.decoder.state_size) if init_in else None
         self.output = nn.Linear(cfg.dec_rnn_size, 3 + 6 * cfg.num_mixture)  # eq. 6
         self.autoencoder_frozen = False
+        self._point_start = cfg.decoder_input_size - 5  # s_i is the last part of z
 
     # ----- encoding -----
     def class_vector(self, labels: torch.Tensor) -> torch.Tensor | None:
@@ -129,21 +131,47 @@ class SketchModel(nn.Module):
         )
 
     # ----- decoding -----
+    # The decoder's input z = [z_s; z_r; a_d; c; s_i] (eq. 5). Only a_d and s_i change from step to
+    # step, so the rest is projected once per sketch (`DecoderState.context`) and each step adds
+    # the projections of a_d and s_i alone.
     def initial_state(self, latent: Latent, batch: int) -> DecoderState:
         """h_0 = tanh(W [z_s; c] + b), or zeros for the decoder-only model."""
         parts = [t for t in (latent.z_s, latent.c) if t is not None]
-        device = self.output.weight.device
+        device, dtype = self.output.weight.device, self.output.weight.dtype
         if self.to_initial_state is None:
-            rnn = self.decoder.initial_state(batch, device, self.output.weight.dtype)
+            rnn = self.decoder.initial_state(batch, device, dtype)
         else:
             rnn = self.decoder.state_from_vector(
                 torch.tanh(self.to_initial_state(torch.cat(parts, -1)))
             )
         query = self.influence.first_query(batch) if self.influence is not None else None
-        return DecoderState(rnn, query)
+        a_slot = [] if self.influence is None else [torch.zeros(batch, self.config.enc_state_size)]
+        known = [latent.z_s, latent.z_r, *a_slot, latent.c, torch.zeros(batch, 5)]
+        z = torch.cat([t.to(device, dtype) for t in known if t is not None], -1)
+        return DecoderState(rnn, query, self.decoder.input_projection(z))
 
-    def _static_inputs(self, latent: Latent) -> list[torch.Tensor]:
-        return [t for t in (latent.z_s, latent.z_r) if t is not None]
+    @property
+    def _a_start(self) -> int:
+        cfg = self.config
+        return (cfg.z_size if cfg.has_latent else 0) + (
+            cfg.raster_z_size if cfg.use_autoencoder else 0
+        )
+
+    def _influence_step(
+        self, state: DecoderState, latent: Latent, step: int, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """The projection of a_d for this step, and (mu_a, log sigma_a^2) when attending."""
+        if latent.memory is None:
+            # Nothing to refer to (class-only drawing without references): a_d ~ N(0, I).
+            if noise is None:
+                noise = torch.randn(state.query.shape[0], self.config.enc_state_size)
+            a_d, stats = noise.to(state.query), None
+        else:
+            a_d, mu_a, log_var_a = self.influence(
+                state.query, latent.memory, latent.memory_lengths, step, noise
+            )
+            stats = (mu_a, log_var_a)
+        return self.decoder.partial_projection(a_d, self._a_start), stats
 
     def decode_step(
         self,
@@ -154,64 +182,36 @@ class SketchModel(nn.Module):
         influence_noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, DecoderState, tuple[torch.Tensor, torch.Tensor] | None]:
         """One step: previous point s_j (B, 5) -> output y_j (B, 3 + 6m), new state, (mu_a, log_var_a)."""
-        inputs = self._static_inputs(latent)
+        xp = state.context + self.decoder.partial_projection(point, self._point_start)
         stats = None
-        if self.influence is not None and latent.memory is None:
-            # Nothing to refer to (class-only drawing without references): a_d ~ N(0, I).
-            noise = influence_noise
-            if noise is None:
-                noise = torch.randn(point.shape[0], self.config.enc_state_size, device=point.device)
-            inputs.append(noise)
-        elif self.influence is not None:
-            a_d, mu_a, log_var_a = self.influence(
-                state.query, latent.memory, latent.memory_lengths, step, influence_noise
-            )
-            inputs.append(a_d)
-            stats = (mu_a, log_var_a)
-        if latent.c is not None:
-            inputs.append(latent.c)
-        inputs.append(point)
-        h, rnn = self.decoder.step(torch.cat(inputs, -1), state.rnn)  # z = [z_s; z_r; a_d; c; s_i]
-        return self.output(h), DecoderState(rnn, h), stats
+        if self.influence is not None:
+            a_part, stats = self._influence_step(state, latent, step, influence_noise)
+            xp = xp + a_part
+        h, rnn = self.decoder.recurrence(xp, state.rnn)
+        return self.output(h), DecoderState(rnn, h, state.context), stats
 
     def decode(
         self, inputs: torch.Tensor, latent: Latent, state: DecoderState | None = None
     ) -> tuple[Mixture, torch.Tensor | None, torch.Tensor | None]:
         """Teacher-forced decoding of inputs (B, L, 5) = s_0..s_{L-1}; eq. 5-7 at every step."""
-        batch, length = inputs.shape[:2]
-        state = state or self.initial_state(latent, batch)
-        if self.influence is None:  # no per-step attention: the whole sequence in one cell call
-            static = [*self._static_inputs(latent), *([latent.c] if latent.c is not None else [])]
-            x = inputs.transpose(0, 1)
-            if static:
-                cond = torch.cat(static, -1).unsqueeze(0).expand(length, -1, -1)
-                x = torch.cat([cond, x], -1)
-            h, _ = self.decoder(x, state.rnn)
-            y = self.output(h.transpose(0, 1))
-            return Mixture.from_output(y, self.config.num_mixture), None, None
-        # The influence layer's a_d depends on the previous step, so the decoder runs step by step;
-        # the rest of its input z is known in advance and projected for all steps in one product.
-        a_start = sum(t.shape[-1] for t in self._static_inputs(latent))
-        a_zeros = inputs.new_zeros(batch, self.config.enc_state_size)
-        static = [
-            *self._static_inputs(latent),
-            a_zeros,
-            *([latent.c] if latent.c is not None else []),
-        ]
-        cond = torch.cat(static, -1).unsqueeze(0).expand(length, -1, -1)
-        projected = self.decoder.input_projection(torch.cat([cond, inputs.transpose(0, 1)], -1))
-        rnn, query = state.rnn, state.query
+        state = state or self.initial_state(latent, inputs.shape[0])
+        points = self.decoder.partial_projection(inputs.transpose(0, 1), self._point_start)
+        projected = state.context.unsqueeze(0) + points
         hs, mus, log_vars = [], [], []
         # unbind, not projected[j]: indexing would back-propagate a full-size zero tensor per step.
-        for j, projected_j in enumerate(projected.unbind(0)):
-            a_d, mu_a, log_var_a = self.influence(query, latent.memory, latent.memory_lengths, j)
-            xp = projected_j + self.decoder.partial_projection(a_d, a_start)
-            query, rnn = self.decoder.recurrence(xp, rnn)
-            hs.append(query)
-            mus.append(mu_a)
-            log_vars.append(log_var_a)
+        for j, xp in enumerate(projected.unbind(0)):
+            if self.influence is not None:  # a_d depends on the previous step's h_dec
+                a_part, (mu_a, log_var_a) = self._influence_step(state, latent, j, None)
+                xp = xp + a_part
+                mus.append(mu_a)
+                log_vars.append(log_var_a)
+            h, rnn = self.decoder.recurrence(xp, state.rnn)
+            state = DecoderState(rnn, h, state.context)
+            hs.append(h)
         y = self.output(torch.stack(hs, 1))
         mixture = Mixture.from_output(y, self.config.num_mixture)
+        if not mus:
+            return mixture, None, None
         return mixture, torch.stack(mus, 1), torch.stack(log_vars, 1)
 
     def forward(

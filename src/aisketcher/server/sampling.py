@@ -130,7 +130,8 @@ class StepSampler:
 
     def results(self) -> list[dict]:
         """The finished sketches as JSON (see `Frame.sketch_out`)."""
-        sketches = self.sketcher._to_sketches([_to_stroke3(p) for p in self.points], self.labels)
+        rows = [torch.stack(p) if p else torch.zeros(0, 5) for p in self.points]
+        sketches = self.sketcher._to_sketches([_to_stroke3(r) for r in rows], self.labels)
         return [
             frame.sketch_out(s, self.prefix_points)
             for frame, s in zip(self.frames, sketches, strict=True)
