@@ -304,6 +304,23 @@ def _row(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+REFERENCE = "real sketches"
+
+
+def _reference_row(report: dict[str, Any]) -> dict[str, Any]:
+    """Real validation vs real test sketches: the classifier's ceiling and the metrics' floors."""
+    floor = report["precision_recall"]["floor"]["all"]
+    row: dict[str, Any] = dict.fromkeys(_row(report))
+    row.update(
+        recog_draw=report["recognizability"]["real"]["all"],
+        fid_draw=report["fid"]["floor"]["all"],
+        precision=floor["precision"],
+        recall=floor["recall"],
+        diversity=report["diversity"]["real"]["mean_of_classes"],
+    )
+    return row
+
+
 COLUMNS = (
     ("total", "test loss", 3),
     ("l_r", "l_r", 3),
@@ -409,7 +426,10 @@ def run_ablation(ctx: Context) -> dict[str, Any]:
     )
     return {
         "classes": {"QD5": classes},
-        "rows": [("QD5", c, _row(r)) for c, r in reports.items()],
+        "rows": [
+            *(("QD5", c, _row(r)) for c, r in reports.items()),
+            ("QD5", REFERENCE, _reference_row(next(iter(reports.values())))),
+        ],
         "figures": figs,
     }
 
@@ -423,8 +443,9 @@ def run_multiclass(ctx: Context) -> dict[str, Any]:
             continue
         classes, runs, classifier = prepared
         class_sets[set_name] = classes
-        for c, r in runs.items():
-            rows.append((set_name, c, _row(_evaluate(ctx, r, classifier, ctx.scale.samples))))
+        reports = {c: _evaluate(ctx, r, classifier, ctx.scale.samples) for c, r in runs.items()}
+        rows += [(set_name, c, _row(report)) for c, report in reports.items()]
+        rows.append((set_name, REFERENCE, _reference_row(next(iter(reports.values())))))
         sketchers = {c: Sketcher.load(r, device=ctx.device) for c, r in runs.items()}
         samples, names = _class_samples(sketchers, ctx)
         figs[f"samples_{set_name}"] = figures.sample_grid(
@@ -449,9 +470,10 @@ def run_diversity(ctx: Context) -> dict[str, Any]:
     other = evaluation_dir(ctx, runs[second], n) / REPORT_FILE
     main = _evaluate(ctx, runs[first], classifier, n, compare=other)
     per_class = {
-        c: report["diversity"]["draw"]["per_class"] for c, report in ((first, main), (second, base))
+        first: main["diversity"]["draw"]["per_class"],
+        second: base["diversity"]["draw"]["per_class"],
+        REFERENCE: base["diversity"]["real"]["per_class"],
     }
-    per_class["real"] = base["diversity"]["real"]["per_class"]
     figs = {
         "histogram": figures.distribution_figure(
             {
@@ -468,7 +490,11 @@ def run_diversity(ctx: Context) -> dict[str, Any]:
         "samples_per_class": n,
         "per_class": per_class,
         "ttest": main["diversity_ttest"],
-        "rows": [("QD5", first, _row(main)), ("QD5", second, _row(base))],
+        "rows": [
+            ("QD5", first, _row(main)),
+            ("QD5", second, _row(base)),
+            ("QD5", REFERENCE, _reference_row(base)),
+        ],
         "figures": figs,
     }
 
@@ -493,7 +519,8 @@ def run_experiment(name: str, ctx: Context) -> dict[str, Any]:
         "temperature": ctx.temperature,
         **result,
         "rows": [{"set": s, "model": m, **r} for s, m, r in result["rows"]],
-        "figures": {k: str(Path(v).relative_to(ctx.out)) for k, v in result["figures"].items()},
+        # A list, not an object: write_json sorts keys, and the figures have an order.
+        "figures": [[k, str(Path(v).relative_to(ctx.out))] for k, v in result["figures"].items()],
     }
     write_json(ctx.out / f"{name}.json", summary)
     write_results(ctx.out)
@@ -505,7 +532,8 @@ def _section(summary: dict[str, Any], prefix: str) -> str:
     name = summary["experiment"]
     exp = EXPERIMENTS[name]
     scale = summary["scale"]
-    sets = "; ".join(f"{k}: {', '.join(v)}" for k, v in summary["classes"].items())
+    present = [s for s in exp.class_sets if s in summary["classes"]]
+    sets = "; ".join(f"{s}: {', '.join(summary['classes'][s])}" for s in present)
     lines = [
         f"## {exp.title}",
         "",
@@ -519,14 +547,15 @@ def _section(summary: dict[str, Any], prefix: str) -> str:
     if name == "diversity":
         t = summary["ttest"]
         per_class = summary["per_class"]
-        classes = list(next(iter(per_class.values())))
+        classes = summary["classes"]["QD5"]
+        models = [*exp.configs, REFERENCE]  # the JSON's keys come back sorted
         lines += [
             f"Mean pairwise pHash distance (of 64 bits) within each class, "
             f"{summary['samples_per_class']} sketches per class:",
             "",
             markdown_table(
                 ["", *classes],
-                [[m, *(_fmt(v.get(c), 2) for c in classes)] for m, v in per_class.items()],
+                [[m, *(_fmt(per_class[m].get(c), 2) for c in classes)] for m in models],
             ),
             "",
             f"Unpaired t-test ({exp.configs[0]} vs {exp.configs[1]}, one value per sketch): "
@@ -534,7 +563,7 @@ def _section(summary: dict[str, Any], prefix: str) -> str:
             f"{_fmt(t['mean_b'], 2)}, n = {t['n_a']} and {t['n_b']}).",
             "",
         ]
-    for key, path in summary["figures"].items():
+    for key, path in summary["figures"]:
         lines += [f"![{name} {key}]({prefix}{path})", ""]
     return "\n".join(lines)
 
@@ -544,8 +573,11 @@ INTRO = """# Results
 Written by `aisketcher experiment`. Columns: the paper's loss on the test split (no KL floor) and
 its terms; top-1 accuracy of the project's sketch classifier on class-only drawings and on
 reconstructions; FID on the classifier's features against real test sketches; precision and
-recall (k = 3) of the drawings; mean pairwise pHash distance of the drawings. Every number, per
-class, with the floors and ceilings (real validation vs real test), is in the JSON files.
+recall (k = 3) of the drawings; mean pairwise pHash distance of the drawings. The row "real
+sketches" holds the references: the classifier's accuracy on real test sketches (the ceiling of
+recognizability) and real validation against real test sketches (the floor of FID, and the
+precision, recall and diversity of real data). Models are evaluated at their best validation
+checkpoint. Every number, per class, is in the JSON files beside this one.
 """
 
 
@@ -565,7 +597,7 @@ def write_results(out: Path, doc: Path | None = None) -> Path:
         folder = doc.with_suffix("")
         folder.mkdir(parents=True, exist_ok=True)
         for s in summaries:
-            for rel in s["figures"].values():
+            for _, rel in s["figures"]:
                 shutil.copyfile(out / rel, folder / Path(rel).name)
         prefix = f"{folder.name}/"
         text = INTRO + "\n" + "\n".join(_section(s, prefix) for s in summaries)

@@ -1,0 +1,121 @@
+"""`aisketcher experiment` end to end at the toy scale (2 classes, 2 training steps per model)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from aisketcher.cli import main
+from aisketcher.data.dataset import load_dataset
+from aisketcher.errors import SketchDataError
+from aisketcher.evaluate.experiments import (
+    EXPERIMENTS,
+    QD20,
+    SCALES,
+    Context,
+    markdown_table,
+    train_run,
+)
+
+
+@pytest.fixture(scope="module")
+def experiments(
+    quickdraw_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, int]:
+    """Every experiment at the toy scale into one folder, with a copy of the results for docs."""
+    import torch
+
+    out = tmp_path_factory.mktemp("experiments")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = main(
+            [
+                "experiment",
+                "all",
+                "--scale",
+                "toy",
+                "--out",
+                str(out / "exp"),
+                "--doc",
+                str(out / "docs" / "results.md"),
+                "--data",
+                str(quickdraw_dir),
+            ]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return out / "exp", out / "docs", code
+
+
+@pytest.mark.slow
+def test_every_experiment_writes_results_and_figures(experiments: tuple[Path, Path, int]) -> None:
+    out, docs, code = experiments
+    assert code == 0
+    toy_runs = {"QD5-" + c for e in EXPERIMENTS.values() for c in e.configs}
+    assert {p.name for p in (out / "runs").iterdir()} == toy_runs
+    ablation = json.loads((out / "ablation.json").read_text())
+    assert [r["model"] for r in ablation["rows"][:-1]] == list(EXPERIMENTS["ablation"].configs)
+    assert all(r["steps"] == 2 and r["total"] > 0 for r in ablation["rows"][:-1])
+    assert [k for k, _ in ablation["figures"]] == ["tsne", "loss_curves", "translation"]
+    assert ablation["rows"][-1]["model"] == "real sketches"  # the floors and the ceiling
+    multiclass = json.loads((out / "multiclass.json").read_text())
+    models = {r["model"] for r in multiclass["rows"]}
+    assert models == {*EXPERIMENTS["multiclass"].configs, "real sketches"}
+    diversity = json.loads((out / "diversity.json").read_text())
+    assert 0 <= diversity["ttest"]["p"] <= 1
+    assert set(diversity["per_class"]) == {"ai-sketcher", "sketch-rnn-cond", "real sketches"}
+    for results, folder in ((out / "results.md", out), (docs / "results.md", docs)):
+        text = results.read_text()
+        for experiment in EXPERIMENTS.values():
+            assert f"## {experiment.title}" in text
+        assert "Unpaired t-test (ai-sketcher vs sketch-rnn-cond" in text
+        links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+        assert len(links) == 3 + 2 + 1
+        for link in links:
+            assert (folder / link).is_file(), link
+
+
+@pytest.mark.slow
+def test_an_experiment_again_reuses_runs_and_evaluations(
+    experiments: tuple[Path, Path, int], quickdraw_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out, _, _ = experiments
+    capsys.readouterr()
+    args = ["experiment", "diversity", "--scale", "toy", "--out", str(out)]
+    assert main([*args, "--data", str(quickdraw_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "training" not in printed and "evaluating" not in printed
+    assert "QD5-ai-sketcher: already trained" in printed
+
+
+def test_a_run_of_another_scale_is_not_resumed(
+    experiments: tuple[Path, Path, int], quickdraw_dir: Path
+) -> None:
+    out, _, _ = experiments
+    scale = dataclasses.replace(SCALES["toy"], model_overrides=(("z_size", 4),))
+    ctx = Context(out=out, scale=scale, data_dir=str(quickdraw_dir))
+    data = load_dataset(["cat", "airplane"], quickdraw_dir, max_seq_len=scale.max_seq_len)
+    with pytest.raises(SketchDataError, match="another configuration or scale"):
+        train_run(ctx, "QD5", "ai-sketcher", data)
+
+
+def test_class_sets_and_scales() -> None:
+    assert len(QD20) == len(set(QD20)) == 20
+    assert SCALES["toy"].classes("QD5") == ["cat", "airplane"]
+    assert SCALES["toy"].classes("QD20") is None
+    assert SCALES["cpu"].classes("QD20") == QD20
+
+
+def test_markdown_table() -> None:
+    assert markdown_table(["a", "b"], [[1, None]]) == "| a | b |\n|---|---|\n| 1 | – |"
+
+
+def test_experiment_help_has_examples(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["experiment", "--help"])
+    assert "aisketcher experiment ablation --scale toy" in capsys.readouterr().out
