@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from aisketcher.api import Sketcher
 from aisketcher.cli import main
 from aisketcher.data.dataset import load_dataset
 from aisketcher.errors import SketchDataError
@@ -166,6 +167,20 @@ def test_magenta_js_model_is_evaluated_on_its_class(
     assert like["l_r"] < 0.4
     assert set(result["figures"]) == {"samples"}
     assert len(result["diversity"]["draw"]["per_sketch"]) == SAMPLES
+
+
+def test_an_exported_model(
+    run_dir: Path, classifier: SketchClassifier, quickdraw_dir: Path, work: Path
+) -> None:
+    exported = Sketcher.load(run_dir).export(work / "exported")
+    result = evaluate_run(
+        exported,
+        classifier,
+        work / "exported-eval",
+        settings(work, classes=["eye"], figures=False, data_dir=str(quickdraw_dir)),
+    )
+    assert result["classes"] == ["eye"] and result["model"]["step"] is None
+    assert set(result["recognizability"]) == {"real", "draw", "reconstruct"}
 
 
 def test_a_class_the_classifier_does_not_know(

@@ -28,7 +28,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data_dir=args.data,
     )
     source = Path(args.run)
-    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "eval"
+    # A model file may sit in a read-only folder (../shared/models): its report goes here instead.
+    default_out = source / "eval" if source.is_dir() else Path(f"eval-{source.name.split('.')[0]}")
+    out = Path(args.out) if args.out else default_out
     report = evaluate_run(source, classifier, out, settings, compare=args.compare, device=device)
     print(summary(report))
     print(f"wrote {out / REPORT_FILE} and {', '.join(report['figures'].values())}")
@@ -137,7 +139,8 @@ EVALUATE_EPILOG = """examples:
   aisketcher evaluate runs/b --classifier runs/clf-qd5 --compare runs/demo/eval/evaluation.json
 
 Writes evaluation.json (every number) and samples.png, reconstructions.png, tsne.png and
-loss_curves.png (those the model allows) to --out (default: RUN/eval)."""
+loss_curves.png (those the model allows) to --out (default: RUN/eval, or eval-NAME in the current
+folder for a model file)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -158,7 +161,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--classes", default=None, help="comma-separated subset (default: all)")
     p.add_argument("--split", default="test", choices=["test", "valid"], help="default test")
-    p.add_argument("--out", default=None, help="output folder (default RUN/eval)")
+    p.add_argument(
+        "--out", default=None, help="output folder (default RUN/eval; eval-NAME for a file)"
+    )
     p.add_argument(
         "--samples", type=int, default=100, help="real and generated sketches per class (100)"
     )
