@@ -166,3 +166,13 @@ def test_drawing_commands(tmp_path: Path, data, capsys) -> None:
         main(["draw", "unicorn", "--model", str(model_dir), "--out", str(tmp_path / "x.svg")]) == 2
     )
     assert "unicorn" in capsys.readouterr().err
+
+
+def test_train_can_start_from_an_exported_model(tmp_path: Path, data, quickdraw_dir: Path) -> None:
+    sk = tiny_sketcher("ai-sketcher", data)
+    model_dir = sk.export(tmp_path / "m", record={"step": 7})
+    out = tmp_path / "run"
+    argv = ["train", "--init-from", str(model_dir), "--data", str(quickdraw_dir), "--out", str(out)]
+    assert main([*argv, "--steps", "8", "--batch-size", "4", "--threads", "1"]) == 0
+    state = json.loads((out / "last.json").read_text())
+    assert state["step"] == 8 and state["data"]["classes"] == ["cat", "eye"]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aisketcher.errors import SketchDataError
+from aisketcher.train.trainer import TrainConfig, Trainer
 
 DEFAULT_CLASSES = (
     "cat,airplane,bicycle,eye,guitar,camera,headphones,television,crayon,paintbrush,"
@@ -29,12 +30,36 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _new_train_config(args: argparse.Namespace) -> TrainConfig:
+    defaults = TrainConfig()
+    return TrainConfig(
+        steps=args.steps or defaults.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        device=args.device or defaults.device,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+        group_by_length=not args.pad_to_max,
+    )
+
+
+def _warm_start(trainer: Trainer, source: Path) -> None:
+    """Weights from another run or exported model; schedules continue from its step count."""
+    from aisketcher.api import Sketcher
+
+    trainer.model.load_state_dict(Sketcher.load(source).model.state_dict())
+    info = json.loads((source / "config.json").read_text())
+    trainer.step = int(info.get("record", {}).get("step") or info.get("step") or 0)
+    print(f"starting from the weights of {source} (step {trainer.step}), with a new optimizer")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from aisketcher.data.dataset import load_dataset
     from aisketcher.model.config import ModelConfig, make_config
-    from aisketcher.train.trainer import TrainConfig, Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -55,6 +80,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             max_seq_len=info["data"]["max_seq_len"],
             scale_factor=info["data"]["scale_factor"],
         )
+    elif args.init_from:
+        if (run_dir / "last.safetensors").exists():
+            raise SketchDataError(
+                "already holds a run; use --resume or another --out", str(run_dir)
+            )
+        source = json.loads((Path(args.init_from) / "config.json").read_text())
+        model_cfg = ModelConfig.from_dict(source["model"])
+        dataset = load_dataset(
+            source["data"]["classes"],
+            args.data,
+            max_seq_len=model_cfg.max_seq_len,
+            scale_factor=source["data"]["scale_factor"],
+        )
+        train_cfg = _new_train_config(args)
     else:
         if (run_dir / "last.safetensors").exists():
             raise SketchDataError(
@@ -68,24 +107,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             max_seq_len=dataset.longest,
             **_parse_overrides(args.set),
         )
-        defaults = TrainConfig()
-        train_cfg = TrainConfig(
-            steps=args.steps or defaults.steps,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            seed=args.seed,
-            max_minutes=args.max_minutes,
-            device=args.device or defaults.device,
-            eval_every=args.eval_every,
-            checkpoint_every=args.checkpoint_every,
-            group_by_length=not args.pad_to_max,
-        )
+        train_cfg = _new_train_config(args)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in dataset.splits.items())
     print(
         f"{model_cfg.name} on {dataset.num_classes} classes ({sizes}), "
         f"scale factor {dataset.scale_factor:.3f}, N_max {model_cfg.max_seq_len} -> {run_dir}"
     )
     trainer = Trainer(model_cfg, train_cfg, dataset, run_dir, resume=args.resume)
+    if args.init_from and not args.resume:
+        _warm_start(trainer, Path(args.init_from))
     summary = trainer.fit()
     print(json.dumps(summary, indent=2))
     return 0
@@ -103,6 +133,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  aisketcher train --config ai-sketcher --classes cat,bicycle --out runs/demo\n"
         "  aisketcher train --out runs/demo --resume --steps 20000\n"
+        "  aisketcher train --init-from src/aisketcher/pretrained/default --out runs/more\n"
         "  aisketcher train --config sketch-rnn-cond --size magenta --set cell=lstm --out runs/b",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -118,6 +149,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="MODEL",
+        help="start from a run's or exported model's weights (its config, classes and scale factor)",
+    )
     p.add_argument("--steps", type=int, default=None, help="total optimizer steps (default 100000)")
     p.add_argument("--batch-size", type=int, default=100, help="sketches per batch (paper 100)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper 0.001)")
