@@ -206,7 +206,7 @@ class Sketcher:
         return out
 
     # ----- drawing -----
-    def _normalise(self, sketch: Sketch) -> np.ndarray:
+    def normalise(self, sketch: Sketch) -> np.ndarray:
         s3 = sketch.clamped().stroke3.copy()
         s3[:, :2] /= self.scale_factor
         if len(s3) > self.model.config.max_seq_len:
@@ -215,7 +215,7 @@ class Sketcher:
             )
         return s3
 
-    def _to_sketches(self, drawn: list[np.ndarray], labels: list[int]) -> list[Sketch]:
+    def to_sketches(self, drawn: list[np.ndarray], labels: list[int]) -> list[Sketch]:
         out = []
         for s3, label in zip(drawn, labels, strict=True):
             s3 = s3.copy()
@@ -236,7 +236,7 @@ class Sketcher:
             generator=generator,
             prefix=prefix,
         )
-        return self._to_sketches(drawn, labels)
+        return self.to_sketches(drawn, labels)
 
     def draw(
         self, cls: str | int, count: int = 1, *, temperature: float = 0.4, seed: int | None = None
@@ -255,7 +255,7 @@ class Sketcher:
             raise SketchDataError(
                 "this model has no encoder (decoder only): it can only draw and complete"
             )
-        return encode_sketches(self.model, [self._normalise(s) for s in sketches], labels)
+        return encode_sketches(self.model, [self.normalise(s) for s in sketches], labels)
 
     def reconstruct(
         self,
@@ -300,7 +300,7 @@ class Sketcher:
         decoder would end right after it.
         """
         labels = [self.class_index(cls)] * count
-        prefix_s3 = self._normalise(_as_sketch(prefix))
+        prefix_s3 = self.normalise(_as_sketch(prefix))
         return self._sample(self.class_latent(labels, seed), labels, temperature, seed, prefix_s3)
 
     def interpolate(

@@ -145,25 +145,25 @@ def sample_sequences(
     step = 0
     if prefix is not None:
         for row in torch.from_numpy(stroke3_to_stroke5(prefix)).to(device):
-            _, state, _ = _step(model, point, state, latent, step, generator)
+            _, state, _ = sampling_step(model, point, state, latent, step, generator)
             point = row.expand(count, 5)
             history.append(point)
             step += 1
     done = torch.zeros(count, dtype=torch.bool, device=device)
     while step < max_steps and not bool(done.all()):
-        y, state, _ = _step(model, point, state, latent, step, generator)
+        y, state, _ = sampling_step(model, point, state, latent, step, generator)
         point = Mixture.from_output(y, model.config.num_mixture).sample(temperature, generator)
         history.append(point)
         done |= point[:, 4] > 0.5
         step += 1
     if not history:
-        return [_to_stroke3(torch.zeros(0, 5)) for _ in range(count)]
+        return [sampled_stroke3(torch.zeros(0, 5)) for _ in range(count)]
     # stroke5_to_stroke3 cuts each row at its first end-of-sketch point.
     drawn = torch.stack(history, 1).cpu()
-    return [_to_stroke3(row) for row in drawn]
+    return [sampled_stroke3(row) for row in drawn]
 
 
-def _step(
+def sampling_step(
     model: SketchModel,
     point: torch.Tensor,
     state: DecoderState,
@@ -179,7 +179,7 @@ def _step(
     return model.decode_step(point, state, latent, step, influence_noise=noise)
 
 
-def _to_stroke3(points: torch.Tensor) -> np.ndarray:
+def sampled_stroke3(points: torch.Tensor) -> np.ndarray:
     """Sampled stroke-5 rows (cut at the first end-of-sketch) -> stroke-3 with >= 1 point."""
     s3 = stroke5_to_stroke3(points.numpy())
     return s3 if len(s3) else np.array([[0.0, 0.0, 1.0]], dtype=np.float32)

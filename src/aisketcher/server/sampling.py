@@ -18,7 +18,7 @@ import torch
 from aisketcher.api import Sketcher
 from aisketcher.data.batching import START_TOKEN
 from aisketcher.errors import SketchDataError
-from aisketcher.generate import _step, _to_stroke3, make_generator
+from aisketcher.generate import make_generator, sampled_stroke3, sampling_step
 from aisketcher.model.mixture import Mixture
 from aisketcher.model.sketcher import Latent
 from aisketcher.sketch import Sketch, stroke3_to_stroke5, strokes_to_stroke3
@@ -92,7 +92,7 @@ class StepSampler:
         self.prefix_points = len(prefix)
 
     def _decode(self) -> tuple[torch.Tensor, object, object]:
-        return _step(
+        return sampling_step(
             self.sketcher.model, self.point, self.state, self.latent, self.step, self.generator
         )
 
@@ -131,7 +131,7 @@ class StepSampler:
     def results(self) -> list[dict]:
         """The finished sketches as JSON (see `Frame.sketch_out`)."""
         rows = [torch.stack(p) if p else torch.zeros(0, 5) for p in self.points]
-        sketches = self.sketcher._to_sketches([_to_stroke3(r) for r in rows], self.labels)
+        sketches = self.sketcher.to_sketches([sampled_stroke3(r) for r in rows], self.labels)
         return [
             frame.sketch_out(s, self.prefix_points)
             for frame, s in zip(self.frames, sketches, strict=True)
@@ -161,7 +161,7 @@ def complete(
 ) -> StepSampler:
     """`Sketcher.complete`: the user's points, then the model's, from the class's latent."""
     labels = [sketcher.class_index(cls)] * count
-    prefix = sketcher._normalise(sketch)
+    prefix = sketcher.normalise(sketch)
     latent = sketcher.class_latent(labels, seed)
     return StepSampler(
         sketcher,
