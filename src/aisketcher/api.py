@@ -207,6 +207,7 @@ class Sketcher:
 
     # ----- drawing -----
     def normalise(self, sketch: Sketch) -> np.ndarray:
+        """Pixel-unit sketch -> the model's units (offsets / scale factor), length-checked."""
         s3 = sketch.clamped().stroke3.copy()
         s3[:, :2] /= self.scale_factor
         if len(s3) > self.model.config.max_seq_len:
@@ -216,6 +217,7 @@ class Sketcher:
         return s3
 
     def to_sketches(self, drawn: list[np.ndarray], labels: list[int]) -> list[Sketch]:
+        """Model-unit stroke-3 arrays -> labelled Sketch objects in pixel units."""
         out = []
         for s3, label in zip(drawn, labels, strict=True):
             s3 = s3.copy()
