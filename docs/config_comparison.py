@@ -200,8 +200,9 @@ def report(runs: list[dict[str, Any]], runs_arg: str) -> str:
         "per 128x128 image. Training losses average the last logged batches; they use the "
         "annealed KL weight and the KL floor and pad only to each batch's longest sketch (so "
         "their `l_s` is much smaller), and are not comparable with the validation columns. `grad norm` is the norm of the whole "
-        f"gradient before it is clipped to {t['grad_clip']}: in the models with the CNN "
-        "autoencoder it is dominated by the autoencoder's error.",
+        "gradient before clipping: in the models with the CNN autoencoder it is dominated by "
+        "the autoencoder's error, which is why the trainer clips the autoencoder's gradient and "
+        f"the sketch model's to {t['grad_clip']} each (those two rows were trained so).",
         "",
         *table(runs),
         "",
