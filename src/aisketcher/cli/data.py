@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,9 @@ from aisketcher.data.stats import SplitStats, normalizing_scale_factor, split_st
 from aisketcher.errors import SketchDataError
 from aisketcher.formats.ndjson import Drawing, NdjsonReader
 from aisketcher.formats.npz import SPLITS, read_npz, write_npz
+from aisketcher.formats.reader import read_sketches
 from aisketcher.render import save_sketches
-from aisketcher.sketch import MAX_OFFSET, Sketch
+from aisketcher.sketch import MAX_OFFSET
 
 _RAW = argparse.RawDescriptionHelpFormatter
 
@@ -227,12 +227,8 @@ def _render(args: argparse.Namespace) -> int:
     if args.grid is None and args.index < 0:
         raise SketchDataError(f"--index must be >= 0, got {args.index}")
     wanted = args.grid**2 if args.grid is not None else args.index + 1
-    if path.suffix.lower() == ".ndjson":
-        where = str(path)
-        sketches = [d.to_sketch() for d in _read_ndjson(path, limit=wanted)[0]]
-    else:
-        where = f"{path} split {args.split!r}"
-        sketches = [Sketch(s) for s in read_npz(path, [args.split])[args.split][:wanted]]
+    where = str(path) if path.suffix.lower() != ".npz" else f"{path} split {args.split!r}"
+    sketches = read_sketches(path, split=args.split, limit=wanted)
     if args.grid is None:
         if args.index >= len(sketches):
             raise SketchDataError(
@@ -246,13 +242,8 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_ndjson(
-    path: Path, *, skip_bad: bool = False, limit: int | None = None
-) -> tuple[list[Drawing], int]:
+def _read_ndjson(path: Path, *, skip_bad: bool = False) -> tuple[list[Drawing], int]:
     """The drawings of an .ndjson file (raw ones simplified) and how many bad lines were skipped."""
     reader = NdjsonReader(path, skip_bad=skip_bad)
-    drawings: Iterator[Drawing] = iter(reader)
-    if limit is not None:
-        drawings = itertools.islice(drawings, limit)
-    drawings = tqdm(drawings, desc=path.name, unit=" drawings", disable=None, leave=False)
+    drawings = tqdm(reader, desc=path.name, unit=" drawings", disable=None, leave=False)
     return list(drawings), reader.skipped
