@@ -126,7 +126,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
-def training_record(run: Path) -> dict:
+def training_record(run: Path, checkpoint: str = "best") -> dict:
     """How the run trained: steps, time, validation losses over time, and the machine."""
     import csv
     import json
@@ -137,7 +137,7 @@ def training_record(run: Path) -> dict:
     record: dict = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     }
-    state = run / "last.json"
+    state = run / f"{checkpoint}.json"
     if state.is_file():
         info = json.loads(state.read_text())
         record.update(
@@ -167,7 +167,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             "the run's training data is needed to export reference encodings", args.run
         )
     out = sketcher.export(
-        args.out, record=training_record(Path(args.run)), per_class=args.per_class
+        args.out, record=training_record(Path(args.run), args.checkpoint), per_class=args.per_class
     )
     print(f"exported {args.run} ({args.checkpoint}) to {out}")
     return 0
