@@ -158,6 +158,13 @@ class Trainer:
         torch.manual_seed(train_config.seed)
         self.model = SketchModel(model_config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.learning_rate)
+        ae = self.model.autoencoder
+        ae_ids = {id(p) for p in ae.parameters()} if ae is not None else set()
+        # Clipped apart (see _clip_gradients); split once, not at every step.
+        self._clip_groups = [
+            [p for p in self.model.parameters() if id(p) not in ae_ids],
+            [p for p in self.model.parameters() if id(p) in ae_ids],
+        ]
         cache = (
             Path(train_config.raster_cache) if train_config.raster_cache else default_raster_cache()
         )
@@ -270,14 +277,10 @@ class Trainer:
         sketch loss: under one shared norm its gradient would take the whole clipping budget and
         shrink every step of the sketch model. Returns the total norm before clipping.
         """
-        ae = self.model.autoencoder
-        ae_params = {id(p) for p in ae.parameters()} if ae is not None else set()
-        groups = [
-            [p for p in self.model.parameters() if id(p) not in ae_params],
-            [p for p in self.model.parameters() if id(p) in ae_params],
-        ]
         norms = [
-            torch.nn.utils.clip_grad_norm_(group, self.tcfg.grad_clip) for group in groups if group
+            torch.nn.utils.clip_grad_norm_(group, self.tcfg.grad_clip)
+            for group in self._clip_groups
+            if group
         ]
         return torch.linalg.vector_norm(torch.stack(norms))
 
