@@ -16,7 +16,7 @@ from aisketcher.model.autoencoder import (
 )
 from aisketcher.model.config import PRESETS, ModelConfig, make_config
 from aisketcher.model.encoder import SketchEncoder
-from aisketcher.model.influence import InfluenceLayer
+from aisketcher.model.influence import AttentionTape, InfluenceLayer
 from aisketcher.model.sketcher import SketchModel
 from aisketcher.sketch import stroke3_to_stroke5
 
@@ -157,6 +157,32 @@ def test_influence_draws_noise_when_none_given() -> None:
     a2, mu2, _ = layer(query, memory, lengths, 2)
     assert torch.equal(mu1, mu2) and not torch.equal(a1, a2)
     assert layer.first_query(3).shape == (3, 4)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_influence_tape_gives_autograds_gradients(causal: bool) -> None:
+    """The taped backward (one batched product for the memory) equals plain autograd's."""
+    torch.manual_seed(0)
+    layer = InfluenceLayer(4, 6, causal=causal)
+    lengths = torch.tensor([5, 2, 4])
+    steps = 7  # more decoder steps than encoder states, as with the end-of-sketch rows
+    noise = torch.randn(steps, 3, 6)
+    cell = torch.nn.Linear(6, 4)
+
+    def run(taped: bool) -> list[torch.Tensor]:
+        memory = torch.randn(3, 5, 6, generator=torch.Generator().manual_seed(1))
+        memory.requires_grad_(True)
+        tape = AttentionTape(memory, steps) if taped else None
+        query, total = layer.first_query(3), torch.zeros(())
+        for j in range(steps):
+            a_d, mu, log_var = layer(query, memory, lengths, j, noise[j], tape)
+            query = torch.tanh(cell(a_d))  # the next query depends on this step's output
+            total = total + (a_d * torch.arange(6.0)).sum() + log_var.sum() + mu.square().sum()
+        params = [memory, layer.W.weight, layer.initial_query, cell.weight]
+        return [total, *torch.autograd.grad(total, params)]
+
+    for taped, plain in zip(run(True), run(False), strict=True):
+        torch.testing.assert_close(taped, plain)
 
 
 # ----- CNN autoencoder -----

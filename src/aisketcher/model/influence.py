@@ -3,12 +3,105 @@
 At decoding step j the query is the decoder's state of the previous step, h_dec_{j-1} (spec section 3:
 the paper's h_dec_j would be circular, since a_d is an input of the step that makes it), with a
 learned query for j = 0.
+
+Speed (exact, not an approximation): a causal step j reads only the first j + 1 encoder states, and
+in training the gradient of the encoder states is not built step by step. Autograd would write a
+full (B, T, n_a) gradient at every one of the L decoder steps; `AttentionTape` instead records each
+step's attention weights and score gradients and, once every step's backward has run, forms the
+whole gradient as two batched matrix products: dL/dh_enc = sum_j alpha_j (x) dmu_j + dalpha_hat_j
+(x) W h_dec_{j-1}.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
+
+
+def _attend(
+    query: torch.Tensor, memory: torch.Tensor, visible: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 10-11 for projected queries W h_dec (B, n_a) over memory (B, T, n_a): (alpha, mu_a)."""
+    scores = torch.bmm(memory, query.unsqueeze(-1)).squeeze(-1)  # eq. 11: h_dec^T W h_enc_i
+    alpha = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)  # eq. 11
+    mu = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # eq. 10: mu_a = sum_i alpha_ij h_enc_i
+    return alpha, mu
+
+
+class AttentionTape:
+    """The per-step quantities that make the encoder states' gradient, for one decoded batch."""
+
+    def __init__(self, memory: torch.Tensor, steps: int) -> None:
+        batch, length, size = memory.shape
+        self.alpha = memory.new_zeros(batch, steps, length)
+        self.d_scores = memory.new_zeros(batch, steps, length)
+        self.d_mu = memory.new_zeros(batch, steps, size)
+        self.query = memory.new_zeros(batch, steps, size)
+        # Every step reads memory through this node, whose backward runs after all of theirs.
+        self.memory = _CollectGradient.apply(memory, self)
+
+    def record(
+        self,
+        step: int,
+        alpha: torch.Tensor,
+        d_scores: torch.Tensor,
+        d_mu: torch.Tensor,
+        query: torch.Tensor,
+    ) -> None:
+        seen = alpha.shape[1]
+        self.alpha[:, step, :seen] = alpha
+        self.d_scores[:, step, :seen] = d_scores
+        self.d_mu[:, step] = d_mu
+        self.query[:, step] = query
+
+    def memory_gradient(self) -> torch.Tensor:
+        return torch.bmm(self.alpha.transpose(1, 2), self.d_mu) + torch.bmm(
+            self.d_scores.transpose(1, 2), self.query
+        )
+
+
+class _CollectGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, memory: torch.Tensor, tape: AttentionTape) -> torch.Tensor:
+        ctx.tape = tape
+        return memory.view_as(memory)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad + ctx.tape.memory_gradient(), None
+
+
+class _TapedAttention(torch.autograd.Function):
+    """mu_a of one step; its backward returns the query's gradient and leaves memory's to the tape."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        query: torch.Tensor,
+        memory: torch.Tensor,
+        visible: torch.Tensor,
+        tape: AttentionTape,
+        step: int,
+    ) -> torch.Tensor:
+        memory = memory[:, : visible.shape[1]]
+        alpha, mu = _attend(query, memory, visible)
+        ctx.save_for_backward(query, memory, alpha)
+        ctx.tape, ctx.step = tape, step
+        return mu
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, d_mu: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        query, memory, alpha = ctx.saved_tensors
+        d_alpha = torch.bmm(memory, d_mu.unsqueeze(-1)).squeeze(-1)
+        d_scores = alpha * (d_alpha - (alpha * d_alpha).sum(-1, keepdim=True))  # softmax backward
+        d_query = torch.bmm(d_scores.unsqueeze(1), memory).squeeze(1)
+        ctx.tape.record(ctx.step, alpha, d_scores, d_mu, query)
+        return d_query, None, None, None, None
 
 
 class InfluenceLayer(nn.Module):
@@ -31,19 +124,22 @@ class InfluenceLayer(nn.Module):
         lengths: torch.Tensor,
         step: int,
         noise: torch.Tensor | None = None,
+        tape: AttentionTape | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """query (B, Q), memory (B, T, n_a) -> a_d, mu_a, log sigma_a^2, each (B, n_a).
 
-        `noise` is lambda_a ~ N(0, I) (drawn here when None); zero noise gives a_d = mu_a.
+        `noise` is lambda_a ~ N(0, I) (drawn here when None); zero noise gives a_d = mu_a. With a
+        `tape` made for `memory`, the encoder states' gradient is formed by the tape.
         """
-        # Products and sums rather than bmm: batched matrix-vector bmm is several times slower on CPU.
-        scores = (memory * self.W(query).unsqueeze(1)).sum(-1)  # eq. 11, alpha_hat
-        positions = torch.arange(memory.shape[1], device=memory.device)
+        # "all previous hidden node values until the latest drawing step": i <= j
+        seen = min(step + 1, memory.shape[1]) if self.causal else memory.shape[1]
+        positions = torch.arange(seen, device=memory.device)
         visible = positions[None, :] < lengths[:, None]
-        if self.causal:  # "all previous hidden node values until the latest drawing step": i <= j
-            visible = visible & (positions[None, :] <= step)
-        alpha = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)  # eq. 11
-        mu = (alpha.unsqueeze(-1) * memory).sum(1)  # eq. 10: mu_a = sum_i alpha_ij h_enc_i
+        projected = self.W(query)
+        if tape is not None and torch.is_grad_enabled():
+            mu = _TapedAttention.apply(projected, tape.memory, visible, tape, step)
+        else:
+            mu = _attend(projected, memory[:, :seen], visible)[1]
         log_var = torch.tanh(mu) if self.log_var is None else self.log_var(mu)  # eq. 10: sigma_a
         if noise is None:
             noise = torch.randn_like(mu)

@@ -17,7 +17,7 @@ from aisketcher.model.autoencoder import RasterAutoencoder, RasterEncoder
 from aisketcher.model.cells import make_cell
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.encoder import SketchEncoder
-from aisketcher.model.influence import InfluenceLayer
+from aisketcher.model.influence import AttentionTape, InfluenceLayer
 from aisketcher.model.mixture import Mixture
 
 
@@ -158,7 +158,12 @@ class SketchModel(nn.Module):
         )
 
     def _influence_step(
-        self, state: DecoderState, latent: Latent, step: int, noise: torch.Tensor | None
+        self,
+        state: DecoderState,
+        latent: Latent,
+        step: int,
+        noise: torch.Tensor | None,
+        tape: AttentionTape | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """The projection of a_d for this step, and (mu_a, log sigma_a^2) when attending."""
         if latent.memory is None:
@@ -168,7 +173,7 @@ class SketchModel(nn.Module):
             a_d, stats = noise.to(state.query), None
         else:
             a_d, mu_a, log_var_a = self.influence(
-                state.query, latent.memory, latent.memory_lengths, step, noise
+                state.query, latent.memory, latent.memory_lengths, step, noise, tape
             )
             stats = (mu_a, log_var_a)
         return self.decoder.partial_projection(a_d, self._a_start), stats
@@ -198,10 +203,13 @@ class SketchModel(nn.Module):
         points = self.decoder.partial_projection(inputs.transpose(0, 1), self._point_start)
         projected = state.context.unsqueeze(0) + points
         hs, mus, log_vars = [], [], []
+        tape = None
+        if self.influence is not None and latent.memory is not None and torch.is_grad_enabled():
+            tape = AttentionTape(latent.memory, inputs.shape[1])
         # unbind, not projected[j]: indexing would back-propagate a full-size zero tensor per step.
         for j, xp in enumerate(projected.unbind(0)):
             if self.influence is not None:  # a_d depends on the previous step's h_dec
-                a_part, (mu_a, log_var_a) = self._influence_step(state, latent, j, None)
+                a_part, (mu_a, log_var_a) = self._influence_step(state, latent, j, None, tape)
                 xp = xp + a_part
                 mus.append(mu_a)
                 log_vars.append(log_var_a)

@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from aisketcher import __version__
+from aisketcher.allocator import tune_allocator
 from aisketcher.data.batching import Batch, BatchLoader
 from aisketcher.data.dataset import SketchDataset, Split
 from aisketcher.errors import SketchDataError
@@ -155,6 +156,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.device = resolve_device(train_config.device)
+        tune_allocator()  # see allocator.py: without it, long steps spend their time in page faults
         torch.manual_seed(train_config.seed)
         self.model = SketchModel(model_config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.learning_rate)
