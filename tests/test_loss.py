@@ -11,7 +11,7 @@ import torch
 
 from aisketcher.data.batching import collate
 from aisketcher.model.config import ModelConfig, make_config
-from aisketcher.model.mixture import Mixture
+from aisketcher.model.mixture import Mixture, sample_points
 from aisketcher.model.sketcher import Latent, ModelOutput
 from aisketcher.train.loss import compute_loss, kl_weight_at, learning_rate_at
 
@@ -231,9 +231,34 @@ def test_mixture_layout_and_low_temperature_sampling() -> None:
     y[3 + M : 3 + 2 * M] = torch.tensor([5.0, 1.5])  # mu_x
     y[3 + 2 * M : 3 + 3 * M] = torch.tensor([5.0, -2.5])  # mu_y
     y[3 + 3 * M : 3 + 5 * M] = -3.0  # log sigmas
-    mixture = Mixture.from_output(y.expand(50, -1), M)
-    point = mixture.sample(temperature=1e-3, generator=torch.Generator().manual_seed(0))
+    point = sample_points(y.expand(50, -1), M, 1e-3, torch.Generator().manual_seed(0))
     assert point.shape == (50, 5)
     torch.testing.assert_close(point[:, 0], torch.full((50,), 1.5), atol=0.01, rtol=0)
     torch.testing.assert_close(point[:, 1], torch.full((50,), -2.5), atol=0.01, rtol=0)
     assert point[:, 2:].tolist() == [[0.0, 1.0, 0.0]] * 50
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.5])
+def test_sampled_points_follow_the_mixture(tau: float) -> None:
+    """Component, pen and offsets drawn with the frequencies, means and covariance of eq. 7."""
+    y = torch.zeros(3 + 6 * M)
+    y[:3] = torch.log(torch.tensor([0.6, 0.3, 0.1]))
+    y[3 : 3 + M] = torch.log(torch.tensor([0.25, 0.75]))
+    y[3 + M : 3 + 2 * M] = torch.tensor([-20.0, 20.0])  # mu_x: far apart, tells k
+    y[3 + 2 * M : 3 + 3 * M] = torch.tensor([1.0, -2.0])  # mu_y
+    y[3 + 3 * M : 3 + 4 * M] = math.log(2.0)  # sigma_x
+    y[3 + 4 * M : 3 + 5 * M] = math.log(0.5)  # sigma_y
+    y[3 + 5 * M : 3 + 6 * M] = math.atanh(0.6)  # rho
+    n = 40_000
+    points = sample_points(y.expand(n, -1).contiguous(), M, tau, torch.Generator().manual_seed(1))
+    weights = torch.tensor([0.25, 0.75]) ** (1 / tau)
+    pen = torch.tensor([0.6, 0.3, 0.1]) ** (1 / tau)
+    second = points[:, 0] > 0
+    assert abs(second.float().mean() - weights[1] / weights.sum()) < 0.01
+    torch.testing.assert_close(points[:, 2:].mean(0), pen / pen.sum(), atol=0.01, rtol=0)
+    assert (points[:, 2:].sum(1) == 1).all()
+    dx, dy = points[second, 0] - 20.0, points[second, 1] + 2.0
+    sx, sy = 2.0 * math.sqrt(tau), 0.5 * math.sqrt(tau)
+    assert abs(dx.mean()) < 0.05 and abs(dy.mean()) < 0.02
+    assert abs(dx.std() / sx - 1) < 0.03 and abs(dy.std() / sy - 1) < 0.03
+    assert abs(torch.corrcoef(torch.stack([dx, dy]))[0, 1] - 0.6) < 0.02

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from aisketcher.data.batching import START_TOKEN, collate
-from aisketcher.model.mixture import Mixture
+from aisketcher.model.mixture import sample_points
 from aisketcher.model.sketcher import DecoderState, Latent, SketchModel
 from aisketcher.raster import rasterize_many
 from aisketcher.sketch import stroke3_to_stroke5, stroke5_to_stroke3
@@ -152,7 +152,7 @@ def sample_sequences(
     done = torch.zeros(count, dtype=torch.bool, device=device)
     while step < max_steps and not bool(done.all()):
         y, state, _ = sampling_step(model, point, state, latent, step, generator)
-        point = Mixture.from_output(y, model.config.num_mixture).sample(temperature, generator)
+        point = sample_points(y, model.config.num_mixture, temperature, generator)
         history.append(point)
         done |= point[:, 4] > 0.5
         step += 1

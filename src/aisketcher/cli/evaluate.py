@@ -235,7 +235,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--scale",
         default="cpu",
         choices=["toy", "cpu", "paper"],
-        help="toy: seconds, tiny models, 2-3 classes; cpu: small models, 5000 steps; "
+        help="toy: seconds, tiny models, 2-3 classes; cpu: small models, 1000 steps; "
         "paper: paper sizes, 50000 steps (default cpu)",
     )
     e.add_argument("--out", required=True, help="folder for runs, evaluations and results")

@@ -62,24 +62,35 @@ class Mixture:
     def pen_log_prob(self) -> torch.Tensor:
         return F.log_softmax(self.pen_logits, dim=-1)
 
-    def sample(
-        self, temperature: float = 1.0, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Draw stroke-5 points (..., 5), spec section 3: logits / tau, sigmas * sqrt(tau)."""
-        tau = max(float(temperature), 1e-4)
-        shape = self.logits.shape[:-1]
-        flat_logits = (self.logits / tau).reshape(-1, self.logits.shape[-1])
-        k = torch.multinomial(F.softmax(flat_logits, -1), 1, generator=generator).reshape(shape)
 
-        def pick(t: torch.Tensor) -> torch.Tensor:
-            return t.gather(-1, k.unsqueeze(-1)).squeeze(-1)
+def sample_points(
+    y: torch.Tensor,
+    num_mixture: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw stroke-5 points (B, 5) from decoder outputs y (B, 3 + 6m) (eq. 7, spec section 3).
 
-        sx = torch.exp(pick(self.log_sigma_x)) * math.sqrt(tau)
-        sy = torch.exp(pick(self.log_sigma_y)) * math.sqrt(tau)
-        rho = pick(self.rho)
-        e = torch.randn((*shape, 2), generator=generator, device=self.logits.device)
-        dx = pick(self.mu_x) + sx * e[..., 0]
-        dy = pick(self.mu_y) + sy * (rho * e[..., 0] + torch.sqrt(1 - rho**2) * e[..., 1])
-        flat_pen = (self.pen_logits / tau).reshape(-1, 3)
-        pen = torch.multinomial(F.softmax(flat_pen, -1), 1, generator=generator).reshape(shape)
-        return torch.cat([dx.unsqueeze(-1), dy.unsqueeze(-1), F.one_hot(pen, 3).to(dx)], dim=-1)
+    Temperature tau divides the mixture and pen logits and scales the sigmas by sqrt(tau). Only
+    the chosen component's parameters are read, and choices come from one uniform each by the
+    inverse CDF: a sampling step is a few small tensor ops, which is what a single sketch on a CPU
+    spends its time on.
+    """
+    tau = max(float(temperature), 1e-4)
+    batch = y.shape[0]
+    uniform = torch.rand(batch, 2, generator=generator, device=y.device, dtype=y.dtype)
+    normal = torch.randn(batch, 2, generator=generator, device=y.device, dtype=y.dtype)
+    # Component k and pen state: the first index whose cumulative probability exceeds u.
+    weights = torch.softmax(y[:, 3 : 3 + num_mixture] / tau, -1).cumsum(-1)
+    k = (weights < uniform[:, :1]).sum(-1, keepdim=True).clamp_(max=num_mixture - 1)
+    pen = (torch.softmax(y[:, :3] / tau, -1).cumsum(-1) < uniform[:, 1:]).sum(-1, keepdim=True)
+    # The parameters of component k: (B, 5) = mu_x, mu_y, log sigma_x, log sigma_y, rho (raw).
+    params = y[:, 3 + num_mixture :].view(batch, 5, num_mixture)
+    mu_x, mu_y, ls_x, ls_y, rho = params.gather(2, k.expand(-1, 5).unsqueeze(-1)).unbind(1)
+    sx = torch.exp(ls_x.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)) * math.sqrt(tau)
+    sy = torch.exp(ls_y.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)) * math.sqrt(tau)
+    rho = torch.tanh(rho).clamp_(-RHO_MAX, RHO_MAX)
+    e1, e2 = normal[:, :1], normal[:, 1:]
+    dx = mu_x + sx * e1
+    dy = mu_y + sy * (rho * e1 + torch.sqrt(1 - rho**2) * e2)
+    return torch.cat([dx, dy, y.new_zeros(batch, 3)], 1).scatter_(1, 2 + pen.clamp_(max=2), 1.0)

@@ -19,7 +19,7 @@ from aisketcher.api import Sketcher
 from aisketcher.data.batching import START_TOKEN
 from aisketcher.errors import SketchDataError
 from aisketcher.generate import make_generator, sampled_stroke3, sampling_step
-from aisketcher.model.mixture import Mixture
+from aisketcher.model.mixture import sample_points
 from aisketcher.model.sketcher import Latent
 from aisketcher.sketch import Sketch, stroke3_to_stroke5, strokes_to_stroke3
 
@@ -112,8 +112,8 @@ class StepSampler:
         drawn: list[list[float]] = []
         while not self.finished:
             y, self.state, _ = self._decode()
-            mixture = Mixture.from_output(y, self.sketcher.model.config.num_mixture)
-            self.point = mixture.sample(self.temperature, self.generator)
+            num_mixture = self.sketcher.model.config.num_mixture
+            self.point = sample_points(y, num_mixture, self.temperature, self.generator)
             sampled = self.point.cpu()
             for i in torch.nonzero(~self.done).flatten().tolist():
                 self.points[i].append(sampled[i])
