@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -71,26 +72,34 @@ def sample_points(
 ) -> torch.Tensor:
     """Draw stroke-5 points (B, 5) from decoder outputs y (B, 3 + 6m) (eq. 7, spec section 3).
 
-    Temperature tau divides the mixture and pen logits and scales the sigmas by sqrt(tau). Only
-    the chosen component's parameters are read, and choices come from one uniform each by the
-    inverse CDF: a sampling step is a few small tensor ops, which is what a single sketch on a CPU
-    spends its time on.
+    Temperature tau divides the mixture and pen logits and scales the sigmas by sqrt(tau). The
+    random numbers come from `generator` (on y's device), the arithmetic runs in NumPy: a point is a
+    few dozen operations on tiny arrays, where NumPy costs about a sixth of PyTorch's per-operation
+    overhead, and drawing one sketch is nothing but such steps. Only the chosen component's
+    parameters are read; choices are made by the inverse CDF of one uniform each.
     """
     tau = max(float(temperature), 1e-4)
-    batch = y.shape[0]
-    uniform = torch.rand(batch, 2, generator=generator, device=y.device, dtype=y.dtype)
-    normal = torch.randn(batch, 2, generator=generator, device=y.device, dtype=y.dtype)
-    # Component k and pen state: the first index whose cumulative probability exceeds u.
-    weights = torch.softmax(y[:, 3 : 3 + num_mixture] / tau, -1).cumsum(-1)
-    k = (weights < uniform[:, :1]).sum(-1, keepdim=True).clamp_(max=num_mixture - 1)
-    pen = (torch.softmax(y[:, :3] / tau, -1).cumsum(-1) < uniform[:, 1:]).sum(-1, keepdim=True)
-    # The parameters of component k: (B, 5) = mu_x, mu_y, log sigma_x, log sigma_y, rho (raw).
-    params = y[:, 3 + num_mixture :].view(batch, 5, num_mixture)
-    mu_x, mu_y, ls_x, ls_y, rho = params.gather(2, k.expand(-1, 5).unsqueeze(-1)).unbind(1)
-    sx = torch.exp(ls_x.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)) * math.sqrt(tau)
-    sy = torch.exp(ls_y.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)) * math.sqrt(tau)
-    rho = torch.tanh(rho).clamp_(-RHO_MAX, RHO_MAX)
-    e1, e2 = normal[:, :1], normal[:, 1:]
-    dx = mu_x + sx * e1
-    dy = mu_y + sy * (rho * e1 + torch.sqrt(1 - rho**2) * e2)
-    return torch.cat([dx, dy, y.new_zeros(batch, 3)], 1).scatter_(1, 2 + pen.clamp_(max=2), 1.0)
+    batch, m = y.shape[0], num_mixture
+    uniform = torch.rand(batch, 2, generator=generator, device=y.device).cpu().numpy()
+    normal = torch.randn(batch, 2, generator=generator, device=y.device).cpu().numpy()
+    out = y.detach().float().cpu().numpy()
+    rows = np.arange(batch)
+    k = np.minimum(_inverse_cdf(out[:, 3 : 3 + m] / tau, uniform[:, 0]), m - 1)
+    pen = np.minimum(_inverse_cdf(out[:, :3] / tau, uniform[:, 1]), 2)
+    # mu_x, mu_y, log sigma_x, log sigma_y, rho (raw) of component k, each (B,)
+    mu_x, mu_y, ls_x, ls_y, rho = out[:, 3 + m :].reshape(batch, 5, m)[rows, :, k].T
+    sx = np.exp(np.clip(ls_x, LOG_SIGMA_MIN, LOG_SIGMA_MAX)) * math.sqrt(tau)
+    sy = np.exp(np.clip(ls_y, LOG_SIGMA_MIN, LOG_SIGMA_MAX)) * math.sqrt(tau)
+    rho = np.clip(np.tanh(rho), -RHO_MAX, RHO_MAX)
+    e1, e2 = normal[:, 0], normal[:, 1]
+    point = np.zeros((batch, 5), dtype=np.float32)
+    point[:, 0] = mu_x + sx * e1
+    point[:, 1] = mu_y + sy * (rho * e1 + np.sqrt(1 - rho**2) * e2)
+    point[rows, 2 + pen] = 1.0
+    return torch.from_numpy(point).to(device=y.device, dtype=y.dtype)
+
+
+def _inverse_cdf(logits: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """For each row, the first index whose cumulative softmax probability exceeds u."""
+    weights = np.exp(logits - logits.max(1, keepdims=True)).cumsum(1)
+    return (weights < uniform[:, None] * weights[:, -1:]).sum(1)
