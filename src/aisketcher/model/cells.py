@@ -241,6 +241,10 @@ class LayerNormLSTMCell(_GatedCell):
         self.gate_norm_bias = nn.Parameter(torch.empty(4 * hidden_size))
         self.cell_norm_gain = nn.Parameter(torch.empty(hidden_size))
         self.cell_norm_bias = nn.Parameter(torch.empty(hidden_size))
+        # Added to the normed gates: forget_bias on the f block only (a constant, not a weight).
+        shift = torch.zeros(4, 1)
+        shift[2] = self.forget_bias
+        self.register_buffer("_forget_shift", shift, persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -257,14 +261,19 @@ class LayerNormLSTMCell(_GatedCell):
         return x_part @ self.weight_ih[start : start + x_part.shape[-1]]
 
     def recurrence(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        # The same formulas as LSTMCell after the gate norm, in fewer and fused operations: one
+        # sigmoid over all four blocks (j's is unused), the forget bias inside the gate shift.
         h, c = state
-        gates = torch.addmm(xp, h, self.weight_hh).view(-1, 4, self.hidden_size)
-        i, j, f, o = _gate_layer_norm(gates, self.gate_norm_gain, self.gate_norm_bias).unbind(1)
-        c = c * torch.sigmoid(f + self.forget_bias) + torch.sigmoid(i) * self._candidate(j)
-        normed_c = F.layer_norm(
-            c, (self.hidden_size,), self.cell_norm_gain, self.cell_norm_bias, LAYER_NORM_EPS
+        hid = self.hidden_size
+        gates = F.layer_norm(
+            torch.addmm(xp, h, self.weight_hh).view(-1, 4, hid), (hid,), eps=LAYER_NORM_EPS
         )
-        h = torch.tanh(normed_c) * torch.sigmoid(o)
+        shift = self.gate_norm_bias.view(4, hid) + self._forget_shift
+        gates = torch.addcmul(shift, gates, self.gate_norm_gain.view(4, hid))
+        sig = torch.sigmoid(gates)
+        c = torch.addcmul(c * sig[:, 2], sig[:, 0], self._candidate(gates[:, 1]))
+        normed_c = F.layer_norm(c, (hid,), self.cell_norm_gain, self.cell_norm_bias, LAYER_NORM_EPS)
+        h = torch.tanh(normed_c) * sig[:, 3]
         return h, (h, c)
 
     def state_from_vector(self, v: Tensor) -> State:
