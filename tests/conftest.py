@@ -25,6 +25,15 @@ def quickdraw_dir(data_dir: Path) -> Path:
     return data_dir / "quickdraw"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_session() -> Iterator[None]:
+    """One thread from the start, so module-scoped fixtures (trained models) also run on one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
     """Tests run small tensors, where one thread is fastest and immune to a busy machine."""

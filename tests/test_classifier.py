@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,21 +29,9 @@ SMALL = ClassifierConfig([], raster_size=32, channels=(8, 16, 32, 32), feature_s
 QUICK = ClassifierTraining(epochs=10, max_per_class=100, batch_size=32)
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """For module fixtures, which set up before conftest's per-test one-thread fixture."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def classifier(quickdraw_dir: Path) -> SketchClassifier:
-    with one_thread():
-        return train_classifier(CLASSES, quickdraw_dir, config=SMALL, training=QUICK)
+    return train_classifier(CLASSES, quickdraw_dir, config=SMALL, training=QUICK)
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from PIL import Image
 
 from aisketcher.api import Sketcher
@@ -32,17 +29,6 @@ SAMPLES = 6
 METRICS = ("likelihood", "recognizability", "fid", "precision_recall", "diversity")
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """For module fixtures, which set up before conftest's per-test one-thread fixture."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("evaluate")
@@ -52,10 +38,9 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def classifier(quickdraw_dir: Path, work: Path) -> SketchClassifier:
     config = ClassifierConfig([], raster_size=32, channels=(8, 16, 32, 32), feature_size=32)
     training = ClassifierTraining(epochs=2, max_per_class=40, batch_size=32)
-    with one_thread():
-        trained = train_classifier(
-            ["cat", "eye", "bicycle"], quickdraw_dir, config=config, training=training
-        )
+    trained = train_classifier(
+        ["cat", "eye", "bicycle"], quickdraw_dir, config=config, training=training
+    )
     trained.save(work / "classifier")
     return SketchClassifier.load(work / "classifier")
 
@@ -68,8 +53,7 @@ def run_dir(quickdraw_dir: Path, work: Path) -> Path:
     train = TrainConfig(
         steps=2, batch_size=4, eval_every=1, log_every=1, raster_cache=str(work / "rasters")
     )
-    with one_thread():
-        Trainer(config, train, data, work / "run", progress=False).fit()
+    Trainer(config, train, data, work / "run", progress=False).fit()
     return work / "run"
 
 
@@ -80,8 +64,7 @@ def settings(work: Path, **overrides: Any) -> EvalSettings:
 
 @pytest.fixture(scope="module")
 def report(run_dir: Path, classifier: SketchClassifier, work: Path) -> dict:
-    with one_thread():
-        return evaluate_run(run_dir, classifier, work / "eval", settings(work))
+    return evaluate_run(run_dir, classifier, work / "eval", settings(work))
 
 
 def test_report_has_every_metric_per_class(report: dict, work: Path) -> None:
