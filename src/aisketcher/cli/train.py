@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from aisketcher.errors import SketchDataError
-from aisketcher.train.trainer import TrainConfig, Trainer
+from aisketcher.train import distributed
+from aisketcher.train.trainer import TrainConfig, Trainer, resolve_device
 
 DEFAULT_CLASSES = (
     "cat,airplane,bicycle,eye,guitar,camera,headphones,television,crayon,paintbrush,"
@@ -52,7 +53,8 @@ def _warm_start(trainer: Trainer, source: Path) -> None:
     trainer.model.load_state_dict(Sketcher.load(source).model.state_dict())
     info = json.loads((source / "config.json").read_text())
     trainer.step = int(info.get("record", {}).get("step") or info.get("step") or 0)
-    print(f"starting from the weights of {source} (step {trainer.step}), with a new optimizer")
+    if distributed.is_main():
+        print(f"starting from the weights of {source} (step {trainer.step}), with a new optimizer")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -109,15 +111,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         train_cfg = _new_train_config(args)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in dataset.splits.items())
-    print(
-        f"{model_cfg.name} on {dataset.num_classes} classes ({sizes}), "
-        f"scale factor {dataset.scale_factor:.3f}, N_max {model_cfg.max_seq_len} -> {run_dir}"
-    )
-    trainer = Trainer(model_cfg, train_cfg, dataset, run_dir, resume=args.resume)
-    if args.init_from and not args.resume:
-        _warm_start(trainer, Path(args.init_from))
-    summary = trainer.fit()
-    print(json.dumps(summary, indent=2))
+    # Under torchrun (WORLD_SIZE > 1) this process is one rank of a data-parallel run.
+    with distributed.process_group(resolve_device(train_cfg.device).type):
+        main, world = distributed.is_main(), distributed.world_size()
+        if main:
+            ranks = f" ({world} processes)" if world > 1 else ""
+            print(
+                f"{model_cfg.name} on {dataset.num_classes} classes ({sizes}), scale factor "
+                f"{dataset.scale_factor:.3f}, N_max {model_cfg.max_seq_len} -> {run_dir}{ranks}"
+            )
+        trainer = Trainer(model_cfg, train_cfg, dataset, run_dir, resume=args.resume)
+        if args.init_from and not args.resume:
+            _warm_start(trainer, Path(args.init_from))
+        summary = trainer.fit()
+    if main:
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -134,7 +142,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  aisketcher train --config ai-sketcher --classes cat,bicycle --out runs/demo\n"
         "  aisketcher train --out runs/demo --resume --steps 20000\n"
         "  aisketcher train --init-from src/aisketcher/pretrained/default --out runs/more\n"
-        "  aisketcher train --config sketch-rnn-cond --size magenta --set cell=lstm --out runs/b",
+        "  aisketcher train --config sketch-rnn-cond --size magenta --set cell=lstm --out runs/b\n"
+        "\n"
+        "several processes (DistributedDataParallel; gloo on the CPU, nccl with one GPU per\n"
+        "process): launch with torchrun. --batch-size stays the global batch and must divide by\n"
+        "the number of processes; the result equals one process training on that batch. Only\n"
+        "rank 0 writes the run folder; --resume works the same way.\n"
+        "  torchrun --nproc_per_node 2 $(which aisketcher) train --batch-size 100 --out runs/ddp\n"
+        "  torchrun --nproc_per_node 4 $(which aisketcher) train --device cuda --out runs/ddp",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", default="ai-sketcher", choices=list(PRESETS), help="model preset")

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aisketcher.model import noise
+
 CELL_KINDS = ("lstm", "layer_norm", "hyper")
 # magenta's layer norm epsilon, inside the square root like F.layer_norm.
 LAYER_NORM_EPS = 1e-3
@@ -162,7 +164,7 @@ class _GatedCell(RecurrentCell):
     def _candidate(self, j: Tensor) -> Tensor:
         g = torch.tanh(j)
         if self.training and self.dropout > 0.0:
-            g = F.dropout(g, self.dropout, True)
+            g = noise.dropout(g, self.dropout)
         return g
 
     def extra_repr(self) -> str:

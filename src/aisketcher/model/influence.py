@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from aisketcher.model.noise import standard_normal_like
+
 
 def _attend(
     query: torch.Tensor, memory: torch.Tensor, visible: torch.Tensor
@@ -142,5 +144,5 @@ class InfluenceLayer(nn.Module):
             mu = _attend(projected, memory[:, :seen], visible)[1]
         log_var = torch.tanh(mu) if self.log_var is None else self.log_var(mu)  # eq. 10: sigma_a
         if noise is None:
-            noise = torch.randn_like(mu)
+            noise = standard_normal_like(mu)
         return mu + torch.exp(log_var / 2) * noise, mu, log_var  # eq. 9: a_d = mu_a + sigma_a * l_a

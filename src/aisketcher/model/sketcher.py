@@ -19,6 +19,7 @@ from aisketcher.model.config import ModelConfig
 from aisketcher.model.encoder import SketchEncoder
 from aisketcher.model.influence import AttentionTape, InfluenceLayer
 from aisketcher.model.mixture import Mixture
+from aisketcher.model.noise import standard_normal, standard_normal_like
 
 
 @dataclass
@@ -116,7 +117,7 @@ class SketchModel(nn.Module):
             h_c = h_enc if c is None else torch.cat([h_enc, c], -1)  # h_c = [h_enc; c]
             mu, log_var = self.to_latent(h_c).chunk(2, -1)  # eq. 3
             if cfg.variational and sample:
-                z_s = mu + torch.exp(log_var / 2) * torch.randn_like(mu)  # eq. 4
+                z_s = mu + torch.exp(log_var / 2) * standard_normal_like(mu)  # eq. 4
             else:
                 z_s = mu
         z_r = recon = None
@@ -169,7 +170,7 @@ class SketchModel(nn.Module):
         if latent.memory is None:
             # Nothing to refer to (class-only drawing without references): a_d ~ N(0, I).
             if noise is None:
-                noise = torch.randn(state.query.shape[0], self.config.enc_state_size)
+                noise = standard_normal(state.query.shape[0], self.config.enc_state_size)
             a_d, stats = noise.to(state.query), None
         else:
             a_d, mu_a, log_var_a = self.influence(

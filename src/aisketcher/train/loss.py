@@ -10,6 +10,7 @@ from aisketcher.data.batching import Batch
 from aisketcher.model.autoencoder import reconstruction_error
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import ModelOutput
+from aisketcher.train.distributed import shard_mean
 
 
 @dataclass
@@ -76,13 +77,13 @@ def compute_loss(
     l_a = zero
     if out.mu_a is not None:
         per_step = gaussian_kl(out.mu_a, out.log_var_a).mean(-1)  # eq. 14, l_a
-        l_a = (per_step * mask).sum() / mask.sum().clamp(min=1.0)
+        # The global count of real steps: every rank divides its sum by the mean count per rank,
+        # so the ranks' mean is the one-process l_a (shard_mean is mask.sum() in one process).
+        l_a = (per_step * mask).sum() / shard_mean(mask.sum()).clamp(min=1.0)
     l_kl = l_z + config.influence_beta * l_a  # eq. 14
     total = l_c + l_s
     if config.variational or out.mu_a is not None:
-        total = total + kl_weight * (
-            torch.clamp(l_kl, min=config.kl_tolerance) if kl_floor else l_kl
-        )
+        total = total + kl_weight * (kl_floored(l_kl, config.kl_tolerance) if kl_floor else l_kl)
     l_ae = zero
     objective = total
     if latent.raster_recon is not None and batch.rasters is not None:
@@ -90,6 +91,16 @@ def compute_loss(
         if train_autoencoder:
             objective = total + config.autoencoder_weight * l_ae
     return LossTerms(objective, total, l_c, l_s, l_z, l_a, l_kl, l_ae)
+
+
+def kl_floored(l_kl: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """max(l_kl, epsilon) (eq. 12), its gradient zero below epsilon.
+
+    The max is decided on the batch's l_kl (the mean over ranks under data-parallel training), so
+    all ranks keep or drop the KL gradient together; in one process this is torch.clamp.
+    """
+    whole = shard_mean(l_kl)
+    return torch.where(whole >= tolerance, l_kl, whole.clamp(min=tolerance))
 
 
 def kl_weight_at(step: int, config: ModelConfig) -> float:

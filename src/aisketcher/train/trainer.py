@@ -14,13 +14,14 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from aisketcher import __version__
@@ -31,6 +32,7 @@ from aisketcher.errors import SketchDataError
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import SketchModel
 from aisketcher.raster import cached_rasters
+from aisketcher.train import distributed
 from aisketcher.train.checkpoint import (
     load_weights,
     read_checkpoint,
@@ -96,6 +98,27 @@ def batch_loss(model: SketchModel, batch: Batch, step: int, *, train: bool = Tru
     return compute_loss(out, batch, cfg, cfg.kl_weight, kl_floor=False)
 
 
+class TrainingLoss(nn.Module):
+    """A training forward as one module call, so that DistributedDataParallel can wrap it.
+
+    Returns this rank's tensor to back-propagate (the autoencoder's error alone while it
+    pretrains) and the whole batch's loss terms, detached: a mean over the ranks, each term being
+    a share whose mean is the whole batch's value (see distributed.py). DDP, when it looks for
+    unused parameters, must see the graph of the first alone.
+    """
+
+    def __init__(self, model: SketchModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch, step: int, pretraining: bool) -> tuple[torch.Tensor, LossTerms]:
+        terms = batch_loss(self.model, batch, step)
+        objective = terms.l_ae if pretraining else terms.objective
+        names = list(vars(terms))
+        values = distributed.mean_over_ranks(torch.stack([vars(terms)[k].detach() for k in names]))
+        return objective, LossTerms(**dict(zip(names, values.unbind(), strict=True)))
+
+
 @torch.no_grad()
 def evaluate_loss(
     model: SketchModel, loader: BatchLoader, device: torch.device
@@ -140,6 +163,12 @@ def _stop_on_signal() -> Iterator[dict[str, bool]]:
 
 
 class Trainer:
+    """Trains in one process, or as one rank of a data-parallel group (see distributed.py).
+
+    Under a group `batch_size` stays the global batch, each rank trains on its share of it, and
+    only rank 0 writes files and prints.
+    """
+
     def __init__(
         self,
         model_config: ModelConfig,
@@ -154,11 +183,19 @@ class Trainer:
         self.tcfg = train_config
         self.dataset = dataset
         self.run_dir = Path(run_dir)
-        self.progress = progress
-        self.device = resolve_device(train_config.device)
+        distributed.check_batch_size(train_config.batch_size, len(dataset["train"]))
+        self.progress = progress and distributed.is_main()
+        self.device = distributed.rank_device(resolve_device(train_config.device))
         tune_allocator()  # see allocator.py: without it, long steps spend their time in page faults
         torch.manual_seed(train_config.seed)
         self.model = SketchModel(model_config).to(self.device)
+        # The autoencoder pretrains alone, then is frozen: either way some weights get no gradient.
+        self._forward = distributed.wrap(
+            TrainingLoss(self.model),
+            self.device,
+            find_unused=model_config.use_autoencoder
+            and model_config.autoencoder_mode == "pretrain",
+        )
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.learning_rate)
         ae = self.model.autoencoder
         ae_ids = {id(p) for p in ae.parameters()} if ae is not None else set()
@@ -170,21 +207,24 @@ class Trainer:
         cache = (
             Path(train_config.raster_cache) if train_config.raster_cache else default_raster_cache()
         )
+        with distributed.main_first():  # rank 0 renders the rasters the others read from cache
+            train_rasters = split_rasters(dataset["train"], model_config, cache)
+            valid = dataset.splits.get("valid")
+            valid_rasters = split_rasters(valid, model_config, cache) if valid else None
         self.train_loader = BatchLoader(
             dataset["train"],
             train_config.batch_size,
-            rasters=split_rasters(dataset["train"], model_config, cache),
+            rasters=train_rasters,
             seed=train_config.seed,
             scale=train_config.augment_scale,
             drop=train_config.augment_drop,
             group_by_length=train_config.group_by_length,
         )
-        valid = dataset.splits.get("valid")
         self.valid_loader = (
             BatchLoader(
                 valid,
                 train_config.batch_size,
-                rasters=split_rasters(valid, model_config, cache),
+                rasters=valid_rasters,
                 train=False,
                 pad_to=model_config.max_seq_len,  # l_s over all N_max rows, exactly as eq. 13
             )
@@ -198,7 +238,7 @@ class Trainer:
         self.restores = 0
         if resume:
             self._resume()
-        else:
+        elif distributed.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / "config.json", self.run_info())
 
@@ -229,6 +269,8 @@ class Trainer:
         }
 
     def save(self, name: str) -> None:
+        if not distributed.is_main():
+            return
         save_checkpoint(
             self.run_dir / f"{name}.safetensors", self.model, self.state_info(), self.optimizer
         )
@@ -243,6 +285,7 @@ class Trainer:
         self.skipped_steps = int(info["skipped_steps"])
         self.restores = int(info["restores"])
         self.train_loader.set_state(info["loader"])
+        distributed.share_cuda_rng(self.device)
 
     def _resume(self) -> None:
         path = self.run_dir / "last.safetensors"
@@ -293,9 +336,10 @@ class Trainer:
         batch = self.train_loader.next_batch().to(self.device)
         self._set_learning_rate()
         self.optimizer.zero_grad(set_to_none=True)
-        terms = batch_loss(self.model, batch, self.step)
-        objective = terms.l_ae if pretraining else terms.objective
-        if not torch.isfinite(objective):
+        with distributed.rank_rows(batch) as rows:
+            objective, terms = self._forward(rows, self.step, pretraining)
+        # The whole batch's value, so that every rank skips a non-finite step together.
+        if not torch.isfinite(terms.l_ae if pretraining else terms.objective):
             return None, math.nan
         objective.backward()
         norm = self._clip_gradients()
@@ -314,16 +358,26 @@ class Trainer:
             keep = (self.lr_scale, self.restores, self.skipped_steps)
             self._load(last)
             self.lr_scale, self.restores, self.skipped_steps = keep
-        bar.write(
+        self._note(
+            bar,
             f"warning: {self.tcfg.max_bad_steps} non-finite steps in a row at step {step}; "
             f"restored the checkpoint of step {self.step} and halved the learning rate "
-            f"(scale now {self.lr_scale:g})"
+            f"(scale now {self.lr_scale:g})",
         )
 
+    @staticmethod
+    def _note(bar: tqdm, text: str) -> None:
+        if distributed.is_main():
+            bar.write(text)
+
     def validate(self) -> dict[str, float] | None:
+        """Validation losses; computed on rank 0 and shared, so best-checkpoint choices agree."""
         if self.valid_loader is None:
             return None
-        return evaluate_loss(self.model, self.valid_loader, self.device)
+        valid = None
+        if distributed.is_main():
+            valid = evaluate_loss(self.model, self.valid_loader, self.device)
+        return distributed.from_main(valid)
 
     def fit(self) -> dict[str, Any]:
         """Train until `steps` (or the time budget or a signal), then save and summarise."""
@@ -331,26 +385,33 @@ class Trainer:
 
         t = self.tcfg
         deadline = time.monotonic() + 60 * t.max_minutes if t.max_minutes else math.inf
-        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
-        csv_path = self.run_dir / "metrics.csv"
-        new_csv = not csv_path.exists()
         started, start_step = time.monotonic(), self.step
         bad_in_row = 0
         last_valid: dict[str, float] | None = None
         reason = "finished"
-        with (
-            open(csv_path, "a", newline="") as fh,
-            _stop_on_signal() as stop,
-            tqdm(total=t.steps, initial=self.step, disable=not self.progress, unit="step") as bar,
-        ):
-            log = csv.writer(fh)
-            if new_csv:
-                log.writerow(["step", "split", "lr", "kl_weight", *LossTerms.field_names()])
+        with ExitStack() as files:
+            stop = files.enter_context(_stop_on_signal())
+            bar = files.enter_context(
+                tqdm(total=t.steps, initial=self.step, disable=not self.progress, unit="step")
+            )
+            log: Any = _NoLog()
+            writer: Any = _NoLog()
+            if distributed.is_main():
+                writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
+                csv_path = self.run_dir / "metrics.csv"
+                new_csv = not csv_path.exists()
+                log = csv.writer(files.enter_context(open(csv_path, "a", newline="")))
+                if new_csv:
+                    log.writerow(["step", "split", "lr", "kl_weight", *LossTerms.field_names()])
             while self.step < t.steps:
-                if stop["stop"]:
+                # Every rank stops at the same step, whichever of them got the signal first.
+                signalled, out_of_time = distributed.any_rank(
+                    stop["stop"], time.monotonic() > deadline
+                )
+                if signalled:
                     reason = "stopped by signal"
                     break
-                if time.monotonic() > deadline:
+                if out_of_time:
                     reason = "time budget reached"
                     break
                 terms, norm = self.train_step()
@@ -384,6 +445,7 @@ class Trainer:
                     self.save("last")
             self.save("last")
             writer.close()
+        distributed.barrier()  # no rank returns before the final checkpoint is on disk
         elapsed = time.monotonic() - started
         summary = {
             "reason": reason,
@@ -407,8 +469,18 @@ class Trainer:
         if valid["total"] < self.best_valid:
             self.best_valid = valid["total"]
             self.save("best")
-        bar.write(
+        self._note(
+            bar,
             f"step {self.step}: valid loss {valid['total']:.4f} (l_r {valid['l_r']:.4f}, "
-            f"l_kl {valid['l_kl']:.4f}), best {self.best_valid:.4f}"
+            f"l_kl {valid['l_kl']:.4f}), best {self.best_valid:.4f}",
         )
         return valid
+
+
+class _NoLog:
+    """Stands in for the CSV and TensorBoard writers on ranks other than 0."""
+
+    def _ignore(self, *args: object) -> None:
+        """Write nothing."""
+
+    writerow = add_scalar = close = _ignore
