@@ -371,3 +371,35 @@ def test_train_command_runs_and_resumes(
     assert read_checkpoint(out / "last.safetensors")[1]["step"] == 3
     steps = [int(r["step"]) for r in metric_rows(out) if r["split"] == "train"]
     assert steps == [2, 3]  # log_every 10: rows at the end of each run
+
+
+def _first_losses(tr: Trainer, steps: int = 2) -> list[float]:
+    losses = []
+    for _ in range(steps):
+        terms, _ = tr.train_step()
+        assert terms is not None
+        losses.append(float(terms.total))
+        tr.step += 1
+    return losses
+
+
+@pytest.mark.parametrize("option", [{"precision": "bf16"}, {"compile": True}])
+def test_bf16_and_compiled_training_match_fp32_eager(
+    tmp_path: Path, tiny_dataset: SketchDataset, option: dict
+) -> None:
+    """The speed options change rounding only: the same first losses within tolerance."""
+    config = tiny_config(recurrent_dropout=0.0)  # compiled graphs draw dropout masks their own way
+
+    def first_losses(run: str, **kw: object) -> list[float]:
+        tr = Trainer(config, train_config(tmp_path, 2, **kw), tiny_dataset, tmp_path / run)
+        return _first_losses(tr)
+
+    reference = first_losses("fp32")
+    fast = first_losses("fast", **option)
+    tolerance = 0.03 if "precision" in option else 1e-4  # bfloat16 keeps 8 bits of mantissa
+    np.testing.assert_allclose(fast, reference, rtol=tolerance, atol=tolerance)
+
+
+def test_unknown_precision_is_refused(tmp_path: Path, tiny_dataset: SketchDataset) -> None:
+    with pytest.raises(SketchDataError, match="unknown precision 'fp8'"):
+        trainer(tmp_path, tiny_dataset, "fp8", 1, precision="fp8")

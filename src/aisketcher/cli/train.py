@@ -43,6 +43,8 @@ def _new_train_config(args: argparse.Namespace) -> TrainConfig:
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
         group_by_length=not args.pad_to_max,
+        precision=args.precision,
+        compile=args.compile,
     )
 
 
@@ -186,6 +188,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
     p.add_argument(
         "--max-seq-len", type=int, default=250, help="drop longer sketches (magenta 250)"
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="bf16: mixed precision by autocast (fastest on GPUs with bfloat16; default fp32)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the recurrent cells' step (compiling takes a minute or more)",
     )
     p.add_argument(
         "--pad-to-max", action="store_true", help="pad every batch to N_max (no length grouping)"

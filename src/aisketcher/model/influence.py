@@ -89,8 +89,10 @@ class _TapedAttention(torch.autograd.Function):
         tape: AttentionTape,
         step: int,
     ) -> torch.Tensor:
-        memory = memory[:, : visible.shape[1]]
-        alpha, mu = _attend(query, memory, visible)
+        # In float32 also under autocast: the tape's backward runs outside it.
+        with torch.autocast(memory.device.type, enabled=False):
+            memory, query = memory[:, : visible.shape[1]].float(), query.float()
+            alpha, mu = _attend(query, memory, visible)
         ctx.save_for_backward(query, memory, alpha)
         ctx.tape, ctx.step = tape, step
         return mu

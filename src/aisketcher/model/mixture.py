@@ -33,6 +33,7 @@ class Mixture:
     @classmethod
     def from_output(cls, y: torch.Tensor, num_mixture: int) -> Mixture:
         """Split Y = W_y h_dec + b_y (eq. 6) into the parameters of eq. 7."""
+        y = y.float()  # the likelihood in float32 also under bfloat16 autocast
         pen_logits, rest = y[..., :3], y[..., 3:]
         logits, mu_x, mu_y, ls_x, ls_y, rho = rest.split(num_mixture, dim=-1)
         return cls(

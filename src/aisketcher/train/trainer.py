@@ -29,6 +29,7 @@ from aisketcher.allocator import tune_allocator
 from aisketcher.data.batching import Batch, BatchLoader
 from aisketcher.data.dataset import SketchDataset, Split
 from aisketcher.errors import SketchDataError
+from aisketcher.model.cells import RecurrentCell
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import SketchModel
 from aisketcher.raster import cached_rasters
@@ -62,6 +63,8 @@ class TrainConfig:
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
     max_bad_steps: int = 5  # consecutive non-finite steps before restoring the last checkpoint
     raster_cache: str | None = None  # folder for cached rasters; default: the user cache
+    precision: str = "fp32"  # "fp32", or "bf16": autocast's mixed precision (CPU and recent GPUs)
+    compile: bool = False  # torch.compile the recurrent cells' step (minutes to compile, see docs)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -88,6 +91,22 @@ def split_rasters(split: Split, config: ModelConfig, cache: Path) -> np.ndarray 
     return cached_rasters(split.sketches, cache, config.raster_size, packed=True)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def precision_context(precision: str, device: torch.device) -> Any:
+    """Autocast for "bf16": matrix products and convolutions in bfloat16, the loss in float32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def compile_cells(model: SketchModel) -> None:
+    """torch.compile each recurrent cell's per-step function, where the step's small operations are
+    many and fusable; the sequence loops stay in Python."""
+    for module in model.modules():
+        if isinstance(module, RecurrentCell):
+            module.recurrence = torch.compile(module.recurrence, dynamic=True)
+
+
 def batch_loss(model: SketchModel, batch: Batch, step: int, *, train: bool = True) -> LossTerms:
     cfg = model.config
     out = model(batch.strokes, batch.lengths, batch.labels, batch.rasters)
@@ -107,12 +126,18 @@ class TrainingLoss(nn.Module):
     unused parameters, must see the graph of the first alone.
     """
 
-    def __init__(self, model: SketchModel) -> None:
+    def __init__(self, model: SketchModel, precision: str = "fp32") -> None:
         super().__init__()
+        if precision not in PRECISIONS:
+            raise SketchDataError(
+                f"unknown precision '{precision}'; choose {', '.join(PRECISIONS)}"
+            )
         self.model = model
+        self.precision = precision
 
     def forward(self, batch: Batch, step: int, pretraining: bool) -> tuple[torch.Tensor, LossTerms]:
-        terms = batch_loss(self.model, batch, step)
+        with precision_context(self.precision, batch.strokes.device):
+            terms = batch_loss(self.model, batch, step)
         objective = terms.l_ae if pretraining else terms.objective
         names = list(vars(terms))
         values = distributed.mean_over_ranks(torch.stack([vars(terms)[k].detach() for k in names]))
@@ -190,8 +215,10 @@ class Trainer:
         torch.manual_seed(train_config.seed)
         self.model = SketchModel(model_config).to(self.device)
         # The autoencoder pretrains alone, then is frozen: either way some weights get no gradient.
+        if train_config.compile:
+            compile_cells(self.model)
         self._forward = distributed.wrap(
-            TrainingLoss(self.model),
+            TrainingLoss(self.model, train_config.precision),
             self.device,
             find_unused=model_config.use_autoencoder
             and model_config.autoencoder_mode == "pretrain",

@@ -1,0 +1,7 @@
+"""`python -m aisketcher` runs the command line (also `torchrun -m aisketcher train ...`)."""
+
+import sys
+
+from aisketcher.cli import main
+
+sys.exit(main())
