@@ -15,7 +15,7 @@ page faults per step (getrusage); and peak memory, measured apart in a fresh pro
 on the longest batch).
 
 Then: an epoch of ai-sketcher and of the nn.LSTM model with length-grouped batches (the default)
-against random batches (what `aisketcher train --pad-to-max` does) and batches padded to 250; and
+against random batches (what `aisketcher train --no-length-grouping` does) and batches padded to 250; and
 the allocator settings of allocator.py against glibc's defaults (AISKETCHER_MALLOC=0), one fresh
 process per row since mallopt is process-wide, on aaron_sheep padded to 250. Targets: ai-sketcher
 costs at most 1.5x the nn.LSTM model per step; length grouping makes an epoch at least 2x faster
@@ -488,7 +488,7 @@ def time_grouping(
     lengths = split.lengths()
     modes = {
         "length-grouped (default)": (None, True),
-        "random (train --pad-to-max)": (None, False),
+        "random (train --no-length-grouping)": (None, False),
         f"padded to {PAD_LENGTH}": (PAD_LENGTH, False),
     }
     names = [n for n in (BASELINE, "ai-sketcher") if n == BASELINE or n in args.configs]

@@ -42,7 +42,7 @@ def _new_train_config(args: argparse.Namespace) -> TrainConfig:
         device=args.device or defaults.device,
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
-        group_by_length=not args.pad_to_max,
+        group_by_length=not args.no_length_grouping,
         precision=args.precision,
         compile=args.compile,
     )
@@ -201,7 +201,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="torch.compile the recurrent cells' step (compiling takes a minute or more)",
     )
     p.add_argument(
-        "--pad-to-max", action="store_true", help="pad every batch to N_max (no length grouping)"
+        "--no-length-grouping",
+        action="store_true",
+        help="random batches, each padded to its own longest sketch (default: batches of similar length)",
     )
     p.add_argument(
         "--set",
