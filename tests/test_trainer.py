@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +262,9 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     checkpoint.save_checkpoint(path, model, {"step": 2})
     assert read_checkpoint(path)[1] == {"step": 2}
     assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*"))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not safetensors' private 0600
 
 
 # ----- NaN guards -----

@@ -13,9 +13,10 @@ from pathlib import Path
 def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix, hidden) that replaces `path` once written.
 
-    On any error the temporary file is removed and `path` is left as it was. The writer creates the
-    file itself, so it gets the usual permissions. `fsync` flushes it to disk before the rename,
-    for files whose loss on a power cut would matter (checkpoints).
+    On any error the temporary file is removed and `path` is left as it was. The file gets the
+    usual permissions (0666 less the umask) even when the writer creates it private, as safetensors
+    does. `fsync` flushes it to disk before the rename, for files whose loss on a power cut would
+    matter (checkpoints).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,7 +26,14 @@ def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
         if fsync:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
