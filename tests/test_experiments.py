@@ -19,6 +19,7 @@ from aisketcher.evaluate.experiments import (
     Context,
     markdown_table,
     train_run,
+    write_results,
 )
 
 
@@ -78,6 +79,14 @@ def test_every_experiment_writes_results_and_figures(experiments: tuple[Path, Pa
         assert len(links) == 3 + 2 + 1
         for link in links:
             assert (folder / link).is_file(), link
+
+
+def test_a_written_reading_ends_the_docs_copy(experiments: tuple[Path, Path, int]) -> None:
+    out, docs, _ = experiments
+    (docs / "results" / "reading.md").write_text("## Reading\n\nWhat the numbers say.\n")
+    text = write_results(out, docs / "results.md").read_text()
+    assert text.endswith("## Reading\n\nWhat the numbers say.\n")
+    assert "What the numbers say" not in (out / "results.md").read_text()
 
 
 @pytest.mark.slow

@@ -586,7 +586,9 @@ checkpoint. Every number, per class, is in the JSON files beside this one.
 def write_results(out: Path, doc: Path | None = None) -> Path:
     """results.md in `out` from every `<experiment>.json` there; with `doc`, a copy for the docs.
 
-    The copy's figures go to a folder named after it (docs/results.md -> docs/results/).
+    The copy's figures go to a folder named after it (docs/results.md -> docs/results/). A reading
+    of the results written by a person, `reading.md` in that folder, ends the copy when it exists:
+    the numbers stay generated, the words about them are kept apart.
     """
     summaries = [
         json.loads((out / f"{name}.json").read_text())
@@ -603,6 +605,10 @@ def write_results(out: Path, doc: Path | None = None) -> Path:
                 shutil.copyfile(out / rel, folder / Path(rel).name)
         prefix = f"{folder.name}/"
         text = INTRO + "\n" + "\n".join(_section(s, prefix) for s in summaries)
-        doc.write_text(text.replace(f"{prefix}figures/", prefix))
+        text = text.replace(f"{prefix}figures/", prefix)
+        reading = folder / "reading.md"
+        if reading.is_file():
+            text += "\n" + reading.read_text()
+        doc.write_text(text)
         return doc
     return path
