@@ -149,12 +149,12 @@ def sample_sequences(
             point = row.expand(count, 5)
             history.append(point)
             step += 1
-    done = torch.zeros(count, dtype=torch.bool, device=device)
-    while step < max_steps and not bool(done.all()):
+    done = np.zeros(count, dtype=bool)  # in NumPy: a check per step costs less there
+    while step < max_steps and not done.all():
         y, state, _ = sampling_step(model, point, state, latent, step, generator)
         point = sample_points(y, model.config.num_mixture, temperature, generator)
         history.append(point)
-        done |= point[:, 4] > 0.5
+        done |= point[:, 4].cpu().numpy() > 0.5
         step += 1
     if not history:
         return [sampled_stroke3(torch.zeros(0, 5)) for _ in range(count)]

@@ -24,11 +24,12 @@ from aisketcher.model.noise import standard_normal_like
 
 
 def _attend(
-    query: torch.Tensor, memory: torch.Tensor, visible: torch.Tensor
+    query: torch.Tensor, memory: torch.Tensor, hidden: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 10-11 for projected queries W h_dec (B, n_a) over memory (B, T, n_a): (alpha, mu_a)."""
+    """Eq. 10-11 for projected queries W h_dec (B, n_a) over memory (B, T, n_a) where `hidden`
+    (B, T) is False: (alpha, mu_a)."""
     scores = torch.bmm(memory, query.unsqueeze(-1)).squeeze(-1)  # eq. 11: h_dec^T W h_enc_i
-    alpha = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)  # eq. 11
+    alpha = torch.softmax(scores.masked_fill(hidden, float("-inf")), dim=-1)  # eq. 11
     mu = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # eq. 10: mu_a = sum_i alpha_ij h_enc_i
     return alpha, mu
 
@@ -85,14 +86,14 @@ class _TapedAttention(torch.autograd.Function):
         ctx: Any,
         query: torch.Tensor,
         memory: torch.Tensor,
-        visible: torch.Tensor,
+        hidden: torch.Tensor,
         tape: AttentionTape,
         step: int,
     ) -> torch.Tensor:
         # In float32 also under autocast: the tape's backward runs outside it.
         with torch.autocast(memory.device.type, enabled=False):
-            memory, query = memory[:, : visible.shape[1]].float(), query.float()
-            alpha, mu = _attend(query, memory, visible)
+            memory, query = memory[:, : hidden.shape[1]].float(), query.float()
+            alpha, mu = _attend(query, memory, hidden)
         ctx.save_for_backward(query, memory, alpha)
         ctx.tape, ctx.step = tape, step
         return mu
@@ -117,6 +118,8 @@ class InfluenceLayer(nn.Module):
         self.initial_query = nn.Parameter(torch.zeros(query_size))
         self.causal = causal
         self.log_var = nn.Linear(memory_size, memory_size) if sigma == "learned" else None
+        # The padding mask of the last `lengths` seen, kept while decoding goes on step by step.
+        self._padding: tuple[torch.Tensor, int, torch.Tensor] | None = None
 
     def first_query(self, batch: int) -> torch.Tensor:
         return self.initial_query.expand(batch, -1)
@@ -137,14 +140,25 @@ class InfluenceLayer(nn.Module):
         """
         # "all previous hidden node values until the latest drawing step": i <= j
         seen = min(step + 1, memory.shape[1]) if self.causal else memory.shape[1]
-        positions = torch.arange(seen, device=memory.device)
-        visible = positions[None, :] < lengths[:, None]
+        hidden = self._padding_mask(lengths, memory.shape[1])[:, :seen]
         projected = self.W(query)
         if tape is not None and torch.is_grad_enabled():
-            mu = _TapedAttention.apply(projected, tape.memory, visible, tape, step)
+            mu = _TapedAttention.apply(projected, tape.memory, hidden, tape, step)
         else:
-            mu = _attend(projected, memory[:, :seen], visible)[1]
+            mu = _attend(projected, memory[:, :seen], hidden)[1]
         log_var = torch.tanh(mu) if self.log_var is None else self.log_var(mu)  # eq. 10: sigma_a
         if noise is None:
             noise = standard_normal_like(mu)
         return mu + torch.exp(log_var / 2) * noise, mu, log_var  # eq. 9: a_d = mu_a + sigma_a * l_a
+
+    def _padding_mask(self, lengths: torch.Tensor, length: int) -> torch.Tensor:
+        """(B, T) True past each sketch's end; made once per decoded batch, not at every step.
+
+        The cache holds the `lengths` tensor itself, so its identity cannot pass to another one.
+        """
+        cached = self._padding
+        if cached is not None and cached[0] is lengths and cached[1] == length:
+            return cached[2]
+        mask = torch.arange(length, device=lengths.device)[None, :] >= lengths[:, None]
+        self._padding = (lengths, length, mask)
+        return mask

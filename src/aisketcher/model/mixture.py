@@ -81,8 +81,7 @@ def sample_points(
     """
     tau = max(float(temperature), 1e-4)
     batch, m = y.shape[0], num_mixture
-    uniform = torch.rand(batch, 2, generator=generator, device=y.device).cpu().numpy()
-    normal = torch.randn(batch, 2, generator=generator, device=y.device).cpu().numpy()
+    uniform = torch.rand(batch, 4, generator=generator, device=y.device).cpu().numpy()
     out = y.detach().float().cpu().numpy()
     rows = np.arange(batch)
     k = np.minimum(_inverse_cdf(out[:, 3 : 3 + m] / tau, uniform[:, 0]), m - 1)
@@ -92,7 +91,9 @@ def sample_points(
     sx = np.exp(np.clip(ls_x, LOG_SIGMA_MIN, LOG_SIGMA_MAX)) * math.sqrt(tau)
     sy = np.exp(np.clip(ls_y, LOG_SIGMA_MIN, LOG_SIGMA_MAX)) * math.sqrt(tau)
     rho = np.clip(np.tanh(rho), -RHO_MAX, RHO_MAX)
-    e1, e2 = normal[:, 0], normal[:, 1]
+    # Two standard normals from the other two uniforms (Box-Muller); 1 - u lies in (0, 1].
+    radius = np.sqrt(-2.0 * np.log1p(-uniform[:, 2]))
+    e1, e2 = radius * np.cos(2 * np.pi * uniform[:, 3]), radius * np.sin(2 * np.pi * uniform[:, 3])
     point = np.zeros((batch, 5), dtype=np.float32)
     point[:, 0] = mu_x + sx * e1
     point[:, 1] = mu_y + sy * (rho * e1 + np.sqrt(1 - rho**2) * e2)
