@@ -427,7 +427,8 @@ class Trainer:
                 writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
                 csv_path = self.run_dir / "metrics.csv"
                 new_csv = not csv_path.exists()
-                log = csv.writer(files.enter_context(open(csv_path, "a", newline="")))
+                # Line-buffered: every row is on disk at once, for `tail -f` and crashed runs.
+                log = csv.writer(files.enter_context(open(csv_path, "a", newline="", buffering=1)))
                 if new_csv:
                     log.writerow(["step", "split", "lr", "kl_weight", *LossTerms.field_names()])
             while self.step < t.steps:
