@@ -19,6 +19,7 @@ from aisketcher.evaluate.classifier import (
     SketchClassifier,
     train_classifier,
 )
+from aisketcher.evaluate.figures import read_metrics
 from aisketcher.evaluate.report import REPORT_FILE, EvalSettings, evaluate_run
 from aisketcher.model.config import make_config
 from aisketcher.train.trainer import TrainConfig, Trainer
@@ -207,3 +208,11 @@ def test_evaluate_help_has_examples(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert "aisketcher evaluate runs/demo --classifier" in capsys.readouterr().out
+
+
+def test_a_metrics_file_without_header_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.csv"
+    path.write_text("10,train,0.001,0.01,1.0\n")  # rows whose header row was lost
+    with pytest.raises(SketchDataError, match="no header row") as err:
+        read_metrics(path)
+    assert str(path) in str(err.value)

@@ -193,6 +193,16 @@ def test_resume_gives_identical_weights(tmp_path: Path, tiny_dataset: SketchData
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
 
 
+def test_an_empty_metrics_file_gets_its_header(tmp_path: Path, tiny_dataset: SketchDataset) -> None:
+    """A run killed before its first row left metrics.csv empty: the next run writes the header."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("")
+    Trainer(tiny_config(), train_config(tmp_path, 2), tiny_dataset, run, progress=False).fit()
+    rows = metric_rows(run)
+    assert [r["step"] for r in rows if r["split"] == "train"] == ["1", "2"]
+
+
 def test_resume_refuses_a_different_model(tmp_path: Path, tiny_dataset: SketchDataset) -> None:
     with pytest.raises(SketchDataError, match="nothing to resume"):
         trainer(tmp_path, tiny_dataset, "a", 1, resume=True)

@@ -94,7 +94,10 @@ def read_metrics(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
         raise SketchDataError("no metrics.csv: not a training run", str(path))
     rows: dict[str, list[dict[str, str]]] = {}
     with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or not {"step", "split"} <= set(reader.fieldnames):
+            raise SketchDataError("no header row with 'step' and 'split' columns", str(path))
+        for row in reader:
             rows.setdefault(row["split"], []).append(row)
     out: dict[str, dict[str, np.ndarray]] = {}
     for split, items in rows.items():

@@ -426,7 +426,7 @@ class Trainer:
             if distributed.is_main():
                 writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
                 csv_path = self.run_dir / "metrics.csv"
-                new_csv = not csv_path.exists()
+                new_csv = not csv_path.exists() or csv_path.stat().st_size == 0
                 # Line-buffered: every row is on disk at once, for `tail -f` and crashed runs.
                 log = csv.writer(files.enter_context(open(csv_path, "a", newline="", buffering=1)))
                 if new_csv:
