@@ -75,6 +75,9 @@ def test_every_experiment_writes_results_and_figures(experiments: tuple[Path, Pa
         for experiment in EXPERIMENTS.values():
             assert f"## {experiment.title}" in text
         assert "Unpaired t-test (ai-sketcher vs sketch-rnn-cond" in text
+        assert (
+            "Sketches per split (the paper had 70,000 training sketches per class): QD5: " in text
+        )
         links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
         assert len(links) == 3 + 2 + 1
         for link in links:

@@ -514,8 +514,15 @@ def run_experiment(name: str, ctx: Context) -> dict[str, Any]:
         raise SketchDataError(f"unknown experiment '{name}'; choose from {', '.join(RUNNERS)}")
     ctx.out.mkdir(parents=True, exist_ok=True)
     result = RUNNERS[name](ctx)
+    configs = EXPERIMENTS[name].configs
     summary = {
         "experiment": name,
+        "data_sizes": {
+            set_name: json.loads((ctx.run_dir(set_name, configs[0]) / "config.json").read_text())[
+                "data"
+            ]["sizes"]
+            for set_name in result["classes"]
+        },
         "scale": dataclasses.asdict(ctx.scale),
         "seed": ctx.seed,
         "temperature": ctx.temperature,
@@ -544,6 +551,17 @@ def _section(summary: dict[str, Any], prefix: str) -> str:
         f"temperature {summary['temperature']}.",
         "",
     ]
+    if "data_sizes" in summary:
+        sizes = summary["data_sizes"]
+        lines += [
+            "Sketches per split (the paper had 70,000 training sketches per class): "
+            + "; ".join(
+                f"{s}: " + ", ".join(f"{k} {v}" for k, v in sorted(sizes[s].items()))
+                for s in present
+            )
+            + ".",
+            "",
+        ]
     rows = [(r["set"], r["model"], r) for r in summary["rows"]]
     lines += [_metrics_table(rows), ""]
     if name == "diversity":
