@@ -150,8 +150,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "process): launch with torchrun. --batch-size stays the global batch and must divide by\n"
         "the number of processes; the result equals one process training on that batch. Only\n"
         "rank 0 writes the run folder; --resume works the same way.\n"
-        "  torchrun --nproc_per_node 2 $(which aisketcher) train --batch-size 100 --out runs/ddp\n"
-        "  torchrun --nproc_per_node 4 $(which aisketcher) train --device cuda --out runs/ddp",
+        "  torchrun --nproc_per_node 2 -m aisketcher train --batch-size 100 --out runs/ddp\n"
+        "  torchrun --nproc_per_node 4 -m aisketcher train --device cuda --out runs/ddp",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", default="ai-sketcher", choices=list(PRESETS), help="model preset")

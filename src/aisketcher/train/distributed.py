@@ -1,6 +1,6 @@
 """Data-parallel training over several processes, exactly equal to one process.
 
-`torchrun --nproc_per_node N $(which aisketcher) train ...` starts N processes with WORLD_SIZE,
+`torchrun --nproc_per_node N -m aisketcher train ...` starts N processes with WORLD_SIZE,
 RANK, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set; `process_group` joins them (gloo on the CPU,
 nccl on CUDA with each rank on cuda:LOCAL_RANK). Outside a process group every helper here is the
 identity or a no-op, so single-process training runs the same code.
