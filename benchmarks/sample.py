@@ -41,15 +41,14 @@ class PlainDecoder(nn.Module):
         self.num_mixture = num_mixture
 
     @torch.no_grad()
-    def sample(self, z: torch.Tensor, steps: int, temperature: float, gen: torch.Generator) -> int:
-        """Draw `steps` points for every row of z; returns the number of decoder steps run."""
+    def sample(self, z: torch.Tensor, steps: int, temperature: float, gen: torch.Generator) -> None:
+        """Draw `steps` points for every row of z."""
         point = z.new_zeros(z.shape[0], 5)
         point[:, 2] = 1.0
         state = None
         for _ in range(steps):
             state = self.cell(torch.cat([z, point], 1), state)
             point = sample_points(self.output(state[0]), self.num_mixture, temperature, gen)
-        return steps
 
 
 def _points(sketches: list, max_steps: int) -> int:
@@ -67,7 +66,7 @@ def time_single(model: SketchModel, labels: list[int], bank, args, steps: int | 
         drawn = sample_sequences(
             model, latent, 1, temperature=args.temperature, generator=gen, max_steps=steps
         )
-        _sync(model)
+        _sync(model.output.weight.device)
         total_time += time.perf_counter() - start
         total_points += _points(drawn, steps or model.config.max_seq_len)
     return total_time / total_points * 1e3
@@ -80,7 +79,7 @@ def time_batch(model: SketchModel, labels: list[int], bank, args, steps: int | N
     drawn = sample_sequences(
         model, latent, len(labels), temperature=args.temperature, generator=gen, max_steps=steps
     )
-    _sync(model)
+    _sync(model.output.weight.device)
     seconds = time.perf_counter() - start
     return seconds, _points(drawn, steps or model.config.max_seq_len) / len(drawn)
 
@@ -93,13 +92,13 @@ def time_plain(decoder: PlainDecoder, z_size: int, batch: int, steps: int, args)
     decoder.sample(z, 5, args.temperature, gen)
     start = time.perf_counter()
     decoder.sample(z, steps, args.temperature, gen)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    _sync(device)
     return (time.perf_counter() - start) / steps * 1e3
 
 
-def _sync(model: SketchModel) -> None:
-    if model.output.weight.device.type == "cuda":
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work before reading the clock."""
+    if device.type == "cuda":
         torch.cuda.synchronize()
 
 

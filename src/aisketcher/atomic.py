@@ -9,6 +9,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import: setting it at every write would race with files other threads create.
+_UMASK = _read_umask()
+
+
 @contextmanager
 def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix, hidden) that replaces `path` once written.
@@ -26,14 +36,8 @@ def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
         if fsync:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
-    os.umask(mask)
-    return mask

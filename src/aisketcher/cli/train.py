@@ -84,34 +84,30 @@ def cmd_train(args: argparse.Namespace) -> int:
             max_seq_len=info["data"]["max_seq_len"],
             scale_factor=info["data"]["scale_factor"],
         )
-    elif args.init_from:
-        if (run_dir / "last.safetensors").exists():
-            raise SketchDataError(
-                "already holds a run; use --resume or another --out", str(run_dir)
-            )
-        source = json.loads((Path(args.init_from) / "config.json").read_text())
-        model_cfg = ModelConfig.from_dict(source["model"])
-        dataset = load_dataset(
-            source["data"]["classes"],
-            args.data,
-            max_seq_len=model_cfg.max_seq_len,
-            scale_factor=source["data"]["scale_factor"],
-        )
-        train_cfg = _new_train_config(args)
     else:
         if (run_dir / "last.safetensors").exists():
             raise SketchDataError(
                 "already holds a run; use --resume or another --out", str(run_dir)
             )
-        dataset = load_dataset(args.classes, args.data, max_seq_len=args.max_seq_len)
-        model_cfg = make_config(
-            args.config,
-            args.size,
-            num_classes=dataset.num_classes,
-            max_seq_len=dataset.longest,
-            **_parse_overrides(args.set),
-        )
         train_cfg = _new_train_config(args)
+        if args.init_from:
+            source = json.loads((Path(args.init_from) / "config.json").read_text())
+            model_cfg = ModelConfig.from_dict(source["model"])
+            dataset = load_dataset(
+                source["data"]["classes"],
+                args.data,
+                max_seq_len=model_cfg.max_seq_len,
+                scale_factor=source["data"]["scale_factor"],
+            )
+        else:
+            dataset = load_dataset(args.classes, args.data, max_seq_len=args.max_seq_len)
+            model_cfg = make_config(
+                args.config,
+                args.size,
+                num_classes=dataset.num_classes,
+                max_seq_len=dataset.longest,
+                **_parse_overrides(args.set),
+            )
     sizes = ", ".join(f"{k} {len(v)}" for k, v in dataset.splits.items())
     # Under torchrun (WORLD_SIZE > 1) this process is one rank of a data-parallel run.
     with distributed.process_group(resolve_device(train_cfg.device).type):

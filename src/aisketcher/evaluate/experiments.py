@@ -551,17 +551,15 @@ def _section(summary: dict[str, Any], prefix: str) -> str:
         f"temperature {summary['temperature']}.",
         "",
     ]
-    if "data_sizes" in summary:
-        sizes = summary["data_sizes"]
-        lines += [
-            "Sketches per split (the paper had 70,000 training sketches per class): "
-            + "; ".join(
-                f"{s}: " + ", ".join(f"{k} {v}" for k, v in sorted(sizes[s].items()))
-                for s in present
-            )
-            + ".",
-            "",
-        ]
+    sizes = summary["data_sizes"]
+    lines += [
+        "Sketches per split (the paper had 70,000 training sketches per class): "
+        + "; ".join(
+            f"{s}: " + ", ".join(f"{k} {v}" for k, v in sorted(sizes[s].items())) for s in present
+        )
+        + ".",
+        "",
+    ]
     rows = [(r["set"], r["model"], r) for r in summary["rows"]]
     lines += [_metrics_table(rows), ""]
     if name == "diversity":

@@ -139,6 +139,8 @@ class TrainingLoss(nn.Module):
         with precision_context(self.precision, batch.strokes.device):
             terms = batch_loss(self.model, batch, step)
         objective = terms.l_ae if pretraining else terms.objective
+        if distributed.world_size() == 1:
+            return objective, terms
         names = list(vars(terms))
         values = distributed.mean_over_ranks(torch.stack([vars(terms)[k].detach() for k in names]))
         return objective, LossTerms(**dict(zip(names, values.unbind(), strict=True)))
@@ -214,12 +216,12 @@ class Trainer:
         tune_allocator()  # see allocator.py: without it, long steps spend their time in page faults
         torch.manual_seed(train_config.seed)
         self.model = SketchModel(model_config).to(self.device)
-        # The autoencoder pretrains alone, then is frozen: either way some weights get no gradient.
         if train_config.compile:
             compile_cells(self.model)
         self._forward = distributed.wrap(
             TrainingLoss(self.model, train_config.precision),
             self.device,
+            # The autoencoder pretrains alone, then is frozen: some weights get no gradient.
             find_unused=model_config.use_autoencoder
             and model_config.autoencoder_mode == "pretrain",
         )
