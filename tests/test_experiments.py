@@ -16,8 +16,11 @@ from aisketcher.evaluate.experiments import (
     EXPERIMENTS,
     QD20,
     SCALES,
+    SPREAD_COLUMNS,
     Context,
     markdown_table,
+    run_experiment,
+    spread_table,
     train_run,
     write_results,
 )
@@ -114,6 +117,40 @@ def test_a_run_of_another_scale_is_not_resumed(
     data = load_dataset(["cat", "airplane"], quickdraw_dir, max_seq_len=scale.max_seq_len)
     with pytest.raises(SketchDataError, match="another configuration or scale"):
         train_run(ctx, "QD5", "ai-sketcher", data)
+
+
+@pytest.mark.slow
+def test_repeat_seeds_train_again_and_give_the_spread(
+    experiments: tuple[Path, Path, int], quickdraw_dir: Path
+) -> None:
+    out, _, _ = experiments
+    args = ["experiment", "diversity", "--scale", "toy", "--out", str(out), "--repeat-seeds", "1"]
+    assert main([*args, "--data", str(quickdraw_dir)]) == 0
+    configs = EXPERIMENTS["diversity"].configs
+    assert {p.name for p in (out / "seed1" / "runs").iterdir()} == {f"QD5-{c}" for c in configs}
+    assert not (out / "seed1" / "classifiers").exists()  # one classifier measures every seed
+    seed_rows = json.loads((out / "diversity.json").read_text())["seed_rows"]
+    assert sorted((r["seed"], r["model"]) for r in seed_rows) == sorted(
+        (seed, c) for seed in (0, 1) for c in configs
+    )
+    totals = {r["seed"]: r["total"] for r in seed_rows if r["model"] == "ai-sketcher"}
+    assert totals[0] != totals[1]  # another seed: other initial weights, other batches
+    assert "Spread over training seeds 0, 1" in (out / "results.md").read_text()
+
+
+def test_repeating_the_main_seed_is_refused(tmp_path: Path) -> None:
+    ctx = Context(out=tmp_path, scale=SCALES["toy"], seed=3)
+    with pytest.raises(SketchDataError, match="repeats --seed 3"):
+        run_experiment("diversity", ctx, repeat_seeds=(1, 3))
+
+
+def testspread_table_gives_mean_and_sample_sd() -> None:
+    rows = [
+        {"set": "QD5", "model": "m", "seed": seed, **dict.fromkeys(SPREAD_COLUMNS, value)}
+        for seed, value in ((0, 1.0), (1, 3.0))
+    ]
+    table = spread_table(rows)
+    assert table.splitlines()[2].startswith("| QD5 | m | 2 | 2.000 ± 1.414 |")
 
 
 def test_class_sets_and_scales() -> None:

@@ -124,7 +124,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     )
     names = list(RUNNERS) if args.name == "all" else [args.name]
     for name in names:
-        run_experiment(name, ctx)
+        run_experiment(name, ctx, args.repeat_seeds)
     results = write_results(ctx.out, Path(args.doc) if args.doc else None)
     print(f"wrote {results}")
     return 0
@@ -227,7 +227,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  aisketcher experiment ablation --scale toy --out /tmp/exp   # minutes: a dry run\n"
         "  aisketcher experiment all --scale cpu --out runs/experiments --doc docs/results.md\n"
         "  aisketcher experiment multiclass --scale paper --device cuda --out runs/paper\n"
-        "  aisketcher experiment diversity --scale cpu --steps 2000 --out runs/short",
+        "  aisketcher experiment diversity --scale cpu --steps 2000 --out runs/short\n"
+        "  aisketcher experiment ablation --scale cpu --out runs/experiments --repeat-seeds 1 2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument("name", choices=["ablation", "multiclass", "diversity", "all"])
@@ -243,7 +244,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--max-minutes", type=float, default=None, help="time limit per training run")
     e.add_argument("--doc", default=None, help="also write results here, e.g. docs/results.md")
     e.add_argument("--temperature", type=float, default=0.4, help="sampling temperature (0.4)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="training and sampling seed (0)")
+    e.add_argument(
+        "--repeat-seeds",
+        type=int,
+        nargs="+",
+        default=(),
+        metavar="SEED",
+        help="also train and evaluate every model at these seeds (runs in OUT/seed<k>/) and add "
+        "a table of the spread over seeds; the figures stay those of --seed",
+    )
     e.add_argument(
         "--data", default=None, help="data folder (default $AISKETCHER_DATA or ../shared/data)"
     )

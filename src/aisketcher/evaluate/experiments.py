@@ -11,8 +11,10 @@
 Every model of an experiment gets the same budget (steps, batch size, seed, layer size). Everything
 lives under one output folder: `runs/<set>-<config>` (shared between experiments, so the QD5 runs
 train once; an existing run is resumed up to the budget), `classifiers/<set>`,
-`evals/<experiment>/<set>-<config>`, `figures/`, `<experiment>.json`, and `results.md`, which
-collects the sections of every experiment done so far.
+`evals/<set>-<config>-n<samples>`, `figures/`, `<experiment>.json`, and `results.md`, which
+collects the sections of every experiment done so far. Repeats at other training seeds (for the
+spread of every number) keep their runs and evaluations in `seed<k>/` and share the classifiers:
+a measuring instrument stays fixed while the models vary.
 """
 
 from __future__ import annotations
@@ -158,9 +160,15 @@ class Context:
     temperature: float = 0.4
     max_minutes: float | None = None  # per training run
     log: Callable[[str], None] = print
+    repeat: bool = False  # a repeat at another seed: runs and evaluations in seed<k>/
+
+    @property
+    def tree(self) -> Path:
+        """Where this seed's runs and evaluations live."""
+        return self.out / f"seed{self.seed}" if self.repeat else self.out
 
     def run_dir(self, set_name: str, config: str) -> Path:
-        return self.out / "runs" / f"{set_name}-{config}"
+        return self.tree / "runs" / f"{set_name}-{config}"
 
     def figure(self, name: str) -> Path:
         folder = self.out / "figures"
@@ -253,7 +261,7 @@ def _settings(ctx: Context, samples: int, figures_on: bool = True) -> EvalSettin
 
 def evaluation_dir(ctx: Context, run: Path, samples: int) -> Path:
     """Evaluations live by run and sample count, so experiments share them."""
-    return ctx.out / "evals" / f"{run.name}-n{samples}"
+    return ctx.tree / "evals" / f"{run.name}-n{samples}"
 
 
 def _is_current(report: dict[str, Any], run: Path, settings: EvalSettings) -> bool:
@@ -354,6 +362,32 @@ def _metrics_table(rows: list[tuple[str, str, dict[str, Any]]]) -> str:
     headers = ["set", "model", *(title for _, title, _ in COLUMNS)]
     body = [[s, m, *(_fmt(r[key], d) for key, _, d in COLUMNS)] for s, m, r in rows]
     return markdown_table(headers, body)
+
+
+SPREAD_COLUMNS = ("total", "l_r", "recog_draw", "fid_draw", "precision", "recall", "diversity")
+
+
+def _spread(values: list[float], digits: int) -> str | None:
+    """Mean ± sample standard deviation of one number over seeds."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None
+    sd = float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
+    return f"{np.mean(finite):.{digits}f} ± {sd:.{digits}f}"
+
+
+def spread_table(seed_rows: list[dict[str, Any]]) -> str:
+    """One row per set and model: every seed's value of each column, as mean ± sd."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in seed_rows:
+        groups.setdefault((row["set"], row["model"]), []).append(row)
+    digits = {key: d for key, _, d in COLUMNS}
+    titles = {key: title for key, title, _ in COLUMNS}
+    body = [
+        [s, m, len(rows), *(_spread([r[k] for r in rows], digits[k]) for k in SPREAD_COLUMNS)]
+        for (s, m), rows in groups.items()
+    ]
+    return markdown_table(["set", "model", "seeds", *(titles[k] for k in SPREAD_COLUMNS)], body)
 
 
 # ----- figures that compare models -----
@@ -508,12 +542,45 @@ RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
 }
 
 
-def run_experiment(name: str, ctx: Context) -> dict[str, Any]:
-    """Train, evaluate and draw one experiment; write `<name>.json` and rewrite `results.md`."""
+def repeat_rows(name: str, ctx: Context, seed: int) -> list[dict[str, Any]]:
+    """The table rows of experiment `name` with every model trained and evaluated again at `seed`.
+
+    No figures: the repeats only give the spread of the numbers."""
+    scale = dataclasses.replace(ctx.scale, eval_figures=False)
+    rep = dataclasses.replace(ctx, seed=seed, repeat=True, scale=scale)
+    samples = scale.diversity_samples if name == "diversity" else scale.samples
+    cache: dict[str, SketchDataset] = {}
+    rows = []
+    for set_name in EXPERIMENTS[name].class_sets:
+        prepared = _prepare(rep, name, set_name, cache)
+        if prepared is None:
+            continue
+        _, runs, classifier = prepared
+        for config, run in runs.items():
+            report = _evaluate(rep, run, classifier, samples)
+            rows.append({"set": set_name, "model": config, "seed": seed, **_row(report)})
+    return rows
+
+
+def run_experiment(name: str, ctx: Context, repeat_seeds: Sequence[int] = ()) -> dict[str, Any]:
+    """Train, evaluate and draw one experiment; write `<name>.json` and rewrite `results.md`.
+
+    With `repeat_seeds`, every model is also trained and evaluated at those seeds, and the JSON
+    holds every seed's rows (`seed_rows`) for the spread."""
     if name not in RUNNERS:
         raise SketchDataError(f"unknown experiment '{name}'; choose from {', '.join(RUNNERS)}")
+    if ctx.seed in repeat_seeds:
+        raise SketchDataError(f"--repeat-seeds repeats --seed {ctx.seed}", str(ctx.out))
     ctx.out.mkdir(parents=True, exist_ok=True)
     result = RUNNERS[name](ctx)
+    if repeat_seeds:
+        result["seed_rows"] = [
+            {"set": s, "model": m, "seed": ctx.seed, **r}
+            for s, m, r in result["rows"]
+            if m != REFERENCE
+        ]
+        for seed in repeat_seeds:
+            result["seed_rows"] += repeat_rows(name, ctx, seed)
     configs = EXPERIMENTS[name].configs
     summary = {
         "experiment": name,
@@ -562,6 +629,16 @@ def _section(summary: dict[str, Any], prefix: str) -> str:
     ]
     rows = [(r["set"], r["model"], r) for r in summary["rows"]]
     lines += [_metrics_table(rows), ""]
+    if "seed_rows" in summary:
+        seeds = sorted({r["seed"] for r in summary["seed_rows"]})
+        lines += [
+            f"Spread over training seeds {', '.join(map(str, seeds))} (every model trained and "
+            f"evaluated again at each seed with the same budget; mean ± sample standard "
+            f"deviation; the table above and the figures are seed {summary['seed']}):",
+            "",
+            spread_table(summary["seed_rows"]),
+            "",
+        ]
     if name == "diversity":
         t = summary["ttest"]
         per_class = summary["per_class"]
