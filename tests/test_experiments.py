@@ -18,6 +18,7 @@ from aisketcher.evaluate.experiments import (
     SCALES,
     SPREAD_COLUMNS,
     Context,
+    growth_series,
     markdown_table,
     run_experiment,
     spread_table,
@@ -70,6 +71,7 @@ def test_every_experiment_writes_results_and_figures(experiments: tuple[Path, Pa
     multiclass = json.loads((out / "multiclass.json").read_text())
     models = {r["model"] for r in multiclass["rows"]}
     assert models == {*EXPERIMENTS["multiclass"].configs, "real sketches"}
+    assert [k for k, _ in multiclass["figures"]] == ["samples_QD5", "loss_QD5", "growth"]
     diversity = json.loads((out / "diversity.json").read_text())
     assert 0 <= diversity["ttest"]["p"] <= 1
     assert set(diversity["per_class"]) == {"ai-sketcher", "sketch-rnn-cond", "real sketches"}
@@ -82,7 +84,7 @@ def test_every_experiment_writes_results_and_figures(experiments: tuple[Path, Pa
             "Sketches per split (the paper had 70,000 training sketches per class): QD5: " in text
         )
         links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
-        assert len(links) == 3 + 2 + 1
+        assert len(links) == 3 + 3 + 1
         for link in links:
             assert (folder / link).is_file(), link
 
@@ -151,6 +153,18 @@ def testspread_table_gives_mean_and_sample_sd() -> None:
     ]
     table = spread_table(rows)
     assert table.splitlines()[2].startswith("| QD5 | m | 2 | 2.000 ± 1.414 |")
+
+
+def test_growth_series_follow_the_number_of_classes() -> None:
+    row = dict.fromkeys(("total", "recog_draw", "fid_draw"), 1.0)
+    rows = [
+        ("QD5", "m", row),
+        ("QD10", "m", {**row, "total": 0.5}),
+        ("QD5", "real", {**row, "total": None}),
+    ]
+    series = growth_series(rows, {"QD5": ["a"] * 5, "QD10": ["a"] * 10})
+    assert series["test loss"] == {"m": [(5, 1.0), (10, 0.5)]}  # the reference row has no loss
+    assert series["recognizability of drawings"]["real"] == [(5, 1.0)]
 
 
 def test_class_sets_and_scales() -> None:

@@ -4,7 +4,7 @@
   QD5 (the paper used FaceX, which is not public): translations (Figure 2), t-SNE of 30 latents per
   class per model (Figure 3a), loss curves (Figure 3b), a table of every metric.
 - multiclass: sketch-rnn-cond, sketch-pix2seq, ai-sketcher on QD5, QD10, QD15 and QD20 (Figure 4:
-  samples and total loss), with the metrics table.
+  samples, and test loss, recognizability and FID against the number of classes), with the table.
 - diversity: 50 sketches in each of the 5 QD5 classes from ai-sketcher and sketch-rnn-cond; mean
   pairwise pHash distance, unpaired t-test (Figure 5).
 
@@ -491,7 +491,30 @@ def run_multiclass(ctx: Context) -> dict[str, Any]:
             {c: r / "metrics.csv" for c, r in runs.items()},
             ctx.figure(f"multiclass-loss-{set_name}.png"),
         )
+    if rows:
+        figs["growth"] = figures.growth_figure(
+            growth_series(rows, class_sets), ctx.figure("multiclass-growth.png")
+        )
     return {"classes": class_sets, "rows": rows, "figures": figs}
+
+
+GROWTH = (
+    ("total", "test loss"),
+    ("recog_draw", "recognizability of drawings"),
+    ("fid_draw", "FID of drawings"),
+)
+
+
+def growth_series(
+    rows: list[tuple[str, str, dict[str, Any]]], class_sets: dict[str, list[str]]
+) -> dict[str, dict[str, list]]:
+    """Figure 4's measures against the number of classes, per model, from the table's rows."""
+    series: dict[str, dict[str, list]] = {title: {} for _, title in GROWTH}
+    for set_name, model, row in rows:
+        for key, title in GROWTH:
+            if row[key] is not None:
+                series[title].setdefault(model, []).append((len(class_sets[set_name]), row[key]))
+    return series
 
 
 def run_diversity(ctx: Context) -> dict[str, Any]:

@@ -180,3 +180,31 @@ def distribution_figure(
     path = Path(path)
     fig.savefig(path, dpi=100)
     return path
+
+
+def growth_figure(
+    series: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], path: str | Path
+) -> Path:
+    """The paper's Figure 4 as curves: one panel per measure, one line per model, against the number
+    of classes. `series[measure][model]` holds (number of classes, value) points."""
+    if not series:
+        raise SketchDataError("nothing to plot")
+    names = list(dict.fromkeys(name for models in series.values() for name in models))
+    colour = dict(zip(names, _colours(len(names)), strict=True))  # one colour a model everywhere
+    fig = Figure(figsize=(4.3 * len(series), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(series), squeeze=False)[0]
+    for ax, (measure, models) in zip(axes, series.items(), strict=True):
+        for name, points in models.items():
+            x, y = zip(*sorted(points), strict=True)
+            ax.plot(x, y, "o-", color=colour[name], ms=4, label=name)
+            ax.set_xticks(x)
+        ax.set_title(measure, fontsize=10)
+        ax.set_xlabel("classes")
+    fig.legend(
+        *max((ax.get_legend_handles_labels() for ax in axes), key=lambda h: len(h[1])),
+        loc="outside right upper",
+        fontsize=8,
+    )
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    return path
