@@ -110,6 +110,21 @@ def test_an_experiment_again_reuses_runs_and_evaluations(
     assert "QD5-ai-sketcher: already trained" in printed
 
 
+@pytest.mark.slow
+def test_evaluations_are_reused_however_the_folder_is_spelled(
+    experiments: tuple[Path, Path, int],
+    quickdraw_dir: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out, _, _ = experiments
+    monkeypatch.chdir(out.parent)  # a relative --out: the raster cache gets another path
+    capsys.readouterr()
+    args = ["experiment", "diversity", "--scale", "toy", "--out", out.name]
+    assert main([*args, "--data", str(quickdraw_dir)]) == 0
+    assert "evaluating" not in capsys.readouterr().out
+
+
 def test_a_run_of_another_scale_is_not_resumed(
     experiments: tuple[Path, Path, int], quickdraw_dir: Path
 ) -> None:

@@ -266,7 +266,7 @@ def evaluation_dir(ctx: Context, run: Path, samples: int) -> Path:
 
 def _is_current(report: dict[str, Any], run: Path, settings: EvalSettings) -> bool:
     """Whether `report` evaluated the run's present checkpoint with these settings."""
-    same_settings = report.get("settings") == settings.to_dict()
+    same_settings = settings.matches(report.get("settings", {}))
     return same_settings and report["model"]["step"] == checkpoint_step(run)
 
 

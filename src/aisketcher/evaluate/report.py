@@ -54,10 +54,16 @@ class EvalSettings:
     batch_size: int = 100
     figures: bool = True  # write the PNG figures (the numbers do not depend on them)
     data_dir: str | None = None  # default: the run's own data files, else the default data folder
-    raster_cache: str | None = None
+    raster_cache: str | None = None  # where rasters are cached: not part of what is measured
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def matches(self, recorded: dict[str, Any]) -> bool:
+        """Whether settings recorded in a report are these, wherever its raster cache was."""
+        return {**recorded, "raster_cache": None} == dataclasses.replace(
+            self, raster_cache=None
+        ).to_dict()
 
 
 @dataclass
