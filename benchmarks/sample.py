@@ -2,12 +2,12 @@
 
 python benchmarks/sample.py [--sizes default,paper] [--sketches 20] [--batch 1000] [--threads 1]
 
-Measured with the project's own sampler (`aisketcher.generate.sample_sequences`, the recurrent state
-kept between steps), class-only drawing as `aisketcher draw` does it. Baseline, in the same process:
+Measured with the project's own sampler (`aisketcher.sampler.Sampler`, the recurrent state and the
+influence memory kept between steps), class-only drawing as `aisketcher draw` does it. Baseline, in the same process:
 a plain Sketch-RNN decoder step of the same size on `torch.nn.LSTMCell` with the same point sampler
 (no attention, no layer norm), so the ratio shows what the AI-Sketcher parts cost per point.
 
-- default: the built-in model (its reference encodings feed the influence layer).
+- default: the built-in model (its own points feed the influence layer's memory).
 - paper: an AI-Sketcher of the paper's size with random weights, 20 classes, its end-of-sketch
   logit pushed down so that every row runs --paper-steps steps; the figures are per point.
 """
@@ -25,10 +25,11 @@ import torch
 from torch import nn
 
 from aisketcher.api import Sketcher
-from aisketcher.generate import class_latent, make_generator, sample_sequences
+from aisketcher.latents import class_latent
 from aisketcher.model.config import make_config
 from aisketcher.model.mixture import sample_points
 from aisketcher.model.sketcher import SketchModel
+from aisketcher.sampler import Sampler, make_generator
 
 
 class PlainDecoder(nn.Module):
@@ -56,29 +57,31 @@ def _points(sketches: list, max_steps: int) -> int:
     return sum(min(len(s) + 1, max_steps) for s in sketches)
 
 
-def time_single(model: SketchModel, labels: list[int], bank, args, steps: int | None) -> float:
+def time_single(model: SketchModel, labels: list[int], args, steps: int | None) -> float:
     """Milliseconds per decoder step drawing one sketch at a time."""
     total_points, total_time = 0, 0.0
     for i, label in enumerate(labels):
-        latent = class_latent(model, [label], i, bank)
+        latent = class_latent(model, [label], i)
         gen = make_generator(model.output.weight.device, i)
         start = time.perf_counter()
-        drawn = sample_sequences(
+        sampler = Sampler(
             model, latent, 1, temperature=args.temperature, generator=gen, max_steps=steps
         )
+        drawn = sampler.run()
         _sync(model.output.weight.device)
         total_time += time.perf_counter() - start
         total_points += _points(drawn, steps or model.config.max_seq_len)
     return total_time / total_points * 1e3
 
 
-def time_batch(model: SketchModel, labels: list[int], bank, args, steps: int | None):
-    latent = class_latent(model, labels, 0, bank)
+def time_batch(model: SketchModel, labels: list[int], args, steps: int | None):
+    latent = class_latent(model, labels, 0)
     gen = make_generator(model.output.weight.device, 0)
     start = time.perf_counter()
-    drawn = sample_sequences(
+    sampler = Sampler(
         model, latent, len(labels), temperature=args.temperature, generator=gen, max_steps=steps
     )
+    drawn = sampler.run()
     _sync(model.output.weight.device)
     seconds = time.perf_counter() - start
     return seconds, _points(drawn, steps or model.config.max_seq_len) / len(drawn)
@@ -102,15 +105,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def load(size: str, device: str) -> tuple[SketchModel, object, int]:
+def load(size: str, device: str) -> tuple[SketchModel, int]:
     if size == "default":
         sketcher = Sketcher.load(device=device)
-        return sketcher.model, sketcher.bank(), len(sketcher.class_names)
+        return sketcher.model, len(sketcher.class_names)
     torch.manual_seed(0)
     model = SketchModel(make_config("ai-sketcher", size, num_classes=20))
     with torch.no_grad():
         model.output.bias[2] = -1e4  # the pen logits come first; the third ends the sketch
-    return model.to(device).eval(), None, 20
+    return model.to(device).eval(), 20
 
 
 def main() -> None:
@@ -136,15 +139,15 @@ def main() -> None:
     )
     results = {}
     for size in args.sizes.split(","):
-        model, bank, classes = load(size, args.device)
+        model, classes = load(size, args.device)
         cfg = model.config
         steps = None if size == "default" else args.paper_steps
         labels = [i % classes for i in range(args.sketches)]
-        time_single(model, labels[:2], bank, args, steps)  # warm-up
-        per_point = time_single(model, labels, bank, args, steps)
+        time_single(model, labels[:2], args, steps)  # warm-up
+        per_point = time_single(model, labels, args, steps)
         batch = args.batch if size == "default" else args.paper_batch
         batch_labels = [i % classes for i in range(batch)]
-        seconds, mean_points = time_batch(model, batch_labels, bank, args, steps)
+        seconds, mean_points = time_batch(model, batch_labels, args, steps)
         plain = PlainDecoder(cfg.z_size, cfg.dec_rnn_size, cfg.num_mixture).to(args.device)
         plain_single = time_plain(plain, cfg.z_size, 1, 100, args)
         results[size] = {
@@ -160,7 +163,7 @@ def main() -> None:
         }
         print(
             f"\n{size}: {cfg.name}, {cfg.cell} decoder {cfg.dec_rnn_size}, "
-            f"{'reference encodings' if bank is not None else 'random weights, no references'}"
+            f"{'trained' if size == 'default' else 'random weights'}"
         )
         print(
             f"  one sketch at a time: {per_point:.3f} ms per point "

@@ -132,15 +132,16 @@ def test_collate_builds_stroke5_with_start_token():
     a = np.array([[1, 2, 0], [3, 4, 1]], dtype=np.float32)
     b = np.array([[5, 6, 1]], dtype=np.float32)
     batch = collate([a, b], np.array([3, 7]))
-    assert batch.strokes.shape == (2, 3, 5)
+    # magenta's pad_batch: S0, then every sketch's rows and at least one (0, 0, 0, 0, 1) row
+    assert batch.strokes.shape == (2, 4, 5)
     assert np.array_equal(batch.strokes[:, 0].numpy(), np.stack([START_TOKEN] * 2))
-    assert batch.strokes[0, 1:].tolist() == [[1, 2, 1, 0, 0], [3, 4, 0, 1, 0]]
-    assert batch.strokes[1, 1:].tolist() == [[5, 6, 0, 1, 0], [0, 0, 0, 0, 1]]
+    assert batch.strokes[0, 1:].tolist() == [[1, 2, 1, 0, 0], [3, 4, 0, 1, 0], [0, 0, 0, 0, 1]]
+    assert batch.strokes[1, 1:].tolist() == [[5, 6, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1]]
     assert batch.lengths.tolist() == [2, 1]
     assert batch.labels.tolist() == [3, 7]
-    assert batch.mask.tolist() == [[1, 1], [1, 0]]
+    assert batch.mask.tolist() == [[1, 1, 0], [1, 0, 0]]
     assert batch.rasters is None
-    assert collate([a, b], np.array([0, 0]), pad_to=6).strokes.shape == (2, 7, 5)
+    assert collate([a, b], np.array([0, 0]), pad_to=6).strokes.shape == (2, 8, 5)
 
 
 def padding(lengths: np.ndarray, batches: list[np.ndarray]) -> float:

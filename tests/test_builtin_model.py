@@ -14,10 +14,12 @@ from aisketcher.cli.train import DEFAULT_CLASSES
 def test_builtin_model_is_complete_and_small() -> None:
     folder = builtin_model_dir()
     sizes = {p.name: p.stat().st_size for p in folder.iterdir()}
-    assert {"model.safetensors", "config.json", "reference.safetensors"} <= set(sizes)
+    # Weights and config only: no stored sketches or encodings of them to draw from.
+    assert set(sizes) == {"model.safetensors", "config.json"}
     assert sum(sizes.values()) <= 20 * 2**20
     info = json.loads((folder / "config.json").read_text())
     assert info["model"]["name"] == "ai-sketcher"
+    assert info["model"]["influence_memory"] == "drawn"
     assert info["data"]["classes"] == DEFAULT_CLASSES.split(",")
     assert info["record"]["step"] > 0
 

@@ -32,7 +32,8 @@ def config(preset: str = "ai-sketcher", **overrides: object) -> ModelConfig:
 
 
 def hand_batch():
-    """Two sketches of 3 and 2 points, padded to 3: targets have one padding row."""
+    """Two sketches of 3 and 2 points: 4 target rows, so that each ends in an end-of-sketch row
+    (p3), as every sketch of a magenta batch does."""
     s1 = np.array([[0.5, -0.2, 0], [0.1, 0.3, 1], [-0.4, 0.2, 1]], dtype=np.float32)
     s2 = np.array([[0.3, 0.3, 0], [-0.2, 0.1, 1]], dtype=np.float32)
     rasters = np.array([np.eye(4), np.ones((4, 4))], dtype=np.uint8)
@@ -42,11 +43,11 @@ def hand_batch():
 def fixed_values(rng: np.random.Generator, mu_scale: float = 1.0) -> dict[str, np.ndarray]:
     """A fixed model output y and latents, as NumPy arrays."""
     return {
-        "y": rng.normal(scale=0.7, size=(2, 3, 3 + 6 * M)),
+        "y": rng.normal(scale=0.7, size=(2, 4, 3 + 6 * M)),
         "mu_s": mu_scale * rng.normal(size=(2, Z)),
         "log_var_s": rng.normal(scale=0.5, size=(2, Z)),
-        "mu_a": mu_scale * rng.normal(size=(2, 3, NA)),
-        "log_var_a": rng.normal(scale=0.5, size=(2, 3, NA)),
+        "mu_a": mu_scale * rng.normal(size=(2, 4, NA)),
+        "log_var_a": rng.normal(scale=0.5, size=(2, 4, NA)),
         "recon": rng.random((2, 1, 4, 4)),
     }
 

@@ -49,19 +49,22 @@ def test_collate_start_token_padding_and_mask() -> None:
     s1 = np.array([[1, 2, 0], [3, 4, 1], [5, 6, 1]], dtype=np.float32)
     s2 = np.array([[7, 8, 1]], dtype=np.float32)
     batch = collate([s1, s2], np.array([1, 0]))
-    assert batch.strokes.shape == (2, 4, 5)
+    # S0 and longest + 1 rows: the longest sketch too ends in an end-of-sketch row, as every
+    # sketch does in magenta's padded batches.
+    assert batch.strokes.shape == (2, 5, 5)
     assert batch.lengths.tolist() == [3, 1]
     assert batch.labels.tolist() == [1, 0] and batch.labels.dtype == torch.long
     assert batch.rasters is None
     for row in batch.strokes[:, 0]:
         assert row.tolist() == START_TOKEN.tolist() == [0, 0, 1, 0, 0]
-    np.testing.assert_array_equal(batch.strokes[0, 1:].numpy(), stroke3_to_stroke5(s1))
+    np.testing.assert_array_equal(batch.strokes[0, 1:4].numpy(), stroke3_to_stroke5(s1))
+    assert batch.strokes[0, 4].tolist() == [0, 0, 0, 0, 1]
     np.testing.assert_array_equal(batch.strokes[1, 1:2].numpy(), stroke3_to_stroke5(s2))
-    assert batch.strokes[1, 2:].tolist() == [[0, 0, 0, 0, 1]] * 2  # p3 = 1 padding rows
-    assert batch.mask.tolist() == [[1, 1, 1], [1, 0, 0]]
-    padded = collate([s1, s2], np.array([1, 0]), pad_to=6)
-    assert padded.strokes.shape == (2, 7, 5)
-    assert padded.strokes[0, 4:, 4].tolist() == [1, 1, 1]
+    assert batch.strokes[1, 2:].tolist() == [[0, 0, 0, 0, 1]] * 3  # p3 = 1 padding rows
+    assert batch.mask.tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
+    padded = collate([s1, s2], np.array([1, 0]), pad_to=6)  # N_max + 1 rows, as magenta
+    assert padded.strokes.shape == (2, 8, 5)
+    assert padded.strokes[0, 4:, 4].tolist() == [1, 1, 1, 1]
     assert padded.mask.sum(1).tolist() == [3, 1]
 
 
@@ -80,11 +83,13 @@ def test_encoder_zero_on_padding_and_last_real_point() -> None:
     hidden = 6
     encoder = SketchEncoder("layer_norm", hidden).eval()
     lengths = torch.tensor([5, 2, 4])
-    strokes = torch.randn(3, 5, 5)
-    h_enc, states = encoder(strokes, lengths)
+    strokes = torch.randn(3, 6, 5)  # row 0 stands for S0, which the encoder does not read
+    out = encoder(strokes, lengths)
+    h_enc, states, drawn = out.h_enc, out.bidirectional(), out.drawn()
     assert h_enc.shape == (3, 2 * hidden) and states.shape == (3, 5, 2 * hidden)
+    assert drawn.shape == (3, 5, hidden)
     for i, n in enumerate(lengths.tolist()):
-        x = strokes[i, :n].unsqueeze(1)  # the sketch alone, unpadded, time-major
+        x = strokes[i, 1 : n + 1].unsqueeze(1)  # the sketch alone, unpadded, time-major
         fw, _ = encoder.forward_cell(x)
         bw, _ = encoder.backward_cell(x.flip(0))
         bw = bw.flip(0)
@@ -92,17 +97,21 @@ def test_encoder_zero_on_padding_and_last_real_point() -> None:
         torch.testing.assert_close(h_enc[i, hidden:], bw[0, 0])  # backward: back at the first
         torch.testing.assert_close(states[i, :n], torch.cat([fw, bw], -1)[:, 0])
         assert not states[i, n:].any()
+        # drawn row t: the forward state after points 1..t (row 0: nothing drawn, zero state)
+        assert not drawn[i, 0].any()
+        torch.testing.assert_close(drawn[i, 1:n], fw[: n - 1, 0])
 
 
 def test_encoder_ignores_padding_values() -> None:
     torch.manual_seed(0)
     encoder = SketchEncoder("lstm", 4).eval()
     lengths = torch.tensor([3, 5])
-    strokes = torch.randn(2, 5, 5)
+    strokes = torch.randn(2, 6, 5)
     noisy = strokes.clone()
-    noisy[0, 3:] = 100.0
-    for a, b in zip(encoder(strokes, lengths), encoder(noisy, lengths), strict=True):
-        torch.testing.assert_close(a, b)
+    noisy[0, 4:] = 100.0
+    a, b = encoder(strokes, lengths), encoder(noisy, lengths)
+    torch.testing.assert_close(a.h_enc, b.h_enc)
+    torch.testing.assert_close(a.bidirectional(), b.bidirectional())
 
 
 # ----- influence layer -----
@@ -224,8 +233,8 @@ def test_forward_shapes_per_preset(preset: str) -> None:
     batch = tiny_batch([4, 2, 3])
     out = model(batch.strokes, batch.lengths, batch.labels, batch.rasters)
     m = cfg.num_mixture
-    assert out.mixture.logits.shape == (3, 4, m)
-    assert out.mixture.pen_logits.shape == (3, 4, 3)
+    assert out.mixture.logits.shape == (3, 5, m)  # longest + 1 targets
+    assert out.mixture.pen_logits.shape == (3, 5, 3)
     latent = out.latent
     assert (latent.c is not None) == cfg.conditional
     assert (latent.z_s is not None) == cfg.has_latent
@@ -236,8 +245,11 @@ def test_forward_shapes_per_preset(preset: str) -> None:
         assert latent.z_r.shape == (3, cfg.raster_z_size)
         assert latent.raster_recon.shape == (3, 1, 128, 128)
     if cfg.use_influence:
-        assert out.mu_a.shape == out.log_var_a.shape == (3, 4, cfg.enc_state_size)
-        assert latent.memory.shape == (3, 4, cfg.enc_state_size)
+        assert out.mu_a.shape == out.log_var_a.shape == (3, 5, cfg.memory_size)
+        if cfg.influence_memory == "drawn":  # built from the decoder's inputs, not per sketch
+            assert cfg.memory_size == cfg.enc_rnn_size and latent.memory is None
+        else:
+            assert latent.memory.shape == (3, 5, cfg.enc_state_size) == (3, 5, cfg.memory_size)
     else:
         assert out.mu_a is None and out.log_var_a is None
     assert model.decoder.input_size == cfg.decoder_input_size
@@ -245,11 +257,13 @@ def test_forward_shapes_per_preset(preset: str) -> None:
 
 def test_decoder_input_size_is_eq5() -> None:
     cfg = tiny_config()
-    assert cfg.decoder_input_size == 8 + 8 + 2 * 16 + 2 + 5  # [z_s; z_r; a_d; c; s_i]
+    assert cfg.decoder_input_size == 8 + 8 + 16 + 2 + 5  # [z_s; z_r; a_d; c; s_i]
+    paper = tiny_config("ai-sketcher-paper-memory")  # a_d from bidirectional states, 2 x 16
+    assert paper.decoder_input_size == 8 + 8 + 2 * 16 + 2 + 5
     assert tiny_config("sketch-rnn-decoder").decoder_input_size == 5
 
 
-@pytest.mark.parametrize("preset", ["ai-sketcher", "sketch-rnn"])
+@pytest.mark.parametrize("preset", ["ai-sketcher", "ai-sketcher-paper-memory", "sketch-rnn"])
 def test_teacher_forced_decode_equals_step_by_step(preset: str) -> None:
     """Training (`decode`) and sampling (`decode_step`) run the same computation."""
     torch.manual_seed(0)
@@ -257,7 +271,7 @@ def test_teacher_forced_decode_equals_step_by_step(preset: str) -> None:
     batch = tiny_batch([4, 2])
     with torch.no_grad():
         latent = model.encode(
-            batch.strokes[:, 1:], batch.lengths, batch.labels, batch.rasters, sample=False
+            batch.strokes, batch.lengths, batch.labels, batch.rasters, sample=False
         )
         torch.manual_seed(1)
         mixture, mu_a, _ = model.decode(batch.strokes[:, :-1], latent)
@@ -280,7 +294,7 @@ def test_encode_without_sampling_and_class_condition() -> None:
     torch.manual_seed(0)
     model = SketchModel(tiny_config("sketch-rnn-cond")).eval()
     batch = tiny_batch([3, 3])
-    strokes = batch.strokes[:1, 1:].expand(2, -1, -1)
+    strokes = batch.strokes[:1].expand(2, -1, -1)
     lengths, labels = batch.lengths[:1].expand(2), torch.tensor([0, 1])
     latent = model.encode(strokes, lengths, labels, None, sample=False)
     assert torch.equal(latent.z_s, latent.mu_s)

@@ -19,24 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
-from aisketcher.generate import (
-    ReferenceBank,
-    build_reference_bank,
-    class_latent,
-    encode_sketches,
-    make_generator,
-    sample_sequences,
-)
+from aisketcher.latents import class_latent, encode_sketches
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import Latent, SketchModel
+from aisketcher.sampler import sample
 from aisketcher.sketch import Sketch
 from aisketcher.train.checkpoint import load_weights, read_checkpoint, write_json
 
 SketchInput = Sketch | np.ndarray | Sequence
-REFERENCE_FILE = "reference.safetensors"
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -54,25 +48,14 @@ def _as_sketch(item: SketchInput) -> Sketch:
 
 
 class Sketcher:
-    """A model with what it needs to draw: class names, scale factor and reference encodings."""
+    """A model with what it needs to draw: class names and the scale factor of its data."""
 
     def __init__(
-        self,
-        model: SketchModel,
-        class_names: list[str],
-        scale_factor: float,
-        *,
-        bank: ReferenceBank | None = None,
-        reference_sketches: tuple[list[np.ndarray], list[int]] | None = None,
-        data_sources: list[str] | None = None,
-        source: str = "",
+        self, model: SketchModel, class_names: list[str], scale_factor: float, *, source: str = ""
     ) -> None:
         self.model = model.eval()
         self.class_names = class_names
         self.scale_factor = scale_factor
-        self._bank = bank
-        self._reference_sketches = reference_sketches
-        self._data_sources = data_sources
         self.source = source
 
     # ----- loading -----
@@ -101,17 +84,7 @@ class Sketcher:
         load_weights(model, tensors, str(weights))
         model.to(device)
         data = info["data"]
-        bank = None
-        if (path / REFERENCE_FILE).is_file():
-            bank = _read_bank(path / REFERENCE_FILE)
-        return cls(
-            model,
-            list(data["classes"]),
-            float(data["scale_factor"]),
-            bank=bank,
-            data_sources=data.get("sources"),
-            source=str(path),
-        )
+        return cls(model, list(data["classes"]), float(data["scale_factor"]), source=str(path))
 
     def class_index(self, name: str | int) -> int:
         if isinstance(name, int):
@@ -134,75 +107,26 @@ class Sketcher:
     def device(self) -> torch.device:
         return self.model.output.weight.device
 
-    # ----- references for class-only drawing -----
-    def bank(self) -> ReferenceBank | None:
-        cfg = self.model.config
-        if not (cfg.use_influence or cfg.use_autoencoder):
-            return None
-        if self._bank is None:
-            refs = self.reference_sketches()
-            if refs is not None:
-                self._bank = build_reference_bank(self.model, *refs)
-        return self._bank
-
-    def reference_sketches(self) -> tuple[list[np.ndarray], list[int]] | None:
-        """Normalised reference sketches and labels: those given, or the run's training data."""
-        if self._reference_sketches is None and self._data_sources:
-            self._reference_sketches = self._training_references()
-        return self._reference_sketches
-
-    def _training_references(
-        self, per_class: int = 32
-    ) -> tuple[list[np.ndarray], list[int]] | None:
-        """Up to `per_class` training sketches of each class, when the run's data is at hand."""
-        from aisketcher.data.dataset import load_dataset
-
-        if not all(Path(p).is_file() for p in self._data_sources or []):
-            return None
-        train = load_dataset(
-            self._data_sources,
-            splits=("train",),
-            scale_factor=self.scale_factor,
-            max_seq_len=self.model.config.max_seq_len,
-        )["train"]
-        keep = [
-            i
-            for c in range(len(self.class_names))
-            for i in np.flatnonzero(train.labels == c)[:per_class]
-        ]
-        return [train.sketches[i] for i in keep], [int(train.labels[i]) for i in keep]
-
-    def use_references(self, sketches: list[np.ndarray], labels: list[int]) -> None:
-        """Normalised training sketches to take attention memory and z_r from when drawing."""
-        self._reference_sketches = (sketches, labels)
-        self._bank = None
-
-    def export(self, out_dir: str | Path, record: dict | None = None, per_class: int = 8) -> Path:
-        """Weights, config and reference encodings (not the sketches) in a self-contained folder."""
+    def export(
+        self, out_dir: str | Path, record: dict | None = None, *, half: bool = False
+    ) -> Path:
+        """Weights (with the z_r prior) and config in a self-contained folder; `half` stores the
+        weights as float16 (half the size; they load back into float32)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        dtype = torch.float16 if half else None
         tensors = {
-            f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()
+            f"model.{k}": v.detach().cpu().to(dtype).contiguous()
+            for k, v in self.model.state_dict().items()
         }
-        save_file(tensors, str(out / WEIGHTS_FILE), metadata={"aisketcher": "{}"})
+        with atomic_path(out / WEIGHTS_FILE) as tmp:
+            save_file(tensors, str(tmp), metadata={"aisketcher": "{}"})
         info = {
             "model": self.model.config.to_dict(),
             "data": {"classes": self.class_names, "scale_factor": self.scale_factor},
             **({"record": record} if record else {}),
         }
         write_json(out / "config.json", info)
-        refs = self.reference_sketches()
-        if refs is not None:
-            sketches, labels = refs
-            keep = [
-                i
-                for c in range(len(self.class_names))
-                for i in np.flatnonzero(np.asarray(labels) == c)[:per_class]
-            ]
-            bank = build_reference_bank(
-                self.model, [sketches[i] for i in keep], [labels[i] for i in keep]
-            )
-            _write_bank(out / REFERENCE_FILE, bank)
         return out
 
     # ----- drawing -----
@@ -229,27 +153,22 @@ class Sketcher:
         self, latent: Latent, labels: list[int], temperature: float, seed: int | None, prefix=None
     ) -> list[Sketch]:
         _check_temperature(temperature)
-        generator = make_generator(self.device, seed)
-        drawn = sample_sequences(
-            self.model,
-            latent,
-            len(labels),
-            temperature=temperature,
-            generator=generator,
-            prefix=prefix,
+        drawn = sample(
+            self.model, latent, len(labels), temperature=temperature, seed=seed, prefix=prefix
         )
         return self.to_sketches(drawn, labels)
 
     def draw(
         self, cls: str | int, count: int = 1, *, temperature: float = 0.4, seed: int | None = None
     ) -> list[Sketch]:
-        """Class-only drawing: z_s ~ N(0, I); memory and z_r from a random reference of the class."""
+        """Class-only drawing: z_s ~ N(0, I), z_r from the class's prior; the model's own points fill
+        the influence memory as it draws."""
         labels = [self.class_index(cls)] * count
         return self._sample(self.class_latent(labels, seed), labels, temperature, seed)
 
     def class_latent(self, labels: list[int], seed: int | None) -> Latent:
-        """What to decode from class labels alone (see `generate.class_latent`), seeded."""
-        return class_latent(self.model, labels, seed, self.bank())
+        """What to decode from class labels alone (see `latents.class_latent`), seeded."""
+        return class_latent(self.model, labels, seed)
 
     def encode(self, sketches: list[Sketch], labels: list[int]) -> Latent:
         """Encode sketches (pixel units) under the given class indices; z_s = mu_s."""
@@ -280,7 +199,8 @@ class Sketcher:
         temperature: float = 0.4,
         seed: int | None = None,
     ) -> list[Sketch]:
-        """The paper's Figure 2: one input sketch decoded under each target class c."""
+        """The paper's Figure 2: one input sketch encoded under each target class c (z_s, z_r) and
+        drawn anew; the class vector decides the class."""
         item = _as_sketch(sketch)
         labels = [self.class_index(c) for c in (classes or range(len(self.class_names)))]
         latent = self.encode([item] * len(labels), labels)
@@ -295,11 +215,11 @@ class Sketcher:
         temperature: float = 0.4,
         seed: int | None = None,
     ) -> list[Sketch]:
-        """Finish a started drawing `count` ways.
+        """Finish a started drawing `count` ways; the model decides where each ending stops.
 
-        The decoder is fed the user's points and continues from the class's latent (as `draw`):
-        encoding the unfinished start instead would describe it as a whole sketch, and the
-        decoder would end right after it.
+        The user's points prime the decoder and fill the influence memory; z_s and z_r come from
+        the class as in `draw`: an encoding of the unfinished start would describe it as a whole
+        sketch, and the decoder would end right after it.
         """
         labels = [self.class_index(cls)] * count
         prefix_s3 = self.normalise(_as_sketch(prefix))
@@ -317,8 +237,8 @@ class Sketcher:
     ) -> list[Sketch]:
         """Sketches along the line from a's latent to b's (z_s, z_r and c mixed linearly).
 
-        The influence layer's memory cannot be mixed (the sketches differ in length): the first
-        half of the path refers to a's encoder states, the second half to b's.
+        With the paper-literal memory, which cannot be mixed (the sketches differ in length), the
+        first half of the path refers to a's encoder states, the second half to b's.
         """
         sa, sb = _as_sketch(a), _as_sketch(b)
         la = self.class_index(classes[0] if classes else (sa.label or 0))
@@ -342,25 +262,3 @@ class Sketcher:
 def _check_temperature(temperature: float) -> None:
     if not 0.01 <= temperature <= 2.0:
         raise SketchDataError(f"temperature must be within [0.01, 2.0], got {temperature}")
-
-
-def _write_bank(path: Path, bank: ReferenceBank) -> None:
-    tensors = {"lengths": bank.lengths, "labels": bank.labels}
-    if bank.memory is not None:
-        tensors["memory"] = bank.memory.half().contiguous()
-    if bank.z_r is not None:
-        tensors["z_r"] = bank.z_r.half().contiguous()
-    save_file(tensors, str(path))
-
-
-def _read_bank(path: Path) -> ReferenceBank:
-    try:
-        t = load_file(str(path))
-        return ReferenceBank(
-            memory=t["memory"].float() if "memory" in t else None,
-            lengths=t["lengths"],
-            z_r=t["z_r"].float() if "z_r" in t else None,
-            labels=t["labels"],
-        )
-    except Exception as exc:
-        raise SketchDataError(f"unreadable reference encodings: {exc}", str(path)) from None

@@ -159,16 +159,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from aisketcher.api import Sketcher
 
     sketcher = Sketcher.load(args.run, checkpoint=args.checkpoint)
-    refs = sketcher.reference_sketches()
-    if refs is None and (
-        sketcher.model.config.use_influence or sketcher.model.config.use_autoencoder
-    ):
-        raise SketchDataError(
-            "the run's training data is needed to export reference encodings", args.run
-        )
-    out = sketcher.export(
-        args.out, record=training_record(Path(args.run), args.checkpoint), per_class=args.per_class
-    )
+    record = training_record(Path(args.run), args.checkpoint)
+    out = sketcher.export(args.out, record=record, half=args.half)
     print(f"exported {args.run} ({args.checkpoint}) to {out}")
     return 0
 
@@ -279,8 +271,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="package a trained run as a self-contained model folder",
-        description="Writes model.safetensors (weights only), config.json and reference.safetensors "
-        "(encodings of a few training sketches per class, for class-only drawing without the data).",
+        description="Writes model.safetensors (the weights, with the fitted z_r prior for "
+        "class-only drawing) and config.json (the config and the training record).",
         epilog="example:\n  aisketcher export runs/default --out my_model && aisketcher draw cat --model my_model",
         formatter_class=fmt,
     )
@@ -288,6 +280,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument(
-        "--per-class", type=int, default=8, help="reference encodings per class (default 8)"
+        "--half", action="store_true", help="store the weights as float16 (half the size)"
     )
     p.set_defaults(func=cmd_export)

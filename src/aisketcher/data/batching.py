@@ -86,13 +86,17 @@ def collate(
     rasters: np.ndarray | None = None,
     pad_to: int | None = None,
 ) -> Batch:
-    """Stack stroke-3 sketches into a stroke-5 batch with S0 prepended and p3 = 1 padding rows."""
+    """Stack stroke-3 sketches into a stroke-5 batch with S0 prepended and p3 = 1 padding rows.
+
+    The batch holds (longest or `pad_to`) + 1 target rows, so that every sketch, the longest too,
+    ends in at least one end-of-sketch row (spec 2.6): the decoder must learn where each one stops.
+    """
     lengths = np.array([len(s) for s in sketches], dtype=np.int64)
-    longest = int(lengths.max()) if pad_to is None else pad_to
-    out = np.empty((len(sketches), longest + 1, 5), dtype=np.float32)
+    targets = (int(lengths.max()) if pad_to is None else pad_to) + 1
+    out = np.empty((len(sketches), targets + 1, 5), dtype=np.float32)
     out[:, 0] = START_TOKEN
     for i, s in enumerate(sketches):
-        out[i, 1:] = stroke3_to_stroke5(s, longest)
+        out[i, 1:] = stroke3_to_stroke5(s, targets)
     raster_tensor = None
     if rasters is not None:
         raster_tensor = torch.from_numpy(rasters.astype(np.float32)).unsqueeze(1)

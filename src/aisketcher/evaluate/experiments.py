@@ -51,8 +51,9 @@ from aisketcher.evaluate.report import (
     latent_vectors,
     load_sets,
 )
-from aisketcher.generate import encode_sketches, make_generator, sample_sequences
+from aisketcher.latents import encode_sketches
 from aisketcher.model.config import ModelConfig, make_config
+from aisketcher.sampler import sample
 from aisketcher.train.checkpoint import read_checkpoint, write_json
 from aisketcher.train.trainer import TrainConfig, Trainer
 
@@ -399,13 +400,7 @@ def _translations(
     for sk in sketchers.values():
         k = len(sk.class_names)
         latent = encode_sketches(sk.model, [source] * k, list(range(k)))
-        drawn = sample_sequences(
-            sk.model,
-            latent,
-            k,
-            temperature=ctx.temperature,
-            generator=make_generator(sk.device, ctx.seed),
-        )
+        drawn = sample(sk.model, latent, k, temperature=ctx.temperature, seed=ctx.seed)
         rows.append([source, *drawn])
         labels.append([f"input: {sk.class_names[source_class]}", *sk.class_names])
     return rows, labels

@@ -34,7 +34,8 @@ from aisketcher.evaluate.metrics import (
     precision_recall,
     top1_accuracy,
 )
-from aisketcher.generate import class_latent, encode_sketches, make_generator, sample_sequences
+from aisketcher.latents import class_latent, encode_sketches
+from aisketcher.sampler import sample
 from aisketcher.train.checkpoint import read_checkpoint, write_json
 
 REPORT_FILE = "evaluation.json"
@@ -114,16 +115,13 @@ def draw_class_only(
     sketcher: Sketcher, model_labels: list[int], settings: EvalSettings
 ) -> list[np.ndarray]:
     """Class-only drawings (normalised stroke-3), chunk i seeded with seed + i."""
-    model, bank = sketcher.model, sketcher.bank()
+    model = sketcher.model
     out: list[np.ndarray] = []
     for i, part in enumerate(_chunks(len(model_labels), settings.batch_size)):
         seed = settings.seed + i
         labels = model_labels[part]
-        latent = class_latent(model, labels, seed, bank)
-        generator = make_generator(sketcher.device, seed)
-        out += sample_sequences(
-            model, latent, len(labels), temperature=settings.temperature, generator=generator
-        )
+        latent = class_latent(model, labels, seed)
+        out += sample(model, latent, len(labels), temperature=settings.temperature, seed=seed)
     return out
 
 
@@ -134,13 +132,12 @@ def reconstruct(
     out: list[np.ndarray] = []
     for i, part in enumerate(_chunks(len(sketches), settings.batch_size)):
         latent = encode_sketches(sketcher.model, sketches[part], model_labels[part])
-        generator = make_generator(sketcher.device, settings.seed + 10_000 + i)
-        out += sample_sequences(
+        out += sample(
             sketcher.model,
             latent,
             len(sketches[part]),
             temperature=settings.temperature,
-            generator=generator,
+            seed=settings.seed + 10_000 + i,
         )
     return out
 

@@ -80,3 +80,29 @@ class RasterAutoencoder(nn.Module):
 def reconstruction_error(raster: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
     """Summed squared error between X_r and X_r' per image, averaged over the batch."""
     return ((recon - raster) ** 2).flatten(1).sum(1).mean()
+
+
+class RasterPrior(nn.Module):
+    """A per-class diagonal Gaussian of z_r, fitted on training sketches (spec section 3).
+
+    Drawing from a class alone has no raster to encode: z_r comes from this prior instead of from
+    a stored sketch. The trainer refits it whenever it saves a checkpoint, so it travels with the
+    weights. A class never fitted has mean 0 and spread 0.
+    """
+
+    def __init__(self, num_classes: int, z_size: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_classes, z_size))
+        self.register_buffer("std", torch.zeros(num_classes, z_size))
+
+    @torch.no_grad()
+    def fit(self, z_r: torch.Tensor, labels: torch.Tensor) -> None:
+        for k in labels.unique().tolist():
+            rows = z_r[labels == k]
+            self.mean[k] = rows.mean(0)
+            self.std[k] = rows.std(0, unbiased=False)
+
+    def sample(self, labels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """z_r = mean_k + std_k * noise, kept inside tanh's range (-1, 1)."""
+        z = self.mean[labels] + self.std[labels] * noise.to(self.mean)
+        return z.clamp(-1.0, 1.0)

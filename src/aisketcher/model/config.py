@@ -34,7 +34,9 @@ class ModelConfig:
     raster_size: int = 128  # side of the binarized raster X_r (paper 128)
     max_seq_len: int = 250  # N_max: longest sketch kept; normalises l_c and l_s (magenta 250)
     # --- influence layer open points (spec section 3) ---
-    attention_causal: bool = True  # alpha over encoder states i <= j (paper's text) or all i
+    influence_memory: str = "drawn"  # "drawn": forward states of the points before the target;
+    # "bidirectional": the paper-literal h_enc_i, whose rows have read the targets (a copy channel)
+    attention_causal: bool = True  # "bidirectional" only: alpha over i <= j (paper's text) or all i
     influence_sigma: str = "paper"  # "paper": sigma_a = exp(tanh(mu_a)/2); "learned": dense layer
     # --- regularisation ---
     recurrent_dropout: float = 0.1  # drop prob. on the LSTM candidate (magenta keep 0.9)
@@ -54,6 +56,11 @@ class ModelConfig:
         return 2 * self.enc_rnn_size
 
     @property
+    def memory_size(self) -> int:
+        """n_a, the size of the influence layer's memory rows and of a_d (paper 512)."""
+        return self.enc_rnn_size if self.influence_memory == "drawn" else self.enc_state_size
+
+    @property
     def has_latent(self) -> bool:
         return self.encoder != "none"
 
@@ -70,7 +77,7 @@ class ModelConfig:
         if self.use_autoencoder:
             size += self.raster_z_size
         if self.use_influence:
-            size += self.enc_state_size
+            size += self.memory_size
         return size
 
     def validate(self) -> ModelConfig:
@@ -78,6 +85,9 @@ class ModelConfig:
             "encoder": self.encoder in ("rnn", "cnn", "none"),
             "cell": self.cell in ("lstm", "layer_norm", "hyper"),
             "influence_sigma": self.influence_sigma in ("paper", "learned"),
+            "influence_memory": self.influence_memory in ("drawn", "bidirectional"),
+            "the 'drawn' memory is causal": self.attention_causal
+            or self.influence_memory != "drawn",
             "autoencoder_mode": self.autoencoder_mode in ("joint", "pretrain"),
             "num_classes": self.num_classes >= 1,
             "use_influence needs encoder 'rnn'": not self.use_influence or self.encoder == "rnn",
@@ -97,6 +107,9 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise SketchDataError(f"unknown model config fields: {', '.join(unknown)}")
+        if data.get("use_influence") and "influence_memory" not in data:
+            # Saved before the choice existed: the memory then was the paper-literal one.
+            data = {**data, "influence_memory": "bidirectional"}
         return cls(**data).validate()
 
     def to_json(self) -> str:
@@ -120,6 +133,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ai-sketcher-no-influence": dict(use_influence=False),
     "ai-sketcher-no-autoencoder": dict(use_autoencoder=False),
     "ai-sketcher": {},
+    # The paper read literally: attention over the bidirectional states i <= j, which have read
+    # the points being predicted. For reproducing the paper's numbers, not for drawing.
+    "ai-sketcher-paper-memory": dict(influence_memory="bidirectional"),
 }
 
 # Sizes: the paper's, magenta's sketch-rnn defaults, and one that trains well on a laptop CPU.

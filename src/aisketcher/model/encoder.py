@@ -1,6 +1,8 @@
-"""The bidirectional RNN encoder (eq. 2) that also returns every step's state for the influence layer."""
+"""The bidirectional RNN encoder (eq. 2), which also gives the influence layer its memory rows."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -15,26 +17,46 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(0, idx.unsqueeze(-1).expand_as(x))
 
 
+@dataclass
+class EncoderStates:
+    """What one pass of the encoder over (B, T + 1, 5) stroke-5 rows s_0..s_T (s_0 = S0) gives."""
+
+    h_enc: torch.Tensor  # (B, 2H) [forward state after the last point; backward state at the first]
+    forward: torch.Tensor  # (B, T + 1, H) forward state after points 1..t; row 0 the zero state
+    backward: torch.Tensor  # (B, T, H) backward state at point t (t = 1..T), having read t..end
+    lengths: torch.Tensor  # (B,) real points per sketch
+
+    def drawn(self) -> torch.Tensor:
+        """(B, T, H) row t: the forward state after points 1..t, i.e. what was drawn before t + 1.
+
+        Decoder step t (input s_t, target s_{t+1}) may attend to rows 0..t: none has read its target.
+        """
+        return self.forward[:, :-1]
+
+    def bidirectional(self) -> torch.Tensor:
+        """(B, T, 2H) the paper-literal h_enc_i of point i = 1..T, zero on padding.
+
+        Row t has read point t + 1, the target of decoder step t, and its backward half has read the
+        whole sketch: attending to it lets the decoder copy its targets (spec section 3).
+        """
+        states = torch.cat([self.forward[:, 1:], self.backward], -1)
+        steps = torch.arange(states.shape[1], device=states.device)
+        return states * (steps[None, :] < self.lengths[:, None]).unsqueeze(-1)
+
+
 class SketchEncoder(nn.Module):
-    """Stroke-5 sketch (B, T, 5) -> h_enc (B, 2H) and the states h_enc_i (B, T, 2H), zero on padding."""
+    """Stroke-5 rows with the start token (B, T + 1, 5) -> `EncoderStates`."""
 
     def __init__(self, cell: str, hidden_size: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.forward_cell = make_cell(cell, 5, hidden_size, dropout=dropout)
         self.backward_cell = make_cell(cell, 5, hidden_size, dropout=dropout)
 
-    def forward(
-        self, strokes: torch.Tensor, lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = strokes.transpose(0, 1)
-        fw, _ = self.forward_cell(x)
-        bw, _ = self.backward_cell(reverse_padded(x, lengths))
-        bw = reverse_padded(bw, lengths)
-        last = (lengths - 1).clamp(min=0)
-        batch = torch.arange(x.shape[1], device=x.device)
-        h_enc = torch.cat(
-            [fw[last, batch], bw[0]], dim=-1
-        )  # [h_fw at the last point; h_bw at the first]
-        states = torch.cat([fw, bw], dim=-1).transpose(0, 1)
-        valid = torch.arange(x.shape[0], device=x.device)[None, :] < lengths[:, None]
-        return h_enc, states * valid.unsqueeze(-1)
+    def forward(self, strokes: torch.Tensor, lengths: torch.Tensor) -> EncoderStates:
+        points = strokes[:, 1:].transpose(0, 1)
+        fw, _ = self.forward_cell(points)
+        fw = torch.cat([fw.new_zeros(1, *fw.shape[1:]), fw])  # row 0: nothing read yet
+        bw = reverse_padded(self.backward_cell(reverse_padded(points, lengths))[0], lengths)
+        batch = torch.arange(points.shape[1], device=points.device)
+        h_enc = torch.cat([fw[lengths, batch], bw[0]], dim=-1)  # eq. 2
+        return EncoderStates(h_enc, fw.transpose(0, 1), bw.transpose(0, 1), lengths)

@@ -1,8 +1,9 @@
-"""The influence layer (paper eq. 9-11): an attention over every encoder state that samples.
+"""The influence layer (paper eq. 9-11): an attention over encoder states that samples.
 
 At decoding step j the query is the decoder's state of the previous step, h_dec_{j-1} (spec section 3:
 the paper's h_dec_j would be circular, since a_d is an input of the step that makes it), with a
-learned query for j = 0.
+learned query for j = 0. The memory it reads is the model's choice (`SketchModel`): by default the
+forward encoder states of s_0..s_j, what was drawn before the point step j predicts.
 
 Speed (exact, not an approximation): a causal step j reads only the first j + 1 encoder states, and
 in training the gradient of the encoder states is not built step by step. Autograd would write a
@@ -24,12 +25,14 @@ from aisketcher.model.noise import standard_normal_like
 
 
 def _attend(
-    query: torch.Tensor, memory: torch.Tensor, hidden: torch.Tensor
+    query: torch.Tensor, memory: torch.Tensor, hidden: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 10-11 for projected queries W h_dec (B, n_a) over memory (B, T, n_a) where `hidden`
-    (B, T) is False: (alpha, mu_a)."""
+    (B, T) is False (everywhere when None): (alpha, mu_a)."""
     scores = torch.bmm(memory, query.unsqueeze(-1)).squeeze(-1)  # eq. 11: h_dec^T W h_enc_i
-    alpha = torch.softmax(scores.masked_fill(hidden, float("-inf")), dim=-1)  # eq. 11
+    if hidden is not None:
+        scores = scores.masked_fill(hidden, float("-inf"))
+    alpha = torch.softmax(scores, dim=-1)  # eq. 11
     mu = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # eq. 10: mu_a = sum_i alpha_ij h_enc_i
     return alpha, mu
 
@@ -86,13 +89,14 @@ class _TapedAttention(torch.autograd.Function):
         ctx: Any,
         query: torch.Tensor,
         memory: torch.Tensor,
-        hidden: torch.Tensor,
+        hidden: torch.Tensor | None,
+        seen: int,
         tape: AttentionTape,
         step: int,
     ) -> torch.Tensor:
         # In float32 also under autocast: the tape's backward runs outside it.
         with torch.autocast(memory.device.type, enabled=False):
-            memory, query = memory[:, : hidden.shape[1]].float(), query.float()
+            memory, query = memory[:, :seen].float(), query.float()
             alpha, mu = _attend(query, memory, hidden)
         ctx.save_for_backward(query, memory, alpha)
         ctx.tape, ctx.step = tape, step
@@ -106,7 +110,7 @@ class _TapedAttention(torch.autograd.Function):
         d_scores = alpha * (d_alpha - (alpha * d_alpha).sum(-1, keepdim=True))  # softmax backward
         d_query = torch.bmm(d_scores.unsqueeze(1), memory).squeeze(1)
         ctx.tape.record(ctx.step, alpha, d_scores, d_mu, query)
-        return d_query, None, None, None, None
+        return d_query, None, None, None, None, None
 
 
 class InfluenceLayer(nn.Module):
@@ -128,22 +132,24 @@ class InfluenceLayer(nn.Module):
         self,
         query: torch.Tensor,
         memory: torch.Tensor,
-        lengths: torch.Tensor,
+        lengths: torch.Tensor | None,
         step: int,
         noise: torch.Tensor | None = None,
         tape: AttentionTape | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """query (B, Q), memory (B, T, n_a) -> a_d, mu_a, log sigma_a^2, each (B, n_a).
 
-        `noise` is lambda_a ~ N(0, I) (drawn here when None); zero noise gives a_d = mu_a. With a
+        `lengths` masks rows past each sketch's end (None: every row is real). `noise` is lambda_a ~ N(0, I) (drawn here when None); zero noise gives a_d = mu_a. With a
         `tape` made for `memory`, the encoder states' gradient is formed by the tape.
         """
         # "all previous hidden node values until the latest drawing step": i <= j
         seen = min(step + 1, memory.shape[1]) if self.causal else memory.shape[1]
-        hidden = self._padding_mask(lengths, memory.shape[1])[:, :seen]
+        hidden = None
+        if lengths is not None:
+            hidden = self._padding_mask(lengths, memory.shape[1])[:, :seen]
         projected = self.W(query)
         if tape is not None and torch.is_grad_enabled():
-            mu = _TapedAttention.apply(projected, tape.memory, hidden, tape, step)
+            mu = _TapedAttention.apply(projected, tape.memory, hidden, seen, tape, step)
         else:
             mu = _attend(projected, memory[:, :seen], hidden)[1]
         log_var = torch.tanh(mu) if self.log_var is None else self.log_var(mu)  # eq. 10: sigma_a

@@ -1,7 +1,7 @@
 """The AI-Sketcher model: assembles the parts a ModelConfig asks for.
 
 Every baseline is this class with parts switched off (see config.PRESETS). Tensors are batch-major
-at the boundary. Training and sampling live outside (train/, generate.py); they use `encode`,
+at the boundary. Training and sampling live outside (train/, sampler.py); they use `encode`,
 `initial_state`, `decode` and `decode_step`.
 """
 
@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aisketcher.model.autoencoder import RasterAutoencoder, RasterEncoder
+from aisketcher.model.autoencoder import RasterAutoencoder, RasterEncoder, RasterPrior
 from aisketcher.model.cells import make_cell
 from aisketcher.model.config import ModelConfig
-from aisketcher.model.encoder import SketchEncoder
+from aisketcher.model.encoder import EncoderStates, SketchEncoder
 from aisketcher.model.influence import AttentionTape, InfluenceLayer
 from aisketcher.model.mixture import Mixture
 from aisketcher.model.noise import standard_normal, standard_normal_like
@@ -24,7 +24,7 @@ from aisketcher.model.noise import standard_normal, standard_normal_like
 
 @dataclass
 class Latent:
-    """Everything the decoder conditions on, for one batch of sketches."""
+    """Everything the decoder conditions on that is fixed per sketch, for one batch."""
 
     c: torch.Tensor | None  # (B, k) one-hot class vector
     z_s: torch.Tensor | None  # (B, n_z) eq. 4
@@ -32,7 +32,10 @@ class Latent:
     log_var_s: torch.Tensor | None  # (B, n_z) log sigma_s^2
     z_r: torch.Tensor | None  # (B, z_r) raster features
     raster_recon: torch.Tensor | None  # (B, 1, S, S) X_r'
-    memory: torch.Tensor | None  # (B, T, n_a) every encoder state, for the influence layer
+    # The paper-literal memory (influence_memory "bidirectional") only: every encoder state of
+    # the input sketch. The default memory is not fixed per sketch: the decoder builds it from
+    # the points it is given or draws (DecoderState.memory).
+    memory: torch.Tensor | None  # (B, T, 2H)
     memory_lengths: torch.Tensor | None  # (B,)
 
     def select(self, index: torch.Tensor) -> Latent:
@@ -45,6 +48,10 @@ class DecoderState:
     rnn: tuple[torch.Tensor, ...]
     query: torch.Tensor | None  # h_dec of the previous step, the influence layer's query
     context: torch.Tensor  # the decoder's input projection of the inputs fixed per sketch
+    # The "drawn" memory while decoding step by step: row t = the encoder's forward state after
+    # points 1..t (rows past the current step are unused room), and that RNN's own state.
+    memory: torch.Tensor | None = None  # (B, capacity, H)
+    memory_rnn: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -67,13 +74,14 @@ class SketchModel(nn.Module):
             self.encoder = RasterEncoder(cfg.enc_state_size, cfg.raster_size)
         if cfg.has_latent:  # eq. 3: [mu_s; log sigma_s^2] = W [h_enc; c] + b
             self.to_latent = nn.Linear(cfg.enc_state_size + cfg.cond_size, 2 * cfg.z_size)
-        self.autoencoder = (
-            RasterAutoencoder(cfg.raster_z_size, cfg.raster_size) if cfg.use_autoencoder else None
-        )
+        self.autoencoder = self.raster_prior = None
+        if cfg.use_autoencoder:
+            self.autoencoder = RasterAutoencoder(cfg.raster_z_size, cfg.raster_size)
+            self.raster_prior = RasterPrior(cfg.num_classes, cfg.raster_z_size)
         self.influence = (
             InfluenceLayer(
                 cfg.dec_rnn_size,
-                cfg.enc_state_size,
+                cfg.memory_size,
                 causal=cfg.attention_causal,
                 sigma=cfg.influence_sigma,
             )
@@ -88,6 +96,11 @@ class SketchModel(nn.Module):
         self.output = nn.Linear(cfg.dec_rnn_size, 3 + 6 * cfg.num_mixture)  # eq. 6
         self.autoencoder_frozen = False
         self._point_start = cfg.decoder_input_size - 5  # s_i is the last part of z
+
+    @property
+    def drawn_memory(self) -> bool:
+        """Whether the influence layer attends to what was drawn before each target (the default)."""
+        return self.influence is not None and self.config.influence_memory == "drawn"
 
     # ----- encoding -----
     def class_vector(self, labels: torch.Tensor) -> torch.Tensor | None:
@@ -104,12 +117,24 @@ class SketchModel(nn.Module):
         *,
         sample: bool = True,
     ) -> Latent:
-        """strokes (B, T, 5) without the start token; `sample=False` takes z_s = mu_s."""
+        """strokes (B, T + 1, 5) with the start token; `sample=False` takes z_s = mu_s."""
+        states = self.encoder(strokes, lengths) if self.config.encoder == "rnn" else None
+        return self._latent(states, labels, rasters, sample)
+
+    def _latent(
+        self,
+        states: EncoderStates | None,
+        labels: torch.Tensor,
+        rasters: torch.Tensor | None,
+        sample: bool,
+    ) -> Latent:
         cfg = self.config
         c = self.class_vector(labels)
-        h_enc = memory = None
-        if cfg.encoder == "rnn":
-            h_enc, memory = self.encoder(strokes, lengths)  # eq. 2
+        h_enc = memory = lengths = None
+        if states is not None:
+            h_enc = states.h_enc  # eq. 2
+            if self.influence is not None and not self.drawn_memory:
+                memory, lengths = states.bidirectional(), states.lengths
         elif cfg.encoder == "cnn":
             h_enc = self.encoder(rasters)
         z_s = mu = log_var = None
@@ -122,14 +147,9 @@ class SketchModel(nn.Module):
                 z_s = mu
         z_r = recon = None
         if self.autoencoder is not None:
-            if self.autoencoder_frozen:
-                with torch.no_grad():
-                    z_r, recon = self.autoencoder(rasters)
-            else:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.autoencoder_frozen):
                 z_r, recon = self.autoencoder(rasters)
-        return Latent(
-            c, z_s, mu, log_var, z_r, recon, memory, lengths if memory is not None else None
-        )
+        return Latent(c, z_s, mu, log_var, z_r, recon, memory, lengths)
 
     # ----- decoding -----
     # The decoder's input z = [z_s; z_r; a_d; c; s_i] (eq. 5). Only a_d and s_i change from step to
@@ -146,10 +166,14 @@ class SketchModel(nn.Module):
                 torch.tanh(self.to_initial_state(torch.cat(parts, -1)))
             )
         query = self.influence.first_query(batch) if self.influence is not None else None
-        a_slot = [] if self.influence is None else [torch.zeros(batch, self.config.enc_state_size)]
+        a_slot = [] if self.influence is None else [torch.zeros(batch, self.config.memory_size)]
         known = [latent.z_s, latent.z_r, *a_slot, latent.c, torch.zeros(batch, 5)]
         z = torch.cat([t.to(device, dtype) for t in known if t is not None], -1)
-        return DecoderState(rnn, query, self.decoder.input_projection(z))
+        memory = memory_rnn = None
+        if self.drawn_memory:
+            memory = torch.zeros(batch, 0, self.config.enc_rnn_size, device=device, dtype=dtype)
+            memory_rnn = self.encoder.forward_cell.initial_state(batch, device, dtype)
+        return DecoderState(rnn, query, self.decoder.input_projection(z), memory, memory_rnn)
 
     @property
     def _a_start(self) -> int:
@@ -160,24 +184,41 @@ class SketchModel(nn.Module):
 
     def _influence_step(
         self,
-        state: DecoderState,
-        latent: Latent,
+        query: torch.Tensor,
+        memory: torch.Tensor | None,
+        lengths: torch.Tensor | None,
         step: int,
         noise: torch.Tensor | None,
         tape: AttentionTape | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """The projection of a_d for this step, and (mu_a, log sigma_a^2) when attending."""
-        if latent.memory is None:
-            # Nothing to refer to (class-only drawing without references): a_d ~ N(0, I).
+        if memory is None:
+            # The paper-literal memory with no input sketch to encode: a_d ~ N(0, I).
             if noise is None:
-                noise = standard_normal(state.query.shape[0], self.config.enc_state_size)
-            a_d, stats = noise.to(state.query), None
+                noise = standard_normal(query.shape[0], self.config.memory_size)
+            a_d, stats = noise.to(query), None
         else:
-            a_d, mu_a, log_var_a = self.influence(
-                state.query, latent.memory, latent.memory_lengths, step, noise, tape
-            )
+            a_d, mu_a, log_var_a = self.influence(query, memory, lengths, step, noise, tape)
             stats = (mu_a, log_var_a)
         return self.decoder.partial_projection(a_d, self._a_start), stats
+
+    def _remember(self, point: torch.Tensor, state: DecoderState, step: int) -> DecoderState:
+        """The "drawn" memory gains row `step`: the forward encoder state after reading point
+        `step` (the input s_step), or the zero state at step 0, whose input is S0."""
+        memory_rnn = state.memory_rnn
+        if step == 0:
+            h = memory_rnn[0]
+        else:
+            h, memory_rnn = self.encoder.forward_cell.step(point, memory_rnn)
+        memory = state.memory
+        if memory.shape[1] <= step:  # room doubles, so that a long drawing copies O(T) rows
+            room = memory.new_zeros(
+                memory.shape[0], max(2 * memory.shape[1], step + 16), h.shape[1]
+            )
+            room[:, : memory.shape[1]] = memory
+            memory = room
+        memory[:, step] = h
+        return DecoderState(state.rnn, state.query, state.context, memory, memory_rnn)
 
     def decode_step(
         self,
@@ -187,36 +228,60 @@ class SketchModel(nn.Module):
         step: int,
         influence_noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, DecoderState, tuple[torch.Tensor, torch.Tensor] | None]:
-        """One step: previous point s_j (B, 5) -> output y_j (B, 3 + 6m), new state, (mu_a, log_var_a)."""
+        """One step: point s_j (B, 5), j = `step` -> output y_j (B, 3 + 6m) for s_{j+1}, new state."""
         xp = state.context + self.decoder.partial_projection(point, self._point_start)
         stats = None
         if self.influence is not None:
-            a_part, stats = self._influence_step(state, latent, step, influence_noise)
+            memory, lengths = latent.memory, latent.memory_lengths
+            if self.drawn_memory:
+                state = self._remember(point, state, step)
+                memory, lengths = state.memory, None
+            a_part, stats = self._influence_step(
+                state.query, memory, lengths, step, influence_noise
+            )
             xp = xp + a_part
         h, rnn = self.decoder.recurrence(xp, state.rnn)
-        return self.output(h), DecoderState(rnn, h, state.context), stats
+        return (
+            self.output(h),
+            DecoderState(rnn, h, state.context, state.memory, state.memory_rnn),
+            stats,
+        )
 
     def decode(
-        self, inputs: torch.Tensor, latent: Latent, state: DecoderState | None = None
+        self,
+        inputs: torch.Tensor,
+        latent: Latent,
+        memory: torch.Tensor | None = None,
     ) -> tuple[Mixture, torch.Tensor | None, torch.Tensor | None]:
-        """Teacher-forced decoding of inputs (B, L, 5) = s_0..s_{L-1}; eq. 5-7 at every step."""
-        state = state or self.initial_state(latent, inputs.shape[0])
+        """Teacher-forced decoding of inputs (B, L, 5) = s_0..s_{L-1}; eq. 5-7 at every step.
+
+        `memory`: the "drawn" memory of these inputs when the caller has it (`EncoderStates.drawn`);
+        otherwise it is computed here from the inputs.
+        """
+        state = self.initial_state(latent, inputs.shape[0])
         points = self.decoder.partial_projection(inputs.transpose(0, 1), self._point_start)
         projected = state.context.unsqueeze(0) + points
+        lengths = None
+        if self.drawn_memory and memory is None:
+            drawn = self.encoder.forward_cell(inputs[:, 1:].transpose(0, 1))[0].transpose(0, 1)
+            memory = torch.cat([drawn.new_zeros(drawn.shape[0], 1, drawn.shape[2]), drawn], 1)
+        elif self.influence is not None and not self.drawn_memory:
+            memory, lengths = latent.memory, latent.memory_lengths
         hs, mus, log_vars = [], [], []
         tape = None
-        if self.influence is not None and latent.memory is not None and torch.is_grad_enabled():
-            tape = AttentionTape(latent.memory, inputs.shape[1])
+        if memory is not None and torch.is_grad_enabled():
+            tape = AttentionTape(memory, inputs.shape[1])
+        query, rnn = state.query, state.rnn
         # unbind, not projected[j]: indexing would back-propagate a full-size zero tensor per step.
         for j, xp in enumerate(projected.unbind(0)):
             if self.influence is not None:  # a_d depends on the previous step's h_dec
-                a_part, (mu_a, log_var_a) = self._influence_step(state, latent, j, None, tape)
+                a_part, stats = self._influence_step(query, memory, lengths, j, None, tape)
                 xp = xp + a_part
-                mus.append(mu_a)
-                log_vars.append(log_var_a)
-            h, rnn = self.decoder.recurrence(xp, state.rnn)
-            state = DecoderState(rnn, h, state.context)
-            hs.append(h)
+                if stats is not None:
+                    mus.append(stats[0])
+                    log_vars.append(stats[1])
+            query, rnn = self.decoder.recurrence(xp, rnn)
+            hs.append(query)
         y = self.output(torch.stack(hs, 1))
         mixture = Mixture.from_output(y, self.config.num_mixture)
         if not mus:
@@ -231,6 +296,9 @@ class SketchModel(nn.Module):
         rasters: torch.Tensor | None = None,
     ) -> ModelOutput:
         """strokes (B, L + 1, 5) with the start token; predicts rows 1..L from rows 0..L-1."""
-        latent = self.encode(strokes[:, 1:], lengths, labels, rasters)
-        mixture, mu_a, log_var_a = self.decode(strokes[:, :-1], latent)
+        states = self.encoder(strokes, lengths) if self.config.encoder == "rnn" else None
+        latent = self._latent(states, labels, rasters, sample=True)
+        # The encoder's forward pass over s_0..s_L is also the "drawn" memory of the inputs.
+        memory = states.drawn() if self.drawn_memory else None
+        mixture, mu_a, log_var_a = self.decode(strokes[:, :-1], latent, memory)
         return ModelOutput(mixture, latent, mu_a, log_var_a)

@@ -1,8 +1,8 @@
-"""Step-wise sampling for the web app: the draws of `generate.sample_sequences`, a few steps at a time.
+"""Step-wise sampling for the web app: the shared `Sampler`, a time budget at a time.
 
-`StepSampler` runs the same decoder loop as `sample_sequences` (same random draws in the same
-order, so a seed gives the same sketches as the `Sketcher` methods), but returns after a time
-budget with the points drawn so far, which the server streams while the model is still drawing.
+`StepSampler` steps the same `Sampler` as the `Sketcher` methods (so a seed gives the same
+sketches), but returns after a time budget with the points drawn so far, which the server streams
+while the model is still drawing.
 Points leave in the client's frame: the coordinates of the canvas the request's strokes came from.
 """
 
@@ -13,15 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from aisketcher.api import Sketcher
-from aisketcher.data.batching import START_TOKEN
 from aisketcher.errors import SketchDataError
-from aisketcher.generate import make_generator, sampled_stroke3, sampling_step
-from aisketcher.model.mixture import sample_points
 from aisketcher.model.sketcher import Latent
-from aisketcher.sketch import Sketch, stroke3_to_stroke5, strokes_to_stroke3
+from aisketcher.sampler import Sampler, make_generator
+from aisketcher.sketch import Sketch, strokes_to_stroke3
 
 
 @dataclass(frozen=True)
@@ -60,47 +57,24 @@ class StepSampler:
         seed: int | None,
         prefix: np.ndarray | None = None,
     ) -> None:
-        model = sketcher.model
-        device = sketcher.device
-        self.sketcher, self.latent, self.labels, self.frames = sketcher, latent, labels, frames
-        self.temperature = temperature
-        self.generator = make_generator(device, seed)
-        self.max_steps = model.config.max_seq_len
-        count = len(labels)
-        self.state = model.initial_state(latent, count)
-        self.point = torch.as_tensor(START_TOKEN, device=device).expand(count, 5).clone()
-        self.points: list[list[torch.Tensor]] = [[] for _ in range(count)]
-        self.done = torch.zeros(count, dtype=torch.bool, device=device)
-        self.step = 0
-        # Where each row's pen is, in normalised units, to send absolute points.
-        self.cursor = np.zeros((count, 2))
-        self.prefix_points = 0
-        if prefix is not None:
-            self._feed(prefix)
-
-    @torch.no_grad()
-    def _feed(self, prefix: np.ndarray) -> None:
-        """Teacher-force the user's points, as `sample_sequences` does with its prefix."""
-        given = torch.from_numpy(stroke3_to_stroke5(prefix)).to(self.point.device)
-        for row in given:
-            _, self.state, _ = self._decode()
-            self.point = row.expand(len(self.labels), 5)
-            for p in self.points:
-                p.append(row.cpu())
-            self.step += 1
-        self.cursor += prefix[:, :2].sum(axis=0)
-        self.prefix_points = len(prefix)
-
-    def _decode(self) -> tuple[torch.Tensor, object, object]:
-        return sampling_step(
-            self.sketcher.model, self.point, self.state, self.latent, self.step, self.generator
+        self.sketcher, self.labels, self.frames = sketcher, labels, frames
+        self.sampler = Sampler(
+            sketcher.model,
+            latent,
+            len(labels),
+            temperature=temperature,
+            generator=make_generator(sketcher.device, seed),
+            prefix=prefix,
         )
+        # Where each row's pen is, in normalised units, to send absolute points.
+        self.cursor = np.zeros((len(labels), 2))
+        if prefix is not None:
+            self.cursor += prefix[:, :2].sum(axis=0)
 
     @property
     def finished(self) -> bool:
-        return self.step >= self.max_steps or bool(self.done.all())
+        return self.sampler.finished
 
-    @torch.no_grad()
     def advance(self, seconds: float) -> list[list[float]]:
         """Decode until `seconds` have passed or every row has ended.
 
@@ -111,29 +85,22 @@ class StepSampler:
         scale_factor = self.sketcher.scale_factor
         drawn: list[list[float]] = []
         while not self.finished:
-            y, self.state, _ = self._decode()
-            num_mixture = self.sketcher.model.config.num_mixture
-            self.point = sample_points(y, num_mixture, self.temperature, self.generator)
-            sampled = self.point.cpu()
-            for i in torch.nonzero(~self.done).flatten().tolist():
-                self.points[i].append(sampled[i])
-                if sampled[i, 4] > 0.5:  # the end of the sketch is not a point
-                    continue
-                self.cursor[i] += sampled[i, :2].numpy()
-                x, y_ = self.frames[i].to_client(self.cursor[i] * scale_factor)
-                drawn.append([i, round(float(x), 2), round(float(y_), 2), int(sampled[i, 3] > 0.5)])
-            self.done |= self.point[:, 4] > 0.5
-            self.step += 1
+            points, drawing = self.sampler.step()
+            for i in np.flatnonzero(drawing & (points[:, 4] < 0.5)):  # an end is not a point
+                self.cursor[i] += points[i, :2]
+                x, y = self.frames[i].to_client(self.cursor[i] * scale_factor)
+                drawn.append(
+                    [int(i), round(float(x), 2), round(float(y), 2), int(points[i, 3] > 0.5)]
+                )
             if time.perf_counter() >= until:
                 break
         return drawn
 
     def results(self) -> list[dict]:
         """The finished sketches as JSON (see `Frame.sketch_out`)."""
-        rows = [torch.stack(p) if p else torch.zeros(0, 5) for p in self.points]
-        sketches = self.sketcher.to_sketches([sampled_stroke3(r) for r in rows], self.labels)
+        sketches = self.sketcher.to_sketches(self.sampler.sketches(), self.labels)
         return [
-            frame.sketch_out(s, self.prefix_points)
+            frame.sketch_out(s, self.sampler.prefix_points)
             for frame, s in zip(self.frames, sketches, strict=True)
         ]
 

@@ -32,7 +32,7 @@ from aisketcher.errors import SketchDataError
 from aisketcher.model.cells import RecurrentCell
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import SketchModel
-from aisketcher.raster import cached_rasters
+from aisketcher.raster import cached_rasters, unpack_rasters
 from aisketcher.train import distributed
 from aisketcher.train.checkpoint import (
     load_weights,
@@ -300,9 +300,25 @@ class Trainer:
     def save(self, name: str) -> None:
         if not distributed.is_main():
             return
+        self._fit_raster_prior()
         save_checkpoint(
             self.run_dir / f"{name}.safetensors", self.model, self.state_info(), self.optimizer
         )
+
+    @torch.no_grad()
+    def _fit_raster_prior(self, per_class: int = 64) -> None:
+        """Refit the z_r prior for class-only drawing (model.raster_prior) on training rasters."""
+        prior, rasters = self.model.raster_prior, self.train_loader.rasters
+        if prior is None or rasters is None:
+            return
+        labels = self.dataset["train"].labels
+        keep = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in np.unique(labels)])
+        images = torch.from_numpy(unpack_rasters(rasters[keep], rasters.shape[1]))
+        was_training = self.model.training
+        self.model.eval()
+        z_r = self.model.autoencoder.encoder(images.float().unsqueeze(1).to(self.device))
+        self.model.train(was_training)
+        prior.fit(z_r, torch.from_numpy(labels[keep]).to(self.device))
 
     def _load(self, path: Path) -> None:
         tensors, info = read_checkpoint(path)

@@ -1,0 +1,54 @@
+"""What the decoder draws from, for each drawing mode: the latents of input sketches or of a class.
+
+- An input sketch (reconstruct, translate, interpolate): z_s = mu_s of its encoding under the
+  chosen class c, and z_r of its raster.
+- A class alone (draw, complete): z_s ~ N(0, I) and z_r from the class's fitted prior
+  (`RasterPrior`, spec section 3). No stored sketch is needed: the default influence memory is
+  built from the points the decoder is given or draws (see sampler.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from aisketcher.data.batching import collate
+from aisketcher.model.sketcher import Latent, SketchModel
+from aisketcher.raster import rasterize_many
+
+
+def model_inputs(
+    model: SketchModel, sketches: list[np.ndarray], labels: list[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Normalised stroke-3 sketches -> (strokes with the start token, lengths, labels, rasters)."""
+    cfg = model.config
+    rasters = None
+    if cfg.use_autoencoder or cfg.encoder == "cnn":
+        rasters = rasterize_many(sketches, cfg.raster_size)
+    batch = collate(sketches, np.asarray(labels), rasters).to(model.output.weight.device)
+    return batch.strokes, batch.lengths, batch.labels, batch.rasters
+
+
+@torch.no_grad()
+def encode_sketches(
+    model: SketchModel, sketches: list[np.ndarray], labels: list[int], *, sample: bool = False
+) -> Latent:
+    """Encode normalised sketches under the given classes (z_s = mu_s unless `sample`)."""
+    model.eval()
+    strokes, lengths, label_t, rasters = model_inputs(model, sketches, labels)
+    return model.encode(strokes, lengths, label_t, rasters, sample=sample)
+
+
+def class_latent(model: SketchModel, labels: list[int], seed: int | None) -> Latent:
+    """The latent for drawing from class labels alone (see the module docstring), seeded."""
+    cfg = model.config
+    device = model.output.weight.device
+    rng = np.random.default_rng(seed)
+    label_t = torch.tensor(labels, device=device)
+    z_s = z_r = None
+    if cfg.has_latent:
+        z_s = torch.from_numpy(rng.standard_normal((len(labels), cfg.z_size))).float().to(device)
+    if model.raster_prior is not None:
+        noise = torch.from_numpy(rng.standard_normal((len(labels), cfg.raster_z_size)))
+        z_r = model.raster_prior.sample(label_t, noise)
+    return Latent(model.class_vector(label_t), z_s, z_s, None, z_r, None, None, None)

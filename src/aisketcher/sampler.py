@@ -1,0 +1,139 @@
+"""The one decoding loop: every drawing mode of the CLI, the Python API, the web app and evaluation
+steps a `Sampler`.
+
+A sampler draws a batch of sketches one decoder step at a time. An optional prefix (the user's
+strokes in `complete`) is fed first, as teacher forcing: it primes the decoder and, for the default
+influence memory, fills the memory with what was drawn. Then each step samples one point per row
+from the mixture (eq. 6-8, at a temperature) and feeds it back, so the memory grows from the
+model's own points, until every row has drawn its end-of-sketch or `max_steps` points are drawn.
+`step` returns each new point, which the web app streams while the model is still drawing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from aisketcher.data.batching import START_TOKEN
+from aisketcher.model.mixture import sample_points
+from aisketcher.model.sketcher import Latent, SketchModel
+from aisketcher.sketch import stroke3_to_stroke5, stroke5_to_stroke3
+
+
+def make_generator(device: torch.device, seed: int | None) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+class Sampler:
+    """`count` sketches decoded from `latent`, all rows stepped together.
+
+    Random draws (the influence layer's lambda_a and the points) come from `generator` in a fixed
+    order, so a seed gives the same sketches whoever steps the sampler.
+    """
+
+    @torch.no_grad()
+    def __init__(
+        self,
+        model: SketchModel,
+        latent: Latent,
+        count: int,
+        *,
+        temperature: float = 0.4,
+        generator: torch.Generator | None = None,
+        prefix: np.ndarray | None = None,
+        max_steps: int | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.latent = latent
+        self.count = count
+        self.temperature = temperature
+        device = model.output.weight.device
+        self.generator = generator or make_generator(device, None)
+        self.max_steps = max_steps or model.config.max_seq_len
+        self.state = model.initial_state(latent, count)
+        self.point = torch.as_tensor(START_TOKEN, device=device).expand(count, 5).clone()
+        self.steps = 0  # points fed to the decoder so far (the prefix's and the drawn)
+        self.rows: list[torch.Tensor] = []  # (count, 5) per step, kept on the device
+        self.done = np.zeros(count, dtype=bool)  # in NumPy: a check per step costs less there
+        self.prefix_points = 0
+        if prefix is not None:
+            self._feed(prefix)
+
+    def _decode(self) -> torch.Tensor:
+        noise = None
+        if self.model.influence is not None:
+            size = (self.count, self.model.config.memory_size)
+            noise = torch.randn(size, generator=self.generator, device=self.point.device)
+        y, self.state, _ = self.model.decode_step(
+            self.point, self.state, self.latent, self.steps, influence_noise=noise
+        )
+        self.steps += 1
+        return y
+
+    @torch.no_grad()
+    def _feed(self, prefix: np.ndarray) -> None:
+        """Teacher-force one normalised stroke-3 sketch, the same for every row."""
+        for row in torch.from_numpy(stroke3_to_stroke5(prefix)).to(self.point.device):
+            self._decode()  # its prediction is not needed: the next point is given
+            self.point = row.expand(self.count, 5)
+            self.rows.append(self.point)
+        self.prefix_points = len(prefix)
+
+    @property
+    def finished(self) -> bool:
+        return self.steps >= self.max_steps or bool(self.done.all())
+
+    @torch.no_grad()
+    def step(self) -> tuple[np.ndarray, np.ndarray]:
+        """Draw one point per row: (points (count, 5) stroke-5, rows still drawing before it).
+
+        A row's end-of-sketch point (p3 = 1) is its last; rows that had ended draw on unseen.
+        """
+        drawing = ~self.done
+        y = self._decode()
+        self.point = sample_points(
+            y, self.model.config.num_mixture, self.temperature, self.generator
+        )
+        self.rows.append(self.point)
+        points = self.point.cpu().numpy()
+        self.done |= points[:, 4] > 0.5
+        return points, drawing
+
+    def run(self) -> list[np.ndarray]:
+        """Step until every row has ended; the sketches (see `sketches`)."""
+        while not self.finished:
+            self.step()
+        return self.sketches()
+
+    def sketches(self) -> list[np.ndarray]:
+        """Each row as normalised stroke-3 (the prefix, then the drawn points) with >= 1 point."""
+        if not self.rows:
+            return [_nonempty(np.zeros((0, 3), np.float32)) for _ in range(self.count)]
+        drawn = torch.stack(self.rows, 1).cpu().numpy()
+        # stroke5_to_stroke3 cuts each row at its first end-of-sketch point.
+        return [_nonempty(stroke5_to_stroke3(row)) for row in drawn]
+
+
+def _nonempty(s3: np.ndarray) -> np.ndarray:
+    return s3 if len(s3) else np.array([[0.0, 0.0, 1.0]], dtype=np.float32)
+
+
+def sample(
+    model: SketchModel,
+    latent: Latent,
+    count: int,
+    *,
+    temperature: float = 0.4,
+    seed: int | None = None,
+    prefix: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """Draw `count` sketches to the end (normalised stroke-3), seeded."""
+    generator = make_generator(model.output.weight.device, seed)
+    return Sampler(
+        model, latent, count, temperature=temperature, generator=generator, prefix=prefix
+    ).run()
