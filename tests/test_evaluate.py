@@ -86,6 +86,19 @@ def test_report_has_every_metric_per_class(report: dict, work: Path) -> None:
     assert json.loads((work / "eval" / REPORT_FILE).read_text()) == report
 
 
+def test_report_scores_every_drawing_mode(report: dict) -> None:
+    recog = report["recognizability"]
+    for kind in ("translate", "translate_as_source", "complete_start", "complete"):
+        assert set(recog[kind]) == {"cat", "eye", "all"}, kind
+    endings = report["endings"]
+    assert endings["starts"] == 2 * min(SAMPLES, 5) and endings["per_start"] == 4
+    assert all(len(a) == 4 and min(a) >= 0 for a in endings["points_added"])
+    assert 1 <= endings["mean_distinct_lengths"] <= 4
+    assert set(report["copy_check"]) == {"draw", "reconstruct", "translate", "complete"}
+    for check in report["copy_check"].values():
+        assert check["ratio"] >= 0 and 0 <= check["near_copy_share"] <= 1
+
+
 def test_likelihood_is_per_class_and_has_no_kl_floor(report: dict, quickdraw_dir: Path) -> None:
     test = load_dataset("cat,eye", quickdraw_dir, max_seq_len=MAX_LEN, splits=("test",))["test"]
     like = report["likelihood"]
@@ -164,7 +177,15 @@ def test_an_exported_model(
         settings(work, classes=["eye"], figures=False, data_dir=str(quickdraw_dir)),
     )
     assert result["classes"] == ["eye"] and result["model"]["step"] is None
-    assert set(result["recognizability"]) == {"real", "draw", "reconstruct"}
+    # one class: nothing to translate into
+    assert set(result["recognizability"]) == {
+        "real",
+        "draw",
+        "reconstruct",
+        "complete_start",
+        "complete",
+    }
+    assert set(result["copy_check"]) == {"draw", "reconstruct", "complete"}
 
 
 def test_a_class_the_classifier_does_not_know(

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import linalg, stats
 
 from aisketcher import Sketch
+from aisketcher.data.batching import augment
+from aisketcher.data.dataset import load_dataset
 from aisketcher.evaluate.metrics import (
+    copy_check,
+    copy_features,
     diversity_ttest,
     fid,
     frechet_distance,
     gaussian_stats,
     hamming_matrix,
     manifold_coverage,
+    nearest_distances,
     perceptual_hashes,
     phash_diversity,
     precision_recall,
@@ -160,3 +166,52 @@ def test_diversity_ttest_is_students() -> None:
     assert (result.mean_a, result.mean_b, result.n_a, result.n_b) == (2.0, 5.0, 3, 3)
     same = diversity_ttest(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0]))
     assert same.t == 0.0 and same.p == pytest.approx(1.0)
+
+
+# ----- copy check -----
+
+
+@pytest.fixture(scope="module")
+def three_classes(quickdraw_dir: Path):
+    data = load_dataset("cat,pig,apple", quickdraw_dir)
+    train = data["train"]
+    return data, copy_features(train.sketches), train.labels
+
+
+def _distances(sketches, labels, train_features, train_labels) -> np.ndarray:
+    return nearest_distances(copy_features(sketches), labels, train_features, train_labels)
+
+
+def test_training_sketches_and_their_light_variants_score_as_copies(three_classes) -> None:
+    data, train_f, train_l = three_classes
+    train, test = data["train"], data["test"]
+    real = _distances(test.sketches, test.labels, train_f, train_l)
+    picked = np.arange(0, len(train), 7)
+    itself = copy_check(
+        _distances([train.sketches[i] for i in picked], train.labels[picked], train_f, train_l),
+        real,
+    )
+    assert itself.ratio == 0.0 and itself.near_copy_share == 1.0
+    # a training sketch redrawn with magenta's augmentation (scaled, points dropped) is still one
+    rng = np.random.default_rng(0)
+    varied = [augment(train.sketches[i], rng, 0.1, 0.1) for i in picked]
+    check = copy_check(_distances(varied, train.labels[picked], train_f, train_l), real)
+    assert check.ratio < 0.5 and check.near_copy_share > 0.8
+
+
+def test_held_out_real_sketches_are_as_new_as_unseen_ones(three_classes) -> None:
+    data, train_f, train_l = three_classes
+    test, valid = data["test"], data["valid"]
+    real = _distances(test.sketches, test.labels, train_f, train_l)
+    check = copy_check(_distances(valid.sketches, valid.labels, train_f, train_l), real)
+    assert 0.9 < check.ratio < 1.1
+    assert check.near_copy_share < 0.1 and check.real_near_copy_share == pytest.approx(
+        0.05, abs=0.01
+    )
+
+
+def test_nearest_distances_stay_within_the_class() -> None:
+    train = np.array([[0.0, 0.0], [10.0, 0.0]])
+    query = np.array([[9.0, 0.0], [9.0, 0.0]])
+    d = nearest_distances(query, np.array([0, 1]), train, np.array([0, 1]))
+    assert d.tolist() == [9.0, 1.0]

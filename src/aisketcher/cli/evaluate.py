@@ -64,6 +64,28 @@ def summary(report: dict) -> str:
         f"draw precision {num(pr['precision'])}  recall {num(pr['recall'])}; pHash diversity: "
         f"real {num(div['real']['mean_of_classes'], 2)}  draw {num(div['draw']['mean_of_classes'], 2)}"
     )
+    modes = [
+        f"{k} {num(rec[k]['all'])}" for k in ("translate", "complete_start", "complete") if k in rec
+    ]
+    if modes:
+        lines.append(
+            "recognizability of modes: " + "  ".join(modes) + " (translate: as the target)"
+        )
+    copies = report.get("copy_check", {})
+    if copies:
+        lines.append(
+            "copy check (nearest-training distance / real's; near-copy share): "
+            + "  ".join(
+                f"{k} {num(c['ratio'], 2)}, {num(c['near_copy_share'], 2)}"
+                for k, c in copies.items()
+            )
+        )
+    if "endings" in report:
+        e = report["endings"]
+        lines.append(
+            f"complete: {num(e['mean_distinct_lengths'], 2)} distinct lengths among {e['per_start']}"
+            f" endings of a start; {num(e['share_adding_nothing'], 2)} of endings add nothing"
+        )
     if "diversity_ttest" in report:
         t = report["diversity_ttest"]
         lines.append(f"diversity t-test vs {t['other_model']}: t {num(t['t'])}, p {num(t['p'], 4)}")

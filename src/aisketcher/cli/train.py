@@ -150,7 +150,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  torchrun --nproc_per_node 4 -m aisketcher train --device cuda --out runs/ddp",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", default="ai-sketcher", choices=list(PRESETS), help="model preset")
+    p.add_argument(
+        "--config",
+        default="ai-sketcher",
+        choices=list(PRESETS),
+        help="model preset (default ai-sketcher, whose influence layer attends to the points "
+        "drawn before each target); ai-sketcher-paper-memory attends to the paper-literal "
+        "bidirectional encoder states, which have read the points being predicted: it copies "
+        "its input instead of drawing, and exists only to reproduce the paper's numbers",
+    )
     p.add_argument(
         "--size", default="small", choices=list(SIZES), help="layer sizes (default small)"
     )

@@ -40,12 +40,12 @@ from aisketcher.evaluate.classifier import (
     SketchClassifier,
     train_classifier,
 )
+from aisketcher.evaluate.modes import draw_class_only
 from aisketcher.evaluate.report import (
     REPORT_FILE,
     EvalSettings,
     checkpoint_step,
     compare_diversity,
-    draw_class_only,
     evaluate_run,
     json_ready,
     latent_vectors,
@@ -413,8 +413,7 @@ def _class_samples(
     rows, names = [], []
     for name, sk in sketchers.items():
         labels = [c for c in range(len(sk.class_names)) for _ in range(per_class)]
-        settings = _settings(ctx, per_class)
-        rows.append(draw_class_only(sk, labels, settings))
+        rows.append(draw_class_only(sk, labels, ctx.temperature, ctx.seed))
         names.append(name)
     return rows, names
 

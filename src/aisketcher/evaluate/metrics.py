@@ -7,6 +7,8 @@
 - Recognizability: top-1 accuracy of a classifier on sketches for their intended class.
 - Diversity as in AI-Sketcher: pairwise Hamming distances of perceptual hashes (`imagehash.phash`)
   of rendered sketches, and an unpaired t-test between two models (`scipy.stats.ttest_ind`).
+- Copy check: each sketch's distance to its nearest training sketch of its class, against the same
+  distance for unseen real sketches (`copy_check`), in a space of small blurred rasters.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from scipy import linalg, stats
 from scipy.spatial.distance import cdist
 
+from aisketcher.raster import rasterize_many
 from aisketcher.render import render_png
 from aisketcher.sketch import Sketch
 
@@ -168,4 +171,62 @@ def diversity_ttest(a: np.ndarray, b: np.ndarray) -> TTest:
         float(b.mean()),
         len(a),
         len(b),
+    )
+
+
+# ----- copy check -----
+# The space: the sketch drawn at 64x64 and averaged to 32x32. A near-copy of a training sketch is a
+# near-identical picture there, however its points were ordered or spaced, while the averaging
+# forgives a pixel of jitter. (A classifier's features are built to map different drawings of a
+# class close together, which would hide copies among merely typical drawings.)
+COPY_RASTER_SIZE = 64
+COPY_POOL = 2
+
+
+def copy_features(sketches: Sequence[Sketch | np.ndarray]) -> np.ndarray:
+    """(n, 32 * 32) blurred rasters of the sketches, values in [0, 1]."""
+    r = rasterize_many(sketches, COPY_RASTER_SIZE).astype(np.float32)
+    side = COPY_RASTER_SIZE // COPY_POOL
+    return r.reshape(len(r), side, COPY_POOL, side, COPY_POOL).mean((2, 4)).reshape(len(r), -1)
+
+
+def nearest_distances(
+    query: np.ndarray, query_labels: np.ndarray, train: np.ndarray, train_labels: np.ndarray
+) -> np.ndarray:
+    """Each query row's Euclidean distance to its nearest training row of the same label."""
+    out = np.full(len(query), np.inf)
+    for k in np.unique(query_labels):
+        mine, theirs = query_labels == k, train_labels == k
+        if theirs.any():
+            out[mine] = cdist(query[mine], train[theirs]).min(1)
+    return out
+
+
+@dataclass
+class CopyCheck:
+    ratio: float  # median nearest-training distance: these sketches / unseen real ones (1: as new)
+    near_copy_share: float  # share of these sketches closer than `threshold`
+    real_near_copy_share: float  # the same share of the unseen real sketches (NEAR_COPY_QUANTILE)
+    threshold: float  # the NEAR_COPY_QUANTILE of the real sketches' nearest-training distances
+    median: float  # median nearest-training distance of these sketches
+    real_median: float
+
+
+NEAR_COPY_QUANTILE = 0.05  # a near-copy is closer than all but 5% of unseen real sketches are
+
+
+def copy_check(distances: np.ndarray, real_distances: np.ndarray) -> CopyCheck:
+    """Nearest-training distances of generated sketches against those of unseen real sketches."""
+    distances, real = np.asarray(distances, np.float64), np.asarray(real_distances, np.float64)
+    if not len(distances) or not len(real):
+        return CopyCheck(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
+    threshold = float(np.quantile(real, NEAR_COPY_QUANTILE))
+    median, real_median = float(np.median(distances)), float(np.median(real))
+    return CopyCheck(
+        ratio=median / real_median if real_median > 0 else math.nan,
+        near_copy_share=float((distances < threshold).mean()),
+        real_near_copy_share=float((real < threshold).mean()),
+        threshold=threshold,
+        median=median,
+        real_median=real_median,
     )

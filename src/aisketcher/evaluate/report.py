@@ -28,14 +28,25 @@ from aisketcher.evaluate import figures
 from aisketcher.evaluate.classifier import SketchClassifier
 from aisketcher.evaluate.likelihood import likelihood_by_class
 from aisketcher.evaluate.metrics import (
+    copy_check,
+    copy_features,
     diversity_ttest,
     fid,
+    nearest_distances,
     phash_diversity,
     precision_recall,
     top1_accuracy,
 )
-from aisketcher.latents import class_latent, encode_sketches
-from aisketcher.sampler import sample
+from aisketcher.evaluate.modes import (
+    COMPLETE_SEED,
+    RECONSTRUCT_SEED,
+    TRANSLATE_SEED,
+    complete,
+    decode_encodings,
+    draw_class_only,
+    half_drawn,
+)
+from aisketcher.latents import encode_sketches
 from aisketcher.train.checkpoint import read_checkpoint, write_json
 
 REPORT_FILE = "evaluation.json"
@@ -52,6 +63,8 @@ class EvalSettings:
     k: int = 3  # neighbours of the precision/recall manifolds
     tsne_per_class: int = 30  # latents per class in the t-SNE (paper: 30)
     grid_per_class: int = 8  # sketches per class in the sample grids
+    endings: int = 4  # completions of each of the first `ending_starts` starts per class
+    ending_starts: int = 5
     batch_size: int = 100
     figures: bool = True  # write the PNG figures (the numbers do not depend on them)
     data_dir: str | None = None  # default: the run's own data files, else the default data folder
@@ -78,6 +91,8 @@ class SketchSets:
     drawn: list[np.ndarray]
     drawn_labels: np.ndarray
     reconstructed: list[np.ndarray] | None
+    train_features: np.ndarray  # `copy_features` of every training sketch of the classes
+    train_labels: np.ndarray
 
 
 def _run_info(path: Path) -> dict[str, Any]:
@@ -107,48 +122,13 @@ def _first(split: Split, count: int, num_classes: int) -> tuple[list[np.ndarray]
     return [split.sketches[i] for i in keep], split.labels[keep]
 
 
-def _chunks(n: int, size: int) -> list[slice]:
-    return [slice(s, min(s + size, n)) for s in range(0, n, size)]
-
-
-def draw_class_only(
-    sketcher: Sketcher, model_labels: list[int], settings: EvalSettings
-) -> list[np.ndarray]:
-    """Class-only drawings (normalised stroke-3), chunk i seeded with seed + i."""
-    model = sketcher.model
-    out: list[np.ndarray] = []
-    for i, part in enumerate(_chunks(len(model_labels), settings.batch_size)):
-        seed = settings.seed + i
-        labels = model_labels[part]
-        latent = class_latent(model, labels, seed)
-        out += sample(model, latent, len(labels), temperature=settings.temperature, seed=seed)
-    return out
-
-
-def reconstruct(
-    sketcher: Sketcher, sketches: list[np.ndarray], model_labels: list[int], settings: EvalSettings
-) -> list[np.ndarray]:
-    """Each sketch encoded under its class (z_s = mu_s) and decoded; chunk i seeded with seed + i."""
-    out: list[np.ndarray] = []
-    for i, part in enumerate(_chunks(len(sketches), settings.batch_size)):
-        latent = encode_sketches(sketcher.model, sketches[part], model_labels[part])
-        out += sample(
-            sketcher.model,
-            latent,
-            len(sketches[part]),
-            temperature=settings.temperature,
-            seed=settings.seed + 10_000 + i,
-        )
-    return out
-
-
 def latent_vectors(
     sketcher: Sketcher, sketches: list[np.ndarray], model_labels: list[int], batch_size: int = 100
 ) -> np.ndarray:
     """mu_s of each sketch (the paper's Figure 3a plots these), (n, n_z)."""
     parts = [
         encode_sketches(sketcher.model, sketches[s], model_labels[s]).z_s.cpu().numpy()
-        for s in _chunks(len(sketches), batch_size)
+        for s in [slice(i, i + batch_size) for i in range(0, len(sketches), batch_size)]
     ]
     return np.concatenate(parts)
 
@@ -226,7 +206,7 @@ def load_sets(
     floor_split = "valid" if settings.split == "test" else "test"
     data = load_dataset(
         _class_files(names, info, settings.data_dir),
-        splits=(settings.split, floor_split),
+        splits=(settings.split, floor_split, "train"),
         scale_factor=sketcher.scale_factor,
         max_seq_len=sketcher.model.config.max_seq_len,
     )
@@ -235,7 +215,18 @@ def load_sets(
     empty = [n for k, n in enumerate(names) if not (real_labels == k).any()]
     if empty:
         raise SketchDataError(f"no {settings.split} sketches for class {', '.join(empty)}")
-    sets = SketchSets(real, real_labels, floor, floor_labels, [], real_labels.copy(), None)
+    train = data["train"]
+    sets = SketchSets(
+        real,
+        real_labels,
+        floor,
+        floor_labels,
+        [],
+        real_labels.copy(),
+        None,
+        copy_features(train.sketches),
+        train.labels,
+    )
     return data[settings.split], sets
 
 
@@ -277,10 +268,13 @@ def evaluate_run(
     )
 
     # ----- generated sets -----
-    sets.drawn = draw_class_only(sketcher, model_index[sets.drawn_labels].tolist(), settings)
+    own = model_index[sets.real_labels].tolist()
+    sets.drawn = draw_class_only(
+        sketcher, model_index[sets.drawn_labels].tolist(), settings.temperature, settings.seed
+    )
     if cfg.has_latent:
-        sets.reconstructed = reconstruct(
-            sketcher, sets.real, model_index[sets.real_labels].tolist(), settings
+        sets.reconstructed = decode_encodings(
+            sketcher, sets.real, own, settings.temperature, settings.seed + RECONSTRUCT_SEED
         )
 
     # ----- classifier features and predictions -----
@@ -308,6 +302,8 @@ def evaluate_run(
         "real": _diversity(names, sets.real, sets.real_labels),
         "draw": _diversity(names, sets.drawn, sets.drawn_labels),
     }
+    modes = score_modes(sketcher, classifier, names, model_index, clf_index, sets, settings)
+    recognizability.update(modes.pop("recognizability"))
     if sets.reconstructed is not None:
         recon_f, recon_p = classifier.features_and_predictions(sets.reconstructed)
         recognizability["reconstruct"] = accuracy_by_class(recon_p)
@@ -346,6 +342,7 @@ def evaluate_run(
         "fid": {kind: q["fid"] for kind, q in quality.items()},
         "precision_recall": {kind: q["precision_recall"] for kind, q in quality.items()},
         "diversity": diversity,
+        **modes,
         "figures": {k: Path(v).name for k, v in written.items()},
         "code_version": __version__,
     }
@@ -356,6 +353,88 @@ def evaluate_run(
     report = json_ready(report)
     write_json(out / REPORT_FILE, report)
     return report
+
+
+def score_modes(
+    sketcher: Sketcher,
+    classifier: SketchClassifier,
+    names: list[str],
+    model_index: np.ndarray,
+    clf_index: np.ndarray,
+    sets: SketchSets,
+    settings: EvalSettings,
+) -> dict[str, Any]:
+    """Translation and completion as the classifier sees them, and the copy check of every mode.
+
+    - translate: each real sketch of class k encoded under class k + 1 (of the evaluated classes):
+      recognised as that target? (The paper's Figure 2 claim: the class vector decides the class.)
+    - complete: each real sketch cut after half of its strokes and finished under its class:
+      recognised more often than the half-drawn start? The first `ending_starts` starts of each
+      class are also finished `endings` ways, to see whether the endings differ in length.
+    - copy check: every set's nearest-training-sketch distances against the real set's.
+    """
+    n = len(names)
+    labels = sets.real_labels
+    own = model_index[labels].tolist()
+    t = settings.temperature
+    recognizability: dict[str, Any] = {}
+    generated: dict[str, tuple[list[np.ndarray], np.ndarray]] = {
+        "draw": (sets.drawn, sets.drawn_labels)
+    }
+    if sets.reconstructed is not None:
+        generated["reconstruct"] = (sets.reconstructed, labels)
+    if sketcher.model.config.has_latent and n > 1:
+        target = (labels + 1) % n
+        translated = decode_encodings(
+            sketcher, sets.real, model_index[target].tolist(), t, settings.seed + TRANSLATE_SEED
+        )
+        _, pred = classifier.features_and_predictions(translated)
+        recognizability["translate"] = _per_class(
+            names, target, top1_accuracy, pred, clf_index[target]
+        )
+        recognizability["translate_as_source"] = _per_class(
+            names, target, top1_accuracy, pred, clf_index[labels]
+        )
+        generated["translate"] = (translated, target)
+    starts = [half_drawn(s) for s in sets.real]
+    completed = [e[0] for e in complete(sketcher, starts, own, t, settings.seed + COMPLETE_SEED)]
+    for key, drawn in (("complete_start", starts), ("complete", completed)):
+        _, pred = classifier.features_and_predictions(drawn)
+        recognizability[key] = _per_class(names, labels, top1_accuracy, pred, clf_index[labels])
+    generated["complete"] = (completed, labels)
+    few = np.concatenate([np.flatnonzero(labels == k)[: settings.ending_starts] for k in range(n)])
+    endings = complete(
+        sketcher,
+        [starts[i] for i in few],
+        [own[i] for i in few],
+        t,
+        settings.seed + COMPLETE_SEED + 5_000,
+        endings=settings.endings,
+    )
+    added = [[len(e) - len(starts[i]) for e in ends] for i, ends in zip(few, endings, strict=True)]
+    real_d = nearest_distances(
+        copy_features(sets.real), labels, sets.train_features, model_index[sets.train_labels]
+    )
+    copies = {}
+    for key, (drawn, drawn_labels) in generated.items():
+        d = nearest_distances(
+            copy_features(drawn),
+            model_index[drawn_labels],
+            sets.train_features,
+            model_index[sets.train_labels],
+        )
+        copies[key] = dataclasses.asdict(copy_check(d, real_d))
+    return {
+        "recognizability": recognizability,
+        "endings": {
+            "per_start": settings.endings,
+            "starts": len(few),
+            "points_added": added,
+            "mean_distinct_lengths": float(np.mean([len(set(a)) for a in added])),
+            "share_adding_nothing": float(np.mean([x == 0 for a in added for x in a])),
+        },
+        "copy_check": copies,
+    }
 
 
 def checkpoint_step(source: Path) -> int | None:
