@@ -97,6 +97,9 @@ def test_report_scores_every_drawing_mode(report: dict) -> None:
     assert set(report["copy_check"]) == {"draw", "reconstruct", "translate", "complete"}
     for check in report["copy_check"].values():
         assert check["ratio"] >= 0 and 0 <= check["near_copy_share"] <= 1
+    leak = report["leak_check"]  # (its meaning: tests/test_leak_check.py)
+    assert leak["count"] == 2 * SAMPLES
+    assert leak["gap_l_r"] == pytest.approx(leak["other"]["l_r"] - leak["own"]["l_r"])
 
 
 def test_likelihood_is_per_class_and_has_no_kl_floor(report: dict, quickdraw_dir: Path) -> None:

@@ -86,6 +86,12 @@ def summary(report: dict) -> str:
             f"complete: {num(e['mean_distinct_lengths'], 2)} distinct lengths among {e['per_start']}"
             f" endings of a start; {num(e['share_adding_nothing'], 2)} of endings add nothing"
         )
+    leak = report.get("leak_check")
+    if leak:
+        lines.append(
+            f"leak check: l_r with each sketch's own influence memory {num(leak['own']['l_r'])}, "
+            f"with another sketch's {num(leak['other']['l_r'])} (gap {num(leak['gap_l_r'])})"
+        )
     if "diversity_ttest" in report:
         t = report["diversity_ttest"]
         lines.append(f"diversity t-test vs {t['other_model']}: t {num(t['t'])}, p {num(t['p'], 4)}")
@@ -242,7 +248,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(see `aisketcher evaluate`) and write figures, <experiment>.json and results.md to "
         "--out. Runs are shared between experiments and resumed when they exist, so an "
         "interrupted experiment continues where it stopped. ablation: sketch-rnn-cond, "
-        "ai-sketcher-no-influence, ai-sketcher-no-autoencoder, ai-sketcher on QD5; multiclass: "
+        "ai-sketcher-no-influence, ai-sketcher-no-autoencoder, ai-sketcher and ai-sketcher-paper-memory (the paper-literal memory, to show its copy channel) on QD5; multiclass: "
         "sketch-rnn-cond, sketch-pix2seq, ai-sketcher on QD5/10/15/20; diversity: ai-sketcher vs "
         "sketch-rnn-cond, 50 drawings per QD5 class, pHash t-test.",
         epilog="examples:\n"

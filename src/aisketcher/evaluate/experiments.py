@@ -78,6 +78,8 @@ EXPERIMENTS = {
             "ai-sketcher-no-influence",
             "ai-sketcher-no-autoencoder",
             "ai-sketcher",
+            # The paper's memory read literally: how much of its gain is the copy channel.
+            "ai-sketcher-paper-memory",
         ),
         ("QD5",),
         "Ablation (paper Figures 2 and 3, on QD5 instead of FaceX)",

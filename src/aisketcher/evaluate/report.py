@@ -26,6 +26,7 @@ from aisketcher.data.paths import default_data_dir
 from aisketcher.errors import SketchDataError
 from aisketcher.evaluate import figures
 from aisketcher.evaluate.classifier import SketchClassifier
+from aisketcher.evaluate.leak import leak_check
 from aisketcher.evaluate.likelihood import likelihood_by_class
 from aisketcher.evaluate.metrics import (
     copy_check,
@@ -343,6 +344,9 @@ def evaluate_run(
         "precision_recall": {kind: q["precision_recall"] for kind, q in quality.items()},
         "diversity": diversity,
         **modes,
+        "leak_check": leak_check(
+            sketcher.model, sets.real, model_index[sets.real_labels], settings.batch_size
+        ),
         "figures": {k: Path(v).name for k, v in written.items()},
         "code_version": __version__,
     }
