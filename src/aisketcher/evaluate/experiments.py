@@ -313,6 +313,12 @@ def _row(report: dict[str, Any]) -> dict[str, Any]:
         "precision": pr["draw"]["all"]["precision"],
         "recall": pr["draw"]["all"]["recall"],
         "diversity": report["diversity"]["draw"]["mean_of_classes"],
+        "recog_translate": rec.get("translate", {}).get("all"),
+        "recog_start": rec.get("complete_start", {}).get("all"),
+        "recog_complete": rec.get("complete", {}).get("all"),
+        "copy_draw": report.get("copy_check", {}).get("draw", {}).get("ratio"),
+        "near_copies": report.get("copy_check", {}).get("draw", {}).get("near_copy_share"),
+        "leak_gap": (report.get("leak_check") or {}).get("gap_l_r"),
         "steps": report["model"]["step"],
     }
 
@@ -330,6 +336,8 @@ def _reference_row(report: dict[str, Any]) -> dict[str, Any]:
         precision=floor["precision"],
         recall=floor["recall"],
         diversity=report["diversity"]["real"]["mean_of_classes"],
+        copy_draw=1.0,
+        near_copies=report.get("copy_check", {}).get("draw", {}).get("real_near_copy_share"),
     )
     return row
 
@@ -345,6 +353,12 @@ COLUMNS = (
     ("precision", "precision", 3),
     ("recall", "recall", 3),
     ("diversity", "pHash div.", 2),
+    ("recog_translate", "recog. translate", 3),
+    ("recog_start", "recog. half start", 3),
+    ("recog_complete", "recog. completed", 3),
+    ("copy_draw", "copy ratio", 2),
+    ("near_copies", "near-copies", 2),
+    ("leak_gap", "leak gap", 3),
 )
 
 
@@ -687,8 +701,14 @@ INTRO = """# Results
 Written by `aisketcher experiment`. Columns: the paper's loss on the test split (no KL floor) and
 its terms; top-1 accuracy of the project's sketch classifier on class-only drawings and on
 reconstructions; FID on the classifier's features against real test sketches; precision and
-recall (k = 3) of the drawings; mean pairwise pHash distance of the drawings. The row "real
-sketches" holds the references: the classifier's accuracy on real test sketches (the ceiling of
+recall (k = 3) of the drawings; mean pairwise pHash distance of the drawings; recognizability of
+translations as their target class (each test sketch encoded under the next class), of test
+sketches cut after half of their strokes and of their completions; the copy check of class-only
+drawings (median distance to the nearest training sketch of the class over the same for real test
+sketches, in 32x32 blurred rasters: 1 is as new as unseen real drawings) and their share of
+near-copies (closer than 95% of real test sketches are); the leak check (test l_r with another
+sketch's influence memory minus with its own: large when the memory has read its targets). The
+row "real sketches" holds the references: the classifier's accuracy on real test sketches (the ceiling of
 recognizability) and real validation against real test sketches (the floor of FID, and the
 precision, recall and diversity of real data). Models are evaluated at their best validation
 checkpoint. Every number, per class, is in the JSON files beside this one.
