@@ -171,3 +171,24 @@ def test_train_can_start_from_an_exported_model(tmp_path: Path, data, quickdraw_
     assert main([*argv, "--steps", "8", "--batch-size", "4", "--threads", "1"]) == 0
     state = json.loads((out / "last.json").read_text())
     assert state["step"] == 8 and state["data"]["classes"] == ["cat", "eye"]
+
+
+def test_complete_files_show_the_models_strokes_in_red(tmp_path: Path, data) -> None:
+    """As in the web app: the user's start in black, the model's continuation in red."""
+    model_dir = tiny_sketcher("ai-sketcher", data).export(tmp_path / "m")
+    start = tmp_path / "start.json"
+    start.write_text(json.dumps({"strokes": [[[10, 10], [60, 12], [62, 70]], [[5, 5], [9, 40]]]}))
+    for suffix in (".svg", ".png"):
+        out = tmp_path / f"c{suffix}"
+        argv = ["complete", "--input", str(start), "--class", "cat", "--count", "3"]
+        assert main([*argv, "--model", str(model_dir), "--seed", "2", "--out", str(out)]) == 0
+    cells = (tmp_path / "c.svg").read_text().split("<g transform=")[1:]
+    assert len(cells) == 4
+    assert "#d62728" not in cells[0]  # the start alone
+    assert all("#d62728" in c and 'stroke="black"' in c for c in cells[1:])
+    from PIL import Image
+
+    with Image.open(tmp_path / "c.png") as image:
+        pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+    red = (pixels[:, 0] > 150) & (pixels[:, 1] < 100) & (pixels[:, 2] < 100)
+    assert red.sum() > 0

@@ -159,7 +159,7 @@ def render_png(
 class _Grid:
     """Where the cells and labels of a grid go (shared by the SVG and the PNG)."""
 
-    rows: list[list[tuple[Sketch, str | None]]]
+    rows: list[list[tuple[Sketch, str | None, int | None]]]  # sketch, caption, highlight_from
     row_labels: list[str] | None
     cell: int
 
@@ -169,7 +169,7 @@ class _Grid:
 
     @property
     def caption_height(self) -> int:
-        has_captions = any(label for row in self.rows for _, label in row)
+        has_captions = any(label for row in self.rows for _, label, _ in row)
         return round(self.font_size * 1.6) if has_captions else 0
 
     @property
@@ -205,25 +205,39 @@ def _grid(
     cols: int | None,
     cell: int,
     row_labels: Sequence[str] | None,
+    highlight_from: Sequence | None = None,
 ) -> _Grid:
+    """Rows of (sketch, caption, highlight_from) cells; `labels` and `highlight_from` are shaped
+    like `sketches`."""
     if len(sketches) == 0:
         raise SketchDataError("no sketches to draw")
     if all(_is_row(item) for item in sketches):
         cells = [[_as_sketch(s) for s in row] for row in sketches]
-        names = [list(row) for row in labels] if labels is not None else None
+        shape = [len(row) for row in cells]
+
+        def rows_of(values: Sequence) -> list[list]:
+            return [list(row) for row in values]
+
     else:
         flat = [_as_sketch(s) for s in sketches]
         cols = cols or math.ceil(math.sqrt(len(flat)))
         cells = [flat[i : i + cols] for i in range(0, len(flat), cols)]
-        names = None
-        if labels is not None:
-            names = [list(labels[i : i + cols]) for i in range(0, len(labels), cols)]
-    if names is not None and [len(r) for r in names] != [len(r) for r in cells]:
-        raise SketchDataError("labels must match the sketches one for one")
+        shape = [len(row) for row in cells]
+
+        def rows_of(values: Sequence) -> list[list]:
+            return [list(values[i : i + cols]) for i in range(0, len(values), cols)]
+
+    per_cell = []
+    for name, values in (("labels", labels), ("highlights", highlight_from)):
+        shaped = rows_of(values) if values is not None else [[None] * n for n in shape]
+        if [len(r) for r in shaped] != shape:
+            raise SketchDataError(f"{name} must match the sketches one for one")
+        per_cell.append(shaped)
     if row_labels is not None and len(row_labels) != len(cells):
         raise SketchDataError(f"{len(row_labels)} row labels for {len(cells)} rows")
+    names, highlights = per_cell
     rows = [
-        [(s, None if names is None else names[r][c]) for c, s in enumerate(row)]
+        [(s, names[r][c], highlights[r][c]) for c, s in enumerate(row)]
         for r, row in enumerate(cells)
     ]
     return _Grid(rows, list(row_labels) if row_labels is not None else None, cell)
@@ -236,6 +250,7 @@ def grid_svg(
     cell: int = 128,
     *,
     row_labels: Sequence[str] | None = None,
+    highlight_from: Sequence | None = None,
     stroke_width: float = 1.5,
     color: str = "black",
     margin: float = MARGIN,
@@ -246,9 +261,10 @@ def grid_svg(
     `sketches` is either a flat sequence (Sketch objects or stroke-3 arrays), laid out `cols` per row
     (default: a square), or a list of rows (lists or tuples), e.g. one row per class; rows may differ
     in length. `labels` has the same shape as `sketches` and captions each cell; `row_labels` names
-    each row at its left.
+    each row at its left; `highlight_from`, shaped like `sketches`, gives each cell's first point to
+    draw in the highlight colour (None: none).
     """
-    grid = _grid(sketches, labels, cols, cell, row_labels)
+    grid = _grid(sketches, labels, cols, cell, row_labels, highlight_from)
     font = grid.font_size
     parts = []
     for r, row in enumerate(grid.rows):
@@ -258,9 +274,10 @@ def grid_svg(
                 f'<text x="{font / 2:g}" y="{y_mid:g}" font-family="sans-serif" font-size="{font}"'
                 f' dominant-baseline="middle">{escape(grid.row_labels[r])}</text>'
             )
-        for c, (sketch, label) in enumerate(row):
+        for c, (sketch, label, start) in enumerate(row):
             x, y = grid.origin(r, c)
-            paths = _svg_paths(_runs(sketch, cell, margin), stroke_width, color, HIGHLIGHT_COLOR)
+            runs = _runs(sketch, cell, margin, start)
+            paths = _svg_paths(runs, stroke_width, color, HIGHLIGHT_COLOR)
             parts.append(f'<g transform="translate({x} {y})">\n{paths}\n</g>')
             if label:
                 parts.append(
@@ -277,13 +294,14 @@ def grid_png(
     cell: int = 128,
     *,
     row_labels: Sequence[str] | None = None,
+    highlight_from: Sequence | None = None,
     stroke_width: float = 1.5,
     color: str = "black",
     margin: float = MARGIN,
     background: str = "white",
 ) -> Image.Image:
     """The PNG counterpart of `grid_svg` (same arguments), an RGB image."""
-    grid = _grid(sketches, labels, cols, cell, row_labels)
+    grid = _grid(sketches, labels, cols, cell, row_labels, highlight_from)
     image = Image.new("RGB", (grid.width, grid.height), background)
     draw = ImageDraw.Draw(image)
     try:
@@ -296,9 +314,9 @@ def grid_png(
             draw.text(
                 (grid.font_size / 2, y_mid), grid.row_labels[r], fill=color, font=font, anchor="lm"
             )
-        for c, (sketch, label) in enumerate(row):
+        for c, (sketch, label, start) in enumerate(row):
             x, y = grid.origin(r, c)
-            runs = _runs(sketch, cell, margin)
+            runs = _runs(sketch, cell, margin, start)
             image.paste(_png(runs, cell, stroke_width, color, background, HIGHLIGHT_COLOR), (x, y))
             if label:
                 caption_mid = y + cell + grid.caption_height / 2
@@ -362,11 +380,13 @@ def save_sketches(
     labels: Sequence[str] | None = None,
     size: int | None = None,
     cols: int | None = None,
+    highlight_from: Sequence[int | None] | None = None,
 ) -> None:
     """Write sketches to `path`, in the format its extension names, atomically.
 
     .svg / .png: one sketch at `size` (default 256) or a grid of `size`-pixel cells (default 128)
-    captioned by `labels`; .gif: the drawing animated (exactly one sketch); .npz: a sketch-rnn file
+    captioned by `labels`, each sketch's points from `highlight_from[i]` on in the highlight colour
+    (a model's continuation of a user's start); .gif: the drawing animated (exactly one sketch); .npz: a sketch-rnn file
     with the sketches as split "test"; .ndjson: Quick, Draw! lines whose word is the common label.
     """
     path = Path(path)
@@ -386,24 +406,29 @@ def save_sketches(
         )
     if ext == ".gif" and len(items) != 1:
         raise SketchDataError(f"a .gif animates one sketch, got {len(items)}", str(path))
+    if highlight_from is not None and len(highlight_from) != len(items):
+        raise SketchDataError(
+            f"{len(highlight_from)} highlight starts for {len(items)} sketches", str(path)
+        )
     one = len(items) == 1 and labels is None
+    first = None if highlight_from is None else highlight_from[0]
     with atomic_path(path) as tmp:
         if ext == ".svg":
             text = (
-                sketch_to_svg(items[0], size or 256)
+                sketch_to_svg(items[0], size or 256, highlight_from=first)
                 if one
-                else grid_svg(items, labels, cols, size or 128)
+                else grid_svg(items, labels, cols, size or 128, highlight_from=highlight_from)
             )
             tmp.write_text(text, encoding="utf-8")
         elif ext == ".png":
             image = (
-                render_png(items[0], size or 256)
+                render_png(items[0], size or 256, highlight_from=first)
                 if one
-                else grid_png(items, labels, cols, size or 128)
+                else grid_png(items, labels, cols, size or 128, highlight_from=highlight_from)
             )
             image.save(tmp, format="PNG")
         elif ext == ".gif":
-            animate_gif(items[0], tmp, size or 256)
+            animate_gif(items[0], tmp, size or 256, highlight_from=first)
         elif ext == ".npz":
             from aisketcher.formats.npz import write_npz
 

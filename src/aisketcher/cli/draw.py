@@ -29,14 +29,21 @@ def _load(args: argparse.Namespace) -> Sketcher:
     return Sketcher.load(args.model, device=args.device)
 
 
-def _save(sketches: list[Sketch], args: argparse.Namespace, cols: int | None = None) -> None:
+def _save(
+    sketches: list[Sketch],
+    args: argparse.Namespace,
+    cols: int | None = None,
+    highlight_from: list[int | None] | None = None,
+) -> None:
     from aisketcher.render import save_sketches
 
     out = Path(args.out)
     labels = (
         None if out.suffix.lower() in (".npz", ".ndjson") else [s.label or "" for s in sketches]
     )
-    save_sketches(sketches, out, labels=labels, size=args.size, cols=cols)
+    save_sketches(
+        sketches, out, labels=labels, size=args.size, cols=cols, highlight_from=highlight_from
+    )
     print(f"{out}: {len(sketches)} sketch(es)")
 
 
@@ -108,7 +115,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
         item, args.cls, args.count, temperature=args.temperature, seed=args.seed
     )
     item.label = "start"
-    _save([item, *outputs], args, cols=len(outputs) + 1)
+    # The start in black, the model's endings in red from where the start ends, as the web app.
+    given = [None] + [len(item)] * len(outputs)
+    _save([item, *outputs], args, cols=len(outputs) + 1, highlight_from=given)
     return 0
 
 
@@ -200,9 +209,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "draw",
         help="draw sketches of a class from scratch",
-        description="Class-only drawing. z_s is drawn from N(0, I); the influence layer's memory and "
-        "z_r come from an encoded training sketch of the class picked at random (the spec's "
-        "recommended reading; the built-in model ships such encodings, not the sketches).",
+        description="Class-only drawing: z_s is drawn from N(0, I) and z_r from the class's prior "
+        "(fitted on the training sketches); the influence layer attends to the points drawn so "
+        "far, so no stored sketch is involved and every drawing is new.",
         epilog="examples:\n  aisketcher draw cat --count 20 --seed 7 --temperature 0.4 --out cats.svg\n"
         "  aisketcher draw --count 5 --out grid.png            # every class, one row each\n"
         "  aisketcher draw bicycle --model ../shared/models/magenta-js/bicycle.gen.json --out b.svg",
@@ -216,6 +225,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reconstruct",
         help="encode sketches and decode them again",
+        description="Encode each input sketch under its class (z_s = mu_s, z_r of its raster) "
+        "and draw it anew from that encoding, point by point.",
         epilog="example:\n  aisketcher reconstruct --input ../shared/data/quickdraw/cat.npz --class cat "
         "--count 4 --out recon.svg",
         formatter_class=fmt,
@@ -229,6 +240,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "translate",
         help="redraw one sketch as other classes (paper Figure 2)",
+        description="Encode the input sketch under each target class (z_s with the target's "
+        "class vector, z_r of its raster) and draw it anew: the class vector decides the class.",
         epilog="example:\n  aisketcher translate --input ../shared/data/quickdraw/cat.npz --classes pig,face,apple "
         "--out translated.svg",
         formatter_class=fmt,
@@ -241,6 +254,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "complete",
         help="finish a started drawing, several ways",
+        description="Feed your strokes to the decoder and to the influence layer's memory, then let "
+        "the model draw on from the class (z_s ~ N(0, I), z_r from the class's prior) until it "
+        "decides to stop: each ending differs in what it adds and in length.",
         epilog="example:\n  aisketcher complete --input my_start.svg --class cat --count 4 --out endings.svg",
         formatter_class=fmt,
     )
@@ -253,6 +269,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "interpolate",
         help="morph between two sketches through the latent space",
+        description="Encode both sketches, then draw from points along the straight line between "
+        "their latents (z_s, z_r and the class vector mixed linearly).",
         epilog="example:\n  aisketcher interpolate --a cat.json --b pig.json --classes cat,pig --steps 8 --out morph.svg",
         formatter_class=fmt,
     )
