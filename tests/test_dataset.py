@@ -182,3 +182,24 @@ def test_whole_quickdraw_folder(data_dir, quickdraw_dir):
     assert set(np.unique(ds["train"].labels)) == set(range(345))
     assert np.all(np.diff(ds["train"].labels) >= 0)  # grouped by class, in order
     assert np.isfinite(ds.scale_factor) and ds.scale_factor > 0
+
+
+def test_a_dataset_shows_itself_briefly_and_a_missing_folder_is_named(
+    quickdraw_dir: Path, tmp_path: Path
+) -> None:
+    data = load_dataset("cat,pig", quickdraw_dir)
+    text = repr(data)
+    assert len(text) < 300 and "2 classes: cat, pig" in text and "train" in text
+    assert len(repr(data["train"])) < 100
+    with pytest.raises(SketchDataError, match="data folder does not exist"):
+        load_dataset("cat", tmp_path / "nowhere")
+
+
+def test_sources_are_absolute_so_a_run_works_from_any_folder(
+    quickdraw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(quickdraw_dir.parent)
+    data = load_dataset("cat", Path("quickdraw"))
+    assert all(Path(p).is_absolute() for p in data.sources)
+    monkeypatch.chdir(tmp_path)
+    assert all(Path(p).is_file() for p in data.sources)

@@ -192,3 +192,63 @@ def test_complete_files_show_the_models_strokes_in_red(tmp_path: Path, data) -> 
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
     red = (pixels[:, 0] > 150) & (pixels[:, 1] < 100) & (pixels[:, 2] < 100)
     assert red.sum() > 0
+
+
+def test_argument_errors_come_before_any_work(tmp_path: Path, capsys) -> None:
+    """Bad counts, formats and devices are refused at once, in one line, without a traceback."""
+    cases = [
+        (["draw", "cat", "--count", "0"], "must be at least 1"),
+        (["draw", "cat", "--out", str(tmp_path / "x.jpg")], "unknown output format '.jpg'"),
+        (["draw", "cat", "--count", "3", "--out", str(tmp_path / "x.gif")], "animates one"),
+        (["draw", "cat", "--device", "cuda", "--out", str(tmp_path / "x.svg")], "CUDA"),
+        (["draw", "cat", "unicorn", "--out", str(tmp_path / "x.svg")], "unicorn"),
+    ]
+    for argv, message in cases:
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse refuses with exit code 2
+            code = exc.code
+        assert code == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not list(tmp_path.iterdir())  # nothing was written
+
+
+def test_export_says_which_checkpoint_it_took(tmp_path: Path, data, capsys) -> None:
+    run = tmp_path / "run"
+    sk = tiny_sketcher("ai-sketcher", data)
+    from aisketcher.train.checkpoint import save_checkpoint
+
+    info = {
+        "model": sk.model.config.to_dict(),
+        "data": {"classes": sk.class_names, "scale_factor": sk.scale_factor},
+        "step": 3,
+    }
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(info))
+    save_checkpoint(
+        run / "last.safetensors", sk.model, info, torch.optim.Adam(sk.model.parameters())
+    )
+    assert main(["export", str(run), "--out", str(tmp_path / "m")]) == 0
+    printed = capsys.readouterr().out
+    assert "no best checkpoint" in printed and "(last checkpoint, step 3)" in printed
+
+
+def test_a_run_draws_the_same_from_any_folder(
+    tmp_path: Path, quickdraw_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aisketcher.train.trainer import TrainConfig, Trainer
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.chdir(home)
+    data = load_dataset("cat,eye", Path(quickdraw_dir), max_seq_len=40)
+    cfg = make_config("ai-sketcher", num_classes=2, max_seq_len=data.longest, **TINY)
+    train = TrainConfig(steps=2, batch_size=4, eval_every=2, raster_cache=str(tmp_path / "r"))
+    Trainer(cfg, train, data, "run", progress=False).fit()
+    here = [s.stroke3 for s in Sketcher.load("run").draw("cat", 3, seed=4)]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    there = [s.stroke3 for s in Sketcher.load(home / "run").draw("cat", 3, seed=4)]
+    assert all(np.array_equal(a, b) for a, b in zip(here, there, strict=True))
+    assert main(["export", str(home / "run"), "--out", str(elsewhere / "m")]) == 0

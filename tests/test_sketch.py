@@ -172,3 +172,16 @@ def test_strokes_to_stroke3_errors(strokes, fragment):
     with pytest.raises(SketchDataError) as info:
         strokes_to_stroke3(strokes)
     assert fragment in str(info.value)
+
+
+def test_notebook_and_file_use(tmp_path) -> None:
+    import io
+
+    from PIL import Image
+
+    s = Sketch.from_strokes([[(0, 0), (10, 0), (10, 10)], [(0, 5), (5, 5)]], label="box")
+    with Image.open(io.BytesIO(s._repr_png_())) as image:
+        assert image.format == "PNG" and image.size == (200, 200)
+    for suffix in (".svg", ".png", ".npz"):
+        s.save(tmp_path / f"box{suffix}")
+        assert (tmp_path / f"box{suffix}").stat().st_size > 0

@@ -8,8 +8,10 @@ Formats (spec section 1):
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -171,8 +173,21 @@ class Sketch:
 
         return sketch_to_svg(self, size=size, **kwargs)
 
+    def save(self, path: str | Path, size: int | None = None) -> None:
+        """Write the sketch to .svg, .png, .gif (animated), .npz or .ndjson, by the suffix."""
+        from aisketcher.render import save_sketches
+
+        save_sketches(self, path, size=size)
+
     def _repr_svg_(self) -> str:
         return self.to_svg(size=200)
+
+    def _repr_png_(self) -> bytes:
+        from aisketcher.render import render_png
+
+        buffer = io.BytesIO()
+        render_png(self, 200).save(buffer, format="PNG")
+        return buffer.getvalue()
 
     def __repr__(self) -> str:
         label = f" {self.label!r}" if self.label else ""

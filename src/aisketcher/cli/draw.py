@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aisketcher.cli.arguments import output_file, positive_int
 from aisketcher.errors import SketchDataError
 from aisketcher.sketch import Sketch
 
@@ -19,14 +20,22 @@ MODEL_HELP = (
 )
 
 
-def _load(args: argparse.Namespace) -> Sketcher:
+def _load(args: argparse.Namespace, *, one_sketch: bool) -> Sketcher:
+    """The model, once the arguments that need no model are known to be good (`one_sketch`:
+    whether the output file will hold a single sketch)."""
     import torch
 
     from aisketcher.api import Sketcher
+    from aisketcher.train.trainer import resolve_device
 
+    if Path(args.out).suffix.lower() == ".gif" and not one_sketch:
+        raise SketchDataError(
+            "a .gif animates one sketch and this writes several: write .svg or .png", args.out
+        )
+    device = resolve_device(args.device)
     # Sampling is a chain of small operations: one thread avoids the cost of waking others per op.
     torch.set_num_threads(args.threads)
-    return Sketcher.load(args.model, device=args.device)
+    return Sketcher.load(args.model, device=str(device))
 
 
 def _save(
@@ -56,8 +65,10 @@ def _input(args: argparse.Namespace, path: str | None = None, index: int | None 
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
-    sketcher = _load(args)
+    sketcher = _load(args, one_sketch=args.count == 1 and len(args.classes) == 1)
     classes = args.classes or sketcher.class_names
+    for cls in classes:  # every name checked before anything is drawn
+        sketcher.class_index(cls)
     started = time.perf_counter()
     sketches = [
         s
@@ -79,7 +90,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from aisketcher.formats.reader import read_sketches
 
-    sketcher = _load(args)
+    sketcher = _load(args, one_sketch=False)
     inputs = read_sketches(args.input, split=args.split, limit=args.index + args.count)[
         args.index :
     ]
@@ -99,7 +110,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    sketcher = _load(args)
+    sketcher = _load(args, one_sketch=False)
     item = _input(args)
     item.label = "input"
     classes = args.classes or None
@@ -109,7 +120,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    sketcher = _load(args)
+    sketcher = _load(args, one_sketch=False)
     item = _input(args)
     outputs = sketcher.complete(
         item, args.cls, args.count, temperature=args.temperature, seed=args.seed
@@ -122,7 +133,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    sketcher = _load(args)
+    sketcher = _load(args, one_sketch=args.steps == 1)
     a = _input(args, args.a, args.a_index)
     b = _input(args, args.b, args.b_index)
     classes = (args.classes[0], args.classes[-1]) if args.classes else None
@@ -167,10 +178,17 @@ def training_record(run: Path, checkpoint: str = "best") -> dict:
 def cmd_export(args: argparse.Namespace) -> int:
     from aisketcher.api import Sketcher
 
-    sketcher = Sketcher.load(args.run, checkpoint=args.checkpoint)
-    record = training_record(Path(args.run), args.checkpoint)
+    run = Path(args.run)
+    checkpoint = args.checkpoint
+    if not (run / f"{checkpoint}.safetensors").is_file():
+        if not (run / "last.safetensors").is_file():
+            raise SketchDataError("not a run: no best.safetensors or last.safetensors", str(run))
+        print(f"{run}: no {checkpoint} checkpoint (the run has not validated yet); taking last")
+        checkpoint = "last"
+    sketcher = Sketcher.load(run, checkpoint=checkpoint)
+    record = training_record(run, checkpoint)
     out = sketcher.export(args.out, record=record, half=args.half)
-    print(f"exported {args.run} ({args.checkpoint}) to {out}")
+    print(f"exported {run} ({checkpoint} checkpoint, step {record.get('step')}) to {out}")
     return 0
 
 
@@ -183,12 +201,16 @@ def _common(p: argparse.ArgumentParser, out_example: str) -> None:
     p.add_argument(
         "--out",
         default=out_example,
-        help=f"output .svg/.png/.gif/.npz/.ndjson (default {out_example})",
+        type=output_file,
+        help=f"output .svg/.png/.npz/.ndjson, or .gif (one sketch, animated; default {out_example})",
     )
-    p.add_argument("--size", type=int, default=None, help="pixels per sketch in pictures")
+    p.add_argument("--size", type=positive_int, default=None, help="pixels per sketch in pictures")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument(
-        "--threads", type=int, default=1, help="CPU threads (default 1, fastest for drawing)"
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="CPU threads (default 1, fastest for drawing)",
     )
 
 
@@ -218,7 +240,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=fmt,
     )
     p.add_argument("classes", nargs="*", help="class names (default: all the model's classes)")
-    p.add_argument("--count", type=int, default=1, help="sketches per class (default 1)")
+    p.add_argument("--count", type=positive_int, default=1, help="sketches per class (default 1)")
     _common(p, "sketches.svg")
     p.set_defaults(func=cmd_draw)
 
@@ -232,7 +254,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=fmt,
     )
     _input_args(p)
-    p.add_argument("--count", type=int, default=1, help="consecutive sketches from --index")
+    p.add_argument(
+        "--count", type=positive_int, default=1, help="consecutive sketches from --index"
+    )
     p.add_argument("--class", dest="cls", default=None, help="class of the input sketches")
     _common(p, "reconstruction.svg")
     p.set_defaults(func=cmd_reconstruct)
@@ -262,7 +286,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _input_args(p)
     p.add_argument("--class", dest="cls", required=True, help="what the drawing should become")
-    p.add_argument("--count", type=int, default=4, help="alternative endings (default 4)")
+    p.add_argument("--count", type=positive_int, default=4, help="alternative endings (default 4)")
     _common(p, "completions.svg")
     p.set_defaults(func=cmd_complete)
 
@@ -282,7 +306,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--classes", type=_classes, default=None, help="classes of a and b, e.g. cat,pig"
     )
-    p.add_argument("--steps", type=int, default=8, help="sketches along the path (default 8)")
+    p.add_argument(
+        "--steps", type=positive_int, default=8, help="sketches along the path (default 8)"
+    )
     _common(p, "interpolation.svg")
     p.set_defaults(func=cmd_interpolate, temperature=0.1)
 

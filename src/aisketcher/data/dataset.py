@@ -34,6 +34,9 @@ class Split:
     def lengths(self) -> np.ndarray:
         return np.array([len(s) for s in self.sketches], dtype=np.int64)
 
+    def __repr__(self) -> str:
+        return f"Split({len(self)} sketches, {len(np.unique(self.labels))} classes)"
+
 
 @dataclass
 class SketchDataset:
@@ -53,6 +56,13 @@ class SketchDataset:
     def longest(self) -> int:
         """N_max: the longest sketch over all splits (magenta sets max_seq_len to this)."""
         return max((len(s) for split in self.splits.values() for s in split.sketches), default=0)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
+        return (
+            f"SketchDataset({self.num_classes} classes: {', '.join(self.class_names)}; {sizes}; "
+            f"scale factor {self.scale_factor:.4g})"
+        )
 
     def __getitem__(self, split: str) -> Split:
         if split not in self.splits:
@@ -74,6 +84,12 @@ def resolve_class_file(name_or_path: str | Path, data_dir: Path) -> tuple[str, P
             raise SketchDataError("no such file", text)
         return path.stem, path
     stem = class_file_name(text)
+    if not data_dir.is_dir():
+        raise SketchDataError(
+            "the data folder does not exist (give --data, set $AISKETCHER_DATA, or fetch the "
+            "files with `aisketcher data download`)",
+            str(data_dir),
+        )
     for folder in (data_dir, data_dir / "quickdraw"):
         candidate = folder / f"{stem}.npz"
         if candidate.is_file():
@@ -157,5 +173,5 @@ def load_dataset(
         splits=result,
         scale_factor=float(scale_factor),
         max_seq_len=max_seq_len,
-        sources=[str(p) for _, p in resolved],
+        sources=[str(p.resolve()) for _, p in resolved],  # usable from any working directory
     )
