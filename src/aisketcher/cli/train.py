@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aisketcher.errors import SketchDataError
-from aisketcher.train import distributed
-from aisketcher.train.trainer import TrainConfig, Trainer, resolve_device
+
+if TYPE_CHECKING:  # torch is imported by the command, not by `--help`
+    from aisketcher.train.trainer import TrainConfig, Trainer
 
 DEFAULT_CLASSES = (
     "cat,airplane,bicycle,eye,guitar,camera,headphones,television,crayon,paintbrush,"
@@ -32,6 +33,8 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _new_train_config(args: argparse.Namespace) -> TrainConfig:
+    from aisketcher.train.trainer import TrainConfig
+
     defaults = TrainConfig()
     return TrainConfig(
         steps=args.steps or defaults.steps,
@@ -51,6 +54,7 @@ def _new_train_config(args: argparse.Namespace) -> TrainConfig:
 def _warm_start(trainer: Trainer, source: Path) -> None:
     """Weights from another run or exported model; schedules continue from its step count."""
     from aisketcher.api import Sketcher
+    from aisketcher.train import distributed
 
     trainer.model.load_state_dict(Sketcher.load(source).model.state_dict())
     info = json.loads((source / "config.json").read_text())
@@ -64,6 +68,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from aisketcher.data.dataset import load_dataset
     from aisketcher.model.config import ModelConfig, make_config
+    from aisketcher.train import distributed
+    from aisketcher.train.trainer import TrainConfig, Trainer, resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
