@@ -252,3 +252,23 @@ def test_a_run_draws_the_same_from_any_folder(
     there = [s.stroke3 for s in Sketcher.load(home / "run").draw("cat", 3, seed=4)]
     assert all(np.array_equal(a, b) for a, b in zip(here, there, strict=True))
     assert main(["export", str(home / "run"), "--out", str(elsewhere / "m")]) == 0
+
+
+def test_drawing_runs_on_one_thread_whatever_the_caller_set(data, monkeypatch) -> None:
+    """One thread policy for the CLI and the Python API (measured: 1 thread is the fastest)."""
+    sk = tiny_sketcher("ai-sketcher", data)
+    seen = []
+    step = Sampler.step
+
+    def spy(self):
+        seen.append(torch.get_num_threads())
+        return step(self)
+
+    monkeypatch.setattr(Sampler, "step", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        sk.draw("cat", 2, seed=0)
+        assert set(seen) == {1} and torch.get_num_threads() == 2  # restored afterwards
+    finally:
+        torch.set_num_threads(before)

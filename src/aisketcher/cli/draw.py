@@ -33,8 +33,7 @@ def _load(args: argparse.Namespace, *, one_sketch: bool) -> Sketcher:
             "a .gif animates one sketch and this writes several: write .svg or .png", args.out
         )
     device = resolve_device(args.device)
-    # Sampling is a chain of small operations: one thread avoids the cost of waking others per op.
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)  # for encoding inputs; drawing runs on one (sampler.py)
     return Sketcher.load(args.model, device=str(device))
 
 
@@ -210,7 +209,8 @@ def _common(p: argparse.ArgumentParser, out_example: str) -> None:
         "--threads",
         type=positive_int,
         default=1,
-        help="CPU threads (default 1, fastest for drawing)",
+        help="CPU threads for encoding input sketches (default 1); drawing itself always runs "
+        "on one, the fastest",
     )
 
 
