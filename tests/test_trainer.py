@@ -417,3 +417,29 @@ def test_bf16_and_compiled_training_match_fp32_eager(
 def test_unknown_precision_is_refused(tmp_path: Path, tiny_dataset: SketchDataset) -> None:
     with pytest.raises(SketchDataError, match="unknown precision 'fp8'"):
         trainer(tmp_path, tiny_dataset, "fp8", 1, precision="fp8")
+
+
+def test_quick_training_validates_and_says_what_its_eta_counts(
+    tmp_path: Path, quickdraw_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "quick"
+    argv = ["train", "--quick", "--steps", "2", "--data", str(quickdraw_dir), "--out", str(out)]
+    assert main([*argv, "--threads", "1", "--batch-size", "8"]) == 0
+    info = json.loads((out / "config.json").read_text())
+    assert info["data"]["classes"] == ["cat", "eye"]
+    assert info["train"]["eval_every"] == 100 and info["train"]["checkpoint_every"] == 100
+    assert info["train"]["steps"] == 2  # an option given wins over the quick setting
+    assert (out / "best.safetensors").is_file()  # the last step validates
+    assert "to step 2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "option", ["--steps=-5", "--batch-size=0", "--eval-every=0", "--checkpoint-every=0"]
+)
+def test_training_numbers_are_refused_before_any_work(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", option, "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

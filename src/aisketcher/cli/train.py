@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aisketcher.cli.arguments import positive_int
 from aisketcher.errors import SketchDataError
 
 if TYPE_CHECKING:  # torch is imported by the command, not by `--help`
     from aisketcher.train.trainer import TrainConfig, Trainer
 
+# `--quick`: a model that visibly learns in minutes on a laptop CPU.
+QUICK = dict(classes="cat,eye", steps=600, eval_every=100, checkpoint_every=100)
 DEFAULT_CLASSES = (
     "cat,airplane,bicycle,eye,guitar,camera,headphones,television,crayon,paintbrush,"
     "calculator,computer,dragon,map,paint_can,face,pig,apple,fish,umbrella"
@@ -37,14 +40,15 @@ def _new_train_config(args: argparse.Namespace) -> TrainConfig:
 
     defaults = TrainConfig()
     return TrainConfig(
-        steps=args.steps or defaults.steps,
+        steps=args.steps or (QUICK["steps"] if args.quick else defaults.steps),
         batch_size=args.batch_size,
         learning_rate=args.lr,
         seed=args.seed,
         max_minutes=args.max_minutes,
         device=args.device or defaults.device,
-        eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every or (QUICK["eval_every"] if args.quick else 500),
+        checkpoint_every=args.checkpoint_every
+        or (QUICK["checkpoint_every"] if args.quick else 250),
         group_by_length=not args.no_length_grouping,
         precision=args.precision,
         compile=args.compile,
@@ -106,7 +110,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 scale_factor=source["data"]["scale_factor"],
             )
         else:
-            dataset = load_dataset(args.classes, args.data, max_seq_len=args.max_seq_len)
+            classes = args.classes or (QUICK["classes"] if args.quick else DEFAULT_CLASSES)
+            dataset = load_dataset(classes, args.data, max_seq_len=args.max_seq_len)
             model_cfg = make_config(
                 args.config,
                 args.size,
@@ -127,6 +132,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer = Trainer(model_cfg, train_cfg, dataset, run_dir, resume=args.resume)
         if args.init_from and not args.resume:
             _warm_start(trainer, Path(args.init_from))
+        if main:
+            until = f", or for {train_cfg.max_minutes:g} minutes" if train_cfg.max_minutes else ""
+            print(
+                f"training from step {trainer.step} to step {train_cfg.steps}{until} (the "
+                f"progress bar's ETA counts every step left); validation every "
+                f"{train_cfg.eval_every} steps, checkpoints every {train_cfg.checkpoint_every}"
+            )
         summary = trainer.fit()
     if main:
         print(json.dumps(summary, indent=2))
@@ -143,6 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "metrics.csv and TensorBoard logs go to --out; --resume continues exactly where a run "
         "stopped. Ctrl-C or SIGTERM saves a checkpoint and exits.",
         epilog="examples:\n"
+        "  aisketcher train --quick --out runs/quick      # a model learning in minutes\n"
         "  aisketcher train --config ai-sketcher --classes cat,bicycle --out runs/demo\n"
         "  aisketcher train --out runs/demo --resume --steps 20000\n"
         "  aisketcher train --init-from src/aisketcher/pretrained/default --out runs/more\n"
@@ -169,7 +182,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--size", default="small", choices=list(SIZES), help="layer sizes (default small)"
     )
     p.add_argument(
-        "--classes", default=DEFAULT_CLASSES, help="comma-separated class names or .npz files"
+        "--classes",
+        default=None,
+        help="comma-separated class names or .npz files (default: the built-in model's 20)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"see a model learn in minutes: classes {QUICK['classes']}, {QUICK['steps']} steps, "
+        f"validation and checkpoints every {QUICK['eval_every']} (any option given wins)",
     )
     p.add_argument(
         "--data", default=None, help="data folder (default $AISKETCHER_DATA or ../shared/data)"
@@ -182,22 +203,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="MODEL",
         help="start from a run's or exported model's weights (its config, classes and scale factor)",
     )
-    p.add_argument("--steps", type=int, default=None, help="total optimizer steps (default 100000)")
-    p.add_argument("--batch-size", type=int, default=100, help="sketches per batch (paper 100)")
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="total optimizer steps (default 100000, days on a CPU: the progress bar's ETA counts "
+        "them all; --max-minutes ends a run sooner)",
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=100, help="sketches per batch (paper 100)"
+    )
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper 0.001)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="CPU threads (default: all; 1 is best on a busy machine)",
     )
     p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long")
-    p.add_argument("--eval-every", type=int, default=500, help="steps between validations")
-    p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
     p.add_argument(
-        "--max-seq-len", type=int, default=250, help="drop longer sketches (magenta 250)"
+        "--eval-every",
+        type=positive_int,
+        default=None,
+        help="steps between validations (default 500); the last step always validates",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=None,
+        help="steps between checkpoints (default 250)",
+    )
+    p.add_argument(
+        "--max-seq-len", type=positive_int, default=250, help="drop longer sketches (magenta 250)"
     )
     p.add_argument(
         "--precision",
