@@ -272,3 +272,17 @@ def test_drawing_runs_on_one_thread_whatever_the_caller_set(data, monkeypatch) -
         assert set(seen) == {1} and torch.get_num_threads() == 2  # restored afterwards
     finally:
         torch.set_num_threads(before)
+
+
+def test_every_file_the_tool_writes_it_reads(tmp_path: Path, data, capsys) -> None:
+    from aisketcher.formats.reader import read_sketches
+
+    model_dir = tiny_sketcher("ai-sketcher", data).export(tmp_path / "m")
+    for suffix in (".npz", ".ndjson", ".svg"):
+        out = tmp_path / f"cats{suffix}"
+        argv = ["draw", "cat", "--count", "3", "--seed", "1", "--out", str(out)]
+        assert main([*argv, "--model", str(model_dir)]) == 0
+        assert len(read_sketches(str(out))) >= 1, suffix
+        if suffix != ".svg":
+            assert main(["data", "inspect", str(out)]) == 0, suffix
+    assert "3 sketches" in capsys.readouterr().out

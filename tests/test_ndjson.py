@@ -212,6 +212,12 @@ def test_write_rounds_and_is_atomic(tmp_path: Path) -> None:
     out = tmp_path / "x.ndjson"
     write_ndjson(out, [Sketch.from_strokes([[(0.4, 0.6), (10.2, 3.7)]])], word="x")
     assert read_ndjson(out)[0].strokes[0].tolist() == [[0, 1], [10, 4]]
+    # off Google's 0..255 canvas: moved to the corner and scaled to 255, as Google's files are
+    write_ndjson(out, [Sketch.from_strokes([[(-20, 10), (490, -40)], [(0, 0), (5, 5)]])], "x")
+    assert [s.tolist() for s in read_ndjson(out)[0].strokes] == [
+        [[0, 25], [255, 0]],
+        [[10, 20], [12, 22]],
+    ]
 
     def failing():
         yield Sketch.from_strokes([[(0, 0), (1, 1)]])
@@ -222,3 +228,21 @@ def test_write_rounds_and_is_atomic(tmp_path: Path) -> None:
         write_ndjson(out, failing(), word="x")
     assert out.read_bytes() == before
     assert not out.with_name("x.ndjson.part").exists()
+
+
+def test_only_word_and_drawing_are_needed(tmp_path: Path) -> None:
+    path = tmp_path / "few.ndjson"
+    lines = [
+        {"word": "cat", "drawing": [[[0, 10, 20], [0, 5, 0]]]},
+        {
+            "word": "cat",
+            "drawing": [[[1, 2], [3, 4]]],
+            "key_id": "7",
+            "countrycode": "DE",
+            "recognized": True,
+        },
+    ]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    first, second = read_ndjson(path)
+    assert first.key_id is None and first.countrycode is None and len(first.strokes[0]) == 3
+    assert (second.key_id, second.countrycode, second.recognized) == ("7", "DE", True)

@@ -103,12 +103,14 @@ def _inspect(args: argparse.Namespace) -> int:
         rows = {"all": split_stats(scale_of)}
         source = "all drawings"
     else:
-        splits = read_npz(path)
+        splits = read_npz(path, None)  # every split the file has (drawings are saved as test)
         print(f"{path}: sketch-rnn .npz, {sum(len(v) for v in splits.values())} sketches")
         rows = {name: split_stats(sketches) for name, sketches in splits.items()}
         rows["all"] = split_stats([s for sketches in splits.values() for s in sketches])
-        scale_of = splits["train"]
-        source = "the training split"
+        if "train" in splits:
+            scale_of, source = splits["train"], "the training split"
+        else:
+            scale_of, source = [s for v in splits.values() for s in v], "all its sketches"
     _print_stats_table(rows)
     scale = normalizing_scale_factor(scale_of) if scale_of else float("nan")
     print(f"scale factor: {scale:.4f} (std of dx, dy of {source}, clamped to +-{MAX_OFFSET:g})")

@@ -37,7 +37,7 @@ RDP_EPSILON = 2.0
 class Drawing:
     """One Quick, Draw! drawing; `strokes` are absolute (n, 2) float arrays of x, y points."""
 
-    key_id: str
+    key_id: str | None  # None when the line has none (only word and drawing are needed)
     word: str
     recognized: bool | None
     countrycode: str | None
@@ -156,12 +156,12 @@ def _parse_line(line: bytes, raw: bool | None) -> Drawing:
         raise ValueError(f"not valid JSON: {exc}") from None
     if not isinstance(record, dict):
         raise ValueError("line is not a JSON object")
-    missing = [k for k in ("key_id", "word", "drawing") if k not in record]
+    missing = [k for k in ("word", "drawing") if k not in record]
     if missing:
         raise ValueError(f"missing key(s): {', '.join(missing)}")
-    key_id, word = record["key_id"], record["word"]
+    key_id, word = record.get("key_id"), record["word"]
     recognized, countrycode = record.get("recognized"), record.get("countrycode")
-    if isinstance(key_id, bool) or not isinstance(key_id, str | int):
+    if key_id is not None and (isinstance(key_id, bool) or not isinstance(key_id, str | int)):
         raise ValueError("'key_id' must be a string")
     if not isinstance(word, str):
         raise ValueError("'word' must be a string")
@@ -172,7 +172,7 @@ def _parse_line(line: bytes, raw: bool | None) -> Drawing:
     strokes, is_raw = _parse_strokes(record["drawing"], raw)
     if is_raw:
         strokes = simplify_raw(strokes)
-    return Drawing(str(key_id), word, recognized, countrycode, strokes)
+    return Drawing(None if key_id is None else str(key_id), word, recognized, countrycode, strokes)
 
 
 class NdjsonReader:
@@ -234,16 +234,29 @@ def drawing_to_stroke3(drawing: Drawing) -> np.ndarray:
     return strokes_to_stroke3(drawing.strokes)
 
 
+def _on_canvas(strokes: list[np.ndarray]) -> list[np.ndarray]:
+    """Strokes moved to a minimum of 0 and scaled uniformly to a maximum of 255, rounded."""
+    low = np.min([s.min(0) for s in strokes], axis=0)
+    extent = max(float((s - low).max()) for s in strokes)  # the larger side
+    scale = CANVAS_MAX / extent if extent > 0 else 1.0
+    return [np.round((s - low) * scale) for s in strokes]
+
+
 def write_ndjson(path: str | Path, sketches: Iterable[Sketch], word: str) -> None:
     """Write sketches as simplified ndjson lines of class `word`, atomically.
 
-    Coordinates are rounded to integers as given (not rescaled); key_ids are numbered from 1.
+    Coordinates are integers on Google's 0..255 canvas: a drawing already on it is written as it
+    is (Google's own round-trip exactly); any other is moved to the top-left corner (minimum 0) and
+    scaled uniformly to a maximum of 255, as Google's simplified files are. key_ids count from 1.
     Fields the sketches do not carry (countrycode, timestamp, recognized) are written as null.
     """
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for number, sketch in enumerate(sketches, start=1):
-            drawing = [np.round(s).astype(np.int64).T.tolist() for s in sketch.strokes()]
+            strokes = [np.round(s) for s in sketch.strokes()]
+            if min(s.min() for s in strokes) < 0 or max(s.max() for s in strokes) > CANVAS_MAX:
+                strokes = _on_canvas(sketch.strokes())
+            drawing = [s.astype(np.int64).T.tolist() for s in strokes]
             record = {
                 "word": word,
                 "countrycode": None,

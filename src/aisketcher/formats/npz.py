@@ -101,8 +101,11 @@ def _as_sketch_list(arr: np.ndarray, source: str) -> list[np.ndarray]:
     return out
 
 
-def read_npz(path: str | Path, splits: Iterable[str] = SPLITS) -> dict[str, list[np.ndarray]]:
-    """Read the requested splits of a sketch-rnn `.npz` as lists of float32 stroke-3 arrays.
+def read_npz(
+    path: str | Path, splits: Iterable[str] | None = SPLITS
+) -> dict[str, list[np.ndarray]]:
+    """Read the requested splits of a sketch-rnn `.npz` as lists of float32 stroke-3 arrays
+    (`splits=None`: those of train, valid and test the file has, at least one).
 
     Raises SketchDataError naming the file for anything that is not such a file.
     """
@@ -117,6 +120,13 @@ def read_npz(path: str | Path, splits: Iterable[str] = SPLITS) -> dict[str, list
     result: dict[str, list[np.ndarray]] = {}
     with archive:
         members = {info.filename: info for info in archive.infolist()}
+        if splits is None:
+            splits = [s for s in SPLITS if f"{s}.npy" in members]
+            if not splits:
+                keys = sorted(m.removesuffix(".npy") for m in members)
+                raise SketchDataError(
+                    f"no {', '.join(SPLITS)} arrays (has: {', '.join(keys) or 'nothing'})", name
+                )
         for split in splits:
             info = members.get(f"{split}.npy")
             if info is None:

@@ -213,6 +213,14 @@ def _shape_strokes(tag: str, attrib: dict[str, str]) -> list[np.ndarray]:
     return [np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h], [x, y]])]
 
 
+def _unstroked(tag: str, attrib: dict[str, str]) -> bool:
+    """Shapes that draw no line: stroke="none", or a rect sized in percent (a background, as
+    the pictures this tool writes have)."""
+    if attrib.get("stroke", "").strip() == "none":
+        return True
+    return tag == "rect" and any("%" in attrib.get(k, "") for k in ("width", "height"))
+
+
 def _collect(root: ET.Element) -> list[np.ndarray]:
     """Strokes of all drawable elements in document order, with their transforms applied."""
     out = []
@@ -227,7 +235,9 @@ def _collect(root: ET.Element) -> list[np.ndarray]:
             raise ValueError(f"<{tag}> is a curve, not supported; convert it to a path of lines")
         if "transform" in element.attrib:
             matrix = matrix @ _parse_transform(element.attrib["transform"])
-        if tag in ("path", "polyline", "polygon", "line", "rect"):
+        if tag in ("path", "polyline", "polygon", "line", "rect") and not _unstroked(
+            tag, element.attrib
+        ):
             for stroke in _shape_strokes(tag, element.attrib):
                 out.append(stroke @ matrix[:2, :2].T + matrix[:2, 2])
         stack.extend((child, matrix) for child in reversed(element))
