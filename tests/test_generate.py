@@ -79,8 +79,27 @@ def test_bad_requests_are_clear(data) -> None:
         sk.draw("cta")
     with pytest.raises(SketchDataError, match="temperature"):
         sk.draw("cat", temperature=50)
+    limit = sk.model.config.max_seq_len
+    strokes_only = np.tile([[3.0, 1.0, 1.0]], (limit + 5, 1))  # every point a stroke of its own
     with pytest.raises(SketchDataError, match="at most"):
-        sk.complete(Sketch(np.tile([[1.0, 0.0, 0.0]], (sk.model.config.max_seq_len + 5, 1))), "cat")
+        sk.complete(Sketch(strokes_only), "cat")
+
+
+def test_long_input_is_simplified_as_googles_data_and_says_so(data) -> None:
+    sk = tiny_sketcher("ai-sketcher", data)
+    limit = sk.model.config.max_seq_len
+    t = np.linspace(0, 2 * np.pi, 3 * limit)
+    circle = np.column_stack([100 + 80 * np.cos(t), 100 + 80 * np.sin(t)])
+    wave = np.column_stack([np.linspace(0, 200, 2 * limit), 50 + 20 * np.sin(t[: 2 * limit] * 4)])
+    sketch = Sketch.from_strokes([circle, wave])
+    with pytest.warns(UserWarning, match=f"has {5 * limit} points.*simplified to"):
+        start = sk.normalise(sketch)
+    assert 10 <= len(start) <= limit
+    # the simplified start keeps the drawing's place and size
+    back = Sketch(start * [sk.scale_factor, sk.scale_factor, 1])
+    assert np.allclose(back.bounds(), sketch.bounds(), atol=2)
+    with pytest.warns(UserWarning):
+        assert len(sk.complete(sketch, "cat", count=1, seed=0)) == 1
 
 
 def test_export_and_load_round_trip(tmp_path: Path, data) -> None:

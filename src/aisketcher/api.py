@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import warnings
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -131,13 +132,29 @@ class Sketcher:
 
     # ----- drawing -----
     def normalise(self, sketch: Sketch) -> np.ndarray:
-        """Pixel-unit sketch -> the model's units (offsets / scale factor), length-checked."""
+        """Pixel-unit sketch -> the model's units (offsets / scale factor).
+
+        A sketch longer than the model takes is first simplified the way the official data is
+        (resampling and RDP, `simplify_to_fit`), with a warning that says so.
+        """
+        limit = self.model.config.max_seq_len
+        if len(sketch) > limit:
+            from aisketcher.formats.ndjson import simplify_to_fit
+
+            simple = Sketch.from_strokes(simplify_to_fit(sketch.strokes(), limit), sketch.label)
+            if len(simple) > limit:
+                raise SketchDataError(
+                    f"sketch has {len(sketch)} points ({len(simple)} simplified); this model "
+                    f"takes at most {limit}"
+                )
+            warnings.warn(
+                f"the sketch has {len(sketch)} points, more than this model takes ({limit}): "
+                f"simplified to {len(simple)} as Google's data is (resampling and RDP)",
+                stacklevel=3,
+            )
+            sketch = simple
         s3 = sketch.clamped().stroke3.copy()
         s3[:, :2] /= self.scale_factor
-        if len(s3) > self.model.config.max_seq_len:
-            raise SketchDataError(
-                f"sketch has {len(s3)} points; this model takes at most {self.model.config.max_seq_len}"
-            )
         return s3
 
     def to_sketches(self, drawn: list[np.ndarray], labels: list[int]) -> list[Sketch]:

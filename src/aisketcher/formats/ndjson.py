@@ -108,6 +108,25 @@ def simplify_raw(strokes: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.round(rdp(resample((s - low) * scale))) for s in arrays]
 
 
+def simplify_to_fit(strokes: Sequence[np.ndarray], max_points: int) -> list[np.ndarray]:
+    """Strokes with at most `max_points` points in all, simplified as the official data is
+    (resampled and RDP on the 0..255 canvas, `simplify_raw`), in their own frame again. When that
+    is not enough, RDP's epsilon doubles until it is; a drawing that still does not fit (more
+    strokes than points allowed, say) is returned as far as it got."""
+    arrays = [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes]
+    everything = np.vstack(arrays)
+    low = everything.min(axis=0)
+    extent = float((everything - low).max())
+    scale = CANVAS_MAX / extent if extent > 0 else 1.0
+    canvas = [resample((s - low) * scale) for s in arrays]
+    epsilon = RDP_EPSILON
+    while True:
+        simple = [rdp(s, epsilon) for s in canvas]
+        if sum(len(s) for s in simple) <= max_points or epsilon > CANVAS_MAX:
+            return [s / scale + low for s in simple]
+        epsilon *= 2
+
+
 def _number_list(value: object) -> np.ndarray | None:
     """A 1-D float array from a JSON list of numbers, or None if it is anything else."""
     if not isinstance(value, list) or not value:
