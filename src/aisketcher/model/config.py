@@ -38,6 +38,9 @@ class ModelConfig:
     # "bidirectional": the paper-literal h_enc_i, whose rows have read the targets (a copy channel)
     attention_causal: bool = True  # "bidirectional" only: alpha over i <= j (paper's text) or all i
     influence_sigma: str = "paper"  # "paper": sigma_a = exp(tanh(mu_a)/2); "learned": dense layer
+    # --- sampling ---
+    discrete_temperature: str = "paper"  # pen and mixture logits / T ("paper", spec section 3)
+    # or / (0.5 + 0.5 T) ("magenta-js", as magenta-js draws; imported models use it)
     # --- regularisation ---
     recurrent_dropout: float = 0.1  # drop prob. on the LSTM candidate (magenta keep 0.9)
     # --- loss (eq. 12-14) ---
@@ -86,6 +89,7 @@ class ModelConfig:
             "cell": self.cell in ("lstm", "layer_norm", "hyper"),
             "influence_sigma": self.influence_sigma in ("paper", "learned"),
             "influence_memory": self.influence_memory in ("drawn", "bidirectional"),
+            "discrete_temperature": self.discrete_temperature in ("paper", "magenta-js"),
             "the 'drawn' memory is causal": self.attention_causal
             or self.influence_memory != "drawn",
             "autoencoder_mode": self.autoencoder_mode in ("joint", "pretrain"),

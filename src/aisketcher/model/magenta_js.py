@@ -1,7 +1,7 @@
 """Import Google's pretrained magenta-js Sketch-RNN models (`<class>.gen.json`, decoder only).
 
 A file is a JSON list ``[info, shapes, weights]``: ``info`` holds ``mode`` (2: decoder only),
-``version`` (6), ``name``, ``max_seq_len`` and ``scale_factor``; ``shapes`` lists the five weight
+``version`` (6; or mode "gen", version 2), ``name``, ``max_seq_len`` and ``scale_factor``; ``shapes`` lists the five weight
 shapes ``[[H, 3 + 6m], [3 + 6m], [5, 4H], [H, 4H], [4H]]`` (output kernel and bias, then the LSTM's
 input kernel, recurrent kernel and bias); ``weights`` holds each as base64 little-endian int16,
 where a weight is ``int16 * 10 / 32767``. The LSTM is TensorFlow's basic cell (gates i, j, f, o;
@@ -27,8 +27,10 @@ from aisketcher.model.cells import LSTMCell
 from aisketcher.model.config import make_config
 from aisketcher.model.sketcher import SketchModel
 
-DECODER_ONLY_MODE = 2
-SUPPORTED_VERSIONS = (6,)
+# Decoder-only files say mode 2 (format version 6) or "gen" (version 2); the weights are laid out
+# alike. magenta-js itself reads neither field ("pre-trained models have a version between 1-6").
+DECODER_ONLY_MODES = (2, "gen")
+SUPPORTED_VERSIONS = range(1, 7)
 # magenta-js stores weights as int16 scaled to +-MAX_WEIGHT.
 MAX_WEIGHT = 10.0
 INT16_MAX = 32767
@@ -74,10 +76,12 @@ def _parse_info(info: object, source: str) -> tuple[str, float, int, int]:
     if not isinstance(info, dict):
         raise _fail("the first item must be an info object", source)
     mode, version = info.get("mode"), info.get("version")
-    if mode != DECODER_ONLY_MODE or not _is_int(mode):
-        raise _fail(f"mode {mode!r}; only decoder-only models (mode 2) are supported", source)
+    if isinstance(mode, bool) or mode not in DECODER_ONLY_MODES:
+        raise _fail(
+            f'mode {mode!r}; only decoder-only models (mode 2 or "gen") are supported', source
+        )
     if not _is_int(version) or version not in SUPPORTED_VERSIONS:
-        raise _fail(f"version {version!r}; supported: {SUPPORTED_VERSIONS}", source)
+        raise _fail(f"version {version!r}; supported: 1 to 6", source)
     name, scale, max_len = info.get("name"), info.get("scale_factor"), info.get("max_seq_len")
     if not isinstance(name, str) or not name:
         raise _fail("info 'name' must be a non-empty string", source)
@@ -174,6 +178,7 @@ def load_magenta_js(path: str | Path) -> tuple[SketchModel, MagentaInfo]:
         num_classes=1,
         recurrent_dropout=0.0,
         max_seq_len=info.max_seq_len,
+        discrete_temperature="magenta-js",  # draw as magenta-js draws with these models
     )
     model = SketchModel(config)
     decoder = model.decoder
