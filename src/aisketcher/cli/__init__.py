@@ -38,6 +38,39 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aisketcher: interrupted", file=sys.stderr)
         return 130
+    except ImportError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        print(
+            f"aisketcher: error: `aisketcher {args.command}` needs the [{extra}] extra "
+            f"({exc.name or exc}): pip install 'aisketcher[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
+
+
+# The optional packages (pyproject.toml) and the extra that installs each.
+EXTRAS = {
+    "tensorboard": "train",
+    "scipy": "eval",
+    "sklearn": "eval",
+    "imagehash": "eval",
+    "matplotlib": "eval",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "starlette": "serve",
+    "pydantic": "serve",
+}
+
+
+def missing_extra(exc: ImportError) -> str | None:
+    """The extra that would have provided the module an import failed to find, if any."""
+    text = f"{exc.name or ''} {exc}".lower()
+    for module, extra in EXTRAS.items():
+        if module in text:
+            return extra
+    return None
 
 
 if __name__ == "__main__":
