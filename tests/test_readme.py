@@ -1,8 +1,12 @@
-"""The README's Python example runs as written."""
+"""The README's Python example and its command table run as written."""
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,3 +20,51 @@ def test_python_example_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, str(README), "exec"), {})
+
+
+def _table_commands() -> list[list[str]]:
+    """Every `aisketcher ...` command of the README's "What it does" table, split into words."""
+    rows = re.findall(r"^\| `(aisketcher [^`]+)`", README.read_text(), flags=re.M)
+    return [shlex.split(row)[1:] for row in rows]
+
+
+def test_the_command_table_runs_as_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, quickdraw_dir: Path
+) -> None:
+    """Each command of the README's table, with the files it names made beforehand and only
+    budgets shortened (a training run of 2 steps), so that the README cannot drift from the tool."""
+    from aisketcher.cli import main
+    from test_download import _BucketServer  # the local stand-in for Google's bucket
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(quickdraw_dir / "cat.npz", "cat.npz")
+    Path("start.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg"><path d="M10 10 L60 12 L62 70"/></svg>'
+    )
+    for name, points in (("a.json", [[10, 10], [60, 12]]), ("b.json", [[0, 0], [30, 40]])):
+        Path(name).write_text(json.dumps([points]))
+    commands = _table_commands()
+    assert len(commands) == 9  # every row of the table
+    server = _BucketServer(_bucket(tmp_path / "bucket", quickdraw_dir))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    shortened = {
+        "train": ["--steps", "2", "--batch-size", "8", "--data", str(quickdraw_dir)],
+        "data": ["--base-url", server.base_url],  # for `data download`
+    }
+    try:
+        for argv in commands:
+            extra = shortened.get(argv[0], []) if argv[:2] != ["data", "inspect"] else []
+            assert main([*argv, *extra]) == 0, argv
+    finally:
+        server.shutdown()
+    assert Path("my_model/model.safetensors").is_file()
+    assert Path("data/quickdraw/bicycle.npz").is_file()
+
+
+def _bucket(root: Path, quickdraw_dir: Path) -> Path:
+    """A folder laid out like Google's bucket for the sketch-rnn files of cat and bicycle."""
+    folder = root / "sketchrnn"
+    folder.mkdir(parents=True)
+    for name in ("cat", "bicycle"):
+        shutil.copy(quickdraw_dir / f"{name}.npz", folder / f"{name}.npz")
+    return root
