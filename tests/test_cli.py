@@ -41,3 +41,26 @@ def test_a_missing_extra_is_named_with_the_command_that_installs_it(
     monkeypatch.setattr(serve_cli, "cmd_serve", without_fastapi)
     assert main(["serve"]) == 2
     assert "pip install 'aisketcher[serve]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["draw", "unicorn", "--out", "x.svg"],
+        ["draw", "cat", "--count", "0"],
+        ["draw", "cat", "--out", "x.jpg"],
+        ["complete", "--input", "start.json", "--class", "unicorn"],
+    ],
+)
+def test_argument_errors_answer_before_torch_loads(argv: list[str], tmp_path) -> None:
+    code = (
+        "import sys\n"
+        "from aisketcher.cli import main\n"
+        "try:\n"
+        f"    code = main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "assert code == 2, code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=tmp_path)

@@ -443,3 +443,13 @@ def test_training_numbers_are_refused_before_any_work(
         main(["train", option, "--out", str(tmp_path / "r")])
     assert exc.value.code == 2 and "must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_ended_by_its_time_budget_leaves_a_best_checkpoint(
+    tmp_path: Path, tiny_dataset: SketchDataset
+) -> None:
+    cfg = train_config(tmp_path, 10**6, eval_every=10**6, max_minutes=0.02)
+    summary = Trainer(tiny_config(), cfg, tiny_dataset, tmp_path / "run", progress=False).fit()
+    assert summary["reason"] == "time budget reached" and summary["step"] > 0
+    assert summary["last_valid"] is not None
+    assert read_checkpoint(tmp_path / "run" / "best.safetensors")[1]["step"] == summary["step"]

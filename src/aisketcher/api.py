@@ -11,11 +11,9 @@ divided by the training scale factor, which is stored with every model.
 
 from __future__ import annotations
 
-import difflib
 import json
 import warnings
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +25,13 @@ from aisketcher.errors import SketchDataError
 from aisketcher.latents import class_latent, encode_sketches
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import Latent, SketchModel
+from aisketcher.model_info import builtin_model_dir, match_class
 from aisketcher.sampler import sample
 from aisketcher.sketch import Sketch
 from aisketcher.train.checkpoint import load_weights, read_checkpoint, write_json
 
 SketchInput = Sketch | np.ndarray | Sequence
 WEIGHTS_FILE = "model.safetensors"
-
-
-def builtin_model_dir() -> Path:
-    return Path(str(resources.files("aisketcher") / "pretrained" / "default"))
 
 
 def _as_sketch(item: SketchInput) -> Sketch:
@@ -79,7 +74,12 @@ class Sketcher:
         weights = path / WEIGHTS_FILE
         if not weights.is_file():
             weights = path / f"{checkpoint}.safetensors"
-            if not weights.is_file():
+            if not weights.is_file() and (path / "last.safetensors").is_file():
+                warnings.warn(
+                    f"{path}: no {checkpoint} checkpoint (the run has not validated yet); "
+                    "using last",
+                    stacklevel=2,
+                )
                 weights = path / "last.safetensors"
         tensors, _ = read_checkpoint(weights)
         load_weights(model, tensors, str(weights))
@@ -88,21 +88,7 @@ class Sketcher:
         return cls(model, list(data["classes"]), float(data["scale_factor"]), source=str(path))
 
     def class_index(self, name: str | int) -> int:
-        if isinstance(name, int):
-            if not 0 <= name < len(self.class_names):
-                raise SketchDataError(
-                    f"class index {name} out of range 0..{len(self.class_names) - 1}"
-                )
-            return name
-        key = name.strip().replace(" ", "_")
-        names = [n.replace(" ", "_") for n in self.class_names]
-        if key in names:
-            return names.index(key)
-        near = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(near)}?" if near else ""
-        raise SketchDataError(
-            f"the model does not know class '{name}' (it knows: {', '.join(self.class_names)}){hint}"
-        )
+        return match_class(name, self.class_names)
 
     @property
     def device(self) -> torch.device:

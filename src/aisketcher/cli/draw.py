@@ -20,9 +20,19 @@ MODEL_HELP = (
 )
 
 
-def _load(args: argparse.Namespace, *, one_sketch: bool) -> Sketcher:
+def _load(
+    args: argparse.Namespace, *, one_sketch: bool, classes: list[str] | None = None
+) -> Sketcher:
     """The model, once the arguments that need no model are known to be good (`one_sketch`:
-    whether the output file will hold a single sketch)."""
+    whether the output file will hold a single sketch; `classes`: names to check against the
+    model's own list, read from its files before torch loads)."""
+    from aisketcher.model_info import match_class, model_classes
+
+    known = model_classes(args.model)
+    if known is not None:
+        for name in classes or []:
+            match_class(name, known)
+
     import torch
 
     from aisketcher.api import Sketcher
@@ -64,10 +74,9 @@ def _input(args: argparse.Namespace, path: str | None = None, index: int | None 
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
-    sketcher = _load(args, one_sketch=args.count == 1 and len(args.classes) == 1)
+    one = args.count == 1 and len(args.classes) == 1
+    sketcher = _load(args, one_sketch=one, classes=args.classes)
     classes = args.classes or sketcher.class_names
-    for cls in classes:  # every name checked before anything is drawn
-        sketcher.class_index(cls)
     started = time.perf_counter()
     sketches = [
         s
@@ -89,7 +98,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from aisketcher.formats.reader import read_sketches
 
-    sketcher = _load(args, one_sketch=False)
+    sketcher = _load(args, one_sketch=False, classes=[args.cls] if args.cls else None)
     inputs = read_sketches(args.input, split=args.split, limit=args.index + args.count)[
         args.index :
     ]
@@ -109,7 +118,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    sketcher = _load(args, one_sketch=False)
+    sketcher = _load(args, one_sketch=False, classes=args.classes)
     item = _input(args)
     item.label = "input"
     classes = args.classes or None
@@ -119,7 +128,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    sketcher = _load(args, one_sketch=False)
+    sketcher = _load(args, one_sketch=False, classes=[args.cls])
     item = _input(args)
     outputs = sketcher.complete(
         item, args.cls, args.count, temperature=args.temperature, seed=args.seed
@@ -132,7 +141,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    sketcher = _load(args, one_sketch=args.steps == 1)
+    sketcher = _load(args, one_sketch=args.steps == 1, classes=args.classes)
     a = _input(args, args.a, args.a_index)
     b = _input(args, args.b, args.b_index)
     classes = (args.classes[0], args.classes[-1]) if args.classes else None
@@ -317,7 +326,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="package a trained run as a self-contained model folder",
         description="Writes model.safetensors (the weights, with the fitted z_r prior for "
         "class-only drawing) and config.json (the config and the training record).",
-        epilog="example:\n  aisketcher export runs/default --out my_model && aisketcher draw cat --model my_model",
+        epilog="example:\n  aisketcher train --quick --out runs/quick && aisketcher export runs/quick "
+        "--out my_model && aisketcher draw cat --model my_model",
         formatter_class=fmt,
     )
     p.add_argument("run", help="run directory")

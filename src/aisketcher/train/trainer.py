@@ -433,6 +433,7 @@ class Trainer:
         started, start_step = time.monotonic(), self.step
         bad_in_row = 0
         last_valid: dict[str, float] | None = None
+        validated_at = -1
         reason = "finished"
         with ExitStack() as files:
             stop = files.enter_context(_stop_on_signal())
@@ -459,6 +460,10 @@ class Trainer:
                     break
                 if out_of_time:
                     reason = "time budget reached"
+                    if self.step > max(start_step, validated_at):
+                        # A run ended by its budget validates once more, so that it always
+                        # leaves a best checkpoint of what it learnt.
+                        last_valid = self._validate_and_log(log, writer, bar)
                     break
                 terms, norm = self.train_step()
                 if terms is None:
@@ -487,6 +492,7 @@ class Trainer:
                     )
                 if self.step % t.eval_every == 0 or self.step == t.steps:
                     last_valid = self._validate_and_log(log, writer, bar)
+                    validated_at = self.step
                 if self.step % t.checkpoint_every == 0:
                     self.save("last")
             self.save("last")
