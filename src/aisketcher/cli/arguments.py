@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 OUTPUT_SUFFIXES = (".svg", ".png", ".gif", ".npz", ".ndjson")
@@ -28,3 +29,49 @@ def output_file(text: str) -> str:
             + ", ".join(OUTPUT_SUFFIXES)
         )
     return text
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (an index, a count of retries)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed: a whole number from 0 to 2^63 - 1 (what NumPy and torch both take)."""
+    value = non_negative_int(text)
+    if value >= 2**63:
+        raise argparse.ArgumentTypeError(f"a seed must be below 2^63, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a learning rate, minutes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def temperature(text: str) -> float:
+    """A sampling temperature in [0.01, 2]."""
+    value = positive_float(text)
+    if not 0.01 <= value <= 2.0:
+        raise argparse.ArgumentTypeError(f"temperature must be within [0.01, 2.0], got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535."""
+    value = non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
+    return value

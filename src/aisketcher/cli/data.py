@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from aisketcher.cli.arguments import non_negative_int, positive_int, seed
 from aisketcher.data.download import DEFAULT_BASE_URL, FORMATS, download_classes
 from aisketcher.data.stats import SplitStats, normalizing_scale_factor, split_stats
 from aisketcher.errors import SketchDataError
@@ -58,7 +59,9 @@ def _register_download(actions: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dest", type=Path, required=True, metavar="DIR", help="folder to write into")
     p.add_argument("--base-url", default=DEFAULT_BASE_URL, help="default: %(default)s")
-    p.add_argument("--retries", type=int, default=3, help="attempts after a network error")
+    p.add_argument(
+        "--retries", type=non_negative_int, default=3, help="attempts after a network error"
+    )
     p.set_defaults(func=_download)
 
 
@@ -148,7 +151,7 @@ def _register_convert(actions: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="IN.ndjson")
     p.add_argument("--out", type=Path, required=True, metavar="OUT.npz")
     p.add_argument("--split", default="0.8,0.1,0.1", help="train,valid,test fractions")
-    p.add_argument("--split-seed", type=int, default=0, help="shuffle seed (default: 0)")
+    p.add_argument("--split-seed", type=seed, default=0, help="shuffle seed (default: 0)")
     p.add_argument("--skip-bad", action="store_true", help="skip unusable lines instead of failing")
     p.set_defaults(func=_convert)
 
@@ -213,10 +216,16 @@ def _register_render(actions: argparse._SubParsersAction) -> None:
     p.add_argument("file", type=Path, metavar="FILE", help="a sketch-rnn .npz or an .ndjson file")
     p.add_argument("--split", choices=SPLITS, default="test", help=".npz split (default: test)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--index", type=int, default=0, help="the sketch to draw (default: 0)")
-    which.add_argument("--grid", type=int, metavar="N", help="draw the first N x N sketches")
+    which.add_argument(
+        "--index", type=non_negative_int, default=0, help="the sketch to draw (default: 0)"
+    )
+    which.add_argument(
+        "--grid", type=positive_int, metavar="N", help="draw the first N x N sketches"
+    )
     p.add_argument("--out", type=Path, required=True, metavar="OUT.(svg|png|gif)")
-    p.add_argument("--size", type=int, metavar="PX", help="picture or grid cell size (256 / 128)")
+    p.add_argument(
+        "--size", type=positive_int, metavar="PX", help="picture or grid cell size (256 / 128)"
+    )
     p.set_defaults(func=_render)
 
 

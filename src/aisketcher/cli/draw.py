@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aisketcher.cli.arguments import output_file, positive_int
+from aisketcher.cli.arguments import non_negative_int, output_file, positive_int, seed, temperature
 from aisketcher.errors import SketchDataError
 from aisketcher.sketch import Sketch
 
@@ -203,9 +203,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser, out_example: str) -> None:
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument(
-        "--temperature", type=float, default=0.4, help="randomness, 0.01-2 (default 0.4)"
+        "--temperature", type=temperature, default=0.4, help="randomness, 0.01-2 (default 0.4)"
     )
-    p.add_argument("--seed", type=int, default=None, help="seed for repeatable drawings")
+    p.add_argument("--seed", type=seed, default=None, help="seed for repeatable drawings")
     p.add_argument(
         "--out",
         default=out_example,
@@ -228,7 +228,9 @@ def _input_args(p: argparse.ArgumentParser) -> None:
         "--input", required=True, help="a .npz, .ndjson, .svg or .json (list of strokes) file"
     )
     p.add_argument("--split", default="test", help="split of an .npz input (default test)")
-    p.add_argument("--index", type=int, default=0, help="which sketch of the file (default 0)")
+    p.add_argument(
+        "--index", type=non_negative_int, default=0, help="which sketch of the file (default 0)"
+    )
 
 
 def _classes(text: str) -> list[str]:
@@ -309,8 +311,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--a", required=True, help="first sketch file")
     p.add_argument("--b", required=True, help="second sketch file")
-    p.add_argument("--a-index", type=int, default=0)
-    p.add_argument("--b-index", type=int, default=0)
+    p.add_argument("--a-index", type=non_negative_int, default=0)
+    p.add_argument("--b-index", type=non_negative_int, default=0)
     p.add_argument("--split", default="test", help="split of .npz inputs")
     p.add_argument(
         "--classes", type=_classes, default=None, help="classes of a and b, e.g. cat,pig"

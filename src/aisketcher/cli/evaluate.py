@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from aisketcher.cli.arguments import positive_float, positive_int, seed, temperature
 from aisketcher.errors import SketchDataError
 
 
@@ -193,10 +194,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", default=None, help="output folder (default RUN/eval; eval-NAME for a file)"
     )
     p.add_argument(
-        "--samples", type=int, default=100, help="real and generated sketches per class (100)"
+        "--samples",
+        type=positive_int,
+        default=100,
+        help="real and generated sketches per class (100)",
     )
-    p.add_argument("--temperature", type=float, default=0.4, help="sampling temperature (0.4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--temperature", type=temperature, default=0.4, help="sampling temperature (0.4)"
+    )
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument(
         "--data", default=None, help="data folder (default: the run's files, or ../shared/data)"
     )
@@ -231,13 +237,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--data", default=None, help="data folder (default $AISKETCHER_DATA or ../shared/data)"
     )
     t.add_argument("--out", required=True, help="output folder")
-    t.add_argument("--epochs", type=int, default=12)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--raster-size", type=int, default=64, help="input image side (64)")
+    t.add_argument("--epochs", type=positive_int, default=12)
+    t.add_argument("--batch-size", type=positive_int, default=64)
+    t.add_argument("--raster-size", type=positive_int, default=64, help="input image side (64)")
     t.add_argument(
-        "--max-per-class", type=int, default=None, help="train on at most this many per class"
+        "--max-per-class",
+        type=positive_int,
+        default=None,
+        help="train on at most this many per class",
     )
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=seed, default=0)
     t.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     t.set_defaults(func=cmd_classifier_train)
 
@@ -268,14 +277,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "paper: paper sizes, 50000 steps (default cpu)",
     )
     e.add_argument("--out", required=True, help="folder for runs, evaluations and results")
-    e.add_argument("--steps", type=int, default=None, help="override the scale's step budget")
-    e.add_argument("--max-minutes", type=float, default=None, help="time limit per training run")
+    e.add_argument(
+        "--steps", type=positive_int, default=None, help="override the scale's step budget"
+    )
+    e.add_argument(
+        "--max-minutes", type=positive_float, default=None, help="time limit per training run"
+    )
     e.add_argument("--doc", default=None, help="also write results here, e.g. docs/results.md")
-    e.add_argument("--temperature", type=float, default=0.4, help="sampling temperature (0.4)")
-    e.add_argument("--seed", type=int, default=0, help="training and sampling seed (0)")
+    e.add_argument(
+        "--temperature", type=temperature, default=0.4, help="sampling temperature (0.4)"
+    )
+    e.add_argument("--seed", type=seed, default=0, help="training and sampling seed (0)")
     e.add_argument(
         "--repeat-seeds",
-        type=int,
+        type=seed,
         nargs="+",
         default=(),
         metavar="SEED",

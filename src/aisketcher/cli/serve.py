@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from aisketcher.cli.arguments import port, positive_int
 from aisketcher.cli.draw import MODEL_HELP
 
 
@@ -40,13 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--run", "--model", dest="model", default=None, help=MODEL_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    p.add_argument("--port", type=port, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument(
-        "--workers", type=int, default=2, help="threads that draw side by side (default 2)"
+        "--workers", type=positive_int, default=2, help="threads that draw side by side (default 2)"
     )
     p.add_argument(
         "--max-jobs",
-        type=int,
+        type=positive_int,
         default=16,
         help="drawings in progress or waiting before new ones get 503 (default 16)",
     )

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aisketcher.cli.arguments import positive_int
+from aisketcher.cli.arguments import positive_float, positive_int, seed
 from aisketcher.errors import SketchDataError
 
 if TYPE_CHECKING:  # torch is imported by the command, not by `--help`
@@ -213,8 +213,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--batch-size", type=positive_int, default=100, help="sketches per batch (paper 100)"
     )
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper 0.001)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--lr", type=positive_float, default=1e-3, help="Adam learning rate (paper 0.001)"
+    )
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
     p.add_argument(
         "--threads",
@@ -222,7 +224,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="CPU threads (default: all; 1 is best on a busy machine)",
     )
-    p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long")
+    p.add_argument(
+        "--max-minutes", type=positive_float, default=None, help="stop cleanly after this long"
+    )
     p.add_argument(
         "--eval-every",
         type=positive_int,
