@@ -22,7 +22,7 @@ from aisketcher.model.sketcher import SketchModel
 from aisketcher.train import checkpoint
 from aisketcher.train.checkpoint import read_checkpoint
 from aisketcher.train.loss import compute_loss, learning_rate_at
-from aisketcher.train.trainer import TrainConfig, Trainer
+from aisketcher.train.trainer import TrainConfig, Trainer, TrainingDiverged
 
 TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
 MAX_LEN = 30  # short QuickDraw sketches keep every test fast
@@ -338,8 +338,8 @@ def test_repeated_non_finite_steps_restore_the_checkpoint(
     restored: list[dict[str, torch.Tensor]] = []
     recover = t._recover
 
-    def spy(bar: object) -> None:
-        recover(bar)
+    def spy(bar: object, in_a_row: int) -> None:
+        recover(bar, in_a_row)
         restored.append(weights(t.model))
 
     t._recover = spy
@@ -356,6 +356,36 @@ def test_repeated_non_finite_steps_restore_the_checkpoint(
     assert lr == pytest.approx(0.5 * learning_rate_at(3, 1e-3, 1e-5, 0.9999))
     _, info = read_checkpoint(tmp_path / "run" / "last.safetensors")
     assert info["lr_scale"] == 0.5 and info["restores"] == 1 and info["step"] == 4
+
+
+def test_training_that_cannot_make_a_finite_step_stops_and_keeps_its_checkpoint(
+    tmp_path: Path, tiny_dataset: SketchDataset
+) -> None:
+    t = trainer(tmp_path, tiny_dataset, "run", 2, max_bad_steps=2, max_restores=3)
+    t.fit()
+    last = tmp_path / "run" / "last.safetensors"
+    before = last.read_bytes()
+    nan_batches(t, 10**6)  # every batch from now on is non-finite
+    t.tcfg.steps = 10
+    with pytest.raises(TrainingDiverged, match="every step is non-finite.*learning rate") as exc:
+        t.fit()
+    assert str(tmp_path / "run") in str(exc.value)
+    assert t.restores == 3 and t.lr_scale == 0.125  # bounded: 3 restores, then the error
+    assert last.read_bytes() == before
+
+
+def test_non_finite_weights_never_replace_a_checkpoint(
+    tmp_path: Path, tiny_dataset: SketchDataset, capsys: pytest.CaptureFixture
+) -> None:
+    t = trainer(tmp_path, tiny_dataset, "run", 2)
+    t.fit()
+    last = tmp_path / "run" / "last.safetensors"
+    before = last.read_bytes()
+    with torch.no_grad():
+        t.model.output.bias.fill_(math.inf)
+    t.save("last")
+    assert last.read_bytes() == before
+    assert "not saving last" in capsys.readouterr().out
 
 
 # ----- the train command -----

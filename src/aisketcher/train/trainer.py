@@ -44,6 +44,10 @@ from aisketcher.train.checkpoint import (
 from aisketcher.train.loss import LossTerms, compute_loss, kl_weight_at, learning_rate_at
 
 
+class TrainingDiverged(SketchDataError):
+    """Training cannot make a finite step: it stops, leaving the checkpoints as they were."""
+
+
 @dataclass
 class TrainConfig:
     steps: int = 100_000  # optimizer steps in all (a resumed run counts those already done)
@@ -62,6 +66,7 @@ class TrainConfig:
     max_minutes: float | None = None  # end cleanly, with a checkpoint, after this long
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
     max_bad_steps: int = 5  # consecutive non-finite steps before restoring the last checkpoint
+    max_restores: int = 4  # restores with no good step between them before training gives up
     raster_cache: str | None = None  # folder for cached rasters; default: the user cache
     precision: str = "fp32"  # "fp32", or "bf16": autocast's mixed precision (CPU and recent GPUs)
     compile: bool = False  # torch.compile the recurrent cells' step (minutes to compile, see docs)
@@ -298,7 +303,23 @@ class Trainer:
         }
 
     def save(self, name: str) -> None:
+        """Write a checkpoint; weights or optimizer state with a non-finite number never
+        replace one on disk (the run goes on, and says so)."""
         if not distributed.is_main():
+            return
+        bad = [n for n, v in self.model.state_dict().items() if not torch.isfinite(v).all()]
+        bad += [
+            f"optimizer state of {i}"
+            for i, state in enumerate(self.optimizer.state.values())
+            if not all(torch.isfinite(v).all() for v in state.values() if torch.is_tensor(v))
+        ]
+        if bad:
+            print(
+                f"warning: not saving {name} at step {self.step}: non-finite values in "
+                f"{', '.join(bad[:3])}{' and more' if len(bad) > 3 else ''}; the checkpoint on "
+                "disk is kept",
+                flush=True,
+            )
             return
         self._fit_raster_prior()
         save_checkpoint(
@@ -394,20 +415,37 @@ class Trainer:
         self.optimizer.step()
         return terms, float(norm)
 
-    def _recover(self, bar: tqdm) -> None:
+    def _recover(self, bar: tqdm, in_a_row: int) -> None:
+        """Restore the last checkpoint and halve the learning rate; give up after `max_restores`
+        restores in a row (`in_a_row` counts them, this one included)."""
+        t = self.tcfg
+        step = self.step
+        if in_a_row > t.max_restores:
+            raise TrainingDiverged(
+                f"every step is non-finite: {t.max_bad_steps * t.max_restores} bad steps after "
+                f"{t.max_restores} restores with the learning rate halved each time (scale now "
+                f"{self.lr_scale:g}), at step {step}. Likely causes: a learning rate too large "
+                f"({t.learning_rate:g}), a loss weight out of range in the model config, or "
+                "non-finite data. The checkpoints on disk hold no non-finite weights and stay "
+                "as they were.",
+                str(self.run_dir),
+            )
         self.restores += 1
         self.lr_scale *= 0.5
         last = self.run_dir / "last.safetensors"
-        step = self.step
         if last.is_file():
             keep = (self.lr_scale, self.restores, self.skipped_steps)
             self._load(last)
             self.lr_scale, self.restores, self.skipped_steps = keep
+            bar.n = self.step  # the bar counts from the restored step again
+            bar.refresh()
+            done = f"restored the checkpoint of step {self.step}"
+        else:
+            done = "no checkpoint to restore yet: went on with the present weights"
         self._note(
             bar,
-            f"warning: {self.tcfg.max_bad_steps} non-finite steps in a row at step {step}; "
-            f"restored the checkpoint of step {self.step} and halved the learning rate "
-            f"(scale now {self.lr_scale:g})",
+            f"warning: {t.max_bad_steps} non-finite steps in a row at step {step}; {done} and "
+            f"halved the learning rate (scale now {self.lr_scale:g})",
         )
 
     @staticmethod
@@ -431,7 +469,7 @@ class Trainer:
         t = self.tcfg
         deadline = time.monotonic() + 60 * t.max_minutes if t.max_minutes else math.inf
         started, start_step = time.monotonic(), self.step
-        bad_in_row = 0
+        bad_in_row = restores_in_row = 0
         last_valid: dict[str, float] | None = None
         validated_at = -1
         reason = "finished"
@@ -470,10 +508,11 @@ class Trainer:
                     self.skipped_steps += 1
                     bad_in_row += 1
                     if bad_in_row >= t.max_bad_steps:
-                        self._recover(bar)
+                        restores_in_row += 1
+                        self._recover(bar, restores_in_row)
                         bad_in_row = 0
                     continue
-                bad_in_row = 0
+                bad_in_row = restores_in_row = 0
                 self.step += 1
                 bar.update(1)
                 values = terms.as_floats()
