@@ -8,6 +8,7 @@ import contextlib
 import io
 import os
 import pickle
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -292,3 +293,72 @@ def test_write_npz_refuses_what_read_npz_would_refuse(tmp_path):
     with pytest.raises(SketchDataError, match=r"train\[1\]: sketch has NaN"):
         write_npz(path, {"train": [GOOD, np.array([[np.nan, 0, 1]])]})
     assert not list(tmp_path.iterdir())
+
+
+def _npz_of(path, array) -> None:
+    """An .npz of `array` in every split; a (shape, dtype) pair writes only the header of such an
+    array and a few bytes, as a hostile file announcing it would."""
+    buffer = io.BytesIO()
+    if isinstance(array, tuple):
+        shape, dtype = array
+        header = {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape}
+        npy_format.write_array_header_1_0(buffer, header)
+        buffer.write(b"\0" * 64)
+    else:
+        np.lib.format.write_array(buffer, array, allow_pickle=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for split in ("train", "valid", "test"):
+            archive.writestr(f"{split}.npy", buffer.getvalue())
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (((1, 2**30, 3), np.int8), "points announced"),  # 3 GiB announced in a few bytes
+        (np.zeros((1, 200_000, 3), np.int8), "200000 points announced"),
+        (((3000, 100_000, 3), np.int8), "would take more than 2 GiB"),
+    ],
+)
+def test_small_files_announcing_huge_arrays_are_refused_before_reading(
+    tmp_path, array, message
+) -> None:
+    path = tmp_path / "bomb.npz"
+    _npz_of(path, array)
+    del array
+    tracemalloc.start()
+    try:
+        with pytest.raises(SketchDataError, match=message):
+            read_npz(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20  # nothing big was inflated or converted
+
+
+def test_a_member_that_inflates_past_the_bound_is_refused_unread(tmp_path) -> None:
+    path = tmp_path / "bomb.npz"
+    zeros = bytes(1 << 24)
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("train.npy", "w", force_zip64=True) as member,
+    ):
+        for _ in range(65):  # 1.02 GiB of zeros, a 1 MB file
+            member.write(zeros)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SketchDataError, match="bytes, refusing"):
+            read_npz(path, ["train"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
+
+
+def test_an_object_array_with_one_absurd_sketch_is_refused(tmp_path) -> None:
+    sketches = np.empty(2, dtype=object)
+    sketches[0] = np.zeros((10, 3), np.int16)
+    sketches[1] = np.zeros((150_000, 3), np.int16)
+    path = tmp_path / "long.npz"
+    _npz_of(path, sketches)
+    with pytest.raises(SketchDataError, match="sketch 1 has 150000 points"):
+        read_npz(path)

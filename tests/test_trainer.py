@@ -367,7 +367,7 @@ def test_training_that_cannot_make_a_finite_step_stops_and_keeps_its_checkpoint(
     before = last.read_bytes()
     nan_batches(t, 10**6)  # every batch from now on is non-finite
     t.tcfg.steps = 10
-    with pytest.raises(TrainingDiverged, match="every step is non-finite.*learning rate") as exc:
+    with pytest.raises(TrainingDiverged, match=r"every step is non-finite.*learning rate") as exc:
         t.fit()
     assert str(tmp_path / "run") in str(exc.value)
     assert t.restores == 3 and t.lr_scale == 0.125  # bounded: 3 restores, then the error

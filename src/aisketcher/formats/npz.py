@@ -40,8 +40,13 @@ def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
-# A member larger than this uncompressed is refused, so a zip bomb cannot exhaust memory.
-MAX_MEMBER_BYTES = 8 << 30
+# Bounds checked before anything large is read, so a small hostile file (a zip bomb, a header
+# announcing billions of points) cannot exhaust memory: a member's uncompressed size, what its
+# sketches take once converted to float32, and the points of one sketch. The official files are
+# tens of MB with sketches of at most a few thousand points.
+MAX_MEMBER_BYTES = 1 << 30
+MAX_FLOAT_BYTES = 2 << 30
+MAX_SKETCH_POINTS = 100_000
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
@@ -55,16 +60,37 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         return getattr(mod, target[1])
 
 
-def _read_member(data: bytes, source: str) -> np.ndarray:
-    stream = io.BytesIO(data)
+def _read_header(stream: io.IOBase, source: str) -> tuple[tuple[int, ...], np.dtype]:
     try:
         version = npy_format.read_magic(stream)
         if version == (1, 0):
             shape, _, dtype = npy_format.read_array_header_1_0(stream)
         else:
             shape, _, dtype = npy_format.read_array_header_2_0(stream)
+    except (zlib.error, zipfile.BadZipFile, EOFError):
+        raise  # a damaged member, reported as such by the caller
     except Exception as exc:
         raise SketchDataError(f"not a NumPy array: {exc}", source) from None
+    return shape, dtype
+
+
+def _check_size(shape: tuple[int, ...], dtype: np.dtype, source: str) -> None:
+    """Refuse, from the header alone, arrays whose sketches would not fit the bounds."""
+    if dtype.hasobject:
+        return  # an array of sketches: each is checked as it comes (`_as_sketch_list`)
+    if len(shape) >= 2 and shape[1] > MAX_SKETCH_POINTS:
+        raise SketchDataError(
+            f"sketches of {shape[1]} points announced, more than {MAX_SKETCH_POINTS}", source
+        )
+    if int(np.prod(shape, dtype=np.float64)) * 4 > MAX_FLOAT_BYTES:
+        raise SketchDataError(
+            f"an array of shape {shape} would take more than {MAX_FLOAT_BYTES >> 30} GiB", source
+        )
+
+
+def _read_member(data: bytes, source: str) -> np.ndarray:
+    stream = io.BytesIO(data)
+    shape, dtype = _read_header(stream, source)
     if not dtype.hasobject:
         stream.seek(0)
         try:
@@ -94,9 +120,19 @@ def _as_sketch_list(arr: np.ndarray, source: str) -> list[np.ndarray]:
             f"expected sketches (object array or (n, N, 3)), got shape {arr.shape}", source
         )
     out = []
+    floats = 0
     for i, item in enumerate(items):
         if not isinstance(item, np.ndarray):
             raise SketchDataError(f"sketch {i} is a {type(item).__name__}, not an array", source)
+        if len(item) > MAX_SKETCH_POINTS:
+            raise SketchDataError(
+                f"sketch {i} has {len(item)} points, more than {MAX_SKETCH_POINTS}", source
+            )
+        floats += item.size * 4
+        if floats > MAX_FLOAT_BYTES:
+            raise SketchDataError(
+                f"the sketches would take more than {MAX_FLOAT_BYTES >> 30} GiB", source
+            )
         out.append(validate_stroke3(item, f"{source}[{i}]"))
     return out
 
@@ -135,6 +171,8 @@ def read_npz(
             if info.file_size > MAX_MEMBER_BYTES:
                 raise SketchDataError(f"'{split}' is {info.file_size} bytes, refusing", name)
             try:
+                with archive.open(info) as member:  # the header first: a few bytes to inflate
+                    _check_size(*_read_header(member, f"{name}[{split}]"), f"{name}[{split}]")
                 data = archive.read(info)
             except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
                 raise SketchDataError(f"corrupt member '{split}': {exc}", name) from None
