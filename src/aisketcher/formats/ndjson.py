@@ -25,6 +25,7 @@ import numpy as np
 
 from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
+from aisketcher.formats import require_file
 from aisketcher.sketch import Sketch, strokes_to_stroke3
 
 # Google's documented simplification parameters.
@@ -212,6 +213,7 @@ class NdjsonReader:
     def __iter__(self) -> Iterator[Drawing]:
         self.skipped = 0
         source = str(self.path)
+        require_file(self.path)
         try:
             with open(self.path, "rb") as fh:
                 yield from self._drawings(fh, source)

@@ -20,6 +20,7 @@ from numpy.lib import format as npy_format
 
 from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
+from aisketcher.formats import require_file
 from aisketcher.sketch import validate_stroke3
 
 SPLITS = ("train", "valid", "test")
@@ -145,7 +146,7 @@ def read_npz(
 
     Raises SketchDataError naming the file for anything that is not such a file.
     """
-    path = Path(path)
+    path = require_file(path)
     name = str(path)
     try:
         archive = zipfile.ZipFile(path)

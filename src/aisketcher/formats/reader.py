@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from aisketcher.errors import SketchDataError
+from aisketcher.formats import require_file
 from aisketcher.sketch import Sketch
 
 
@@ -40,10 +41,8 @@ def read_sketches(
     path: str | Path, *, split: str = "test", limit: int | None = None
 ) -> list[Sketch]:
     """All (or the first `limit`) sketches of a file; `split` applies to .npz files."""
-    path = Path(path)
+    path = require_file(path)
     suffix = path.suffix.lower()
-    if not path.is_file():
-        raise SketchDataError("no such file", str(path))
     if suffix == ".npz":
         from aisketcher.formats.npz import read_npz
 

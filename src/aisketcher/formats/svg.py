@@ -13,11 +13,11 @@ import math
 import os
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 
 from aisketcher.errors import SketchDataError
+from aisketcher.formats import require_file
 
 _SVG_NS = "{http://www.w3.org/2000/svg}"
 # Content that is not drawn where it stands.
@@ -257,7 +257,7 @@ def read_svg(path_or_text: str | os.PathLike[str] | bytes) -> list[np.ndarray]:
     else:
         source = str(path_or_text)
         try:
-            data = Path(path_or_text).read_bytes()
+            data = require_file(path_or_text).read_bytes()
         except FileNotFoundError:
             raise SketchDataError("no such file", source) from None
         except OSError as exc:
