@@ -246,3 +246,25 @@ def test_only_word_and_drawing_are_needed(tmp_path: Path) -> None:
     first, second = read_ndjson(path)
     assert first.key_id is None and first.countrycode is None and len(first.strokes[0]) == 3
     assert (second.key_id, second.countrycode, second.recognized) == ("7", "DE", True)
+
+
+def test_absurd_lines_are_bad_lines_named_and_skippable(tmp_path: Path) -> None:
+    """Shared bounds (aisketcher.limits, as the web app's): huge coordinates, points or ink are
+    refused while the line is read, with its number, and --skip-bad passes over them."""
+    good = {"word": "cat", "drawing": [[[0, 10, 20], [0, 5, 0]]]}
+    lines = [
+        good,
+        {"word": "cat", "drawing": [[[0, 1e308], [0, 1]]]},
+        {"word": "cat", "drawing": [[list(range(300_000)), [0] * 300_000, [0] * 300_000]]},
+        good,
+    ]
+    path = tmp_path / "mixed.ndjson"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    with pytest.raises(SketchDataError, match=r":2: coordinates beyond"):
+        read_ndjson(path)
+    long_line = tmp_path / "long.ndjson"
+    long_line.write_text(json.dumps(lines[2]) + "\n")
+    with pytest.raises(SketchDataError, match=r":1: 300000 points; at most 5000"):
+        read_ndjson(long_line)  # refused before resampling 300,000 points
+    reader = NdjsonReader(path, skip_bad=True)
+    assert len(list(reader)) == 2 and reader.skipped == 2

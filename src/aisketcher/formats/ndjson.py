@@ -26,6 +26,7 @@ import numpy as np
 from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
 from aisketcher.formats import require_file
+from aisketcher.limits import MAX_INK, canvas_ink, check_drawing
 from aisketcher.sketch import Sketch, strokes_to_stroke3
 
 # Google's documented simplification parameters.
@@ -166,6 +167,9 @@ def _parse_strokes(drawing: object, raw: bool | None) -> tuple[list[np.ndarray],
     if raw is not None and raw != is_raw:
         found, wanted = ("raw", "simplified") if is_raw else ("simplified", "raw")
         raise ValueError(f"drawing is in the {found} form, expected {wanted}")
+    check_drawing(strokes)
+    if is_raw and canvas_ink(strokes) > MAX_INK:
+        raise ValueError(f"too much ink to simplify (more than {MAX_INK:g} pixels on the canvas)")
     return strokes, is_raw
 
 

@@ -17,14 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aisketcher.errors import SketchDataError
 from aisketcher.formats.ndjson import CANVAS_MAX, simplify_raw
 from aisketcher.formats.reader import sketch_from_json
+from aisketcher.limits import MAX_COORDINATE, MAX_INK, MAX_POINTS, MAX_STROKES, canvas_ink
 from aisketcher.server.sampling import Frame
 from aisketcher.sketch import Sketch
 
-MAX_POINTS = 5000  # points of one sketch as sent (before simplification)
-MAX_STROKES = 200
-MAX_COORDINATE = 1e6
-# Ink length on the 0..255 canvas bounds the work of simplifying (1-pixel resampling, then RDP).
-MAX_INK = 20_000.0
 MAX_COUNT = 8  # sketches per draw or complete request
 MAX_ROWS = 20  # sketches one request may have drawn in all (translate, reconstruct)
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 2.0
@@ -72,7 +68,7 @@ class SketchIn(BaseModel):
         extent = float((everything - low).max())
         # The same scale as simplify_raw's, kept to map the model's points back.
         scale = CANVAS_MAX / extent if extent > 0 else 1.0
-        ink = sum(float(np.hypot(*np.diff(a, axis=0).T).sum()) for a in arrays) * scale
+        ink = canvas_ink(arrays)
         if ink > MAX_INK:
             raise SketchDataError(
                 f"the drawing has too much ink to simplify ({ink:.0f} > {MAX_INK:.0f} pixels "
