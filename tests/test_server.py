@@ -343,3 +343,21 @@ def test_busy_server_answers_503_and_frees_slots_of_gone_clients(sketcher: Sketc
             time.sleep(0.05)
         assert ok(base, "/api/health")["jobs"] == 0
         assert len(ok(base, "/api/draw", {"class": "cat", "seed": 1})["sketches"]) == 1
+
+
+def test_idle_sockets_do_not_starve_real_clients(url: str) -> None:
+    """100 connections opened and left silent: real requests still get answers, and the server
+    closes the silent ones after its keep-alive timeout."""
+    from aisketcher.server.app import KEEP_ALIVE_S
+
+    parts = urlsplit(url)
+    idle = [socket.create_connection((parts.hostname, parts.port)) for _ in range(100)]
+    try:
+        for _ in range(5):
+            status, _, _ = call(url, "/api/health")
+            assert status == 200
+        idle[0].settimeout(KEEP_ALIVE_S + 10)
+        assert idle[0].recv(1) == b""  # closed by the server, not by us
+    finally:
+        for s in idle:
+            s.close()

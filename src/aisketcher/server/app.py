@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from aisketcher.api import Sketcher, builtin_model_dir
 from aisketcher.errors import SketchDataError
@@ -413,10 +414,32 @@ def _picture(body: RenderRequest) -> bytes:
     return buffer.getvalue()
 
 
+class _IdleClosingProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, but a connection that sends nothing is closed after the
+    keep-alive timeout too: uvicorn starts that timer only after a response, so sockets opened and
+    left idle would otherwise hold their place among the connections for good."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+
+
+# Open connections before uvicorn answers 503: far more than idle sockets a client can hold for
+# the keep-alive timeout; the drawing work itself is bounded by the app's own slots.
+MAX_CONNECTIONS = 1024
+KEEP_ALIVE_S = 5
+
+
 def _server(app: FastAPI, log_level: str) -> uvicorn.Server:
-    # limit_concurrency caps open connections (503 beyond), so idle or slow clients are bounded.
     config = uvicorn.Config(
-        app, log_level=log_level, limit_concurrency=64, timeout_keep_alive=5, access_log=False
+        app,
+        log_level=log_level,
+        http=_IdleClosingProtocol,
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        access_log=False,
     )
     return uvicorn.Server(config)
 
