@@ -361,3 +361,18 @@ def test_idle_sockets_do_not_starve_real_clients(url: str) -> None:
     finally:
         for s in idle:
             s.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/draw", {"class": "cat", "count": "4"}),
+        ("/api/draw", {"class": "cat", "seed": "7"}),
+        ("/api/draw", {"class": "cat", "temperature": "0.4"}),
+        ("/api/complete", {"sketch": CORNER, "class": "cat", "simplify": "yes"}),
+        ("/api/render", {"sketch": CORNER, "size": 128.0}),
+    ],
+)
+def test_numbers_sent_as_strings_are_refused(url: str, path: str, body: dict) -> None:
+    status, message = refused(url, path, body)
+    assert status == 422, message

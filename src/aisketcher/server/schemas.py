@@ -84,21 +84,29 @@ class Sampling(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     temperature: float = Field(
-        0.4, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE, description="randomness of the drawing"
+        0.4,
+        ge=MIN_TEMPERATURE,
+        le=MAX_TEMPERATURE,
+        strict=True,
+        description="randomness of the drawing",
     )
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="repeats a result exactly")
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, strict=True, description="repeats a result exactly"
+    )
 
 
 class DrawRequest(Sampling):
     cls: ClassName = Field(alias="class", description="what to draw")
-    count: int = Field(1, ge=1, le=MAX_COUNT)
+    count: int = Field(1, ge=1, le=MAX_COUNT, strict=True)
 
 
 class CompleteRequest(Sampling):
     sketch: SketchIn = Field(description="the start of a drawing")
     cls: ClassName = Field(alias="class", description="what the drawing should become")
-    count: int = Field(4, ge=1, le=MAX_COUNT, description="alternative endings")
-    simplify: bool = Field(True, description="simplify strokes as the training data was")
+    count: int = Field(4, ge=1, le=MAX_COUNT, strict=True, description="alternative endings")
+    simplify: bool = Field(
+        True, strict=True, description="simplify strokes as the training data was"
+    )
 
 
 class TranslateRequest(Sampling):
@@ -106,7 +114,7 @@ class TranslateRequest(Sampling):
     classes: Annotated[list[ClassName], Field(min_length=1, max_length=MAX_ROWS)] | None = Field(
         None, description="target classes, repeats allowed (default: every class of the model)"
     )
-    simplify: bool = True
+    simplify: bool = Field(True, strict=True)
 
 
 class ReconstructRequest(Sampling):
@@ -114,7 +122,7 @@ class ReconstructRequest(Sampling):
     cls: ClassName | None = Field(
         None, alias="class", description="class of the sketches (default: each sketch's label)"
     )
-    simplify: bool = True
+    simplify: bool = Field(True, strict=True)
 
 
 class RenderRequest(BaseModel):
@@ -122,9 +130,13 @@ class RenderRequest(BaseModel):
 
     sketch: SketchIn
     format: Literal["svg", "png"] = "svg"
-    size: int = Field(256, ge=MIN_IMAGE, le=MAX_IMAGE, description="pixels per side")
+    size: int = Field(256, ge=MIN_IMAGE, le=MAX_IMAGE, strict=True, description="pixels per side")
     highlight_from: int | None = Field(
-        None, ge=0, le=MAX_POINTS, description="points from here on in the model's colour"
+        None,
+        ge=0,
+        le=MAX_POINTS,
+        strict=True,
+        description="points from here on in the model's colour",
     )
 
 
