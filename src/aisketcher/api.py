@@ -69,8 +69,8 @@ class Sketcher:
         if not (path / "config.json").is_file():
             hint = " (the built-in model is missing from this install)" if source is None else ""
             raise SketchDataError(f"not a run or model folder: no config.json{hint}", str(path))
-        info = json.loads((path / "config.json").read_text())
-        model = SketchModel(ModelConfig.from_dict(info["model"]))
+        config, classes, scale_factor = read_model_config(path / "config.json")
+        model = SketchModel(config)
         weights = path / WEIGHTS_FILE
         if not weights.is_file():
             weights = path / f"{checkpoint}.safetensors"
@@ -84,8 +84,7 @@ class Sketcher:
         tensors, _ = read_checkpoint(weights)
         load_weights(model, tensors, str(weights))
         model.to(device)
-        data = info["data"]
-        return cls(model, list(data["classes"]), float(data["scale_factor"]), source=str(path))
+        return cls(model, classes, scale_factor, source=str(path))
 
     def class_index(self, name: str | int) -> int:
         return match_class(name, self.class_names)
@@ -260,6 +259,37 @@ class Sketcher:
         )
         labels = [la if w < 0.5 else lb for w in weights.flatten().tolist()]
         return self._sample(latent, labels, temperature, seed)
+
+
+def read_model_config(path: Path) -> tuple[ModelConfig, list[str], float]:
+    """A model folder's config.json: the model config, its class names and scale factor, each
+    checked (a hostile or damaged file gets one clear error naming it)."""
+    source = str(path)
+    try:
+        info = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise SketchDataError(f"not a readable JSON config: {exc}", source) from None
+    if not isinstance(info, dict) or not isinstance(info.get("model"), dict):
+        raise SketchDataError("no 'model' object in the config", source)
+    data = info.get("data")
+    if not isinstance(data, dict):
+        raise SketchDataError("no 'data' object in the config", source)
+    try:
+        config = ModelConfig.from_dict(info["model"])
+    except (SketchDataError, TypeError) as exc:
+        raise SketchDataError(str(exc), source) from None
+    classes, scale = data.get("classes"), data.get("scale_factor")
+    if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
+        raise SketchDataError("'data.classes' must be a list of class names", source)
+    if len(classes) != config.num_classes:
+        raise SketchDataError(
+            f"{len(classes)} class names for a model of {config.num_classes} classes", source
+        )
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 1e6:
+        raise SketchDataError(
+            f"'data.scale_factor' must be a positive number, got {scale!r}", source
+        )
+    return config, classes, float(scale)
 
 
 def _check_temperature(temperature: float) -> None:

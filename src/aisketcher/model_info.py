@@ -24,7 +24,7 @@ def model_classes(source: str | Path | None) -> list[str] | None:
             names = json.loads((path / "config.json").read_text())["data"]["classes"]
         else:
             names = [json.loads(path.read_text())[0]["name"]]
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+    except (OSError, ValueError, KeyError, IndexError, TypeError, RecursionError):
         return None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         return None

@@ -84,6 +84,22 @@ class ModelConfig:
         return size
 
     def validate(self) -> ModelConfig:
+        """Every field of the type it is declared with and within RANGES (a config file from
+        elsewhere must not make the model allocate terabytes), then the choices that go together."""
+        problems = []
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), _TYPES[f.type]
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, f.name, value)
+            if type(value) is not kind:
+                problems.append(f"{f.name} must be {kind.__name__}, got {value!r}")
+            elif kind in (int, float) and f.name in RANGES:
+                low, high = RANGES[f.name]
+                if not (low <= value <= high):  # NaN fails too
+                    problems.append(f"{f.name} must be within [{low:g}, {high:g}], got {value!r}")
+        if problems:
+            raise SketchDataError(f"invalid model config: {'; '.join(problems)}")
         checks = {
             "encoder": self.encoder in ("rnn", "cnn", "none"),
             "cell": self.cell in ("lstm", "layer_norm", "hyper"),
@@ -93,9 +109,7 @@ class ModelConfig:
             "the 'drawn' memory is causal": self.attention_causal
             or self.influence_memory != "drawn",
             "autoencoder_mode": self.autoencoder_mode in ("joint", "pretrain"),
-            "num_classes": self.num_classes >= 1,
             "use_influence needs encoder 'rnn'": not self.use_influence or self.encoder == "rnn",
-            "recurrent_dropout in [0, 1)": 0 <= self.recurrent_dropout < 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -108,6 +122,10 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data, dict):
+            raise SketchDataError(
+                f"a model config must be a JSON object, got {type(data).__name__}"
+            )
         unknown = sorted(set(data) - known)
         if unknown:
             raise SketchDataError(f"unknown model config fields: {', '.join(unknown)}")
@@ -119,6 +137,27 @@ class ModelConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+# Bounds of the numeric fields, far beyond any sensible model and short of absurd allocations.
+RANGES: dict[str, tuple[float, float]] = {
+    "num_classes": (1, 10_000),
+    "enc_rnn_size": (1, 8192),
+    "dec_rnn_size": (1, 8192),
+    "z_size": (1, 4096),
+    "raster_z_size": (1, 4096),
+    "num_mixture": (1, 256),
+    "raster_size": (16, 1024),
+    "max_seq_len": (1, 100_000),
+    "recurrent_dropout": (0.0, 0.99),
+    "kl_tolerance": (0.0, 100.0),
+    "kl_weight": (0.0, 1e3),
+    "kl_weight_start": (0.0, 1e3),
+    "kl_decay_rate": (0.0, 1.0),
+    "influence_beta": (0.0, 1e3),
+    "autoencoder_weight": (0.0, 1e6),
+    "autoencoder_pretrain_steps": (0, 10**9),
+}
 
 # Each preset switches parts of the same model on or off (paper section "Experiments").
 PRESETS: dict[str, dict[str, Any]] = {

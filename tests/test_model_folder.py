@@ -1,0 +1,85 @@
+"""A model folder from elsewhere: a damaged or hostile config.json is refused with one clear error
+naming it, before any weights are allocated."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from aisketcher.api import Sketcher
+from aisketcher.cli import main
+from aisketcher.errors import SketchDataError
+from aisketcher.model.config import make_config
+from aisketcher.model.sketcher import SketchModel
+
+TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = SketchModel(make_config("ai-sketcher", num_classes=2, **TINY))
+    return Sketcher(model, ["cat", "eye"], 30.0).export(tmp_path_factory.mktemp("m") / "model")
+
+
+def _with(folder: Path, tmp_path: Path, change) -> Path:
+    """A copy of the model folder whose config.json is `change(config)` (text or an object)."""
+    out = tmp_path / "changed"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    info = json.loads((folder / "config.json").read_text())
+    changed = change(info)
+    (out / "config.json").write_bytes(
+        changed if isinstance(changed, bytes) else json.dumps(changed).encode()
+    )
+    return out
+
+
+def _model(**fields):
+    return lambda info: {**info, "model": {**info["model"], **fields}}
+
+
+def _data(**fields):
+    return lambda info: {**info, "data": {**info["data"], **fields}}
+
+
+CASES = {
+    "malformed JSON": (lambda info: b"{not json", "not a readable JSON"),
+    "a list": (lambda info: [info], "no 'model' object"),
+    "no model": (lambda info: {"data": info["data"]}, "no 'model' object"),
+    "no data": (lambda info: {"model": info["model"]}, "no 'data' object"),
+    "not UTF-8": (lambda info: b"\xff\xfe{}", "not a readable JSON"),
+    "deep nesting": (lambda info: b"[" * 200_000, "not a readable JSON"),
+    "size as text": (_model(dec_rnn_size="big"), "dec_rnn_size must be int"),
+    "fractional size": (_model(dec_rnn_size=256.5), "dec_rnn_size must be int"),
+    "negative size": (_model(dec_rnn_size=-5), "within"),
+    "a terabyte model": (_model(dec_rnn_size=10**9), "within"),
+    "absurd length": (_model(max_seq_len=10**12), "within"),
+    "no length": (_model(max_seq_len=0), "within"),
+    "unknown field": (_model(evil=1), "unknown model config fields: evil"),
+    "scale as text": (_data(scale_factor="abc"), "scale_factor"),
+    "zero scale": (_data(scale_factor=0), "scale_factor"),
+    "negative scale": (_data(scale_factor=-3), "scale_factor"),
+    "too few classes": (_data(classes=["cat"]), "1 class names for a model of 2"),
+    "classes as a string": (_data(classes="cat"), "list of class names"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_bad_config_is_refused_naming_the_file(
+    case: str, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    change, message = CASES[case]
+    bad = _with(folder, tmp_path, change)
+    with pytest.raises(SketchDataError, match=message) as exc:
+        Sketcher.load(bad)
+    assert str(bad / "config.json") in str(exc.value)
+    assert main(["draw", "cat", "--model", str(bad), "--out", str(tmp_path / "x.svg")]) == 2
+    assert "config.json" in capsys.readouterr().err
+
+
+def test_the_good_folder_loads(folder: Path) -> None:
+    assert Sketcher.load(folder).class_names == ["cat", "eye"]
