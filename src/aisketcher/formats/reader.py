@@ -19,21 +19,35 @@ from aisketcher.sketch import Sketch
 
 def sketch_from_json(data: object, source: str = "JSON") -> Sketch:
     """{"strokes": [[[x, y], ...], ...]} / a bare list of strokes / {"stroke3": [[dx, dy, p], ...]}."""
+    label = data.get("label") if isinstance(data, dict) else None
+    if label is not None and not isinstance(label, str):
+        raise SketchDataError("'label' must be a string", source)
     if isinstance(data, dict) and "stroke3" in data:
-        return Sketch(np.asarray(data["stroke3"], dtype=np.float64), data.get("label"))
+        rows = data["stroke3"]
+        if not isinstance(rows, list) or not rows:
+            raise SketchDataError(
+                "'stroke3' must be a non-empty list of [dx, dy, pen] rows", source
+            )
+        try:
+            s3 = np.asarray(rows, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise SketchDataError("'stroke3' rows must be [dx, dy, pen] numbers", source) from None
+        try:
+            return Sketch(s3, label)
+        except SketchDataError as exc:
+            raise SketchDataError(exc.problem, source) from None
     strokes = data.get("strokes") if isinstance(data, dict) else data
     if not isinstance(strokes, list) or not strokes:
         raise SketchDataError("expected a non-empty list of strokes of [x, y] points", source)
     try:
         arrays = [np.asarray(s, dtype=np.float64) for s in strokes]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise SketchDataError("strokes must be lists of [x, y] number pairs", source) from None
     for i, arr in enumerate(arrays):
         if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0:
             raise SketchDataError(f"stroke {i} is not a non-empty list of [x, y] pairs", source)
         if not np.isfinite(arr).all():
             raise SketchDataError(f"stroke {i} has NaN or infinite coordinates", source)
-    label = data.get("label") if isinstance(data, dict) else None
     return Sketch.from_strokes(arrays, label)
 
 
@@ -57,8 +71,8 @@ def read_sketches(
         return [Sketch.from_strokes(read_svg(path))]
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise SketchDataError(f"not valid JSON: {exc}", str(path)) from None
         return [sketch_from_json(data, str(path))]
     raise SketchDataError("unknown sketch file type (use .npz, .ndjson, .svg or .json)", str(path))

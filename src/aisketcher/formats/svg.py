@@ -270,6 +270,8 @@ def read_svg(path_or_text: str | os.PathLike[str] | bytes) -> list[np.ndarray]:
         raise SketchDataError(str(exc), source) from None
     except ET.ParseError as exc:
         raise SketchDataError(f"not well-formed XML: {exc}", source) from None
+    except (ValueError, LookupError) as exc:  # e.g. an encoding the parser cannot read (UTF-7)
+        raise SketchDataError(f"unreadable XML: {exc}", source) from None
     if root.tag.removeprefix(_SVG_NS) != "svg":
         raise SketchDataError(f"root element is <{root.tag}>, not <svg>", source)
     try:
