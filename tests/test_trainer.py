@@ -263,7 +263,10 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoint, "save_file", crash)
-    with pytest.raises(OSError, match="disk full"):
+    # one line naming the file and saying the old checkpoint is kept, not a SafetensorError
+    with pytest.raises(
+        SketchDataError, match=r"last.safetensors: could not write.*disk full.*intact"
+    ):
         checkpoint.save_checkpoint(path, model, {"step": 2})
     assert path.read_bytes() == before
     assert read_checkpoint(path)[1] == {"step": 1}
@@ -483,3 +486,16 @@ def test_a_run_ended_by_its_time_budget_leaves_a_best_checkpoint(
     assert summary["reason"] == "time budget reached" and summary["step"] > 0
     assert summary["last_valid"] is not None
     assert read_checkpoint(tmp_path / "run" / "best.safetensors")[1]["step"] == summary["step"]
+
+
+def test_ctrl_c_while_the_command_line_is_built_prints_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import aisketcher.cli as cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["draw", "cat"]) == 130
+    assert capsys.readouterr().err.strip() == "aisketcher: interrupted"

@@ -28,9 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = argparse.Namespace(command="")
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except SketchDataError as exc:
         print(f"aisketcher: error: {exc}", file=sys.stderr)

@@ -24,8 +24,15 @@ META_KEY = "aisketcher"
 
 
 def _atomic_write(path: Path, write: Any) -> None:
-    with atomic_path(path, fsync=True) as tmp:
-        write(str(tmp))
+    """Write through a temporary file; a failed write (a full disk) leaves `path` as it was and
+    says so in one line."""
+    try:
+        with atomic_path(path, fsync=True) as tmp:
+            write(str(tmp))
+    except (OSError, SafetensorError) as exc:
+        raise SketchDataError(
+            f"could not write it ({exc}); the file already there, if any, is intact", str(path)
+        ) from None
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
