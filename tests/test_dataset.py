@@ -137,9 +137,11 @@ def test_npz_paths_as_classes(dataset, data_dir, quickdraw_dir):
         load_dataset([quickdraw_dir / "no_such_class.npz"], data_dir)
 
 
-def test_class_list_string_is_split_and_deduplicated(data_dir):
-    ds = load_dataset(" cat, bicycle ,cat,", data_dir, splits=("test",), scale_factor=1.0)
+def test_class_list_string_is_split_and_a_repeated_class_refused(data_dir):
+    ds = load_dataset(" cat, bicycle ,", data_dir, splits=("test",), scale_factor=1.0)
     assert ds.class_names == ["cat", "bicycle"]
+    with pytest.raises(SketchDataError, match="class 'cat' is given twice"):
+        load_dataset(" cat, bicycle ,cat,", data_dir)  # would count cat's data twice
     with pytest.raises(SketchDataError, match="no classes given"):
         load_dataset(" , ", data_dir)
 

@@ -70,30 +70,35 @@ def _warm_start(trainer: Trainer, source: Path) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from aisketcher.api import read_model_config
     from aisketcher.data.dataset import load_dataset
-    from aisketcher.model.config import ModelConfig, make_config
+    from aisketcher.model.config import make_config
     from aisketcher.train import distributed
     from aisketcher.train.trainer import TrainConfig, Trainer, resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     run_dir = Path(args.out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SketchDataError("--out must be a folder for the run; this is a file", str(run_dir))
     if args.resume:
         info_path = run_dir / "config.json"
         if not info_path.is_file():
             raise SketchDataError("nothing to resume: no config.json", str(run_dir))
+        model_cfg, _, scale = read_model_config(info_path)
         info = json.loads(info_path.read_text())
-        model_cfg = ModelConfig.from_dict(info["model"])
-        train_fields = {**info["train"]}
-        for key in ("steps", "max_minutes", "device"):
-            if getattr(args, key) is not None:
-                train_fields[key] = getattr(args, key)
-        train_cfg = TrainConfig(**train_fields)
-        dataset = load_dataset(
-            info["data"]["sources"],
-            max_seq_len=info["data"]["max_seq_len"],
-            scale_factor=info["data"]["scale_factor"],
-        )
+        overrides = {k: getattr(args, k) for k in ("steps", "max_minutes", "device")}
+        train_fields = info.get("train")
+        if isinstance(train_fields, dict):
+            train_fields = {**train_fields, **{k: v for k, v in overrides.items() if v is not None}}
+        train_cfg = TrainConfig.from_dict(train_fields, str(info_path))
+        data = info["data"]
+        sources, max_len = data.get("sources"), data.get("max_seq_len")
+        if not isinstance(sources, list) or type(max_len) is not int:
+            raise SketchDataError(
+                "the run's data sources or max_seq_len are missing", str(info_path)
+            )
+        dataset = load_dataset(sources, max_seq_len=max_len, scale_factor=scale)
     else:
         if (run_dir / "last.safetensors").exists():
             raise SketchDataError(
@@ -101,13 +106,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         train_cfg = _new_train_config(args)
         if args.init_from:
-            source = json.loads((Path(args.init_from) / "config.json").read_text())
-            model_cfg = ModelConfig.from_dict(source["model"])
+            source = Path(args.init_from)
+            if not (source / "config.json").is_file():
+                raise SketchDataError(
+                    "--init-from takes a run or exported model folder (with config.json)",
+                    str(source),
+                )
+            model_cfg, classes, scale = read_model_config(source / "config.json")
             dataset = load_dataset(
-                source["data"]["classes"],
-                args.data,
-                max_seq_len=model_cfg.max_seq_len,
-                scale_factor=source["data"]["scale_factor"],
+                classes, args.data, max_seq_len=model_cfg.max_seq_len, scale_factor=scale
             )
         else:
             classes = args.classes or (QUICK["classes"] if args.quick else DEFAULT_CLASSES)
@@ -119,6 +126,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 max_seq_len=dataset.longest,
                 **_parse_overrides(args.set),
             )
+    if train_cfg.batch_size > len(dataset["train"]):
+        raise SketchDataError(
+            f"--batch-size {train_cfg.batch_size} is larger than the training split "
+            f"({len(dataset['train'])} sketches)"
+        )
     sizes = ", ".join(f"{k} {len(v)}" for k, v in dataset.splits.items())
     # Under torchrun (WORLD_SIZE > 1) this process is one rank of a data-parallel run.
     with distributed.process_group(resolve_device(train_cfg.device).type):

@@ -102,11 +102,14 @@ def resolve_class_file(name_or_path: str | Path, data_dir: Path) -> tuple[str, P
 
 
 def parse_class_list(text: str | Sequence[str]) -> list[str]:
-    """ "cat,bicycle" or ["cat", "bicycle"] -> ["cat", "bicycle"], keeping order, no duplicates."""
+    """ "cat,bicycle" or ["cat", "bicycle"] -> ["cat", "bicycle"], keeping order; a class given
+    twice is refused (it would count its data twice)."""
     items = text.split(",") if isinstance(text, str) else list(text)
     out: list[str] = []
-    for item in (i.strip() for i in items):
-        if item and item not in out:
+    for item in (str(i).strip() for i in items):
+        if item in out:
+            raise SketchDataError(f"class '{item}' is given twice")
+        if item:
             out.append(item)
     if not out:
         raise SketchDataError("no classes given")

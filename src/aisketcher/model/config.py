@@ -195,5 +195,11 @@ def make_config(preset: str = "ai-sketcher", size: str = "small", **overrides: A
         raise SketchDataError(f"unknown config '{preset}'; choose from {', '.join(PRESETS)}")
     if size not in SIZES:
         raise SketchDataError(f"unknown size '{size}'; choose from {', '.join(SIZES)}")
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise SketchDataError(
+            f"unknown model config field(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
     fields = {"name": preset, **SIZES[size], **PRESETS[preset], **overrides}
     return ModelConfig(**fields).validate()

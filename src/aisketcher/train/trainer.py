@@ -74,6 +74,25 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: object, source: str) -> TrainConfig:
+        """A run's saved training settings, checked: known keys, and counts that are counts."""
+        if not isinstance(data, dict):
+            raise SketchDataError("no 'train' object in the run's config", source)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SketchDataError(f"unknown training setting(s): {', '.join(unknown)}", source)
+        config = cls(**data)
+        counts = ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every")
+        bad = [k for k in counts if type(getattr(config, k)) is not int or getattr(config, k) < 1]
+        rate = config.learning_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < 1e3:
+            bad.append("learning_rate")
+        if bad:
+            raise SketchDataError(f"bad training setting(s): {', '.join(bad)}", source)
+        return config
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
