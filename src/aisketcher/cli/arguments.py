@@ -9,12 +9,16 @@ from pathlib import Path
 OUTPUT_SUFFIXES = (".svg", ".png", ".gif", ".npz", ".ndjson")
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
+def _whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -33,10 +37,7 @@ def output_file(text: str) -> str:
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (an index, a count of retries)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    value = _whole(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
