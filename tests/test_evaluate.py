@@ -240,3 +240,19 @@ def test_a_metrics_file_without_header_is_named(tmp_path: Path) -> None:
     with pytest.raises(SketchDataError, match="no header row") as err:
         read_metrics(path)
     assert str(path) in str(err.value)
+
+
+def test_a_bad_comparison_report_is_refused_before_any_work(
+    run_dir: Path, classifier: SketchClassifier, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aisketcher.evaluate.report as report_module
+
+    bad = work / "bad.json"
+    bad.write_text('{"diversity": {}}')
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the evaluation started")
+
+    monkeypatch.setattr(report_module, "likelihood_by_class", no_work)
+    with pytest.raises(SketchDataError, match="not an evaluation report"):
+        evaluate_run(run_dir, classifier, work / "never", settings(work), compare=bad)

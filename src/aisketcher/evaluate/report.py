@@ -246,6 +246,8 @@ def evaluate_run(
     drawings is then compared with an unpaired t-test.
     """
     settings = settings or EvalSettings()
+    if compare is not None:
+        read_comparison(compare)  # a bad report is refused now, not after the evaluation
     source = Path(source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -450,16 +452,25 @@ def checkpoint_step(source: Path) -> int | None:
     return None
 
 
-def compare_diversity(report: dict[str, Any], other: str | Path) -> dict[str, Any]:
-    """Unpaired t-test of per-sketch pHash diversity of class-only drawings: this vs `other`."""
+def read_comparison(other: str | Path) -> tuple[Path, dict[str, Any], list[float]]:
+    """Another evaluation's report (a file or its folder) and its per-sketch diversities, checked
+    before any work is done."""
     path = Path(other)
     if path.is_dir():
         path = path / REPORT_FILE
     try:
         theirs = json.loads(path.read_text())
-        b = theirs["diversity"]["draw"]["per_sketch"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        values = theirs["diversity"]["draw"]["per_sketch"]
+        if not values or not all(isinstance(v, int | float) for v in values):
+            raise ValueError("no per-sketch diversities")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise SketchDataError(f"not an evaluation report ({exc})", str(path)) from None
+    return path, theirs, values
+
+
+def compare_diversity(report: dict[str, Any], other: str | Path) -> dict[str, Any]:
+    """Unpaired t-test of per-sketch pHash diversity of class-only drawings: this vs `other`."""
+    path, theirs, b = read_comparison(other)
     a = report["diversity"]["draw"]["per_sketch"]
     result = diversity_ttest(np.asarray(a, np.float64), np.asarray(b, np.float64))
     return {
