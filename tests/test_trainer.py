@@ -546,3 +546,35 @@ def test_an_out_that_is_a_file_or_a_damaged_run_is_refused(
         config.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
         assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_ctrl_c_during_validation_stops_at_the_next_batch(
+    tmp_path: Path, short_sketches: SketchDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    import aisketcher.train.trainer as trainer_module
+
+    d = short_sketches
+    data = SketchDataset(
+        d.class_names,
+        {"train": subset(d["train"], 3), "valid": subset(d["valid"], 10)},
+        d.scale_factor,
+        d.max_seq_len,
+        d.sources,
+    )
+    t = trainer(tmp_path, data, "run", 5, eval_every=1)
+    t.valid_loader.batch_size = 2  # ten validation batches
+    real, validation_batches = trainer_module.batch_loss, []
+
+    def interrupting(model, batch, step, *, train=True):
+        if not train:
+            validation_batches.append(1)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the first validation
+        return real(model, batch, step, train=train)
+
+    monkeypatch.setattr(trainer_module, "batch_loss", interrupting)
+    summary = t.fit()
+    assert summary["reason"] == "stopped by signal" and summary["step"] == 1
+    assert len(validation_batches) == 1  # the other nine were not computed
+    assert read_checkpoint(tmp_path / "run" / "last.safetensors")[1]["step"] == 1

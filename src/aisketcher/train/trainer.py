@@ -13,7 +13,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,13 +172,17 @@ class TrainingLoss(nn.Module):
 
 @torch.no_grad()
 def evaluate_loss(
-    model: SketchModel, loader: BatchLoader, device: torch.device
-) -> dict[str, float]:
+    model: SketchModel,
+    loader: BatchLoader,
+    device: torch.device,
+    stop: Callable[[], bool] | None = None,
+) -> dict[str, float] | None:
     """Mean loss terms over one pass of a split: no augmentation, no dropout, no KL floor.
 
     z_s and a_d are still sampled, from a fixed seed on a forked RNG: every validation draws the
     same noise, and the training RNG is left as it was, so a run that validates before it stops
-    resumes exactly as one that never stopped.
+    resumes exactly as one that never stopped. When `stop()` turns true between batches (Ctrl-C)
+    the pass is abandoned and None returned.
     """
     was_training = model.training
     model.eval()
@@ -187,6 +191,9 @@ def evaluate_loss(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
         for batch in loader:
+            if stop is not None and stop():
+                model.train(was_training)
+                return None
             terms = batch_loss(model, batch.to(device), 0, train=False).as_floats()
             n = len(batch.lengths)
             for k, v in terms.items():
@@ -284,6 +291,7 @@ class Trainer:
             if valid is not None and len(valid)
             else None
         )
+        self._stop = {"stop": False}  # set by a signal while `fit` runs
         self.step = 0
         self.best_valid = math.inf
         self.lr_scale = 1.0
@@ -478,7 +486,9 @@ class Trainer:
             return None
         valid = None
         if distributed.is_main():
-            valid = evaluate_loss(self.model, self.valid_loader, self.device)
+            valid = evaluate_loss(
+                self.model, self.valid_loader, self.device, lambda: self._stop["stop"]
+            )
         return distributed.from_main(valid)
 
     def fit(self) -> dict[str, Any]:
@@ -493,7 +503,7 @@ class Trainer:
         validated_at = -1
         reason = "finished"
         with ExitStack() as files:
-            stop = files.enter_context(_stop_on_signal())
+            stop = self._stop = files.enter_context(_stop_on_signal())
             bar = files.enter_context(
                 tqdm(total=t.steps, initial=self.step, disable=not self.progress, unit="step")
             )
