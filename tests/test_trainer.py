@@ -578,3 +578,26 @@ def test_ctrl_c_during_validation_stops_at_the_next_batch(
     assert summary["reason"] == "stopped by signal" and summary["step"] == 1
     assert len(validation_batches) == 1  # the other nine were not computed
     assert read_checkpoint(tmp_path / "run" / "last.safetensors")[1]["step"] == 1
+
+
+def test_a_resumed_run_has_each_step_once_in_its_metrics(
+    tmp_path: Path, tiny_dataset: SketchDataset
+) -> None:
+    trainer(tmp_path, tiny_dataset, "run", 3).fit()  # its last checkpoint is of step 3
+    metrics = tmp_path / "run" / "metrics.csv"
+    # as if the process had logged step 4 and died before checkpointing it:
+    metrics.write_text(metrics.read_text() + "4,train,0.001,0.01" + ",1" * 9 + "\n")
+    trainer(tmp_path, tiny_dataset, "run", 5, resume=True).fit()
+    steps = [int(r["step"]) for r in metric_rows(tmp_path / "run") if r["split"] == "train"]
+    assert steps == [1, 2, 3, 4, 5]
+
+
+def test_a_foreign_metrics_file_is_refused_not_appended_to(
+    tmp_path: Path, tiny_dataset: SketchDataset
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("garbage,without,our,header\n1,2,3,4\n")
+    with pytest.raises(SketchDataError, match=r"metrics\.csv: not this trainer's metrics file"):
+        trainer(tmp_path, tiny_dataset, "run", 2).fit()
+    assert (run / "metrics.csv").read_text() == "garbage,without,our,header\n1,2,3,4\n"

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from aisketcher import __version__
 from aisketcher.allocator import tune_allocator
+from aisketcher.atomic import atomic_path
 from aisketcher.data.batching import Batch, BatchLoader
 from aisketcher.data.dataset import SketchDataset, Split
 from aisketcher.errors import SketchDataError
@@ -512,11 +513,11 @@ class Trainer:
             if distributed.is_main():
                 writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
                 csv_path = self.run_dir / "metrics.csv"
-                new_csv = not csv_path.exists() or csv_path.stat().st_size == 0
+                new_csv = _trim_metrics(csv_path, self.step)
                 # Line-buffered: every row is on disk at once, for `tail -f` and crashed runs.
                 log = csv.writer(files.enter_context(open(csv_path, "a", newline="", buffering=1)))
                 if new_csv:
-                    log.writerow(["step", "split", "lr", "kl_weight", *LossTerms.field_names()])
+                    log.writerow(METRICS_HEADER)
             while self.step < t.steps:
                 # Every rank stops at the same step, whichever of them got the signal first.
                 signalled, out_of_time = distributed.any_rank(
@@ -595,6 +596,32 @@ class Trainer:
             f"l_kl {valid['l_kl']:.4f}), best {self.best_valid:.4f}",
         )
         return valid
+
+
+METRICS_HEADER = ["step", "split", "lr", "kl_weight", *LossTerms.field_names()]
+
+
+def _trim_metrics(path: Path, step: int) -> bool:
+    """Make metrics.csv end at `step` (a resumed run redoes the steps after its checkpoint, whose
+    rows would otherwise be there twice); returns whether it needs its header. A file that is not
+    this trainer's CSV is refused by name rather than appended to."""
+    if not path.exists() or path.stat().st_size == 0:
+        return True
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or rows[0] != METRICS_HEADER:
+        raise SketchDataError(
+            "not this trainer's metrics file (its header differs); move it away to go on",
+            str(path),
+        )
+    try:
+        kept = [rows[0], *(r for r in rows[1:] if int(r[0]) <= step)]
+    except (ValueError, IndexError):
+        raise SketchDataError("a damaged row (no step number)", str(path)) from None
+    if len(kept) < len(rows):
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            csv.writer(fh).writerows(kept)
+    return False
 
 
 class _NoLog:
