@@ -74,6 +74,7 @@ def test_argument_errors_answer_before_torch_loads(argv: list[str], tmp_path) ->
         (["draw", "cat", "--temperature", "50"], "within [0.01, 2.0]"),
         (["draw", "cat", "--threads", "0"], "at least 1"),
         (["draw", "cat", "--size", "-5"], "at least 1"),
+        (["draw", "cat", "--size", "100000"], "within [16, 4096]"),
         (["train", "--out", "r", "--lr", "nan"], "finite number above 0"),
         (["train", "--out", "r", "--max-minutes", "0"], "finite number above 0"),
         (["serve", "--port", "70000"], "at most 65535"),

@@ -76,3 +76,14 @@ def port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
     return value
+
+
+MAX_PICTURE = 4096
+
+
+def picture_size(text: str) -> int:
+    """Pixels per sketch in a picture: 16 to 4096."""
+    value = positive_int(text)
+    if not 16 <= value <= MAX_PICTURE:
+        raise argparse.ArgumentTypeError(f"must be within [16, {MAX_PICTURE}] pixels, got {value}")
+    return value

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from aisketcher.cli.arguments import non_negative_int, positive_int, seed
+from aisketcher.cli.arguments import non_negative_int, picture_size, positive_int, seed
 from aisketcher.data.download import DEFAULT_BASE_URL, FORMATS, download_classes
 from aisketcher.data.stats import SplitStats, normalizing_scale_factor, split_stats
 from aisketcher.errors import SketchDataError
@@ -224,7 +224,7 @@ def _register_render(actions: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, required=True, metavar="OUT.(svg|png|gif)")
     p.add_argument(
-        "--size", type=positive_int, metavar="PX", help="picture or grid cell size (256 / 128)"
+        "--size", type=picture_size, metavar="PX", help="picture or grid cell size (256 / 128)"
     )
     p.set_defaults(func=_render)
 

@@ -7,7 +7,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aisketcher.cli.arguments import non_negative_int, output_file, positive_int, seed, temperature
+from aisketcher.cli.arguments import (
+    non_negative_int,
+    output_file,
+    picture_size,
+    positive_int,
+    seed,
+    temperature,
+)
 from aisketcher.errors import SketchDataError
 from aisketcher.sketch import Sketch
 
@@ -212,7 +219,7 @@ def _common(p: argparse.ArgumentParser, out_example: str) -> None:
         type=output_file,
         help=f"output .svg/.png/.npz/.ndjson, or .gif (one sketch, animated; default {out_example})",
     )
-    p.add_argument("--size", type=positive_int, default=None, help="pixels per sketch in pictures")
+    p.add_argument("--size", type=picture_size, default=None, help="pixels per sketch in pictures")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument(
         "--threads",
