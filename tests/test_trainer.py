@@ -601,3 +601,25 @@ def test_a_foreign_metrics_file_is_refused_not_appended_to(
     with pytest.raises(SketchDataError, match=r"metrics\.csv: not this trainer's metrics file"):
         trainer(tmp_path, tiny_dataset, "run", 2).fit()
     assert (run / "metrics.csv").read_text() == "garbage,without,our,header\n1,2,3,4\n"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda info: {k: v for k, v in info.items() if k != "loader"}, "metadata is damaged"),
+        (lambda info: {**info, "step": "abc"}, "metadata is damaged"),
+        (lambda info: {**info, "loader": {"rng": 5, "queue": []}}, "does not fit this run"),
+    ],
+)
+def test_a_damaged_checkpoint_is_refused_on_resume(
+    change, message: str, tmp_path: Path, tiny_dataset: SketchDataset
+) -> None:
+    t = trainer(tmp_path, tiny_dataset, "run", 2)
+    t.fit()
+    last = tmp_path / "run" / "last.safetensors"
+    tensors, info = read_checkpoint(last)
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(last), metadata={checkpoint.META_KEY: json.dumps(change(info))})
+    with pytest.raises(SketchDataError, match=message):
+        trainer(tmp_path, tiny_dataset, "run", 4, resume=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,12 @@ def _class_files(names: list[str], info: dict[str, Any], data_dir: str | None) -
         if data_dir is None and stem in sources and sources[stem].is_file():
             out.append(sources[stem])
         else:
+            if data_dir is None and stem in sources:
+                warnings.warn(
+                    f"the run's data file {sources[stem]} is gone; evaluating {name} on the "
+                    f"file in {default_data_dir()} instead",
+                    stacklevel=3,
+                )
             out.append(
                 resolve_class_file(name, Path(data_dir) if data_dir else default_data_dir())[1]
             )

@@ -370,15 +370,29 @@ class Trainer:
         prior.fit(z_r, torch.from_numpy(labels[keep]).to(self.device))
 
     def _load(self, path: Path) -> None:
+        """Weights, optimizer, RNG and loader state from a checkpoint; anything in it that does
+        not fit this run is one error naming the file, and nothing is half restored."""
         tensors, info = read_checkpoint(path)
+        try:
+            counters = (
+                int(info["step"]),
+                math.inf if info["best_valid"] is None else float(info["best_valid"]),
+                float(info["lr_scale"]),
+                int(info["skipped_steps"]),
+                int(info["restores"]),
+            )
+            loader = info["loader"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SketchDataError(f"checkpoint metadata is damaged ({exc!r})", str(path)) from None
         load_weights(self.model, tensors, str(path))
-        restore_training_state(tensors, info, self.optimizer)
-        self.step = int(info["step"])
-        self.best_valid = info["best_valid"] if info["best_valid"] is not None else math.inf
-        self.lr_scale = float(info["lr_scale"])
-        self.skipped_steps = int(info["skipped_steps"])
-        self.restores = int(info["restores"])
-        self.train_loader.set_state(info["loader"])
+        try:
+            restore_training_state(tensors, info, self.optimizer)
+            self.train_loader.set_state(loader)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise SketchDataError(
+                f"the optimizer, RNG or loader state does not fit this run ({exc})", str(path)
+            ) from None
+        self.step, self.best_valid, self.lr_scale, self.skipped_steps, self.restores = counters
         distributed.share_cuda_rng(self.device)
 
     def _resume(self) -> None:
