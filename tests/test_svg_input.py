@@ -117,3 +117,11 @@ def test_entity_bomb_and_external_entities_are_refused(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SketchDataError, match="no such file"):
         read_svg(tmp_path / "none.svg")
+
+
+def test_an_svg_too_big_for_a_sketch_is_refused_before_parsing(tmp_path) -> None:
+    path = tmp_path / "huge.svg"
+    points = " ".join(f"L{i % 500} {i % 300}" for i in range(400_000))
+    path.write_text(f'<svg xmlns="http://www.w3.org/2000/svg"><path d="M0 0 {points}"/></svg>')
+    with pytest.raises(SketchDataError, match="more than a sketch's SVG"):
+        read_svg(path)

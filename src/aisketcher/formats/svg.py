@@ -19,6 +19,11 @@ import numpy as np
 from aisketcher.errors import SketchDataError
 from aisketcher.formats import require_file
 
+# Bounds on an SVG read as a sketch (long drawings are simplified afterwards): the work of
+# parsing grows with both, and no hand-drawn sketch comes near them.
+MAX_SVG_BYTES = 2 << 20
+MAX_SVG_POINTS = 100_000
+
 _SVG_NS = "{http://www.w3.org/2000/svg}"
 # Content that is not drawn where it stands.
 _SKIPPED = {"defs", "clipPath", "mask", "marker", "pattern", "symbol", "metadata", "title", "desc"}
@@ -226,6 +231,7 @@ def _collect(root: ET.Element) -> list[np.ndarray]:
     out = []
     # An explicit stack, so that deeply nested groups cannot exhaust Python's recursion limit.
     stack = [(root, np.eye(3))]
+    points = 0
     while stack:
         element, matrix = stack.pop()
         tag = element.tag.removeprefix(_SVG_NS)
@@ -240,6 +246,9 @@ def _collect(root: ET.Element) -> list[np.ndarray]:
         ):
             for stroke in _shape_strokes(tag, element.attrib):
                 out.append(stroke @ matrix[:2, :2].T + matrix[:2, 2])
+                points += len(stroke)
+                if points > MAX_SVG_POINTS:
+                    raise ValueError(f"more than {MAX_SVG_POINTS} points; not a sketch")
         stack.extend((child, matrix) for child in reversed(element))
     return out
 
@@ -257,7 +266,13 @@ def read_svg(path_or_text: str | os.PathLike[str] | bytes) -> list[np.ndarray]:
     else:
         source = str(path_or_text)
         try:
-            data = require_file(path_or_text).read_bytes()
+            path = require_file(path_or_text)
+            if path.stat().st_size > MAX_SVG_BYTES:
+                raise SketchDataError(
+                    f"{path.stat().st_size} bytes, more than a sketch's SVG ({MAX_SVG_BYTES})",
+                    source,
+                )
+            data = path.read_bytes()
         except FileNotFoundError:
             raise SketchDataError("no such file", source) from None
         except OSError as exc:
