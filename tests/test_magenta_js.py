@@ -279,3 +279,22 @@ def test_format_version_2_files_load(tmp_path: Path) -> None:
     data[0] = {**data[0], "mode": "gen", "version": 2}
     model, info = load_magenta_js(_write(tmp_path / "v2.gen.json", data))
     assert info.version == 2 and model.config.decoder_input_size == 5
+
+
+def test_the_sampler_draws_imported_models_with_magenta_js_temperatures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aisketcher.sampler as sampler_module
+    from aisketcher.latents import class_latent
+
+    model, _ = load_magenta_js(_write(tmp_path / "tiny.gen.json", _tiny_model_json()[0]))
+    seen = []
+    real = sampler_module.sample_points
+
+    def spy(y, m, temperature, generator, discrete_temperature=None):
+        seen.append((temperature, discrete_temperature))
+        return real(y, m, temperature, generator, discrete_temperature)
+
+    monkeypatch.setattr(sampler_module, "sample_points", spy)
+    sampler_module.sample(model, class_latent(model, [0], 0), 1, temperature=0.2, seed=0)
+    assert seen and all(s == (0.2, pytest.approx(0.6)) for s in seen)

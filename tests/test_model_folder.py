@@ -59,12 +59,14 @@ CASES = {
     "a terabyte model": (_model(dec_rnn_size=10**9), "within"),
     "absurd length": (_model(max_seq_len=10**12), "within"),
     "no length": (_model(max_seq_len=0), "within"),
-    "unknown field": (_model(evil=1), "unknown model config fields: evil"),
+    "unknown field": (_model(evil=1), r"unknown model config field\(s\): evil"),
     "scale as text": (_data(scale_factor="abc"), "scale_factor"),
     "zero scale": (_data(scale_factor=0), "scale_factor"),
     "negative scale": (_data(scale_factor=-3), "scale_factor"),
     "too few classes": (_data(classes=["cat"]), "1 class names for a model of 2"),
     "classes as a string": (_data(classes="cat"), "list of class names"),
+    "a 5000-digit size": (lambda info: b'{"model": {"z_size": 1' + b"0" * 5000 + b"}}", "JSON"),
+    "a 400-digit weight": (_model(kl_weight=10**400), "kl_weight must be within"),
 }
 
 
@@ -83,3 +85,18 @@ def test_a_bad_config_is_refused_naming_the_file(
 
 def test_the_good_folder_loads(folder: Path) -> None:
     assert Sketcher.load(folder).class_names == ["cat", "eye"]
+
+
+def test_a_folder_saved_before_the_z_r_prior_existed_still_loads(
+    folder: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text((folder / "config.json").read_text())
+    tensors = load_file(str(folder / "model.safetensors"))
+    kept = {k: v for k, v in tensors.items() if "raster_prior" not in k}
+    save_file(kept, str(old / "model.safetensors"), metadata={"aisketcher": "{}"})
+    prior = Sketcher.load(old).model.raster_prior
+    assert not prior.mean.any() and not prior.std.any()  # a prior never fitted

@@ -35,6 +35,7 @@ JSON_CASES = {
     "two columns": '{"stroke3": [[1, 2]]}',
     "a numeric label": '{"strokes": [[[1, 2], [3, 4]]], "label": 5}',
     "not UTF-8": b"\xff\xfe[[[1, 2]]]",
+    "a 5000-digit integer": '{"stroke3": [[1' + "0" * 5000 + ", 2, 0]]}",
 }
 
 

@@ -541,6 +541,8 @@ def test_an_out_that_is_a_file_or_a_damaged_run_is_refused(
         ({**info, "train": {**info["train"], "evil": 1}}, "unknown training setting(s): evil"),
         ({**info, "train": {**info["train"], "steps": "abc"}}, "bad training setting(s): steps"),
         ({k: v for k, v in info.items() if k != "train"}, "no 'train' object"),
+        ({**info, "train": {**info["train"], "max_minutes": "10"}}, "max_minutes"),
+        ({**info, "train": {**info["train"], "seed": "a"}}, "seed"),
         ("{not json", "not a readable JSON"),
     ]:
         config.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))

@@ -267,7 +267,7 @@ def read_model_config(path: Path) -> tuple[ModelConfig, list[str], float]:
     source = str(path)
     try:
         info = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # also integers too long to parse
         raise SketchDataError(f"not a readable JSON config: {exc}", source) from None
     if not isinstance(info, dict) or not isinstance(info.get("model"), dict):
         raise SketchDataError("no 'model' object in the config", source)

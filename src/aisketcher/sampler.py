@@ -112,9 +112,10 @@ class Sampler:
         """
         drawing = ~self.done
         y = self._decode()
-        self.point = sample_points(
-            y, self.model.config.num_mixture, self.temperature, self.generator
-        )
+        cfg = self.model.config
+        # magenta-js tempers the discrete choices less than the offsets: 0.5 + 0.5 T.
+        soft = 0.5 + 0.5 * self.temperature if cfg.discrete_temperature == "magenta-js" else None
+        self.point = sample_points(y, cfg.num_mixture, self.temperature, self.generator, soft)
         self.rows.append(self.point)
         points = self.point.cpu().numpy()
         self.done |= points[:, 4] > 0.5

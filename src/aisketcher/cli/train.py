@@ -30,7 +30,7 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
             raise SketchDataError(f"--set expects FIELD=VALUE, got '{item}'")
         try:
             out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON: the text itself (then type-checked)
             out[key.strip()] = value
     return out
 

@@ -72,7 +72,7 @@ def read_sketches(
     if suffix == ".json":
         try:
             data = json.loads(path.read_bytes().decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # also integers too long to parse
             raise SketchDataError(f"not valid JSON: {exc}", str(path)) from None
         return [sketch_from_json(data, str(path))]
     raise SketchDataError("unknown sketch file type (use .npz, .ndjson, .svg or .json)", str(path))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +91,10 @@ class ModelConfig:
         for f in dataclasses.fields(self):
             value, kind = getattr(self, f.name), _TYPES[f.type]
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
+                try:
+                    value = float(value)
+                except OverflowError:  # an integer of hundreds of digits
+                    value = math.inf
                 setattr(self, f.name, value)
             if type(value) is not kind:
                 problems.append(f"{f.name} must be {kind.__name__}, got {value!r}")
@@ -107,7 +111,8 @@ class ModelConfig:
             "influence_memory": self.influence_memory in ("drawn", "bidirectional"),
             "discrete_temperature": self.discrete_temperature in ("paper", "magenta-js"),
             "the 'drawn' memory is causal": self.attention_causal
-            or self.influence_memory != "drawn",
+            or self.influence_memory != "drawn"
+            or not self.use_influence,
             "autoencoder_mode": self.autoencoder_mode in ("joint", "pretrain"),
             "use_influence needs encoder 'rnn'": not self.use_influence or self.encoder == "rnn",
         }
@@ -119,16 +124,24 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @staticmethod
+    def check_fields(names: Any) -> None:
+        """Refuse field names ModelConfig does not have."""
+        known = {f.name for f in dataclasses.fields(ModelConfig)}
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise SketchDataError(
+                f"unknown model config field(s): {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
         if not isinstance(data, dict):
             raise SketchDataError(
                 f"a model config must be a JSON object, got {type(data).__name__}"
             )
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SketchDataError(f"unknown model config fields: {', '.join(unknown)}")
+        cls.check_fields(data)
         if data.get("use_influence") and "influence_memory" not in data:
             # Saved before the choice existed: the memory then was the paper-literal one.
             data = {**data, "influence_memory": "bidirectional"}
@@ -195,11 +208,6 @@ def make_config(preset: str = "ai-sketcher", size: str = "small", **overrides: A
         raise SketchDataError(f"unknown config '{preset}'; choose from {', '.join(PRESETS)}")
     if size not in SIZES:
         raise SketchDataError(f"unknown size '{size}'; choose from {', '.join(SIZES)}")
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise SketchDataError(
-            f"unknown model config field(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-        )
+    ModelConfig.check_fields(overrides)
     fields = {"name": preset, **SIZES[size], **PRESETS[preset], **overrides}
     return ModelConfig(**fields).validate()

@@ -38,10 +38,6 @@ class Latent:
     memory: torch.Tensor | None  # (B, T, 2H)
     memory_lengths: torch.Tensor | None  # (B,)
 
-    def select(self, index: torch.Tensor) -> Latent:
-        """The latents of a subset (or repetition) of the batch."""
-        return Latent(*(None if t is None else t[index] for t in self.__dict__.values()))
-
 
 @dataclass
 class DecoderState:

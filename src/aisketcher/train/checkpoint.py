@@ -104,8 +104,15 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return tensors, info
 
 
+# Buffers newer than some saved runs; a run without them loads with the defaults (the z_r prior
+# of a class never fitted: mean 0, spread 0).
+OPTIONAL_BUFFERS = ("raster_prior.mean", "raster_prior.std")
+
+
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
     state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    defaults = model.state_dict()
+    state.update({k: defaults[k] for k in OPTIONAL_BUFFERS if k in defaults and k not in state})
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -85,10 +85,22 @@ class TrainConfig:
         if unknown:
             raise SketchDataError(f"unknown training setting(s): {', '.join(unknown)}", source)
         config = cls(**data)
+        kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+        bad = []
+        for f in dataclasses.fields(cls):
+            value = getattr(config, f.name)
+            kind, optional = f.type.removesuffix(" | None"), f.type.endswith(" | None")
+            if value is None and optional:
+                continue
+            if (
+                isinstance(value, bool) != (kind == "bool")
+                or not isinstance(value, kinds[kind])
+                or (kind in ("int", "float") and not (math.isfinite(value) and value >= 0))
+            ):
+                bad.append(f.name)
         counts = ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every")
-        bad = [k for k in counts if type(getattr(config, k)) is not int or getattr(config, k) < 1]
-        rate = config.learning_rate
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < 1e3:
+        bad += [k for k in counts if k not in bad and getattr(config, k) < 1]
+        if "learning_rate" not in bad and not 0 < config.learning_rate < 1e3:
             bad.append("learning_rate")
         if bad:
             raise SketchDataError(f"bad training setting(s): {', '.join(bad)}", source)
@@ -287,7 +299,7 @@ class Trainer:
                 train_config.batch_size,
                 rasters=valid_rasters,
                 train=False,
-                pad_to=model_config.max_seq_len,  # l_s over all N_max rows, exactly as eq. 13
+                pad_to=model_config.max_seq_len,  # l_s over all N_max (+ the end) rows, eq. 13
             )
             if valid is not None and len(valid)
             else None
@@ -382,7 +394,7 @@ class Trainer:
                 int(info["restores"]),
             )
             loader = info["loader"]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise SketchDataError(f"checkpoint metadata is damaged ({exc!r})", str(path)) from None
         load_weights(self.model, tensors, str(path))
         try:
