@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
 from aisketcher.latents import class_latent, encode_sketches
+from aisketcher.limits import MAX_TEMPERATURE, MIN_TEMPERATURE
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import Latent, SketchModel
 from aisketcher.model_info import builtin_model_dir, match_class
@@ -293,5 +294,7 @@ def read_model_config(path: Path) -> tuple[ModelConfig, list[str], float]:
 
 
 def _check_temperature(temperature: float) -> None:
-    if not 0.01 <= temperature <= 2.0:
-        raise SketchDataError(f"temperature must be within [0.01, 2.0], got {temperature}")
+    if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
+        raise SketchDataError(
+            f"temperature must be within [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}], got {temperature}"
+        )

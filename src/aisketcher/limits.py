@@ -14,6 +14,7 @@ MAX_COORDINATE = 1e6  # absolute coordinates, in whatever unit the drawing comes
 # Ink length on the 0..255 canvas bounds the work of simplifying (1-pixel resampling, then RDP).
 MAX_INK = 20_000.0
 CANVAS = 255.0
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 2.0  # sampling temperatures a request may ask for
 
 
 def check_drawing(strokes: Sequence[np.ndarray]) -> None:
@@ -27,9 +28,16 @@ def check_drawing(strokes: Sequence[np.ndarray]) -> None:
         raise ValueError(f"coordinates beyond +-{MAX_COORDINATE:g}")
 
 
+def canvas_frame(strokes: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+    """(low, scale): `(points - low) * scale` puts a drawing on Google's 0..255 canvas, its top-left
+    at 0 and its larger side 255 long."""
+    everything = np.vstack(strokes)
+    low = everything.min(axis=0)
+    extent = float((everything - low).max())
+    return low, CANVAS / extent if extent > 0 else 1.0
+
+
 def canvas_ink(strokes: Sequence[np.ndarray]) -> float:
     """The drawing's ink length once scaled to the 0..255 canvas as Google's data is."""
-    everything = np.vstack(strokes)
-    extent = float((everything - everything.min(axis=0)).max())
-    scale = CANVAS / extent if extent > 0 else 1.0
+    _, scale = canvas_frame(strokes)
     return sum(float(np.hypot(*np.diff(s, axis=0).T).sum()) for s in strokes) * scale

@@ -6,6 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
+from aisketcher.limits import MAX_TEMPERATURE, MIN_TEMPERATURE
+
 OUTPUT_SUFFIXES = (".svg", ".png", ".gif", ".npz", ".ndjson")
 
 
@@ -65,8 +67,10 @@ def positive_float(text: str) -> float:
 def temperature(text: str) -> float:
     """A sampling temperature in [0.01, 2]."""
     value = positive_float(text)
-    if not 0.01 <= value <= 2.0:
-        raise argparse.ArgumentTypeError(f"temperature must be within [0.01, 2.0], got {text}")
+    if not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:
+        raise argparse.ArgumentTypeError(
+            f"temperature must be within [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}], got {text}"
+        )
     return value
 
 

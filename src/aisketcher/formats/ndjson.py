@@ -26,11 +26,10 @@ import numpy as np
 from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
 from aisketcher.formats import require_file
-from aisketcher.limits import MAX_INK, canvas_ink, check_drawing
+from aisketcher.limits import CANVAS, MAX_INK, canvas_frame, canvas_ink, check_drawing
 from aisketcher.sketch import Sketch, strokes_to_stroke3
 
-# Google's documented simplification parameters.
-CANVAS_MAX = 255.0
+# Google's documented simplification parameters (the canvas side: limits.CANVAS).
 RESAMPLE_SPACING = 1.0
 RDP_EPSILON = 2.0
 
@@ -103,10 +102,7 @@ def resample(points: np.ndarray, spacing: float = RESAMPLE_SPACING) -> np.ndarra
 def simplify_raw(strokes: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Raw strokes (absolute points, any canvas) -> strokes as in the official simplified data."""
     arrays = [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes]
-    everything = np.vstack(arrays)
-    low = everything.min(axis=0)
-    extent = float((everything - low).max())
-    scale = CANVAS_MAX / extent if extent > 0 else 1.0
+    low, scale = canvas_frame(arrays)
     return [np.round(rdp(resample((s - low) * scale))) for s in arrays]
 
 
@@ -116,15 +112,12 @@ def simplify_to_fit(strokes: Sequence[np.ndarray], max_points: int) -> list[np.n
     is not enough, RDP's epsilon doubles until it is; a drawing that still does not fit (more
     strokes than points allowed, say) is returned as far as it got."""
     arrays = [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes]
-    everything = np.vstack(arrays)
-    low = everything.min(axis=0)
-    extent = float((everything - low).max())
-    scale = CANVAS_MAX / extent if extent > 0 else 1.0
+    low, scale = canvas_frame(arrays)
     canvas = [resample((s - low) * scale) for s in arrays]
     epsilon = RDP_EPSILON
     while True:
         simple = [rdp(s, epsilon) for s in canvas]
-        if sum(len(s) for s in simple) <= max_points or epsilon > CANVAS_MAX:
+        if sum(len(s) for s in simple) <= max_points or epsilon > CANVAS:
             return [s / scale + low for s in simple]
         epsilon *= 2
 
@@ -261,9 +254,7 @@ def drawing_to_stroke3(drawing: Drawing) -> np.ndarray:
 
 def _on_canvas(strokes: list[np.ndarray]) -> list[np.ndarray]:
     """Strokes moved to a minimum of 0 and scaled uniformly to a maximum of 255, rounded."""
-    low = np.min([s.min(0) for s in strokes], axis=0)
-    extent = max(float((s - low).max()) for s in strokes)  # the larger side
-    scale = CANVAS_MAX / extent if extent > 0 else 1.0
+    low, scale = canvas_frame(strokes)
     return [np.round((s - low) * scale) for s in strokes]
 
 
@@ -279,7 +270,7 @@ def write_ndjson(path: str | Path, sketches: Iterable[Sketch], word: str) -> Non
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for number, sketch in enumerate(sketches, start=1):
             strokes = [np.round(s) for s in sketch.strokes()]
-            if min(s.min() for s in strokes) < 0 or max(s.max() for s in strokes) > CANVAS_MAX:
+            if min(s.min() for s in strokes) < 0 or max(s.max() for s in strokes) > CANVAS:
                 strokes = _on_canvas(sketch.strokes())
             drawing = [s.astype(np.int64).T.tolist() for s in strokes]
             record = {

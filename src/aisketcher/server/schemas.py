@@ -15,15 +15,23 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aisketcher.errors import SketchDataError
-from aisketcher.formats.ndjson import CANVAS_MAX, simplify_raw
+from aisketcher.formats.ndjson import simplify_raw
 from aisketcher.formats.reader import sketch_from_json
-from aisketcher.limits import MAX_COORDINATE, MAX_INK, MAX_POINTS, MAX_STROKES, canvas_ink
+from aisketcher.limits import (
+    MAX_COORDINATE,
+    MAX_INK,
+    MAX_POINTS,
+    MAX_STROKES,
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    canvas_frame,
+    canvas_ink,
+)
 from aisketcher.server.sampling import Frame
 from aisketcher.sketch import Sketch
 
 MAX_COUNT = 8  # sketches per draw or complete request
 MAX_ROWS = 20  # sketches one request may have drawn in all (translate, reconstruct)
-MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 2.0
 MAX_SEED = 2**32 - 1
 MIN_IMAGE, MAX_IMAGE = 32, 1024
 
@@ -63,11 +71,7 @@ class SketchIn(BaseModel):
         if self.stroke3 is not None or not simplify:
             return sketch_from_json(self.model_dump(exclude_none=True), "sketch"), Frame()
         arrays = [np.asarray(s, dtype=np.float64) for s in self.strokes or []]
-        everything = np.vstack(arrays)
-        low = everything.min(axis=0)
-        extent = float((everything - low).max())
-        # The same scale as simplify_raw's, kept to map the model's points back.
-        scale = CANVAS_MAX / extent if extent > 0 else 1.0
+        low, scale = canvas_frame(arrays)  # simplify_raw's, kept to map the model's points back
         ink = canvas_ink(arrays)
         if ink > MAX_INK:
             raise SketchDataError(
