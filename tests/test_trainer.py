@@ -625,3 +625,16 @@ def test_a_damaged_checkpoint_is_refused_on_resume(
     save_file(tensors, str(last), metadata={checkpoint.META_KEY: json.dumps(change(info))})
     with pytest.raises(SketchDataError, match=message):
         trainer(tmp_path, tiny_dataset, "run", 4, resume=True)
+
+
+def test_a_run_saved_before_a_config_field_existed_resumes(
+    tmp_path: Path, tiny_dataset: SketchDataset
+) -> None:
+    trainer(tmp_path, tiny_dataset, "run", 2).fit()
+    last = tmp_path / "run" / "last.safetensors"
+    tensors, info = read_checkpoint(last)
+    del info["model"]["discrete_temperature"]  # a field added after this run was made
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(last), metadata={checkpoint.META_KEY: json.dumps(info)})
+    assert trainer(tmp_path, tiny_dataset, "run", 3, resume=True).fit()["step"] == 3

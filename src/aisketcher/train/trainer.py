@@ -412,7 +412,9 @@ class Trainer:
         if not path.is_file():
             raise SketchDataError("nothing to resume: no last.safetensors", str(self.run_dir))
         _, info = read_checkpoint(path)
-        if info["model"] != self.cfg.to_dict():
+        # Compared as configs, so that a field added since the run started (with its default)
+        # does not stop the run from resuming.
+        if ModelConfig.from_dict(info["model"]) != self.cfg:
             raise SketchDataError("the model config differs from the run's", str(path))
         if info["data"]["classes"] != self.dataset.class_names:
             raise SketchDataError("the classes differ from the run's", str(path))
