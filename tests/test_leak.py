@@ -126,15 +126,18 @@ def test_every_sketch_has_its_end_of_sketch_target() -> None:
     for row, n in zip(targets, batch.lengths.tolist(), strict=True):
         assert row[n, 4] == 1.0 and not row[:n, 4].any()
     torch.manual_seed(0)
-    model = SketchModel(make_config("sketch-rnn", num_classes=2, **TINY))
-    out = model(batch.strokes, batch.lengths, batch.labels)
-    pen = out.mixture.pen_log_prob()
+    cfg = make_config("sketch-rnn", num_classes=2, **TINY)
+    out = SketchModel(cfg)(batch.strokes, batch.lengths, batch.labels)
     longest = int(batch.lengths.argmax())
     n = int(batch.lengths[longest])
-    end_term = -pen[longest, n, 2]  # the stop of the longest sketch is part of l_s
-    assert end_term > 0
-    terms = compute_loss(out, batch, model.config, 1.0)
-    assert torch.isfinite(terms.l_s)
+    # the longest sketch's stop is part of l_s: making the model sure of it lowers l_s by its term
+    before = compute_loss(out, batch, cfg, 1.0).l_s
+    end_term = -out.mixture.pen_log_prob()[longest, n, 2]
+    out.mixture.pen_logits = out.mixture.pen_logits.clone()
+    out.mixture.pen_logits[longest, n] = torch.tensor([-1e4, -1e4, 0.0])
+    after = compute_loss(out, batch, cfg, 1.0).l_s
+    n_rows = len(batch.lengths) * cfg.max_seq_len
+    torch.testing.assert_close(before - after, end_term / n_rows, rtol=1e-4, atol=1e-6)
 
 
 def test_sampler_memory_grows_from_its_own_points() -> None:

@@ -17,7 +17,8 @@ from aisketcher.sampler import sample
 RECONSTRUCT_SEED, TRANSLATE_SEED, COMPLETE_SEED = 10_000, 20_000, 30_000
 
 
-def _chunks(n: int, size: int) -> list[slice]:
+def chunks(n: int, size: int) -> list[slice]:
+    """Slices cutting n items into batches of `size`."""
     return [slice(s, min(s + size, n)) for s in range(0, n, size)]
 
 
@@ -26,7 +27,7 @@ def draw_class_only(
 ) -> list[np.ndarray]:
     """Drawings from class labels alone."""
     out: list[np.ndarray] = []
-    for i, part in enumerate(_chunks(len(labels), batch_size)):
+    for i, part in enumerate(chunks(len(labels), batch_size)):
         latent = class_latent(sketcher.model, labels[part], seed + i)
         out += sample(
             sketcher.model, latent, len(labels[part]), temperature=temperature, seed=seed + i
@@ -45,7 +46,7 @@ def decode_encodings(
     """Each sketch encoded under the class `labels[i]` (z_s = mu_s, z_r of its raster) and drawn:
     a reconstruction under its own class, a translation under another."""
     out: list[np.ndarray] = []
-    for i, part in enumerate(_chunks(len(sketches), batch_size)):
+    for i, part in enumerate(chunks(len(sketches), batch_size)):
         latent = encode_sketches(sketcher.model, sketches[part], labels[part])
         out += sample(
             sketcher.model, latent, len(sketches[part]), temperature=temperature, seed=seed + i

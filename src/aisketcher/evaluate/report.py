@@ -43,6 +43,7 @@ from aisketcher.evaluate.modes import (
     COMPLETE_SEED,
     RECONSTRUCT_SEED,
     TRANSLATE_SEED,
+    chunks,
     complete,
     decode_encodings,
     draw_class_only,
@@ -136,7 +137,7 @@ def latent_vectors(
     """mu_s of each sketch (the paper's Figure 3a plots these), (n, n_z)."""
     parts = [
         encode_sketches(sketcher.model, sketches[s], model_labels[s]).z_s.cpu().numpy()
-        for s in [slice(i, i + batch_size) for i in range(0, len(sketches), batch_size)]
+        for s in chunks(len(sketches), batch_size)
     ]
     return np.concatenate(parts)
 

@@ -305,6 +305,7 @@ class Trainer:
             else None
         )
         self._stop = {"stop": False}  # set by a signal while `fit` runs
+        self._prior_fitted_at = -1  # the step the z_r prior was last fitted at
         self.step = 0
         self.best_valid = math.inf
         self.lr_scale = 1.0
@@ -370,8 +371,9 @@ class Trainer:
     def _fit_raster_prior(self, per_class: int = 64) -> None:
         """Refit the z_r prior for class-only drawing (model.raster_prior) on training rasters."""
         prior, rasters = self.model.raster_prior, self.train_loader.rasters
-        if prior is None or rasters is None:
-            return
+        if prior is None or rasters is None or self._prior_fitted_at == self.step:
+            return  # "best" and "last" saved at the same step share one fit
+        self._prior_fitted_at = self.step
         labels = self.dataset["train"].labels
         keep = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in np.unique(labels)])
         images = torch.from_numpy(unpack_rasters(rasters[keep], rasters.shape[1]))
