@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -376,3 +377,53 @@ def test_idle_sockets_do_not_starve_real_clients(url: str) -> None:
 def test_numbers_sent_as_strings_are_refused(url: str, path: str, body: dict) -> None:
     status, message = refused(url, path, body)
     assert status == 422, message
+
+
+def test_headers_sent_a_byte_at_a_time_get_408_and_the_server_stays_open(
+    sketcher: Sketcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slowloris client (one header byte a second, each byte resetting uvicorn's keep-alive
+    timer) is cut off by the header clock while real requests are answered."""
+    from aisketcher.server import app as server_app
+
+    monkeypatch.setattr(server_app, "HEADER_TIMEOUT_S", 1.5)
+    with running(create_app(sketcher)) as base:
+        parts = urlsplit(base)
+        slow = [socket.create_connection((parts.hostname, parts.port)) for _ in range(20)]
+        start, answer = time.monotonic(), b""
+        try:
+            for s in slow:
+                s.sendall(b"GET /api/health HTTP/1.1\r\n")
+            for byte in b"Host: x\r\nX-Slow: 1234567890":
+                if time.monotonic() - start > 4:  # well past the header clock
+                    break
+                for s in slow:
+                    with contextlib.suppress(OSError):  # closed by the server
+                        s.sendall(bytes([byte]))
+                assert call(base, "/api/health")[0] == 200
+                time.sleep(0.25)
+            slow[0].settimeout(5)
+            while chunk := slow[0].recv(4096):
+                answer += chunk
+        finally:
+            for s in slow:
+                s.close()
+        # Without the clock the trickle would have kept the socket open and it would now close
+        # silently on the keep-alive timeout.
+        assert answer.startswith(b"HTTP/1.1 408") and b"headers not received" in answer
+        # A request that completes its headers in time is not affected by the clock.
+        conn = connect(base)
+        conn.request("GET", "/api/health")
+        first = conn.getresponse()
+        assert first.status == 200
+        first.read()
+        time.sleep(2)  # past the header clock, within the keep-alive timeout
+        conn.request("GET", "/api/health")
+        assert conn.getresponse().status == 200
+        conn.close()
+
+
+@pytest.mark.parametrize("mark", [b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"])
+def test_a_body_with_a_byte_order_mark_is_refused(url: str, mark: bytes) -> None:
+    status, detail = refused(url, "/api/draw", raw=mark + b'{"class": "cat"}')
+    assert status == 400 and "byte-order mark" in detail

@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import h11
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -74,8 +75,13 @@ class ServerLimits:
     max_jobs: int = 16
 
 
+# UTF-8, UTF-16 and UTF-32 byte-order marks: JSON over a network must not start with one.
+BYTE_ORDER_MARKS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+
+
 class _BodyLimit:
-    """Reads each request body before the app does: too big is 413, too slow 408."""
+    """Reads each request body before the app does: too big is 413, too slow 408, a body that
+    opens with a byte-order mark 400 (a strict API: json.loads would quietly drop it)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
@@ -95,6 +101,9 @@ class _BodyLimit:
             return
         if body is None:
             await self._refuse(scope, receive, send, 413)
+            return
+        if body.startswith(BYTE_ORDER_MARKS):
+            await self._refuse(scope, receive, send, 400)
             return
         replayed = False
 
@@ -126,6 +135,8 @@ class _BodyLimit:
         detail = {
             413: f"request body too large (at most {self.max_bytes} bytes)",
             408: f"request body not received within {self.timeout_s:g} s",
+            400: "request body starts with a byte-order mark: send UTF-8 JSON without one "
+            "(RFC 8259, section 8.1)",
         }[status]
         await JSONResponse({"detail": detail}, status, headers={"Connection": "close"})(
             scope, receive, send
@@ -414,10 +425,17 @@ def _picture(body: RenderRequest) -> bytes:
     return buffer.getvalue()
 
 
-class _IdleClosingProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, but a connection that sends nothing is closed after the
-    keep-alive timeout too: uvicorn starts that timer only after a response, so sockets opened and
-    left idle would otherwise hold their place among the connections for good."""
+class _GuardedProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with two more clocks, so no connection holds its place for good.
+
+    - A connection that sends nothing is closed after the keep-alive timeout: uvicorn starts that
+      timer only after a response, so sockets opened and left idle would otherwise stay.
+    - A request whose headers are not complete within `HEADER_TIMEOUT_S` of its first byte gets
+      408 and is closed (a "slowloris" client sending a byte every few seconds resets uvicorn's
+      keep-alive timer at every byte). The body has its own clock in `_BodyLimit`.
+    """
+
+    _header_clock: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -425,18 +443,51 @@ class _IdleClosingProtocol(H11Protocol):
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the request line and headers have arrived
+            self._stop_header_clock()
+        elif self._header_clock is None and not self.transport.is_closing():
+            self._header_clock = self.loop.call_later(HEADER_TIMEOUT_S, self._headers_too_slow)
+
+    def on_response_complete(self) -> None:
+        self._stop_header_clock()
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_clock()
+        super().connection_lost(exc)
+
+    def _stop_header_clock(self) -> None:
+        if self._header_clock is not None:
+            self._header_clock.cancel()
+            self._header_clock = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_clock = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        body = json.dumps({"detail": f"request headers not received within {HEADER_TIMEOUT_S:g} s"})
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body.encode())
+        )
+        self.transport.close()
+
 
 # Open connections before uvicorn answers 503: far more than idle sockets a client can hold for
 # the keep-alive timeout; the drawing work itself is bounded by the app's own slots.
 MAX_CONNECTIONS = 1024
 KEEP_ALIVE_S = 5
+# From a request's first byte to its last header.
+HEADER_TIMEOUT_S = 10.0
 
 
 def _server(app: FastAPI, log_level: str) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         log_level=log_level,
-        http=_IdleClosingProtocol,
+        http=_GuardedProtocol,
         limit_concurrency=MAX_CONNECTIONS,
         timeout_keep_alive=KEEP_ALIVE_S,
         access_log=False,
