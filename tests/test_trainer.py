@@ -501,55 +501,6 @@ def test_ctrl_c_while_the_command_line_is_built_prints_one_line(
     assert capsys.readouterr().err.strip() == "aisketcher: interrupted"
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["--set", "evil=1"], "unknown model config field"),
-        (["--set", "dec_rnn_size=abc"], "dec_rnn_size must be int"),
-        (["--set", "dec_rnn_size=1000000000"], "within"),
-        (["--classes", "cat,cat"], "given twice"),
-        (["--classes", "cat", "--batch-size", "1000000"], "larger than the training split"),
-        (["--init-from", "nowhere"], "--init-from takes a run"),
-        (["--init-from", "MAGENTA"], "--init-from takes a run"),
-    ],
-)
-def test_bad_training_requests_are_one_clear_line(
-    argv: list[str],
-    message: str,
-    tmp_path: Path,
-    data_dir: Path,
-    capsys: pytest.CaptureFixture,
-) -> None:
-    magenta = data_dir.parent / "models" / "magenta-js" / "bicycle.gen.json"
-    argv = [str(magenta) if a == "MAGENTA" else a for a in argv]
-    base = ["train", "--data", str(data_dir), "--out", str(tmp_path / "r"), "--steps", "1"]
-    assert main([*base, *argv]) == 2
-    assert message in capsys.readouterr().err
-
-
-def test_an_out_that_is_a_file_or_a_damaged_run_is_refused(
-    tmp_path: Path, tiny_dataset: SketchDataset, capsys: pytest.CaptureFixture
-) -> None:
-    afile = tmp_path / "file"
-    afile.write_text("x")
-    assert main(["train", "--out", str(afile), "--steps", "1"]) == 2
-    assert "this is a file" in capsys.readouterr().err
-    trainer(tmp_path, tiny_dataset, "run", 1).fit()
-    config = tmp_path / "run" / "config.json"
-    info = json.loads(config.read_text())
-    for damaged, message in [
-        ({**info, "train": {**info["train"], "evil": 1}}, "unknown training setting(s): evil"),
-        ({**info, "train": {**info["train"], "steps": "abc"}}, "bad training setting(s): steps"),
-        ({k: v for k, v in info.items() if k != "train"}, "no 'train' object"),
-        ({**info, "train": {**info["train"], "max_minutes": "10"}}, "max_minutes"),
-        ({**info, "train": {**info["train"], "seed": "a"}}, "seed"),
-        ("{not json", "not a readable JSON"),
-    ]:
-        config.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
-        assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 2
-        assert message in capsys.readouterr().err
-
-
 def test_ctrl_c_during_validation_stops_at_the_next_batch(
     tmp_path: Path, short_sketches: SketchDataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:

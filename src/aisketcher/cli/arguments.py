@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from pathlib import Path
 
 from aisketcher.limits import MAX_TEMPERATURE, MIN_TEMPERATURE
 
 OUTPUT_SUFFIXES = (".svg", ".png", ".gif", ".npz", ".ndjson")
+DEVICE_HELP = "cpu (default), cuda, cuda:N or auto (a GPU when there is one)"
+_DEVICE = re.compile(r"cpu|auto|cuda(:\d{1,3})?")
 
 
 def _whole(text: str) -> int:
@@ -24,6 +27,13 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def device(text: str) -> str:
+    """A device name torch knows and this tool runs on; whether it exists is checked later."""
+    if not _DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"unknown device '{text}': use cpu, cuda, cuda:N or auto")
+    return text
 
 
 def output_file(text: str) -> str:

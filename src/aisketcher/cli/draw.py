@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aisketcher.cli import arguments
 from aisketcher.cli.arguments import (
     non_negative_int,
     output_file,
@@ -220,7 +221,7 @@ def _common(p: argparse.ArgumentParser, out_example: str) -> None:
         help=f"output .svg/.png/.npz/.ndjson, or .gif (one sketch, animated; default {out_example})",
     )
     p.add_argument("--size", type=picture_size, default=None, help="pixels per sketch in pictures")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", default="cpu", type=arguments.device, help=arguments.DEVICE_HELP)
     p.add_argument(
         "--threads",
         type=positive_int,

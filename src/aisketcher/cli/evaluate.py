@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from aisketcher.cli import arguments
 from aisketcher.cli.arguments import positive_float, positive_int, seed, temperature
 from aisketcher.errors import SketchDataError
 
@@ -206,7 +207,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data", default=None, help="data folder (default: the run's files, or ../shared/data)"
     )
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    p.add_argument("--device", default="cpu", type=arguments.device, help=arguments.DEVICE_HELP)
     p.add_argument(
         "--compare",
         default=None,
@@ -247,7 +248,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train on at most this many per class",
     )
     t.add_argument("--seed", type=seed, default=0)
-    t.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    t.add_argument("--device", default="cpu", type=arguments.device, help=arguments.DEVICE_HELP)
     t.set_defaults(func=cmd_classifier_train)
 
     e = sub.add_parser(
@@ -300,5 +301,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--data", default=None, help="data folder (default $AISKETCHER_DATA or ../shared/data)"
     )
-    e.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    e.add_argument("--device", default="cpu", type=arguments.device, help=arguments.DEVICE_HELP)
     e.set_defaults(func=cmd_experiment)

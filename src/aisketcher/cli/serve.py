@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from aisketcher.cli import arguments
 from aisketcher.cli.arguments import port, positive_int
 from aisketcher.cli.draw import MODEL_HELP
 
@@ -13,10 +14,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from aisketcher.api import Sketcher
     from aisketcher.server.app import ServerLimits, create_app, listen, serve, url_of
+    from aisketcher.train.trainer import resolve_device
 
     # Sampling is a chain of small operations: one thread each is fastest, and workers run side by side.
     torch.set_num_threads(1)
-    sketcher = Sketcher.load(args.model, device=args.device)
+    sketcher = Sketcher.load(args.model, device=str(resolve_device(args.device)))
     app = create_app(sketcher, ServerLimits(workers=args.workers, max_jobs=args.max_jobs))
     sock = listen(args.host, args.port)
     print(
@@ -51,6 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=16,
         help="drawings in progress or waiting before new ones get 503 (default 16)",
     )
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", default="cpu", type=arguments.device, help=arguments.DEVICE_HELP)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_serve)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aisketcher.cli import arguments
 from aisketcher.cli.arguments import positive_float, positive_int, seed
 from aisketcher.errors import SketchDataError
 
@@ -229,7 +230,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lr", type=positive_float, default=1e-3, help="Adam learning rate (paper 0.001)"
     )
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto")
+    p.add_argument("--device", default=None, type=arguments.device, help=arguments.DEVICE_HELP)
     p.add_argument(
         "--threads",
         type=positive_int,

@@ -70,8 +70,8 @@ def read_sketches(
 
         return [Sketch.from_strokes(read_svg(path))]
     if suffix == ".json":
-        try:
-            data = json.loads(path.read_bytes().decode("utf-8"))
+        try:  # a byte-order mark, as Windows editors write, is fine in a file
+            data = json.loads(path.read_bytes().decode("utf-8-sig"))
         except (ValueError, RecursionError) as exc:  # also integers too long to parse
             raise SketchDataError(f"not valid JSON: {exc}", str(path)) from None
         return [sketch_from_json(data, str(path))]

@@ -123,7 +123,20 @@ def restore_training_state(
     tensors: dict[str, torch.Tensor], info: dict[str, Any], optimizer: torch.optim.Optimizer
 ) -> None:
     optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
-    optimizer.load_state_dict(_optimizer_join(optim, info["optimizer"]))
+    state = _optimizer_join(optim, info["optimizer"])
+    # torch loads moment tensors of any shape and fails only at the next step (or never, when
+    # they broadcast): check each against its parameter first.
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for pid, values in state["state"].items():
+        if not 0 <= pid < len(params):
+            raise ValueError(f"optimizer state for parameter {pid} of {len(params)}")
+        for key, value in values.items():
+            if value.dim() > 0 and value.shape != params[pid].shape:
+                raise ValueError(
+                    f"optimizer {key} of parameter {pid} has shape {tuple(value.shape)}, "
+                    f"the parameter {tuple(params[pid].shape)}"
+                )
+    optimizer.load_state_dict(state)
     if "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"])
     cuda_states = [
