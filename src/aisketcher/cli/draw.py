@@ -162,6 +162,18 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+# What an exported model keeps of its run's checkpoint state.
+RECORD_KEYS = (
+    "step",
+    "best_valid",
+    "skipped_steps",
+    "restores",
+    "recurrent_kernels",
+    "train",
+    "data",
+)
+
+
 def training_record(run: Path, checkpoint: str = "best") -> dict:
     """How the run trained: steps, time, validation losses over time, and the machine."""
     import csv
@@ -176,12 +188,7 @@ def training_record(run: Path, checkpoint: str = "best") -> dict:
     state = run / f"{checkpoint}.json"
     if state.is_file():
         info = json.loads(state.read_text())
-        record.update(
-            {
-                k: info.get(k)
-                for k in ("step", "best_valid", "skipped_steps", "restores", "train", "data")
-            }
-        )
+        record.update({k: info.get(k) for k in RECORD_KEYS})
     metrics = run / "metrics.csv"
     if metrics.is_file():
         with open(metrics) as fh:

@@ -150,7 +150,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(
                 f"training from step {trainer.step} to step {train_cfg.steps}{until} (the "
                 f"progress bar's ETA counts every step left); validation every "
-                f"{train_cfg.eval_every} steps, checkpoints every {train_cfg.checkpoint_every}"
+                f"{train_cfg.eval_every} steps, checkpoints every {train_cfg.checkpoint_every}; "
+                f"{trainer.kernels} recurrent kernels"
             )
         summary = trainer.fit()
     if main:

@@ -17,6 +17,10 @@ see each class.
 Recurrent dropout "without memory loss" (Semeniuta et al. 2016) drops the candidate ``g = tanh(j)``
 only, in training mode only, with the usual 1 / (1 - p) rescaling (``dropout`` is the drop
 probability, magenta's ``1 - dropout_keep_prob``).
+
+The plain-LSTM and layer-norm steps run through the fused kernels of `aisketcher.model.fused` when
+they can (float32 on the CPU), with the code here as their reference and fallback: same formulas,
+same random draws, so the two paths give the same numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aisketcher.model import noise
+from aisketcher.model import fused, noise
 
 CELL_KINDS = ("lstm", "layer_norm", "hyper")
 # magenta's layer norm epsilon, inside the square root like F.layer_norm.
@@ -100,12 +104,16 @@ class RecurrentCell(nn.Module, abc.ABC):
             raise ValueError(f"expected input (T, B, {self.input_size}), got {tuple(x.shape)}")
         if state is None:
             state = self.initial_state(x.shape[1], x.device, x.dtype)
+        if x.shape[0] == 0:
+            return x.new_zeros(0, x.shape[1], self.hidden_size), state
+        return self.run(self.input_projection(x), state)
+
+    def run(self, xps: Tensor, state: State) -> tuple[Tensor, State]:
+        """`recurrence` over projected inputs xps (T, B, P), T >= 1: every h (T, B, H), last state."""
         outputs: list[Tensor] = []
-        for xp_t in self.input_projection(x).unbind(0):
+        for xp_t in xps.unbind(0):
             h, state = self.recurrence(xp_t, state)
             outputs.append(h)
-        if not outputs:
-            return x.new_zeros(0, x.shape[1], self.hidden_size), state
         return torch.stack(outputs), state
 
 
@@ -167,6 +175,15 @@ class _GatedCell(RecurrentCell):
             g = noise.dropout(g, self.dropout)
         return g
 
+    def _dropout_mask(self, h: Tensor, steps: int = 0) -> Tensor | None:
+        """The candidate's dropout mask for one step (B, H), or `steps` of them (T, B, H), drawn
+        as `_candidate` draws; None when no dropout applies."""
+        if not (self.training and self.dropout > 0.0):
+            return None
+        if steps:
+            return torch.stack([noise.dropout_mask(h, self.dropout) for _ in range(steps)])
+        return noise.dropout_mask(h, self.dropout)
+
     def extra_repr(self) -> str:
         return (
             f"{self.input_size}, {self.hidden_size}, dropout={self.dropout}, "
@@ -205,10 +222,23 @@ class LSTMCell(_GatedCell):
 
     def recurrence(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state
+        if fused.usable(xp):
+            h, c = fused.lstm_step(
+                xp, h, c, self.weight_hh, self._dropout_mask(h), self.forget_bias
+            )
+            return h, (h, c)
         i, j, f, o = torch.addmm(xp, h, self.weight_hh).chunk(4, 1)
         c = c * torch.sigmoid(f + self.forget_bias) + torch.sigmoid(i) * self._candidate(j)
         h = torch.tanh(c) * torch.sigmoid(o)
         return h, (h, c)
+
+    def run(self, xps: Tensor, state: State) -> tuple[Tensor, State]:
+        h, c = state
+        if not fused.usable(xps):
+            return super().run(xps, state)
+        masks = self._dropout_mask(h, xps.shape[0])
+        hs, c = fused.lstm_sequence(xps, h, c, self.weight_hh, masks, self.forget_bias)
+        return hs, (hs[-1], c)
 
     def state_from_vector(self, v: Tensor) -> State:
         c, h = v.split(self.hidden_size, 1)
@@ -266,6 +296,11 @@ class LayerNormLSTMCell(_GatedCell):
         # The same formulas as LSTMCell after the gate norm, in fewer and fused operations: one
         # sigmoid over all four blocks (j's is unused), the forget bias inside the gate shift.
         h, c = state
+        if fused.usable(xp):
+            h, c = fused.ln_lstm_step(
+                xp, h, c, self.weight_hh, *self._norms(), self._dropout_mask(h), LAYER_NORM_EPS
+            )
+            return h, (h, c)
         hid = self.hidden_size
         gates = F.layer_norm(
             torch.addmm(xp, h, self.weight_hh).view(-1, 4, hid), (hid,), eps=LAYER_NORM_EPS
@@ -277,6 +312,22 @@ class LayerNormLSTMCell(_GatedCell):
         normed_c = F.layer_norm(c, (hid,), self.cell_norm_gain, self.cell_norm_bias, LAYER_NORM_EPS)
         h = torch.tanh(normed_c) * sig[:, 3]
         return h, (h, c)
+
+    def run(self, xps: Tensor, state: State) -> tuple[Tensor, State]:
+        h, c = state
+        if not fused.usable(xps):
+            return super().run(xps, state)
+        masks = self._dropout_mask(h, xps.shape[0])
+        hs, c = fused.ln_lstm_sequence(
+            xps, h, c, self.weight_hh, *self._norms(), masks, LAYER_NORM_EPS
+        )
+        return hs, (hs[-1], c)
+
+    def _norms(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The fused kernels' norm parameters: gate gain, gate shift (bias + forget bias on the f
+        block, as a (4H) vector), cell gain, cell bias."""
+        shift = (self.gate_norm_bias.view(4, -1) + self._forget_shift).reshape(-1)
+        return self.gate_norm_gain, shift, self.cell_norm_gain, self.cell_norm_bias
 
     def state_from_vector(self, v: Tensor) -> State:
         h, c = v.split(self.hidden_size, 1)

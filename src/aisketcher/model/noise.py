@@ -63,12 +63,20 @@ def standard_normal(*shape: int) -> torch.Tensor:
     return torch.randn(full)[rows]
 
 
+def dropout_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """The mask training-mode dropout (F.dropout) would apply to x: kept entries 1 / (1 - p).
+
+    Dropping from ones draws from the same random stream as dropping x itself, so x * mask is
+    F.dropout(x, p) exactly; under a shard the mask is drawn for the global batch.
+    """
+    if _shard is None:
+        return F.dropout(torch.ones_like(x), p, True)
+    shape, rows = _global(_shard, x.shape)
+    return F.dropout(torch.ones(shape, dtype=x.dtype, device=x.device), p, True)[rows]
+
+
 def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Training-mode dropout of x with drop probability p (F.dropout)."""
     if _shard is None:
         return F.dropout(x, p, True)
-    shape, rows = _global(_shard, x.shape)
-    # Dropping from ones gives the kept-and-rescaled mask F.dropout would have applied to the
-    # global tensor (the same random stream, the same 1 / (1 - p)); multiplying by it is F.dropout.
-    mask = F.dropout(torch.ones(shape, dtype=x.dtype, device=x.device), p, True)
-    return x * mask[rows]
+    return x * dropout_mask(x, p)

@@ -257,28 +257,34 @@ class SketchModel(nn.Module):
         state = self.initial_state(latent, inputs.shape[0])
         points = self.decoder.partial_projection(inputs.transpose(0, 1), self._point_start)
         projected = state.context.unsqueeze(0) + points
+        if self.influence is None:  # every step's input is known: the whole sequence at once
+            hs = self.decoder.run(projected, state.rnn)[0]
+            return (
+                Mixture.from_output(self.output(hs.transpose(0, 1)), self.config.num_mixture),
+                None,
+                None,
+            )
         lengths = None
         if self.drawn_memory and memory is None:
             drawn = self.encoder.forward_cell(inputs[:, 1:].transpose(0, 1))[0].transpose(0, 1)
             memory = torch.cat([drawn.new_zeros(drawn.shape[0], 1, drawn.shape[2]), drawn], 1)
         elif self.influence is not None and not self.drawn_memory:
             memory, lengths = latent.memory, latent.memory_lengths
-        hs, mus, log_vars = [], [], []
+        steps, mus, log_vars = [], [], []
         tape = None
         if memory is not None and torch.is_grad_enabled():
             tape = AttentionTape(memory, inputs.shape[1])
         query, rnn = state.query, state.rnn
         # unbind, not projected[j]: indexing would back-propagate a full-size zero tensor per step.
         for j, xp in enumerate(projected.unbind(0)):
-            if self.influence is not None:  # a_d depends on the previous step's h_dec
-                a_part, stats = self._influence_step(query, memory, lengths, j, None, tape)
-                xp = xp + a_part
-                if stats is not None:
-                    mus.append(stats[0])
-                    log_vars.append(stats[1])
-            query, rnn = self.decoder.recurrence(xp, rnn)
-            hs.append(query)
-        y = self.output(torch.stack(hs, 1))
+            # a_d depends on the previous step's h_dec
+            a_part, stats = self._influence_step(query, memory, lengths, j, None, tape)
+            if stats is not None:
+                mus.append(stats[0])
+                log_vars.append(stats[1])
+            query, rnn = self.decoder.recurrence(xp + a_part, rnn)
+            steps.append(query)
+        y = self.output(torch.stack(steps, 1))
         mixture = Mixture.from_output(y, self.config.num_mixture)
         if not mus:
             return mixture, None, None

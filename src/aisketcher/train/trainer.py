@@ -30,6 +30,7 @@ from aisketcher.atomic import atomic_path
 from aisketcher.data.batching import Batch, BatchLoader
 from aisketcher.data.dataset import SketchDataset, Split
 from aisketcher.errors import SketchDataError
+from aisketcher.model import fused
 from aisketcher.model.cells import RecurrentCell
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import SketchModel
@@ -311,6 +312,8 @@ class Trainer:
         self.lr_scale = 1.0
         self.skipped_steps = 0
         self.restores = 0
+        # The recurrent cells' kernels this run steps with (builds the fused ones if need be).
+        self.kernels = "fused" if fused.usable(next(self.model.parameters())) else "reference"
         if resume:
             self._resume()
         elif distributed.is_main():
@@ -340,6 +343,7 @@ class Trainer:
             "lr_scale": self.lr_scale,
             "skipped_steps": self.skipped_steps,
             "restores": self.restores,
+            "recurrent_kernels": self.kernels,
             "loader": self.train_loader.get_state(),
         }
 

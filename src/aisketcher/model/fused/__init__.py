@@ -1,0 +1,237 @@
+"""Fused LSTM steps (`lstm.cpp`): the cells' element-wise work in one pass, forward and backward.
+
+The C++ source is compiled through `torch.utils.cpp_extension` and cached (in
+``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), about a minute once per machine.
+``AISKETCHER_FUSED`` says when: ``auto`` (the default) builds it the first time a model trains and
+uses it everywhere once built, so a first drawing never waits for a compiler; ``1`` builds it on
+first use of any kind; ``0`` never uses it. The plain-PyTorch cells in `aisketcher.model.cells` stay
+the reference and the fallback: they run whenever the fused path cannot (not built, no compiler, a
+GPU tensor, another dtype, autocast, `torch.compile` tracing). Tests hold the two to the same
+values and gradients.
+
+Two granularities, both autograd functions:
+
+- a step (`ln_lstm_step`, `lstm_step`): the recurrent product, then one fused pass; used where each
+  step's input depends on the last output (the decoder with its influence layer) and in sampling;
+- a sequence (`ln_lstm_sequence`, `lstm_sequence`): the time loop in C++, and in backward the
+  recurrent weight's gradient as one matrix product over all steps (the encoder, and decoders
+  without an influence layer).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import Tensor
+
+NAME = "aisketcher_fused_lstm"
+_lock = threading.Lock()
+_loaded: dict[str, ModuleType | None] = {}
+_EMPTY = torch.empty(0)
+
+
+MODES = ("auto", "1", "0")
+
+
+def mode() -> str:
+    """``AISKETCHER_FUSED``: auto (default), 1 or 0; see the module's docstring."""
+    value = os.environ.get("AISKETCHER_FUSED", "auto")
+    return value if value in MODES else "auto"
+
+
+def extension(build: bool = True) -> ModuleType | None:
+    """The compiled kernels (building them if `build`, else only if already built and cached);
+    None when they are not there or cannot be built."""
+    with _lock:
+        if "lstm" not in _loaded and (build or _cached()):
+            _loaded["lstm"] = _build()
+        return _loaded.get("lstm")
+
+
+def _cached() -> bool:
+    from torch.utils import cpp_extension
+
+    directory = Path(cpp_extension._get_build_directory(NAME, False))
+    return (directory / f"{NAME}.so").is_file()
+
+
+def _build() -> ModuleType | None:
+    from torch.utils import cpp_extension
+
+    source = Path(__file__).with_name("lstm.cpp")
+    try:
+        build_dir = Path(cpp_extension._get_build_directory("aisketcher_fused_lstm", False))
+        if not any(build_dir.glob("*.so")):
+            print(
+                "aisketcher: compiling the fused LSTM kernels (once, about a minute)",
+                file=sys.stderr,
+            )
+        return cpp_extension.load(
+            "aisketcher_fused_lstm", [str(source)], extra_cflags=_flags(), verbose=False
+        )
+    except Exception as exc:
+        warnings.warn(
+            f"the fused LSTM kernels could not be built ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}); using the plain "
+            "PyTorch cells, which are slower",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def _flags() -> list[str]:
+    """Optimise and vectorise; -ffast-math lets the loops of exp and tanh call glibc's vector
+    math library. AVX2 and FMA when this CPU has them (the build is cached per machine)."""
+    flags = ["-O3", "-ffast-math", "-fopenmp-simd"]
+    try:
+        cpu = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpu = ""
+    if " avx2" in cpu and " fma" in cpu:
+        flags += ["-mavx2", "-mfma"]
+    return flags
+
+
+def usable(x: Tensor) -> bool:
+    """Whether the fused kernels can run on tensors like x here and now."""
+    setting = mode()
+    return (
+        setting != "0"
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled()
+        and not torch.compiler.is_compiling()
+        and extension(build=setting == "1" or torch.is_grad_enabled()) is not None
+    )
+
+
+def _mask(mask: Tensor | None) -> Tensor:
+    return _EMPTY if mask is None else mask.contiguous()
+
+
+class _LayerNormStep(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, xp, h, c, w_hh, gain, shift, cgain, cbias, mask, eps):  # type: ignore[override]
+        gates = torch.addmm(xp, h, w_hh)
+        out = extension().ln_forward(gates, c, gain, shift, cgain, cbias, mask, eps)
+        ctx.save_for_backward(h, c, w_hh, gain, cgain, mask, *out[2:])
+        ctx.eps = eps
+        return out[0], out[1]
+
+    @staticmethod
+    def backward(ctx: Any, dh: Tensor, dc: Tensor):  # type: ignore[override]
+        h, c, w_hh, gain, cgain, mask, *saved = ctx.saved_tensors
+        dgates, dc_prev, *grads = extension().ln_backward(
+            dh.contiguous(), dc.contiguous(), c, gain, cgain, mask, *saved, ctx.eps
+        )
+        dh_prev = dgates @ w_hh.t() if ctx.needs_input_grad[1] else None
+        dw = h.t() @ dgates if ctx.needs_input_grad[3] else None
+        return dgates, dh_prev, dc_prev, dw, *grads, None, None
+
+
+class _LSTMStep(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, xp, h, c, w_hh, mask, forget_bias):  # type: ignore[override]
+        gates = torch.addmm(xp, h, w_hh)
+        h_out, c_out, act, tc = extension().lstm_forward(gates, c, mask, forget_bias)
+        ctx.save_for_backward(h, c, w_hh, mask, act, tc)
+        return h_out, c_out
+
+    @staticmethod
+    def backward(ctx: Any, dh: Tensor, dc: Tensor):  # type: ignore[override]
+        h, c, w_hh, mask, act, tc = ctx.saved_tensors
+        dgates, dc_prev = extension().lstm_backward(
+            dh.contiguous(), dc.contiguous(), c, mask, act, tc
+        )
+        dh_prev = dgates @ w_hh.t() if ctx.needs_input_grad[1] else None
+        dw = h.t() @ dgates if ctx.needs_input_grad[3] else None
+        return dgates, dh_prev, dc_prev, dw, None, None
+
+
+class _LayerNormSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, xp, h0, c0, w_hh, gain, shift, cgain, cbias, masks, eps):  # type: ignore[override]
+        hs, cs, *saved = extension().ln_sequence_forward(
+            xp, h0, c0, w_hh, gain, shift, cgain, cbias, masks, eps
+        )
+        ctx.save_for_backward(h0, w_hh, gain, cgain, masks, hs, cs, *saved)
+        ctx.eps = eps
+        return hs, cs[-1]
+
+    @staticmethod
+    def backward(ctx: Any, dhs: Tensor, dc_last: Tensor):  # type: ignore[override]
+        h0, w_hh, gain, cgain, masks, hs, cs, *saved = ctx.saved_tensors
+        dxp, dh0, dc0, dw, *grads = extension().ln_sequence_backward(
+            dhs.contiguous(), dc_last.contiguous(), h0, w_hh, gain, cgain, masks, hs, cs, *saved,
+            ctx.eps,
+        )  # fmt: skip
+        return dxp, dh0, dc0, dw, *grads, None, None
+
+
+class _LSTMSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, xp, h0, c0, w_hh, masks, forget_bias):  # type: ignore[override]
+        hs, cs, act, tc = extension().lstm_sequence_forward(xp, h0, c0, w_hh, masks, forget_bias)
+        ctx.save_for_backward(h0, w_hh, masks, hs, cs, act, tc)
+        return hs, cs[-1]
+
+    @staticmethod
+    def backward(ctx: Any, dhs: Tensor, dc_last: Tensor):  # type: ignore[override]
+        h0, w_hh, masks, hs, cs, act, tc = ctx.saved_tensors
+        dxp, dh0, dc0, dw = extension().lstm_sequence_backward(
+            dhs.contiguous(), dc_last.contiguous(), h0, w_hh, masks, hs, cs, act, tc
+        )
+        return dxp, dh0, dc0, dw, None, None
+
+
+def ln_lstm_step(
+    xp: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, gain: Tensor, shift: Tensor,
+    cgain: Tensor, cbias: Tensor, mask: Tensor | None, eps: float,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """One layer-normalised LSTM step: (h', c') from projected input xp (B, 4H) and (h, c)."""
+    xp, h, c = xp.contiguous(), h.contiguous(), c.contiguous()
+    if not torch.is_grad_enabled():  # sampling: no autograd bookkeeping at all
+        out = extension().ln_forward(
+            torch.addmm(xp, h, w_hh), c, gain, shift, cgain, cbias, _mask(mask), eps
+        )
+        return out[0], out[1]
+    return _LayerNormStep.apply(xp, h, c, w_hh, gain, shift, cgain, cbias, _mask(mask), eps)
+
+
+def lstm_step(
+    xp: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, mask: Tensor | None, forget_bias: float
+) -> tuple[Tensor, Tensor]:
+    """One plain LSTM step (the forget bias added inside)."""
+    xp, h, c = xp.contiguous(), h.contiguous(), c.contiguous()
+    if not torch.is_grad_enabled():
+        out = extension().lstm_forward(torch.addmm(xp, h, w_hh), c, _mask(mask), forget_bias)
+        return out[0], out[1]
+    return _LSTMStep.apply(xp, h, c, w_hh, _mask(mask), forget_bias)
+
+
+def ln_lstm_sequence(
+    xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, gain: Tensor, shift: Tensor,
+    cgain: Tensor, cbias: Tensor, masks: Tensor | None, eps: float,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Outputs (T, B, H) and the final cell of a layer-normalised LSTM over xp (T, B, 4H)."""
+    return _LayerNormSequence.apply(
+        xp.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, gain, shift, cgain, cbias,
+        _mask(masks), eps,
+    )  # fmt: skip
+
+
+def lstm_sequence(
+    xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, masks: Tensor | None, forget_bias: float
+) -> tuple[Tensor, Tensor]:
+    """Outputs (T, B, H) and the final cell of a plain LSTM over xp (T, B, 4H)."""
+    return _LSTMSequence.apply(
+        xp.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, _mask(masks), forget_bias
+    )

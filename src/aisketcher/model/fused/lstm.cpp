@@ -1,0 +1,442 @@
+// Fused LSTM steps on the CPU: the element-wise work of one step (layer norms, gate activations,
+// recurrent dropout, state update) in one pass over each row, forward and backward, and whole
+// sequences with the time loop in C++ and the recurrent weight's gradient as one matrix product.
+//
+// Formulas (magenta's cells; aisketcher/model/cells.py is the reference implementation):
+//   layer_norm: a = LN_k(x W_xh + h W_hh) * gain + shift  (LN over each gate block k = i, j, f, o;
+//               shift = bias + forget_bias on the f block)
+//               c' = c * sig(a_f) + sig(a_i) * tanh(a_j) * mask
+//               h' = tanh(LN(c') * cgain + cbias) * sig(a_o)
+//   lstm:       a = x W_xh + h W_hh + bias
+//               c' = c * sig(a_f + forget_bias) + sig(a_i) * tanh(a_j) * mask
+//               h' = tanh(c') * sig(a_o)
+// `mask` is the recurrent dropout mask (kept entries 1 / (1 - p)), or an empty tensor for none.
+// All tensors are contiguous float32 on the CPU. Every inner loop runs over one row's contiguous
+// units with simple bodies, so the compiler vectorises it (the transcendental functions through
+// glibc's vector math library); the time loop of a sequence writes straight into its outputs.
+
+#include <ATen/Parallel.h>
+#include <torch/extension.h>
+
+#include <cmath>
+#include <vector>
+
+namespace {
+
+using torch::Tensor;
+
+inline float* ptr(const Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
+
+// Mean and 1 / sqrt(var + eps) of n values (two passes, biased variance as F.layer_norm).
+inline void moments(const float* x, int64_t n, float eps, float& mean, float& rstd) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  const float m = s / n;
+  float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+  for (int64_t i = 0; i < n; ++i) ss += (x[i] - m) * (x[i] - m);
+  mean = m;
+  rstd = 1.0f / std::sqrt(ss / n + eps);
+}
+
+// In place: dy -> dx of a layer norm without its affine part, given its output y and rstd.
+inline void layer_norm_backward(float* d, const float* y, float rstd, int64_t n) {
+  float sd = 0.0f, sdy = 0.0f;
+#pragma omp simd reduction(+ : sd, sdy)
+  for (int64_t i = 0; i < n; ++i) {
+    sd += d[i];
+    sdy += d[i] * y[i];
+  }
+  const float md = sd / n, mdy = sdy / n;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) d[i] = rstd * (d[i] - md - y[i] * mdy);
+}
+
+// The arguments are clamped where the results are exact in float32 already (sigmoid 0 or 1 to
+// within 1e-38, tanh +-1): built with -ffast-math, exp and tanh are not asked to overflow.
+inline float clamp(float x, float bound) { return x < -bound ? -bound : (x > bound ? bound : x); }
+
+inline void sigmoid(const float* x, float* y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-clamp(x[i], 87.0f)));
+}
+
+inline void tanh_(const float* x, float* y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(clamp(x[i], 15.0f));
+}
+
+// Per-thread accumulators of parameter gradients, summed once the rows are done.
+struct Accumulator {
+  Tensor rows;
+  explicit Accumulator(int64_t width, const Tensor& like)
+      : rows(torch::zeros({at::get_num_threads(), width}, like.options())) {}
+  float* mine() const { return rows.data_ptr<float>() + at::get_thread_num() * rows.size(1); }
+  Tensor total() const { return rows.sum(0); }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Layer-normalised LSTM. Saved per row for backward: the normalised gates (4H), the activations
+// [sig i, tanh j, sig f, sig o] (4H), the five rstds (four gate blocks, the cell), the normalised
+// cell (H) and tanh of the cell norm's output (H).
+
+struct LnView {
+  const float *gain, *shift, *cgain, *cbias;
+  int64_t H;
+  float eps;
+};
+
+struct LnSaved {
+  float *normed, *act, *rstd, *chat, *tnc;  // each at row 0 of a (B, width) block
+};
+
+void ln_rows_forward(const float* gates, const float* c, const float* mask, const LnView& p,
+                     int64_t B, float* h_out, float* c_out, const LnSaved& s) {
+  const int64_t H = p.H;
+  at::parallel_for(0, B, 8, [&](int64_t begin, int64_t end) {
+    std::vector<float> pre(4 * H);
+    for (int64_t b = begin; b < end; ++b) {
+      const float* g = gates + b * 4 * H;
+      float* n = s.normed + b * 4 * H;
+      float* a = s.act + b * 4 * H;
+      float* r = s.rstd + b * 5;
+      for (int64_t k = 0; k < 4; ++k) {
+        float mean, rs;
+        moments(g + k * H, H, p.eps, mean, rs);
+        r[k] = rs;
+        const float *gk = g + k * H, *gain = p.gain + k * H, *shift = p.shift + k * H;
+        float *nk = n + k * H, *vk = pre.data() + k * H;
+#pragma omp simd
+        for (int64_t u = 0; u < H; ++u) {
+          nk[u] = (gk[u] - mean) * rs;
+          vk[u] = nk[u] * gain[u] + shift[u];
+        }
+      }
+      sigmoid(pre.data(), a, H);
+      tanh_(pre.data() + H, a + H, H);
+      sigmoid(pre.data() + 2 * H, a + 2 * H, 2 * H);
+      const float *cp = c + b * H, *m = mask ? mask + b * H : nullptr;
+      float* co = c_out + b * H;
+      if (m) {
+#pragma omp simd
+        for (int64_t u = 0; u < H; ++u) co[u] = cp[u] * a[2 * H + u] + a[u] * a[H + u] * m[u];
+      } else {
+#pragma omp simd
+        for (int64_t u = 0; u < H; ++u) co[u] = cp[u] * a[2 * H + u] + a[u] * a[H + u];
+      }
+      float mean, rs;
+      moments(co, H, p.eps, mean, rs);
+      r[4] = rs;
+      float *y = s.chat + b * H, *t = s.tnc + b * H, *z = pre.data();
+#pragma omp simd
+      for (int64_t u = 0; u < H; ++u) {
+        y[u] = (co[u] - mean) * rs;
+        z[u] = y[u] * p.cgain[u] + p.cbias[u];
+      }
+      tanh_(z, t, H);
+      float* ho = h_out + b * H;
+#pragma omp simd
+      for (int64_t u = 0; u < H; ++u) ho[u] = t[u] * a[3 * H + u];
+    }
+  });
+}
+
+// From dh', dc' (B, H): the gate pre-activations' gradient (B, 4H) and dc (B, H); the parameter
+// gradients [dgain (4H); dshift (4H); dcgain (H); dcbias (H)] are added to `acc`.
+void ln_rows_backward(const float* dh, const float* dc, const float* c, const float* mask,
+                      const LnView& p, const LnSaved& s, int64_t B, float* dgates, float* dc_prev,
+                      const Accumulator& acc) {
+  const int64_t H = p.H;
+  at::parallel_for(0, B, 8, [&](int64_t begin, int64_t end) {
+    float* g_gain = acc.mine();
+    float *g_shift = g_gain + 4 * H, *g_cgain = g_gain + 8 * H, *g_cbias = g_gain + 9 * H;
+    std::vector<float> buf(2 * H);
+    float *dz = buf.data(), *dct = buf.data() + H;
+    for (int64_t b = begin; b < end; ++b) {
+      const float *a = s.act + b * 4 * H, *t = s.tnc + b * H, *y = s.chat + b * H;
+      const float *dhb = dh + b * H, *dcb = dc + b * H, *cb = c + b * H;
+      const float* m = mask ? mask + b * H : nullptr;
+      float* da = dgates + b * 4 * H;  // dL/d(gate activations' inputs), then normed, then gates
+#pragma omp simd
+      for (int64_t u = 0; u < H; ++u) {
+        const float o = a[3 * H + u];
+        da[3 * H + u] = dhb[u] * t[u] * o * (1.0f - o);
+        const float d = dhb[u] * o * (1.0f - t[u] * t[u]);  // into the cell norm's output
+        g_cgain[u] += d * y[u];
+        g_cbias[u] += d;
+        dz[u] = d * p.cgain[u];
+      }
+      layer_norm_backward(dz, y, s.rstd[b * 5 + 4], H);
+#pragma omp simd
+      for (int64_t u = 0; u < H; ++u) {
+        const float d = dcb[u] + dz[u];
+        dct[u] = d;
+        dc_prev[b * H + u] = d * a[2 * H + u];
+      }
+      if (m) {
+#pragma omp simd
+        for (int64_t u = 0; u < H; ++u) {
+          const float i = a[u], j = a[H + u];
+          da[u] = dct[u] * j * m[u] * i * (1.0f - i);
+          da[H + u] = dct[u] * i * m[u] * (1.0f - j * j);
+        }
+      } else {
+#pragma omp simd
+        for (int64_t u = 0; u < H; ++u) {
+          const float i = a[u], j = a[H + u];
+          da[u] = dct[u] * j * i * (1.0f - i);
+          da[H + u] = dct[u] * i * (1.0f - j * j);
+        }
+      }
+#pragma omp simd
+      for (int64_t u = 0; u < H; ++u) {
+        const float f = a[2 * H + u];
+        da[2 * H + u] = dct[u] * cb[u] * f * (1.0f - f);
+      }
+      const float* n = s.normed + b * 4 * H;
+      for (int64_t k = 0; k < 4; ++k) {
+        float* dk = da + k * H;
+        const float *nk = n + k * H, *gain = p.gain + k * H;
+        float *gg = g_gain + k * H, *gs = g_shift + k * H;
+#pragma omp simd
+        for (int64_t u = 0; u < H; ++u) {
+          gg[u] += dk[u] * nk[u];
+          gs[u] += dk[u];
+          dk[u] *= gain[u];
+        }
+        layer_norm_backward(dk, nk, s.rstd[b * 5 + k], H);
+      }
+    }
+  });
+}
+
+LnView ln_view(const Tensor& gain, const Tensor& shift, const Tensor& cgain, const Tensor& cbias,
+               double eps) {
+  return {ptr(gain), ptr(shift), ptr(cgain), ptr(cbias), cgain.size(0), static_cast<float>(eps)};
+}
+
+std::vector<Tensor> ln_saved_tensors(int64_t lead, int64_t B, int64_t H, const Tensor& like) {
+  auto o = like.options();
+  std::vector<int64_t> n4{B, 4 * H}, n5{B, 5}, n1{B, H};
+  if (lead >= 0) n4.insert(n4.begin(), lead), n5.insert(n5.begin(), lead), n1.insert(n1.begin(), lead);
+  return {torch::empty(n4, o), torch::empty(n4, o), torch::empty(n5, o), torch::empty(n1, o),
+          torch::empty(n1, o)};
+}
+
+LnSaved ln_saved_at(const std::vector<Tensor>& t, int64_t step, int64_t B, int64_t H) {
+  return {ptr(t[0]) + step * B * 4 * H, ptr(t[1]) + step * B * 4 * H, ptr(t[2]) + step * B * 5,
+          ptr(t[3]) + step * B * H, ptr(t[4]) + step * B * H};
+}
+
+// One step. Returns h', c', then the five saved tensors.
+std::vector<Tensor> ln_forward(const Tensor& gates, const Tensor& c, const Tensor& gain,
+                               const Tensor& shift, const Tensor& cgain, const Tensor& cbias,
+                               const Tensor& mask, double eps) {
+  const int64_t B = c.size(0), H = c.size(1);
+  TORCH_CHECK(gates.size(0) == B && gates.size(1) == 4 * H, "fused LSTM: gates must be (B, 4H)");
+  auto h_out = torch::empty({B, H}, c.options()), c_out = torch::empty({B, H}, c.options());
+  auto saved = ln_saved_tensors(-1, B, H, c);
+  ln_rows_forward(ptr(gates), ptr(c), ptr(mask), ln_view(gain, shift, cgain, cbias, eps), B,
+                  ptr(h_out), ptr(c_out), ln_saved_at(saved, 0, B, H));
+  saved.insert(saved.begin(), {h_out, c_out});
+  return saved;
+}
+
+// One step back. Returns dgates, dc, dgain, dshift, dcgain, dcbias.
+std::vector<Tensor> ln_backward(const Tensor& dh, const Tensor& dc, const Tensor& c,
+                                const Tensor& gain, const Tensor& cgain, const Tensor& mask,
+                                const Tensor& normed, const Tensor& act, const Tensor& rstd,
+                                const Tensor& chat, const Tensor& tnc, double eps) {
+  const int64_t B = c.size(0), H = c.size(1);
+  auto dgates = torch::empty({B, 4 * H}, c.options()), dc_prev = torch::empty({B, H}, c.options());
+  Accumulator acc(10 * H, c);
+  LnSaved s{ptr(normed), ptr(act), ptr(rstd), ptr(chat), ptr(tnc)};
+  ln_rows_backward(ptr(dh), ptr(dc), ptr(c), ptr(mask), ln_view(gain, gain, cgain, cgain, eps), s,
+                   B, ptr(dgates), ptr(dc_prev), acc);
+  auto g = acc.total().split_with_sizes({4 * H, 4 * H, H, H});
+  return {dgates, dc_prev, g[0], g[1], g[2], g[3]};
+}
+
+// Whole sequence: xp (T, B, 4H), h0, c0 (B, H), w_hh (H, 4H), masks (T, B, H) or empty. Returns
+// the outputs (T, B, H), every cell (T + 1, B, H; cs[0] = c0) and the five saved tensors (T, ...).
+std::vector<Tensor> ln_sequence_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
+                                        const Tensor& w_hh, const Tensor& gain,
+                                        const Tensor& shift, const Tensor& cgain,
+                                        const Tensor& cbias, const Tensor& masks, double eps) {
+  const int64_t T = xp.size(0), B = h0.size(0), H = h0.size(1);
+  auto hs = torch::empty({T, B, H}, h0.options()), cs = torch::empty({T + 1, B, H}, h0.options());
+  auto saved = ln_saved_tensors(T, B, H, h0);
+  auto gates = torch::empty({B, 4 * H}, h0.options());
+  const auto view = ln_view(gain, shift, cgain, cbias, eps);
+  cs[0].copy_(c0);
+  for (int64_t t = 0; t < T; ++t) {
+    torch::addmm_out(gates, xp[t], t ? hs[t - 1] : h0, w_hh);
+    ln_rows_forward(ptr(gates), ptr(cs) + t * B * H, masks.numel() ? ptr(masks) + t * B * H : nullptr,
+                    view, B, ptr(hs) + t * B * H, ptr(cs) + (t + 1) * B * H,
+                    ln_saved_at(saved, t, B, H));
+  }
+  saved.insert(saved.begin(), {hs, cs});
+  return saved;
+}
+
+// Back through a sequence from dL/d outputs (T, B, H) and dL/d final cell (B, H). Returns dxp
+// (T, B, 4H), dh0, dc0, dw_hh, dgain, dshift, dcgain, dcbias.
+std::vector<Tensor> ln_sequence_backward(const Tensor& dhs, const Tensor& dc_last,
+                                         const Tensor& h0, const Tensor& w_hh, const Tensor& gain,
+                                         const Tensor& cgain, const Tensor& masks,
+                                         const Tensor& hs, const Tensor& cs, const Tensor& normed,
+                                         const Tensor& act, const Tensor& rstd,
+                                         const Tensor& chat, const Tensor& tnc, double eps) {
+  const int64_t T = hs.size(0), B = h0.size(0), H = h0.size(1);
+  auto dxp = torch::empty({T, B, 4 * H}, h0.options());
+  auto dh = dhs[T - 1].clone(), dc = dc_last.clone(), dc_next = torch::empty_like(dc);
+  auto w_t = w_hh.t().contiguous();
+  Accumulator acc(10 * H, h0);
+  const std::vector<Tensor> saved{normed, act, rstd, chat, tnc};
+  const auto view = ln_view(gain, gain, cgain, cgain, eps);
+  for (int64_t t = T - 1; t >= 0; --t) {
+    ln_rows_backward(ptr(dh), ptr(dc), ptr(cs) + t * B * H,
+                     masks.numel() ? ptr(masks) + t * B * H : nullptr, view,
+                     ln_saved_at(saved, t, B, H), B, ptr(dxp) + t * B * 4 * H, ptr(dc_next), acc);
+    std::swap(dc, dc_next);
+    torch::mm_out(dh, dxp[t], w_t);
+    if (t) dh.add_(dhs[t - 1]);
+  }
+  // The recurrent weight's gradient for all steps in one product: [h0; h_1..h_{T-1}]^T dgates.
+  auto h_prev = torch::cat({h0.unsqueeze(0), hs.narrow(0, 0, T - 1)}, 0).reshape({-1, H});
+  auto dw = torch::mm(h_prev.t(), dxp.reshape({-1, 4 * H}));
+  auto g = acc.total().split_with_sizes({4 * H, 4 * H, H, H});
+  return {dxp, dh, dc, dw, g[0], g[1], g[2], g[3]};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain LSTM. Saved per row: the activations [sig i, tanh j, sig f, sig o] (4H) and tanh(c') (H).
+
+void lstm_rows_forward(const float* gates, const float* c, const float* mask, int64_t B,
+                       int64_t H, float forget_bias, float* h_out, float* c_out, float* act,
+                       float* tc) {
+  at::parallel_for(0, B, 8, [&](int64_t begin, int64_t end) {
+    std::vector<float> shifted(H);
+    for (int64_t b = begin; b < end; ++b) {
+      const float* g = gates + b * 4 * H;
+      float* a = act + b * 4 * H;
+#pragma omp simd
+      for (int64_t u = 0; u < H; ++u) shifted[u] = g[2 * H + u] + forget_bias;
+      sigmoid(g, a, H);
+      tanh_(g + H, a + H, H);
+      sigmoid(shifted.data(), a + 2 * H, H);
+      sigmoid(g + 3 * H, a + 3 * H, H);
+      const float *cp = c + b * H, *m = mask ? mask + b * H : nullptr;
+      float *co = c_out + b * H, *t = tc + b * H;
+      if (m) {
+#pragma omp simd
+        for (int64_t u = 0; u < H; ++u) co[u] = cp[u] * a[2 * H + u] + a[u] * a[H + u] * m[u];
+      } else {
+#pragma omp simd
+        for (int64_t u = 0; u < H; ++u) co[u] = cp[u] * a[2 * H + u] + a[u] * a[H + u];
+      }
+      tanh_(co, t, H);
+      float* ho = h_out + b * H;
+#pragma omp simd
+      for (int64_t u = 0; u < H; ++u) ho[u] = t[u] * a[3 * H + u];
+    }
+  });
+}
+
+void lstm_rows_backward(const float* dh, const float* dc, const float* c, const float* mask,
+                        const float* act, const float* tc, int64_t B, int64_t H, float* dgates,
+                        float* dc_prev) {
+  at::parallel_for(0, B, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const float *a = act + b * 4 * H, *t = tc + b * H, *dhb = dh + b * H, *dcb = dc + b * H;
+      const float *cb = c + b * H, *m = mask ? mask + b * H : nullptr;
+      float *dg = dgates + b * 4 * H, *dcp = dc_prev + b * H;
+#pragma omp simd
+      for (int64_t u = 0; u < H; ++u) {
+        const float i = a[u], j = a[H + u], f = a[2 * H + u], o = a[3 * H + u];
+        const float mu = m ? m[u] : 1.0f;
+        const float d = dcb[u] + dhb[u] * o * (1.0f - t[u] * t[u]);
+        dg[3 * H + u] = dhb[u] * t[u] * o * (1.0f - o);
+        dg[u] = d * j * mu * i * (1.0f - i);
+        dg[H + u] = d * i * mu * (1.0f - j * j);
+        dg[2 * H + u] = d * cb[u] * f * (1.0f - f);
+        dcp[u] = d * f;
+      }
+    }
+  });
+}
+
+std::vector<Tensor> lstm_forward(const Tensor& gates, const Tensor& c, const Tensor& mask,
+                                 double forget_bias) {
+  const int64_t B = c.size(0), H = c.size(1);
+  TORCH_CHECK(gates.size(0) == B && gates.size(1) == 4 * H, "fused LSTM: gates must be (B, 4H)");
+  auto h_out = torch::empty({B, H}, c.options()), c_out = torch::empty({B, H}, c.options());
+  auto act = torch::empty({B, 4 * H}, c.options()), tc = torch::empty({B, H}, c.options());
+  lstm_rows_forward(ptr(gates), ptr(c), ptr(mask), B, H, static_cast<float>(forget_bias),
+                    ptr(h_out), ptr(c_out), ptr(act), ptr(tc));
+  return {h_out, c_out, act, tc};
+}
+
+std::vector<Tensor> lstm_backward(const Tensor& dh, const Tensor& dc, const Tensor& c,
+                                  const Tensor& mask, const Tensor& act, const Tensor& tc) {
+  const int64_t B = c.size(0), H = c.size(1);
+  auto dgates = torch::empty({B, 4 * H}, c.options()), dc_prev = torch::empty({B, H}, c.options());
+  lstm_rows_backward(ptr(dh), ptr(dc), ptr(c), ptr(mask), ptr(act), ptr(tc), B, H, ptr(dgates),
+                     ptr(dc_prev));
+  return {dgates, dc_prev};
+}
+
+std::vector<Tensor> lstm_sequence_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
+                                          const Tensor& w_hh, const Tensor& masks,
+                                          double forget_bias) {
+  const int64_t T = xp.size(0), B = h0.size(0), H = h0.size(1);
+  auto hs = torch::empty({T, B, H}, h0.options()), cs = torch::empty({T + 1, B, H}, h0.options());
+  auto act = torch::empty({T, B, 4 * H}, h0.options()), tc = torch::empty({T, B, H}, h0.options());
+  auto gates = torch::empty({B, 4 * H}, h0.options());
+  cs[0].copy_(c0);
+  for (int64_t t = 0; t < T; ++t) {
+    torch::addmm_out(gates, xp[t], t ? hs[t - 1] : h0, w_hh);
+    lstm_rows_forward(ptr(gates), ptr(cs) + t * B * H,
+                      masks.numel() ? ptr(masks) + t * B * H : nullptr, B, H,
+                      static_cast<float>(forget_bias), ptr(hs) + t * B * H,
+                      ptr(cs) + (t + 1) * B * H, ptr(act) + t * B * 4 * H, ptr(tc) + t * B * H);
+  }
+  return {hs, cs, act, tc};
+}
+
+// Returns dxp (T, B, 4H), dh0, dc0, dw_hh.
+std::vector<Tensor> lstm_sequence_backward(const Tensor& dhs, const Tensor& dc_last,
+                                           const Tensor& h0, const Tensor& w_hh,
+                                           const Tensor& masks, const Tensor& hs,
+                                           const Tensor& cs, const Tensor& act, const Tensor& tc) {
+  const int64_t T = hs.size(0), B = h0.size(0), H = h0.size(1);
+  auto dxp = torch::empty({T, B, 4 * H}, h0.options());
+  auto dh = dhs[T - 1].clone(), dc = dc_last.clone(), dc_next = torch::empty_like(dc);
+  auto w_t = w_hh.t().contiguous();
+  for (int64_t t = T - 1; t >= 0; --t) {
+    lstm_rows_backward(ptr(dh), ptr(dc), ptr(cs) + t * B * H,
+                       masks.numel() ? ptr(masks) + t * B * H : nullptr,
+                       ptr(act) + t * B * 4 * H, ptr(tc) + t * B * H, B, H,
+                       ptr(dxp) + t * B * 4 * H, ptr(dc_next));
+    std::swap(dc, dc_next);
+    torch::mm_out(dh, dxp[t], w_t);
+    if (t) dh.add_(dhs[t - 1]);
+  }
+  auto h_prev = torch::cat({h0.unsqueeze(0), hs.narrow(0, 0, T - 1)}, 0).reshape({-1, H});
+  auto dw = torch::mm(h_prev.t(), dxp.reshape({-1, 4 * H}));
+  return {dxp, dh, dc, dw};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("ln_forward", &ln_forward);
+  m.def("ln_backward", &ln_backward);
+  m.def("lstm_forward", &lstm_forward);
+  m.def("lstm_backward", &lstm_backward);
+  m.def("ln_sequence_forward", &ln_sequence_forward);
+  m.def("ln_sequence_backward", &ln_sequence_backward);
+  m.def("lstm_sequence_forward", &lstm_sequence_forward);
+  m.def("lstm_sequence_backward", &lstm_sequence_backward);
+}
