@@ -17,8 +17,9 @@ For each preset and size, on the same real QuickDraw batches of 100 as benchmark
 - sketches per second over an epoch, estimated as the training split's size over (mean step time x
   batches per epoch).
 
-`--profile` prints torch.profiler's top operators for one fused step of each model: where the time
-that is not matrix products goes. Speed is printed, never asserted.
+`--profile` prints, for one fused step of each model, where its time goes by kind of operation
+(matrix products, convolutions, the fused kernels, dropout's random draws, everything else, from
+torch.profiler's self times) and the top operators. Speed is printed, never asserted.
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from aisketcher.allocator import tune_allocator
+from aisketcher.data.batching import BatchLoader, length_grouped_batches
+from aisketcher.data.dataset import load_dataset
+from aisketcher.data.paths import default_data_dir
+from aisketcher.model import fused
+from aisketcher.model.config import PRESETS, SIZES, make_config
+from aisketcher.train.trainer import default_raster_cache, split_rasters
 from train_step import (
     BATCH_SIZE,
     DEFAULT_CLASSES,
@@ -45,15 +54,26 @@ from train_step import (
     timed_step,
 )
 
-from aisketcher.allocator import tune_allocator
-from aisketcher.data.batching import BatchLoader, length_grouped_batches
-from aisketcher.data.dataset import load_dataset
-from aisketcher.data.paths import default_data_dir
-from aisketcher.model import fused
-from aisketcher.model.config import PRESETS, SIZES, make_config
-from aisketcher.train.trainer import default_raster_cache, split_rasters
-
 PATHS = {"fused": "1", "reference": "0"}
+# Kinds of operation in the profile, by operator name (first match wins).
+KINDS = {
+    "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"),
+    "convolutions": ("aten::convolution", "aten::_convolution", "aten::mkldnn_convolution",
+                     "aten::convolution_backward"),
+    "fused LSTM kernels": ("_LayerNorm", "_LSTM"),
+    "dropout draws": ("aten::bernoulli", "aten::dropout", "aten::native_dropout"),
+}  # fmt: skip
+
+
+def breakdown(prof: Any) -> dict[str, float]:
+    """Seconds of self CPU time per kind of operation, and the rest."""
+    seconds = dict.fromkeys([*KINDS, "everything else"], 0.0)
+    for event in prof.key_averages():
+        kind = next(
+            (k for k, names in KINDS.items() if event.key.startswith(names)), "everything else"
+        )
+        seconds[kind] += event.self_cpu_time_total / 1e6
+    return seconds
 
 
 def matmul_rate(batch: int, hidden: int, device: torch.device, seconds: float = 1.0) -> float:
@@ -148,6 +168,7 @@ def main() -> None:
                     os.environ["AISKETCHER_FUSED"] = "1"
                     with torch.profiler.profile() as prof:
                         timed_step(runner, batches[len(batches) // 2], device)
+                    row["breakdown_s"] = breakdown(prof)
                     profiles[name] = prof.key_averages().table(
                         sort_by="self_cpu_time_total", row_limit=14
                     )
@@ -172,7 +193,14 @@ def main() -> None:
                     f"{r['speedup']:.2f}x | {r['fused_sketches_per_s']:.0f} |"
                 )
             for name, table in profiles.items():
-                print(f"\nprofile: {name}, size {size}, one fused step\n{table}")
+                parts = rows[name]["breakdown_s"]
+                total = sum(parts.values())
+                print(
+                    f"\nprofile: {name}, size {size}, one fused step ({total:.3f} s of self time)"
+                )
+                for kind, sec in parts.items():
+                    print(f"  {kind:20s} {sec:7.3f} s  {sec / total:5.1%}")
+                print(table)
             results["sizes"][size] = {"matmul_gflops": rate, "rows": rows}
     print(f"at the end: {machine_line(args.threads, args.device).split('; ')[-1]}")
     if args.json:
