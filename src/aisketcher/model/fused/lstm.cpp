@@ -235,6 +235,7 @@ std::vector<Tensor> ln_forward(const Tensor& gates, const Tensor& c, const Tenso
                                const Tensor& mask, double eps) {
   const int64_t B = c.size(0), H = c.size(1);
   TORCH_CHECK(gates.size(0) == B && gates.size(1) == 4 * H, "fused LSTM: gates must be (B, 4H)");
+  TORCH_CHECK(gates.is_contiguous() && c.is_contiguous(), "fused LSTM: contiguous inputs only");
   auto h_out = torch::empty({B, H}, c.options()), c_out = torch::empty({B, H}, c.options());
   auto saved = ln_saved_tensors(-1, B, H, c);
   ln_rows_forward(ptr(gates), ptr(c), ptr(mask), ln_view(gain, shift, cgain, cbias, eps), B,
@@ -371,6 +372,7 @@ std::vector<Tensor> lstm_forward(const Tensor& gates, const Tensor& c, const Ten
                                  double forget_bias) {
   const int64_t B = c.size(0), H = c.size(1);
   TORCH_CHECK(gates.size(0) == B && gates.size(1) == 4 * H, "fused LSTM: gates must be (B, 4H)");
+  TORCH_CHECK(gates.is_contiguous() && c.is_contiguous(), "fused LSTM: contiguous inputs only");
   auto h_out = torch::empty({B, H}, c.options()), c_out = torch::empty({B, H}, c.options());
   auto act = torch::empty({B, 4 * H}, c.options()), tc = torch::empty({B, H}, c.options());
   lstm_rows_forward(ptr(gates), ptr(c), ptr(mask), B, H, static_cast<float>(forget_bias),
