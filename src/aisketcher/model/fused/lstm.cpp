@@ -67,6 +67,17 @@ inline void tanh_(const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(clamp(x[i], 15.0f));
 }
 
+// c' = c * f + i * g * mask from one row's activations a = [i, g, f, o] (mask: none if null).
+inline void cell_update(const float* c, const float* a, const float* m, int64_t H, float* out) {
+  if (m) {
+#pragma omp simd
+    for (int64_t u = 0; u < H; ++u) out[u] = c[u] * a[2 * H + u] + a[u] * a[H + u] * m[u];
+  } else {
+#pragma omp simd
+    for (int64_t u = 0; u < H; ++u) out[u] = c[u] * a[2 * H + u] + a[u] * a[H + u];
+  }
+}
+
 // Per-thread accumulators of parameter gradients, summed once the rows are done.
 struct Accumulator {
   Tensor rows;
@@ -116,15 +127,8 @@ void ln_rows_forward(const float* gates, const float* c, const float* mask, cons
       sigmoid(pre.data(), a, H);
       tanh_(pre.data() + H, a + H, H);
       sigmoid(pre.data() + 2 * H, a + 2 * H, 2 * H);
-      const float *cp = c + b * H, *m = mask ? mask + b * H : nullptr;
       float* co = c_out + b * H;
-      if (m) {
-#pragma omp simd
-        for (int64_t u = 0; u < H; ++u) co[u] = cp[u] * a[2 * H + u] + a[u] * a[H + u] * m[u];
-      } else {
-#pragma omp simd
-        for (int64_t u = 0; u < H; ++u) co[u] = cp[u] * a[2 * H + u] + a[u] * a[H + u];
-      }
+      cell_update(c + b * H, a, mask ? mask + b * H : nullptr, H, co);
       float mean, rs;
       moments(co, H, p.eps, mean, rs);
       r[4] = rs;
@@ -328,15 +332,8 @@ void lstm_rows_forward(const float* gates, const float* c, const float* mask, in
       tanh_(g + H, a + H, H);
       sigmoid(shifted.data(), a + 2 * H, H);
       sigmoid(g + 3 * H, a + 3 * H, H);
-      const float *cp = c + b * H, *m = mask ? mask + b * H : nullptr;
       float *co = c_out + b * H, *t = tc + b * H;
-      if (m) {
-#pragma omp simd
-        for (int64_t u = 0; u < H; ++u) co[u] = cp[u] * a[2 * H + u] + a[u] * a[H + u] * m[u];
-      } else {
-#pragma omp simd
-        for (int64_t u = 0; u < H; ++u) co[u] = cp[u] * a[2 * H + u] + a[u] * a[H + u];
-      }
+      cell_update(c + b * H, a, mask ? mask + b * H : nullptr, H, co);
       tanh_(co, t, H);
       float* ho = h_out + b * H;
 #pragma omp simd
