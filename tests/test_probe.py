@@ -185,7 +185,7 @@ def files(root: Path, data_dir: Path, run: Path) -> dict[str, Path]:
         out[f"model{i}"] = folder
         out[f"model{i}/config.json"] = folder / "config.json"
 
-    for name, damage in RUN_DAMAGE.items():
+    for name, (damage, _) in RUN_DAMAGE.items():
         copy = root / f"run-{name}"
         shutil.copytree(run, copy)
         damage(copy)
@@ -253,19 +253,32 @@ def _first_optimizer_tensor(tensors: dict, info: dict) -> None:
     tensors[name] = tensors[name].flatten()[:3].clone()
 
 
-RUN_DAMAGE: dict[str, Callable[[Path], None]] = {
-    "malformed": _config(lambda info: "{not json"),
-    "no-train": _config(lambda info: {k: v for k, v in info.items() if k != "train"}),
-    "evil-key": _config(_train(evil=1)),
-    "steps-text": _config(_train(steps="abc")),
-    "minutes-text": _config(_train(max_minutes="10")),
-    "seed-text": _config(_train(seed="a")),
-    "no-loader": _checkpoint(lambda t, info: info.pop("loader")),
-    "step-text": _checkpoint(lambda t, info: info.update(step="abc")),
-    "loader-rng": _checkpoint(lambda t, info: info.update(loader={"rng": 5, "queue": []})),
-    "optimizer-shape": _checkpoint(_first_optimizer_tensor),
-    "rng-state": _checkpoint(lambda t, info: t.update({"rng.torch": t["rng.torch"][:10]})),
-    "garbage-metrics": lambda run: (run / "metrics.csv").write_text("garbage,header\n1,2\n"),
+# Damage done to a finished run between sittings, and what the refusal must say.
+RUN_DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
+    "malformed": (_config(lambda info: "{not json"), "not a readable JSON"),
+    "no-train": (
+        _config(lambda info: {k: v for k, v in info.items() if k != "train"}),
+        "no 'train' object",
+    ),
+    "evil-key": (_config(_train(evil=1)), "unknown training setting(s): evil"),
+    "steps-text": (_config(_train(steps="abc")), "bad training setting(s): steps"),
+    "minutes-text": (_config(_train(max_minutes="10")), "bad training setting(s): max_minutes"),
+    "seed-text": (_config(_train(seed="a")), "bad training setting(s): seed"),
+    "no-loader": (_checkpoint(lambda t, info: info.pop("loader")), "metadata is damaged"),
+    "step-text": (_checkpoint(lambda t, info: info.update(step="abc")), "metadata is damaged"),
+    "loader-rng": (
+        _checkpoint(lambda t, info: info.update(loader={"rng": 5, "queue": []})),
+        "does not fit this run",
+    ),
+    "optimizer-shape": (_checkpoint(_first_optimizer_tensor), "does not fit this run"),
+    "rng-state": (
+        _checkpoint(lambda t, info: t.update({"rng.torch": t["rng.torch"][:10]})),
+        "does not fit this run",
+    ),
+    "garbage-metrics": (
+        lambda run: (run / "metrics.csv").write_text("garbage,header\n1,2\n"),
+        "not this trainer's metrics file",
+    ),
 }
 
 RESUME = "train --out {run-%s} --resume --threads 1"
@@ -326,12 +339,18 @@ CASES: list[Case] = [
         "train --set kl_weight_start=NaN", f"{TRAIN} --set kl_weight_start=NaN", "kl_weight_start"
     ),
     case("train --classes cat,cat", f"{TRAIN} --classes cat,cat", "given twice"),
-    case("train --batch-size 1000000", f"{TRAIN} --classes cat --batch-size 1000000", "larger"),
+    case(
+        "train --batch-size 1000000",
+        f"{TRAIN} --classes cat --batch-size 1000000",
+        "larger than the training split",
+    ),
     case(
         "train --init-from nowhere", f"{TRAIN} --init-from {{nothing}}", "--init-from takes a run"
     ),
     case(
-        "train --init-from a .gen.json", f"{TRAIN} --init-from {{magenta.gen.json}}", "--init-from"
+        "train --init-from a .gen.json",
+        f"{TRAIN} --init-from {{magenta.gen.json}}",
+        "--init-from takes a run",
     ),
     case(
         "train --init-from a folder without config",
@@ -343,7 +362,10 @@ CASES: list[Case] = [
         "train --lr 1e4 (every step non-finite)", f"{TINY_TRAIN} --steps 40 --lr 1e4", "non-finite"
     ),
     # Runs damaged between sittings.
-    *(case(f"resume: {name}", RESUME % name, "", f"run-{name}") for name in RUN_DAMAGE),
+    *(
+        case(f"resume: {name}", RESUME % name, says, f"run-{name}")
+        for name, (_, says) in RUN_DAMAGE.items()
+    ),
     case(
         "resume an intact run from another folder",
         "train --out {run} --resume --steps 3 --threads 1",
@@ -569,6 +591,7 @@ def test_every_hostile_input_gets_a_clear_answer(
 ) -> None:
     from aisketcher.server.app import create_app, running
 
+    metered = _reset_peak()  # False where /proc/self/clear_refs is not writable
     paths = files(tmp_path, data_dir, tiny_run)
     monkeypatch.chdir(tmp_path)  # "another folder" for the resumed run; outputs land here
     results: list[tuple[str, str, str]] = []
@@ -583,7 +606,8 @@ def test_every_hostile_input_gets_a_clear_answer(
     tally = Counter(outcome for _, outcome, _ in results)
     summary = {"tried": len(results), **{k: tally.get(k, 0) for k in OUTCOMES}}
     print(
-        f"\nprobe ({time.monotonic() - started:.0f} s): "
+        f"\nprobe ({time.monotonic() - started:.0f} s, memory "
+        f"{'metered' if metered else 'not metered here'}): "
         + ", ".join(f"{k} {v}" for k, v in summary.items())
     )
     for name, outcome, said in results:

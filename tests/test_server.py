@@ -382,8 +382,9 @@ def test_numbers_sent_as_strings_are_refused(url: str, path: str, body: dict) ->
 def test_headers_sent_a_byte_at_a_time_get_408_and_the_server_stays_open(
     sketcher: Sketcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A slowloris client (one header byte a second, each byte resetting uvicorn's keep-alive
-    timer) is cut off by the header clock while real requests are answered."""
+    """Slowloris clients (headers a byte at a time, never finished; uvicorn's keep-alive timer
+    stops at a request's first byte) are cut off by the header clock while real requests are
+    answered."""
     from aisketcher.server import app as server_app
 
     monkeypatch.setattr(server_app, "HEADER_TIMEOUT_S", 1.5)
@@ -408,8 +409,7 @@ def test_headers_sent_a_byte_at_a_time_get_408_and_the_server_stays_open(
         finally:
             for s in slow:
                 s.close()
-        # Without the clock the trickle would have kept the socket open and it would now close
-        # silently on the keep-alive timeout.
+        # Without the clock the connection would still be open: recv would time out.
         assert answer.startswith(b"HTTP/1.1 408") and b"headers not received" in answer
         # A request that completes its headers in time is not affected by the clock.
         conn = connect(base)

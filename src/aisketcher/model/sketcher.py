@@ -268,7 +268,7 @@ class SketchModel(nn.Module):
         if self.drawn_memory and memory is None:
             drawn = self.encoder.forward_cell(inputs[:, 1:].transpose(0, 1))[0].transpose(0, 1)
             memory = torch.cat([drawn.new_zeros(drawn.shape[0], 1, drawn.shape[2]), drawn], 1)
-        elif self.influence is not None and not self.drawn_memory:
+        elif not self.drawn_memory:
             memory, lengths = latent.memory, latent.memory_lengths
         steps, mus, log_vars = [], [], []
         tape = None

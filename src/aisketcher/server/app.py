@@ -431,8 +431,9 @@ class _GuardedProtocol(H11Protocol):
     - A connection that sends nothing is closed after the keep-alive timeout: uvicorn starts that
       timer only after a response, so sockets opened and left idle would otherwise stay.
     - A request whose headers are not complete within `HEADER_TIMEOUT_S` of its first byte gets
-      408 and is closed (a "slowloris" client sending a byte every few seconds resets uvicorn's
-      keep-alive timer at every byte). The body has its own clock in `_BodyLimit`.
+      408 and is closed: uvicorn cancels its keep-alive timer at a request's first byte and starts
+      it again only after a response, so a request whose headers never end ("slowloris") held its
+      connection for good. The body has its own clock in `_BodyLimit`.
     """
 
     _header_clock: asyncio.TimerHandle | None = None

@@ -312,8 +312,16 @@ class Trainer:
         self.lr_scale = 1.0
         self.skipped_steps = 0
         self.restores = 0
-        # The recurrent cells' kernels this run steps with (builds the fused ones if need be).
-        self.kernels = "fused" if fused.usable(next(self.model.parameters())) else "reference"
+        # The recurrent cells' kernels this run steps with (builds the fused ones if need be):
+        # bf16 autocast runs the reference cells, --compile compiles the steps, not the sequences.
+        fusable = train_config.precision == "fp32" and fused.usable(next(self.model.parameters()))
+        self.kernels = (
+            "reference"
+            if not fusable
+            else "fused sequences, compiled steps"
+            if train_config.compile
+            else "fused"
+        )
         if resume:
             self._resume()
         elif distributed.is_main():

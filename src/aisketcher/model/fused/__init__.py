@@ -1,7 +1,8 @@
 """Fused LSTM steps (`lstm.cpp`): the cells' element-wise work in one pass, forward and backward.
 
 The C++ source is compiled through `torch.utils.cpp_extension` and cached (in
-``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), about a minute once per machine.
+``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/aisketcher/fused``, one folder per source, flags and
+torch version), about a minute once per machine.
 ``AISKETCHER_FUSED`` says when: ``auto`` (the default) builds it the first time a model trains and
 uses it everywhere once built, so a first drawing never waits for a compiler; ``1`` builds it on
 first use of any kind; ``0`` never uses it. The plain-PyTorch cells in `aisketcher.model.cells` stay
@@ -20,6 +21,8 @@ Two granularities, both autograd functions:
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 import sys
 import threading
@@ -32,7 +35,9 @@ import torch
 from torch import Tensor
 
 NAME = "aisketcher_fused_lstm"
+SOURCE = Path(__file__).with_name("lstm.cpp")
 _lock = threading.Lock()
+_missing = False  # looked for a build without building, and found none
 _loaded: dict[str, ModuleType | None] = {}
 _EMPTY = torch.empty(0)
 
@@ -47,44 +52,76 @@ def mode() -> str:
 
 
 def extension(build: bool = True) -> ModuleType | None:
-    """The compiled kernels (building them if `build`, else only if already built and cached);
-    None when they are not there or cannot be built."""
+    """The compiled kernels, imported straight from the cache when built (no compiler, no lock);
+    built first if `build`. None when they are not built (and `build` is False) or cannot be."""
+    global _missing
     with _lock:
-        if "lstm" not in _loaded and (build or _cached()):
-            _loaded["lstm"] = _build()
-        return _loaded.get("lstm")
+        if "lstm" in _loaded:
+            return _loaded["lstm"]
+        if not build and _missing:
+            return None
+        library = _library()
+        if library.is_file():
+            _loaded["lstm"] = _import(library)
+        elif build:
+            _loaded["lstm"] = _build(library.parent)
+        else:
+            _missing = True  # not built: drawing does not look again in this process
+            return None
+        return _loaded["lstm"]
 
 
-def _cached() -> bool:
-    from torch.utils import cpp_extension
+def _library() -> Path:
+    """Where this source, these flags and this torch build their library: a new name for any
+    change, so a stale build is never loaded and a rebuild never replaces a loaded file."""
+    key = hashlib.sha256()
+    key.update(SOURCE.read_bytes())
+    key.update(" ".join([*_flags(), torch.__version__, sys.version]).encode())
+    name = f"{NAME}_{key.hexdigest()[:12]}"
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    cache = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return (cache if root else cache / "aisketcher" / "fused") / name / f"{name}.so"
 
-    directory = Path(cpp_extension._get_build_directory(NAME, False))
-    return (directory / f"{NAME}.so").is_file()
 
-
-def _build() -> ModuleType | None:
-    from torch.utils import cpp_extension
-
-    source = Path(__file__).with_name("lstm.cpp")
+def _import(library: Path) -> ModuleType | None:
     try:
-        build_dir = Path(cpp_extension._get_build_directory("aisketcher_fused_lstm", False))
-        if not any(build_dir.glob("*.so")):
-            print(
-                "aisketcher: compiling the fused LSTM kernels (once, about a minute)",
-                file=sys.stderr,
-            )
+        spec = importlib.util.spec_from_file_location(library.stem, library)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    except (ImportError, OSError) as exc:
+        return _fallback(exc)
+
+
+def _build(directory: Path) -> ModuleType | None:
+    from torch.utils import cpp_extension
+
+    print(
+        "aisketcher: compiling the fused LSTM kernels (once per machine, about a minute)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
         return cpp_extension.load(
-            "aisketcher_fused_lstm", [str(source)], extra_cflags=_flags(), verbose=False
+            directory.name,
+            [str(SOURCE)],
+            extra_cflags=_flags(),
+            build_directory=str(directory),
+            verbose=False,
         )
     except Exception as exc:
-        warnings.warn(
-            f"the fused LSTM kernels could not be built ({type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}); using the plain "
-            "PyTorch cells, which are slower",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return None
+        return _fallback(exc)
+
+
+def _fallback(exc: BaseException) -> None:
+    detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+    warnings.warn(
+        f"the fused LSTM kernels could not be built or loaded ({type(exc).__name__}: {detail}); "
+        "using the plain PyTorch cells, which are slower",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def _flags() -> list[str]:
@@ -107,7 +144,7 @@ def usable(x: Tensor) -> bool:
         setting != "0"
         and x.device.type == "cpu"
         and x.dtype == torch.float32
-        and not torch.is_autocast_enabled()
+        and not torch.is_autocast_enabled(x.device.type)
         and not torch.compiler.is_compiling()
         and extension(build=setting == "1" or torch.is_grad_enabled()) is not None
     )
@@ -164,7 +201,7 @@ class _LayerNormSequence(torch.autograd.Function):
         )
         ctx.save_for_backward(h0, w_hh, gain, cgain, masks, hs, cs, *saved)
         ctx.eps = eps
-        return hs, cs[-1]
+        return hs, cs[-1].clone()
 
     @staticmethod
     def backward(ctx: Any, dhs: Tensor, dc_last: Tensor):  # type: ignore[override]
@@ -181,7 +218,7 @@ class _LSTMSequence(torch.autograd.Function):
     def forward(ctx: Any, xp, h0, c0, w_hh, masks, forget_bias):  # type: ignore[override]
         hs, cs, act, tc = extension().lstm_sequence_forward(xp, h0, c0, w_hh, masks, forget_bias)
         ctx.save_for_backward(h0, w_hh, masks, hs, cs, act, tc)
-        return hs, cs[-1]
+        return hs, cs[-1].clone()
 
     @staticmethod
     def backward(ctx: Any, dhs: Tensor, dc_last: Tensor):  # type: ignore[override]

@@ -19,13 +19,17 @@
 #include <torch/extension.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
 
 using torch::Tensor;
 
-inline float* ptr(const Tensor& t) { return t.numel() ? t.data_ptr<float>() : nullptr; }
+inline float* ptr(const Tensor& t) {
+  return t.defined() && t.numel() ? t.data_ptr<float>() : nullptr;
+}
 
 // Mean and 1 / sqrt(var + eps) of n values (two passes, biased variance as F.layer_norm).
 inline void moments(const float* x, int64_t n, float eps, float& mean, float& rstd) {
@@ -54,8 +58,15 @@ inline void layer_norm_backward(float* d, const float* y, float rstd, int64_t n)
 }
 
 // The arguments are clamped where the results are exact in float32 already (sigmoid 0 or 1 to
-// within 1e-38, tanh +-1): built with -ffast-math, exp and tanh are not asked to overflow.
-inline float clamp(float x, float bound) { return x < -bound ? -bound : (x > bound ? bound : x); }
+// within 1e-38, tanh +-1): built with -ffast-math, exp and tanh are not asked to overflow. A NaN
+// passes through (tested on its bits: fast math lets the compiler drop float comparisons with
+// NaN), so a non-finite input gives NaN as on the reference path.
+inline float clamp(float x, float bound) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return x;
+  return x < -bound ? -bound : (x > bound ? bound : x);
+}
 
 inline void sigmoid(const float* x, float* y, int64_t n) {
 #pragma omp simd
@@ -83,7 +94,11 @@ struct Accumulator {
   Tensor rows;
   explicit Accumulator(int64_t width, const Tensor& like)
       : rows(torch::zeros({at::get_num_threads(), width}, like.options())) {}
-  float* mine() const { return rows.data_ptr<float>() + at::get_thread_num() * rows.size(1); }
+  float* mine() const {
+    const int64_t thread = at::get_thread_num();
+    TORCH_CHECK(thread < rows.size(0), "fused LSTM: more threads than accumulators");
+    return rows.data_ptr<float>() + thread * rows.size(1);
+  }
   Tensor total() const { return rows.sum(0); }
 };
 
@@ -257,7 +272,7 @@ std::vector<Tensor> ln_backward(const Tensor& dh, const Tensor& dc, const Tensor
   auto dgates = torch::empty({B, 4 * H}, c.options()), dc_prev = torch::empty({B, H}, c.options());
   Accumulator acc(10 * H, c);
   LnSaved s{ptr(normed), ptr(act), ptr(rstd), ptr(chat), ptr(tnc)};
-  ln_rows_backward(ptr(dh), ptr(dc), ptr(c), ptr(mask), ln_view(gain, gain, cgain, cgain, eps), s,
+  ln_rows_backward(ptr(dh), ptr(dc), ptr(c), ptr(mask), ln_view(gain, Tensor(), cgain, Tensor(), eps), s,
                    B, ptr(dgates), ptr(dc_prev), acc);
   auto g = acc.total().split_with_sizes({4 * H, 4 * H, H, H});
   return {dgates, dc_prev, g[0], g[1], g[2], g[3]};
@@ -299,7 +314,7 @@ std::vector<Tensor> ln_sequence_backward(const Tensor& dhs, const Tensor& dc_las
   auto w_t = w_hh.t().contiguous();
   Accumulator acc(10 * H, h0);
   const std::vector<Tensor> saved{normed, act, rstd, chat, tnc};
-  const auto view = ln_view(gain, gain, cgain, cgain, eps);
+  const auto view = ln_view(gain, Tensor(), cgain, Tensor(), eps);
   for (int64_t t = T - 1; t >= 0; --t) {
     ln_rows_backward(ptr(dh), ptr(dc), ptr(cs) + t * B * H,
                      masks.numel() ? ptr(masks) + t * B * H : nullptr, view,
