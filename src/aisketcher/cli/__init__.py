@@ -59,6 +59,7 @@ EXTRAS = {
     "matplotlib": "eval",
     "fastapi": "serve",
     "uvicorn": "serve",
+    "h11": "serve",
     "starlette": "serve",
     "pydantic": "serve",
 }
