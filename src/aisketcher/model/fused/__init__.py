@@ -158,7 +158,7 @@ class _LayerNormStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, xp, h, c, w_hh, gain, shift, cgain, cbias, mask, eps):  # type: ignore[override]
         gates = torch.addmm(xp, h, w_hh)
-        out = extension().ln_forward(gates, c, gain, shift, cgain, cbias, mask, eps)
+        out = extension().ln_forward(gates, c, gain, shift, cgain, cbias, mask, eps, True)
         ctx.save_for_backward(h, c, w_hh, gain, cgain, mask, *out[2:])
         ctx.eps = eps
         return out[0], out[1]
@@ -237,7 +237,7 @@ def ln_lstm_step(
     xp, h, c = xp.contiguous(), h.contiguous(), c.contiguous()
     if not torch.is_grad_enabled():  # sampling: no autograd bookkeeping at all
         out = extension().ln_forward(
-            torch.addmm(xp, h, w_hh), c, gain, shift, cgain, cbias, _mask(mask), eps
+            torch.addmm(xp, h, w_hh), c, gain, shift, cgain, cbias, _mask(mask), eps, False
         )
         return out[0], out[1]
     return _LayerNormStep.apply(xp, h, c, w_hh, gain, shift, cgain, cbias, _mask(mask), eps)

@@ -120,13 +120,14 @@ struct LnSaved {
 void ln_rows_forward(const float* gates, const float* c, const float* mask, const LnView& p,
                      int64_t B, float* h_out, float* c_out, const LnSaved& s) {
   const int64_t H = p.H;
+  const bool keep = s.normed != nullptr;  // else drawing: nothing is saved for a backward
   at::parallel_for(0, B, 8, [&](int64_t begin, int64_t end) {
-    std::vector<float> pre(4 * H);
+    std::vector<float> pre(4 * H), scratch(keep ? 0 : 10 * H + 5);
     for (int64_t b = begin; b < end; ++b) {
       const float* g = gates + b * 4 * H;
-      float* n = s.normed + b * 4 * H;
-      float* a = s.act + b * 4 * H;
-      float* r = s.rstd + b * 5;
+      float* n = keep ? s.normed + b * 4 * H : scratch.data();
+      float* a = keep ? s.act + b * 4 * H : scratch.data() + 4 * H;
+      float* r = keep ? s.rstd + b * 5 : scratch.data() + 8 * H;
       for (int64_t k = 0; k < 4; ++k) {
         float mean, rs;
         moments(g + k * H, H, p.eps, mean, rs);
@@ -147,7 +148,8 @@ void ln_rows_forward(const float* gates, const float* c, const float* mask, cons
       float mean, rs;
       moments(co, H, p.eps, mean, rs);
       r[4] = rs;
-      float *y = s.chat + b * H, *t = s.tnc + b * H, *z = pre.data();
+      float* y = keep ? s.chat + b * H : scratch.data() + 8 * H + 5;
+      float *t = keep ? s.tnc + b * H : y + H, *z = pre.data();
 #pragma omp simd
       for (int64_t u = 0; u < H; ++u) {
         y[u] = (co[u] - mean) * rs;
@@ -249,16 +251,22 @@ LnSaved ln_saved_at(const std::vector<Tensor>& t, int64_t step, int64_t B, int64
 }
 
 // One step. Returns h', c', then the five saved tensors.
+// `keep`: also return what backward needs (else h' and c' alone, for drawing).
 std::vector<Tensor> ln_forward(const Tensor& gates, const Tensor& c, const Tensor& gain,
                                const Tensor& shift, const Tensor& cgain, const Tensor& cbias,
-                               const Tensor& mask, double eps) {
+                               const Tensor& mask, double eps, bool keep) {
   const int64_t B = c.size(0), H = c.size(1);
   TORCH_CHECK(gates.size(0) == B && gates.size(1) == 4 * H, "fused LSTM: gates must be (B, 4H)");
   TORCH_CHECK(gates.is_contiguous() && c.is_contiguous(), "fused LSTM: contiguous inputs only");
   auto h_out = torch::empty({B, H}, c.options()), c_out = torch::empty({B, H}, c.options());
+  const auto view = ln_view(gain, shift, cgain, cbias, eps);
+  if (!keep) {
+    ln_rows_forward(ptr(gates), ptr(c), ptr(mask), view, B, ptr(h_out), ptr(c_out), LnSaved{});
+    return {h_out, c_out};
+  }
   auto saved = ln_saved_tensors(-1, B, H, c);
-  ln_rows_forward(ptr(gates), ptr(c), ptr(mask), ln_view(gain, shift, cgain, cbias, eps), B,
-                  ptr(h_out), ptr(c_out), ln_saved_at(saved, 0, B, H));
+  ln_rows_forward(ptr(gates), ptr(c), ptr(mask), view, B, ptr(h_out), ptr(c_out),
+                  ln_saved_at(saved, 0, B, H));
   saved.insert(saved.begin(), {h_out, c_out});
   return saved;
 }
