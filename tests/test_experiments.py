@@ -197,3 +197,16 @@ def test_experiment_help_has_examples(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["experiment", "--help"])
     assert "aisketcher experiment ablation --scale toy" in capsys.readouterr().out
+
+
+def test_estimate_times_every_model_and_trains_nothing(
+    quickdraw_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "exp"
+    args = ["experiment", "ablation", "--scale", "toy", "--out", str(out), "--estimate"]
+    assert main([*args, "--data", str(quickdraw_dir), "--repeat-seeds", "1"]) == 0
+    printed = capsys.readouterr().out
+    for config in EXPERIMENTS["ablation"].configs:
+        assert f"QD5 {config}: " in printed and "x 2 seed(s)" in printed
+    assert "training all of it: about" in printed
+    assert not (out / "runs").exists()

@@ -135,6 +135,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         RUNNERS,
         SCALES,
         Context,
+        estimate_cost,
         run_experiment,
         write_results,
     )
@@ -153,6 +154,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
     )
     names = list(RUNNERS) if args.name == "all" else [args.name]
+    if args.estimate:
+        seeds = 1 + len(args.repeat_seeds)
+        total = sum(row["hours"] for name in names for row in estimate_cost(name, ctx, seeds=seeds))
+        print(
+            f"training all of it: about {total:.1f} h on {ctx.device} (measured steps; "
+            "classifiers and evaluations not counted)"
+        )
+        return 0
     for name in names:
         run_experiment(name, ctx, args.repeat_seeds)
     results = write_results(ctx.out, Path(args.doc) if args.doc else None)
@@ -264,6 +273,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  aisketcher experiment ablation --scale toy --out /tmp/exp   # minutes: a dry run\n"
         "  aisketcher experiment all --scale cpu --out runs/experiments --doc docs/results.md\n"
+        "  aisketcher experiment multiclass --scale paper --device cuda --out runs/paper --estimate\n"
         "  aisketcher experiment multiclass --scale paper --device cuda --out runs/paper\n"
         "  aisketcher experiment diversity --scale cpu --steps 2000 --out runs/short\n"
         "  aisketcher experiment ablation --scale cpu --out runs/experiments --repeat-seeds 1 2",
@@ -285,6 +295,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-minutes", type=positive_float, default=None, help="time limit per training run"
     )
     e.add_argument("--doc", default=None, help="also write results here, e.g. docs/results.md")
+    e.add_argument(
+        "--estimate",
+        action="store_true",
+        help="train nothing: time two steps of every model on --device and print what the whole "
+        "experiment's training would take (e.g. --scale paper --device cuda before renting GPUs)",
+    )
     e.add_argument(
         "--temperature", type=temperature, default=0.4, help="sampling temperature (0.4)"
     )

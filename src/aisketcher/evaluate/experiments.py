@@ -191,9 +191,8 @@ def _dataset(ctx: Context, classes: list[str], cache: dict[str, SketchDataset]) 
     return cache[key]
 
 
-def train_run(ctx: Context, set_name: str, config: str, dataset: SketchDataset) -> Path:
-    """Train `config` on the set up to the scale's budget; an existing run is resumed or kept."""
-    run = ctx.run_dir(set_name, config)
+def _configs(ctx: Context, config: str, dataset: SketchDataset) -> tuple[ModelConfig, TrainConfig]:
+    """The model and training settings of `config` at the context's scale."""
     scale = ctx.scale
     model_cfg = make_config(
         config,
@@ -212,6 +211,14 @@ def train_run(ctx: Context, set_name: str, config: str, dataset: SketchDataset) 
         max_minutes=ctx.max_minutes,
         raster_cache=ctx.raster_cache,
     )
+    return model_cfg, train_cfg
+
+
+def train_run(ctx: Context, set_name: str, config: str, dataset: SketchDataset) -> Path:
+    """Train `config` on the set up to the scale's budget; an existing run is resumed or kept."""
+    run = ctx.run_dir(set_name, config)
+    scale = ctx.scale
+    model_cfg, train_cfg = _configs(ctx, config, dataset)
     last = run / "last.safetensors"
     resume = last.is_file()
     if resume:
@@ -228,6 +235,44 @@ def train_run(ctx: Context, set_name: str, config: str, dataset: SketchDataset) 
     if summary["reason"] == "stopped by signal":  # the user wants the experiment to stop
         raise SystemExit(f"{run.name}: stopped at step {summary['step']}; the same command resumes")
     return run
+
+
+def estimate_cost(
+    name: str, ctx: Context, seeds: int = 1, timed_steps: int = 2
+) -> list[dict[str, Any]]:
+    """What training an experiment's models would take on `ctx.device`: each model's step timed
+    (after one untimed step) on its own real batches, times the scale's step budget and `seeds`.
+    Classifiers and evaluations are not counted. Writes nothing under `ctx.out`."""
+    import tempfile
+    import time
+
+    rows, cache = [], {}
+    experiment = EXPERIMENTS[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        for set_name in experiment.class_sets:
+            classes = ctx.scale.classes(set_name)
+            if classes is None:
+                continue
+            dataset = _dataset(ctx, classes, cache)
+            for config in experiment.configs:
+                model_cfg, train_cfg = _configs(ctx, config, dataset)
+                run = Path(tmp) / f"{set_name}-{config}"
+                trainer = Trainer(model_cfg, train_cfg, dataset, run, progress=False)
+                trainer.train_step()
+                start = time.perf_counter()
+                for _ in range(timed_steps):
+                    trainer.train_step()
+                per_step = (time.perf_counter() - start) / timed_steps
+                hours = per_step * ctx.scale.steps * seeds / 3600
+                rows.append(
+                    {"set": set_name, "config": config, "s_per_step": per_step, "hours": hours}
+                )
+                ctx.log(
+                    f"{set_name} {config}: {per_step:.2f} s/step x {ctx.scale.steps} steps x "
+                    f"{seeds} seed(s) = {hours:.1f} h on {ctx.device}"
+                )
+                del trainer
+    return rows
 
 
 def get_classifier(ctx: Context, set_name: str, classes: list[str]) -> SketchClassifier:
