@@ -163,6 +163,12 @@ def test_drawing_steps_give_the_reference_outputs(
     assert_close(fast, reference)
 
 
+def unloaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fused module as in a process that has not looked for the kernels yet."""
+    for name, value in (("_module", None), ("_settled", False), ("_missing", False)):
+        monkeypatch.setattr(fused, name, value)
+
+
 def test_the_switch_and_a_failed_build_fall_back_to_the_reference(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -184,7 +190,7 @@ def test_the_switch_and_a_failed_build_fall_back_to_the_reference(
     # Not built here yet, and no compiler: a warning, and the reference cells.
     monkeypatch.setattr(cpp_extension, "load", no_compiler)
     monkeypatch.setattr(fused, "_library", lambda: tmp_path / "lstm_x" / "lstm_x.so")
-    monkeypatch.setattr(fused, "_loaded", {})
+    unloaded(monkeypatch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert fused.extension(build=False) is None  # drawing does not try to build
@@ -194,7 +200,7 @@ def test_the_switch_and_a_failed_build_fall_back_to_the_reference(
     assert not fused.usable(x)
     # A damaged build in the cache: the same.
     (tmp_path / "lstm_x" / "lstm_x.so").write_bytes(b"not a library")
-    monkeypatch.setattr(fused, "_loaded", {})
+    unloaded(monkeypatch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert fused.extension() is None

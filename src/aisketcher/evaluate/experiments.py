@@ -23,6 +23,8 @@ import dataclasses
 import json
 import math
 import shutil
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,9 +245,6 @@ def estimate_cost(
     """What training an experiment's models would take on `ctx.device`: each model's step timed
     (after one untimed step) on its own real batches, times the scale's step budget and `seeds`.
     Classifiers and evaluations are not counted. Writes nothing under `ctx.out`."""
-    import tempfile
-    import time
-
     rows, cache = [], {}
     experiment = EXPERIMENTS[name]
     with tempfile.TemporaryDirectory() as tmp:

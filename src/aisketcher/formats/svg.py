@@ -267,10 +267,10 @@ def read_svg(path_or_text: str | os.PathLike[str] | bytes) -> list[np.ndarray]:
         source = str(path_or_text)
         try:
             path = require_file(path_or_text)
-            if path.stat().st_size > MAX_SVG_BYTES:
+            size = path.stat().st_size
+            if size > MAX_SVG_BYTES:
                 raise SketchDataError(
-                    f"{path.stat().st_size} bytes, more than a sketch's SVG ({MAX_SVG_BYTES})",
-                    source,
+                    f"{size} bytes, more than a sketch's SVG ({MAX_SVG_BYTES})", source
                 )
             data = path.read_bytes()
         except FileNotFoundError:

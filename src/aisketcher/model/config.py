@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from aisketcher.errors import SketchDataError
+from aisketcher.fields import mistyped
 
 
 @dataclass
@@ -87,21 +87,13 @@ class ModelConfig:
     def validate(self) -> ModelConfig:
         """Every field of the type it is declared with and within RANGES (a config file from
         elsewhere must not make the model allocate terabytes), then the choices that go together."""
-        problems = []
-        for f in dataclasses.fields(self):
-            value, kind = getattr(self, f.name), _TYPES[f.type]
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                try:
-                    value = float(value)
-                except OverflowError:  # an integer of hundreds of digits
-                    value = math.inf
-                setattr(self, f.name, value)
-            if type(value) is not kind:
-                problems.append(f"{f.name} must be {kind.__name__}, got {value!r}")
-            elif kind in (int, float) and f.name in RANGES:
-                low, high = RANGES[f.name]
-                if not (low <= value <= high):  # NaN fails too
-                    problems.append(f"{f.name} must be within [{low:g}, {high:g}], got {value!r}")
+        wrong = mistyped(self)
+        declared = {f.name: f.type for f in dataclasses.fields(self)}
+        problems = [f"{n} must be {declared[n]}, got {getattr(self, n)!r}" for n in wrong]
+        for name, (low, high) in RANGES.items():
+            value = getattr(self, name)
+            if name not in wrong and not (low <= value <= high):  # NaN fails too
+                problems.append(f"{name} must be within [{low:g}, {high:g}], got {value!r}")
         if problems:
             raise SketchDataError(f"invalid model config: {'; '.join(problems)}")
         checks = {
@@ -151,7 +143,6 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 # Bounds of the numeric fields, far beyond any sensible model and short of absurd allocations.
 RANGES: dict[str, tuple[float, float]] = {
     "num_classes": (1, 10_000),

@@ -30,6 +30,7 @@ from aisketcher.atomic import atomic_path
 from aisketcher.data.batching import Batch, BatchLoader
 from aisketcher.data.dataset import SketchDataset, Split
 from aisketcher.errors import SketchDataError
+from aisketcher.fields import mistyped
 from aisketcher.model import fused
 from aisketcher.model.cells import RecurrentCell
 from aisketcher.model.config import ModelConfig
@@ -86,19 +87,12 @@ class TrainConfig:
         if unknown:
             raise SketchDataError(f"unknown training setting(s): {', '.join(unknown)}", source)
         config = cls(**data)
-        kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
-        bad = []
-        for f in dataclasses.fields(cls):
-            value = getattr(config, f.name)
-            kind, optional = f.type.removesuffix(" | None"), f.type.endswith(" | None")
-            if value is None and optional:
-                continue
-            if (
-                isinstance(value, bool) != (kind == "bool")
-                or not isinstance(value, kinds[kind])
-                or (kind in ("int", "float") and not (math.isfinite(value) and value >= 0))
-            ):
-                bad.append(f.name)
+        bad = mistyped(config)
+        numbers = [f.name for f in dataclasses.fields(cls) if f.type.startswith(("int", "float"))]
+        for name in numbers:
+            value = getattr(config, name)
+            if name not in bad and value is not None and not (math.isfinite(value) and value >= 0):
+                bad.append(name)
         counts = ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every")
         bad += [k for k in counts if k not in bad and getattr(config, k) < 1]
         if "learning_rate" not in bad and not 0 < config.learning_rate < 1e3:

@@ -21,6 +21,7 @@ Two granularities, both autograd functions:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -37,8 +38,9 @@ from torch import Tensor
 NAME = "aisketcher_fused_lstm"
 SOURCE = Path(__file__).with_name("lstm.cpp")
 _lock = threading.Lock()
+_module: ModuleType | None = None
+_settled = False  # loaded, built, or failed for good: `_module` is the answer from now on
 _missing = False  # looked for a build without building, and found none
-_loaded: dict[str, ModuleType | None] = {}
 _EMPTY = torch.empty(0)
 
 
@@ -54,21 +56,22 @@ def mode() -> str:
 def extension(build: bool = True) -> ModuleType | None:
     """The compiled kernels, imported straight from the cache when built (no compiler, no lock);
     built first if `build`. None when they are not built (and `build` is False) or cannot be."""
-    global _missing
+    global _module, _settled, _missing
+    if _settled:  # every recurrent step asks: answered without the lock
+        return _module
     with _lock:
-        if "lstm" in _loaded:
-            return _loaded["lstm"]
-        if not build and _missing:
-            return None
+        if _settled or (not build and _missing):
+            return _module
         library = _library()
         if library.is_file():
-            _loaded["lstm"] = _import(library)
+            _module = _import(library)
         elif build:
-            _loaded["lstm"] = _build(library.parent)
+            _module = _build(library.parent)
         else:
             _missing = True  # not built: drawing does not look again in this process
             return None
-        return _loaded["lstm"]
+        _settled = True
+        return _module
 
 
 def _library() -> Path:
@@ -124,6 +127,7 @@ def _fallback(exc: BaseException) -> None:
     )
 
 
+@functools.cache
 def _flags() -> list[str]:
     """Optimise and vectorise; -ffast-math lets the loops of exp and tanh call glibc's vector
     math library. AVX2 and FMA when this CPU has them (the build is cached per machine)."""
@@ -160,14 +164,13 @@ class _LayerNormStep(torch.autograd.Function):
         gates = torch.addmm(xp, h, w_hh)
         out = extension().ln_forward(gates, c, gain, shift, cgain, cbias, mask, eps, True)
         ctx.save_for_backward(h, c, w_hh, gain, cgain, mask, *out[2:])
-        ctx.eps = eps
         return out[0], out[1]
 
     @staticmethod
     def backward(ctx: Any, dh: Tensor, dc: Tensor):  # type: ignore[override]
         h, c, w_hh, gain, cgain, mask, *saved = ctx.saved_tensors
         dgates, dc_prev, *grads = extension().ln_backward(
-            dh.contiguous(), dc.contiguous(), c, gain, cgain, mask, *saved, ctx.eps
+            dh.contiguous(), dc.contiguous(), c, gain, cgain, mask, *saved
         )
         dh_prev = dgates @ w_hh.t() if ctx.needs_input_grad[1] else None
         dw = h.t() @ dgates if ctx.needs_input_grad[3] else None
@@ -200,16 +203,14 @@ class _LayerNormSequence(torch.autograd.Function):
             xp, h0, c0, w_hh, gain, shift, cgain, cbias, masks, eps
         )
         ctx.save_for_backward(h0, w_hh, gain, cgain, masks, hs, cs, *saved)
-        ctx.eps = eps
         return hs, cs[-1].clone()
 
     @staticmethod
     def backward(ctx: Any, dhs: Tensor, dc_last: Tensor):  # type: ignore[override]
         h0, w_hh, gain, cgain, masks, hs, cs, *saved = ctx.saved_tensors
         dxp, dh0, dc0, dw, *grads = extension().ln_sequence_backward(
-            dhs.contiguous(), dc_last.contiguous(), h0, w_hh, gain, cgain, masks, hs, cs, *saved,
-            ctx.eps,
-        )  # fmt: skip
+            dhs.contiguous(), dc_last.contiguous(), h0, w_hh, gain, cgain, masks, hs, cs, *saved
+        )
         return dxp, dh0, dc0, dw, *grads, None, None
 
 

@@ -237,6 +237,11 @@ LnView ln_view(const Tensor& gain, const Tensor& shift, const Tensor& cgain, con
   return {ptr(gain), ptr(shift), ptr(cgain), ptr(cbias), cgain.size(0), static_cast<float>(eps)};
 }
 
+// Backward reads only the gains (the shifts and eps are in the saved normalised values).
+LnView backward_view(const Tensor& gain, const Tensor& cgain) {
+  return ln_view(gain, Tensor(), cgain, Tensor(), 0.0);
+}
+
 std::vector<Tensor> ln_saved_tensors(int64_t lead, int64_t B, int64_t H, const Tensor& like) {
   auto o = like.options();
   std::vector<int64_t> n4{B, 4 * H}, n5{B, 5}, n1{B, H};
@@ -275,13 +280,13 @@ std::vector<Tensor> ln_forward(const Tensor& gates, const Tensor& c, const Tenso
 std::vector<Tensor> ln_backward(const Tensor& dh, const Tensor& dc, const Tensor& c,
                                 const Tensor& gain, const Tensor& cgain, const Tensor& mask,
                                 const Tensor& normed, const Tensor& act, const Tensor& rstd,
-                                const Tensor& chat, const Tensor& tnc, double eps) {
+                                const Tensor& chat, const Tensor& tnc) {
   const int64_t B = c.size(0), H = c.size(1);
   auto dgates = torch::empty({B, 4 * H}, c.options()), dc_prev = torch::empty({B, H}, c.options());
   Accumulator acc(10 * H, c);
   LnSaved s{ptr(normed), ptr(act), ptr(rstd), ptr(chat), ptr(tnc)};
-  ln_rows_backward(ptr(dh), ptr(dc), ptr(c), ptr(mask), ln_view(gain, Tensor(), cgain, Tensor(), eps), s,
-                   B, ptr(dgates), ptr(dc_prev), acc);
+  ln_rows_backward(ptr(dh), ptr(dc), ptr(c), ptr(mask), backward_view(gain, cgain), s, B,
+                   ptr(dgates), ptr(dc_prev), acc);
   auto g = acc.total().split_with_sizes({4 * H, 4 * H, H, H});
   return {dgates, dc_prev, g[0], g[1], g[2], g[3]};
 }
@@ -315,14 +320,14 @@ std::vector<Tensor> ln_sequence_backward(const Tensor& dhs, const Tensor& dc_las
                                          const Tensor& cgain, const Tensor& masks,
                                          const Tensor& hs, const Tensor& cs, const Tensor& normed,
                                          const Tensor& act, const Tensor& rstd,
-                                         const Tensor& chat, const Tensor& tnc, double eps) {
+                                         const Tensor& chat, const Tensor& tnc) {
   const int64_t T = hs.size(0), B = h0.size(0), H = h0.size(1);
   auto dxp = torch::empty({T, B, 4 * H}, h0.options());
   auto dh = dhs[T - 1].clone(), dc = dc_last.clone(), dc_next = torch::empty_like(dc);
   auto w_t = w_hh.t().contiguous();
   Accumulator acc(10 * H, h0);
   const std::vector<Tensor> saved{normed, act, rstd, chat, tnc};
-  const auto view = ln_view(gain, Tensor(), cgain, Tensor(), eps);
+  const auto view = backward_view(gain, cgain);
   for (int64_t t = T - 1; t >= 0; --t) {
     ln_rows_backward(ptr(dh), ptr(dc), ptr(cs) + t * B * H,
                      masks.numel() ? ptr(masks) + t * B * H : nullptr, view,

@@ -1,0 +1,31 @@
+"""Type checks of a settings dataclass loaded from a file (a model config, a run's training
+settings): one rule for every field, whatever the class."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+_KINDS = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def mistyped(settings: Any) -> list[str]:
+    """The fields of dataclass `settings` whose value is not of the declared type (str, int,
+    float or bool, each maybe "| None"). A whole number given for a float is stored as a float (one
+    too large for a float as inf, for a range check to refuse); True is not an int."""
+    bad = []
+    for f in dataclasses.fields(settings):
+        name = f.type.removesuffix(" | None")
+        kind, value = _KINDS[name], getattr(settings, f.name)
+        if value is None and name != f.type:
+            continue
+        if kind is float and type(value) is int:
+            try:
+                value = float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                value = math.inf
+            object.__setattr__(settings, f.name, value)
+        if type(value) is not kind:
+            bad.append(f.name)
+    return bad
