@@ -60,6 +60,7 @@ class Case:
     says: str = ""  # a fragment the error line must hold (any message when "")
     names: str = ""  # the {NAME} of the file the error line must name
     accept: bool = False  # a good input: must succeed
+    matches: str = ""  # a regular expression the error line must match (tables kept as patterns)
 
 
 def case(name: str, command: str, says: str = "", names: str = "", accept: bool = False) -> Case:
@@ -298,8 +299,13 @@ CASES: list[Case] = [
     case("a good SVG", f"{COMPLETE} {{good.svg}}", accept=True),
     # Model folders from elsewhere.
     *(
-        case(f"model folder: {what}", f"{DRAW} --model {{model{i}}}", "", f"model{i}/config.json")
-        for i, what in enumerate(MODEL_FOLDER_CASES)
+        Case(
+            f"model folder: {what}",
+            tuple(f"{DRAW} --model {{model{i}}}".split()),
+            names=f"model{i}/config.json",
+            matches=pattern,
+        )
+        for i, (what, (_, pattern)) in enumerate(MODEL_FOLDER_CASES.items())
     ),
     # Numbers on the command line.
     case("draw --count 0", f"{DRAW} --count 0", "at least 1"),
@@ -488,6 +494,8 @@ def replay(c: Case, paths: dict[str, Path]) -> tuple[str, str]:
         return "unclear", f"does not name {paths[c.names]}: {line}"
     if c.says not in line or len(line.split("error:", 1)[1].strip()) < 10:
         return "unclear", f"does not say {c.says!r}: {line}"
+    if c.matches and not re.search(c.matches, line):
+        return "unclear", f"does not match {c.matches!r}: {line}"
     return "clear", line
 
 
