@@ -12,6 +12,7 @@ from aisketcher.data.batching import (
     START_TOKEN,
     BatchLoader,
     augment,
+    balanced_order,
     collate,
     drop_points,
     length_grouped_batches,
@@ -183,6 +184,31 @@ def test_length_grouped_batches_are_deterministic_by_seed(cats):
     other = length_grouped_batches(lengths, 50, np.random.default_rng(4))
     assert all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(one, other, strict=True))
+
+
+def test_balanced_epochs_give_every_class_the_same_share():
+    labels = np.array([0] * 700 + [1] * 210 + [2] * 90)  # the shape of the shared subsets
+    rng = np.random.default_rng(0)
+    first, second = balanced_order(labels, rng), balanced_order(labels, rng)
+    for order in (first, second):
+        assert np.bincount(labels[order]).tolist() == [334, 334, 334]  # ceil(1000 / 3) each
+        large = order[labels[order] == 0]
+        assert len(set(large.tolist())) == 334  # a subset of the large class, no repeats
+        small = order[labels[order] == 2]
+        assert set(small.tolist()) == set(range(910, 1000))  # every small-class sketch
+        assert np.bincount(small).max() - np.bincount(small)[910:].min() <= 1  # evenly repeated
+    assert set(first[labels[first] == 0].tolist()) != set(second[labels[second] == 0].tolist())
+
+
+def test_a_balanced_loader_draws_small_classes_as_often_as_large_ones():
+    labels = np.array([0] * 300 + [1] * 30)
+    sketches = [np.zeros((5 + i % 40, 3), dtype=np.float32) for i in range(330)]
+    loader = BatchLoader(Split(sketches, labels), 30, balance_classes=True, seed=1)
+    drawn = np.concatenate([loader.next_batch().labels.numpy() for _ in range(10)])
+    assert abs(np.mean(drawn == 1) - 0.5) < 0.1  # 50% by design; 9% of the sketches
+    uniform = BatchLoader(Split(sketches, labels), 30, seed=1)
+    drawn = np.concatenate([uniform.next_batch().labels.numpy() for _ in range(10)])
+    assert np.mean(drawn == 1) < 0.2
 
 
 def test_split_smaller_than_a_batch_gives_one_batch():

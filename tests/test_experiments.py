@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,30 @@ def test_a_written_reading_ends_the_docs_copy(experiments: tuple[Path, Path, int
     assert "What the numbers say" not in (out / "results.md").read_text()
 
 
+def test_the_docs_keep_the_experiments_run_elsewhere(
+    experiments: tuple[Path, Path, int], tmp_path: Path
+) -> None:
+    """An experiment written later replaces its own section and leaves the others in the docs."""
+    out, docs, _ = experiments
+    shutil.copytree(docs, tmp_path / "docs")
+    later = tmp_path / "later"
+    summary = json.loads((out / "diversity.json").read_text())
+    for _, rel in summary["figures"]:
+        (later / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / rel, later / rel)
+    summary["seed"] = 7
+    (later / "diversity.json").write_text(json.dumps(summary))
+    text = write_results(later, tmp_path / "docs" / "results.md").read_text()
+    for experiment in EXPERIMENTS.values():
+        assert f"## {experiment.title}" in text
+    diversity = text[text.index(f"## {EXPERIMENTS['diversity'].title}") :]
+    assert "size `small`, seed 7;" in diversity
+    kept = json.loads((tmp_path / "docs" / "results" / "diversity.json").read_text())
+    assert kept["seed"] == 7
+    assert (tmp_path / "docs" / "results" / "ablation.json").is_file()
+    assert EXPERIMENTS["ablation"].title not in (later / "results.md").read_text()
+
+
 @pytest.mark.slow
 def test_an_experiment_again_reuses_runs_and_evaluations(
     experiments: tuple[Path, Path, int], quickdraw_dir: Path, capsys: pytest.CaptureFixture
@@ -153,6 +178,48 @@ def test_repeat_seeds_train_again_and_give_the_spread(
     totals = {r["seed"]: r["total"] for r in seed_rows if r["model"] == "ai-sketcher"}
     assert totals[0] != totals[1]  # another seed: other initial weights, other batches
     assert "Spread over training seeds 0, 1" in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_repeat_seeds_alone_join_the_results_written_before(
+    experiments: tuple[Path, Path, int],
+    quickdraw_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    _, docs, _ = experiments
+    shutil.copytree(docs, tmp_path / "docs")
+    doc = tmp_path / "docs" / "results.md"
+    earlier = json.loads((tmp_path / "docs" / "results" / "diversity.json").read_text())
+    later = tmp_path / "later"
+    args = ["experiment", "diversity", "--scale", "toy", "--out", str(later), "--doc", str(doc)]
+    capsys.readouterr()
+    assert main([*args, "--repeat-seeds", "2", "--repeats-only", "--data", str(quickdraw_dir)]) == 0
+    assert not (later / "runs").exists()  # the main seed is not trained again
+    configs = EXPERIMENTS["diversity"].configs
+    assert {p.name for p in (later / "seed2" / "runs").iterdir()} == {f"QD5-{c}" for c in configs}
+    summary = json.loads((tmp_path / "docs" / "results" / "diversity.json").read_text())
+    assert summary["rows"] == earlier["rows"] and summary["figures"] == earlier["figures"]
+    before = {r["seed"] for r in earlier.get("seed_rows", [{"seed": 0}])}
+    assert {r["seed"] for r in summary["seed_rows"]} == before | {2}
+    text = doc.read_text()
+    assert "Spread over training seeds" in text and ", 2 (every model" in text
+    for experiment in EXPERIMENTS.values():
+        assert f"## {experiment.title}" in text
+    for link in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):
+        assert (tmp_path / "docs" / link).is_file(), link
+
+
+def test_repeat_seeds_join_only_results_of_the_same_making(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    ctx = Context(out=tmp_path, scale=SCALES["toy"], seed=0)
+    earlier = {"scale": dataclasses.asdict(SCALES["cpu"]), "seed": 0, "temperature": 0.4}
+    with pytest.raises(SketchDataError, match="another scale, seed or temperature"):
+        run_experiment("diversity", ctx, repeat_seeds=(1,), earlier=earlier)
+    args = ["experiment", "diversity", "--out", str(tmp_path), "--repeat-seeds", "1"]
+    assert main([*args, "--repeats-only"]) == 2
+    assert f"no earlier diversity.json in {tmp_path}" in capsys.readouterr().err
 
 
 def test_repeating_the_main_seed_is_refused(tmp_path: Path) -> None:

@@ -135,6 +135,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         RUNNERS,
         SCALES,
         Context,
+        earlier_summary,
         estimate_cost,
         run_experiment,
         write_results,
@@ -162,9 +163,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             "classifiers and evaluations not counted)"
         )
         return 0
+    doc = Path(args.doc) if args.doc else None
+    if args.repeats_only and not args.repeat_seeds:
+        raise SketchDataError("--repeats-only needs --repeat-seeds", str(ctx.out))
     for name in names:
-        run_experiment(name, ctx, args.repeat_seeds)
-    results = write_results(ctx.out, Path(args.doc) if args.doc else None)
+        earlier = earlier_summary(name, ctx.out, doc) if args.repeats_only else None
+        run_experiment(name, ctx, args.repeat_seeds, earlier)
+    results = write_results(ctx.out, doc)
     print(f"wrote {results}")
     return 0
 
@@ -276,7 +281,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  aisketcher experiment multiclass --scale paper --device cuda --out runs/paper --estimate\n"
         "  aisketcher experiment multiclass --scale paper --device cuda --out runs/paper\n"
         "  aisketcher experiment diversity --scale cpu --steps 2000 --out runs/short\n"
-        "  aisketcher experiment ablation --scale cpu --out runs/experiments --repeat-seeds 1 2",
+        "  aisketcher experiment ablation --scale cpu --out runs/experiments --repeat-seeds 1 2\n"
+        "  aisketcher experiment multiclass --out runs/seed1 --doc docs/results.md "
+        "--repeat-seeds 1 --repeats-only",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument("name", choices=["ablation", "multiclass", "diversity", "all"])
@@ -311,8 +318,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=(),
         metavar="SEED",
-        help="also train and evaluate every model at these seeds (runs in OUT/seed<k>/) and add "
-        "a table of the spread over seeds; the figures stay those of --seed",
+        help="also train and evaluate the models at these seeds (runs in OUT/seed<k>/; "
+        "multiclass: QD5 and QD20 only) and add a table of the spread over seeds; the figures "
+        "stay those of --seed",
+    )
+    e.add_argument(
+        "--repeats-only",
+        action="store_true",
+        help="train only the --repeat-seeds and add their rows to the experiment's results "
+        "written before (OUT/<experiment>.json, or else the one beside --doc), e.g. to add a "
+        "seed in a later sitting or on another machine",
     )
     e.add_argument(
         "--data", default=None, help="data folder (default $AISKETCHER_DATA or ../shared/data)"

@@ -108,16 +108,39 @@ def collate(
     )
 
 
+def balanced_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One epoch's sketch indices with every class equally often, shuffled.
+
+    Each class gives ceil(N / classes) indices: a class with fewer sketches is repeated (each
+    pass over it shuffled anew), a class with more gives another random subset every epoch. The
+    official datasets hold 70,000 training sketches in every class; our subsets do not.
+    """
+    classes = np.unique(labels)
+    per_class = -(-len(labels) // len(classes))
+    parts = []
+    for c in classes:
+        members = np.flatnonzero(labels == c)
+        passes = -(-per_class // len(members))
+        parts.append(np.concatenate([rng.permutation(members) for _ in range(passes)])[:per_class])
+    return rng.permutation(np.concatenate(parts))
+
+
 def length_grouped_batches(
-    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group: int = 50
+    lengths: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    group: int = 50,
+    order: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Shuffle, sort within windows of `group` batches by length, cut into batches, shuffle those.
 
     Windows keep batches random while each batch holds sketches of similar length. Every batch is
     full (unless the split is smaller than one batch): the remainder left out of an epoch is taken
-    at random before sorting, not from the longest sketches of a window.
+    at random before sorting, not from the longest sketches of a window. `order`: the epoch's
+    shuffled indices (default: every sketch once).
     """
-    order = rng.permutation(len(lengths))
+    if order is None:
+        order = rng.permutation(len(lengths))
     if len(order) >= batch_size:
         order = order[: len(order) - len(order) % batch_size]
     window = batch_size * group
@@ -148,6 +171,7 @@ class BatchLoader:
         scale: float = 0.15,
         drop: float = 0.1,
         group_by_length: bool = True,
+        balance_classes: bool = False,
         pad_to: int | None = None,
     ) -> None:
         if len(split) == 0:
@@ -160,6 +184,7 @@ class BatchLoader:
         self.scale = scale if train else 0.0
         self.drop = drop if train else 0.0
         self.group_by_length = group_by_length
+        self.balance_classes = balance_classes
         self.pad_to = pad_to
         self._lengths = split.lengths()
         self._queue: list[np.ndarray] = []
@@ -174,9 +199,13 @@ class BatchLoader:
         return collate(sketches, self.split.labels[indices], rasters, self.pad_to)
 
     def _epoch(self) -> list[np.ndarray]:
+        order = (
+            balanced_order(self.split.labels, self.rng)
+            if self.balance_classes
+            else self.rng.permutation(len(self.split))
+        )
         if self.group_by_length:
-            return length_grouped_batches(self._lengths, self.batch_size, self.rng)
-        order = self.rng.permutation(len(self.split))
+            return length_grouped_batches(self._lengths, self.batch_size, self.rng, order=order)
         return [
             order[i : i + self.batch_size]
             for i in range(0, len(order) - self.batch_size + 1, self.batch_size)

@@ -71,6 +71,7 @@ class Experiment:
     configs: tuple[str, ...]
     class_sets: tuple[str, ...]
     title: str
+    repeat_sets: tuple[str, ...] = ("QD5",)  # the sets trained again at --repeat-seeds
 
 
 EXPERIMENTS = {
@@ -90,6 +91,7 @@ EXPERIMENTS = {
         ("sketch-rnn-cond", "sketch-pix2seq", "ai-sketcher"),
         ("QD5", "QD10", "QD15", "QD20"),
         "Multi-class generation (paper Figure 4)",
+        ("QD5", "QD20"),  # the ends of the curve
     ),
     "diversity": Experiment(
         ("ai-sketcher", "sketch-rnn-cond"), ("QD5",), "Diversity (paper Figure 5)"
@@ -628,7 +630,7 @@ def repeat_rows(name: str, ctx: Context, seed: int) -> list[dict[str, Any]]:
     samples = scale.diversity_samples if name == "diversity" else scale.samples
     cache: dict[str, SketchDataset] = {}
     rows = []
-    for set_name in EXPERIMENTS[name].class_sets:
+    for set_name in EXPERIMENTS[name].repeat_sets:
         prepared = _prepare(rep, name, set_name, cache)
         if prepared is None:
             continue
@@ -639,25 +641,58 @@ def repeat_rows(name: str, ctx: Context, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def run_experiment(name: str, ctx: Context, repeat_seeds: Sequence[int] = ()) -> dict[str, Any]:
+def _repeat(
+    name: str, ctx: Context, seed_rows: list[dict[str, Any]], seeds: Sequence[int]
+) -> list[dict[str, Any]]:
+    """`seed_rows` of the repeated sets with every seed of `seeds` trained and evaluated again."""
+    repeated = EXPERIMENTS[name].repeat_sets
+    kept = [r for r in seed_rows if r["set"] in repeated and r["seed"] not in seeds]
+    return kept + [row for seed in seeds for row in repeat_rows(name, ctx, seed)]
+
+
+def run_experiment(
+    name: str,
+    ctx: Context,
+    repeat_seeds: Sequence[int] = (),
+    earlier: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train, evaluate and draw one experiment; write `<name>.json` and rewrite `results.md`.
 
-    With `repeat_seeds`, every model is also trained and evaluated at those seeds, and the JSON
-    holds every seed's rows (`seed_rows`) for the spread."""
+    With `repeat_seeds`, the models of the experiment's repeated sets are also trained and
+    evaluated at those seeds, and the JSON holds every seed's rows (`seed_rows`) for the spread.
+    With `earlier`, the summary of this experiment written before (same scale, seed and
+    temperature), only the repeat seeds are trained: their rows join its spread."""
     if name not in RUNNERS:
         raise SketchDataError(f"unknown experiment '{name}'; choose from {', '.join(RUNNERS)}")
     if ctx.seed in repeat_seeds:
         raise SketchDataError(f"--repeat-seeds repeats --seed {ctx.seed}", str(ctx.out))
     ctx.out.mkdir(parents=True, exist_ok=True)
+    if earlier is not None:
+        made = (earlier["scale"], earlier["seed"], earlier["temperature"])
+        scale = json.loads(json.dumps(dataclasses.asdict(ctx.scale)))  # as the JSON holds it
+        if made != (scale, ctx.seed, ctx.temperature):
+            raise SketchDataError(
+                f"the earlier {name} results were made at another scale, seed or temperature "
+                f"(seed {earlier['seed']}, temperature {earlier['temperature']}, "
+                f"{earlier['scale']['steps']} steps of size {earlier['scale']['size']})",
+                str(ctx.out),
+            )
+        first = [{**r, "seed": earlier["seed"]} for r in earlier["rows"] if r["model"] != REFERENCE]
+        summary = {
+            **earlier,
+            "seed_rows": _repeat(name, ctx, earlier.get("seed_rows", first), repeat_seeds),
+        }
+        write_json(ctx.out / f"{name}.json", summary)
+        write_results(ctx.out)
+        return summary
     result = RUNNERS[name](ctx)
     if repeat_seeds:
-        result["seed_rows"] = [
+        first = [
             {"set": s, "model": m, "seed": ctx.seed, **r}
             for s, m, r in result["rows"]
             if m != REFERENCE
         ]
-        for seed in repeat_seeds:
-            result["seed_rows"] += repeat_rows(name, ctx, seed)
+        result["seed_rows"] = _repeat(name, ctx, first, repeat_seeds)
     configs = EXPERIMENTS[name].configs
     summary = {
         "experiment": name,
@@ -678,6 +713,16 @@ def run_experiment(name: str, ctx: Context, repeat_seeds: Sequence[int] = ()) ->
     write_json(ctx.out / f"{name}.json", summary)
     write_results(ctx.out)
     return summary
+
+
+def earlier_summary(name: str, out: Path, doc: Path | None) -> dict[str, Any]:
+    """The summary of experiment `name` written before: in `out`, or else beside `doc`."""
+    for folder in (out, *([doc.with_suffix("")] if doc is not None else [])):
+        path = folder / f"{name}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+    where = f"{out}" + (f" or {doc.with_suffix('')}" if doc is not None else "")
+    raise SketchDataError(f"no earlier {name}.json in {where} to add repeat seeds to", str(out))
 
 
 # ----- results.md -----
@@ -755,36 +800,46 @@ sketch's influence memory minus with its own: large when the memory has read its
 row "real sketches" holds the references: the classifier's accuracy on real test sketches (the ceiling of
 recognizability) and real validation against real test sketches (the floor of FID, and the
 precision, recall and diversity of real data). Models are evaluated at their best validation
-checkpoint. Every number, per class, is in the JSON files beside this one.
+checkpoint. Every number, per class, is in each experiment's JSON file beside this one
+(`results/<experiment>.json` in the docs).
 """
 
 
 def write_results(out: Path, doc: Path | None = None) -> Path:
     """results.md in `out` from every `<experiment>.json` there; with `doc`, a copy for the docs.
 
-    The copy's figures go to a folder named after it (docs/results.md -> docs/results/). A reading
-    of the results written by a person, `reading.md` in that folder, ends the copy when it exists:
-    the numbers stay generated, the words about them are kept apart.
+    The copy's figures and summaries go to a folder named after it (docs/results.md ->
+    docs/results/), and an experiment not run in `out` keeps the section its summary there gives,
+    so experiments run at different times (or on different machines) add up in one document. A
+    reading of the results written by a person, `reading.md` in that folder, ends the copy when it
+    exists: the numbers stay generated, the words about them are kept apart.
     """
-    summaries = [
-        json.loads((out / f"{name}.json").read_text())
+    fresh = {
+        name: json.loads((out / f"{name}.json").read_text())
         for name in RUNNERS
         if (out / f"{name}.json").is_file()
-    ]
+    }
     path = out / "results.md"
-    path.write_text(INTRO + "\n" + "\n".join(_section(s, "") for s in summaries))
-    if doc is not None:
-        folder = doc.with_suffix("")
-        folder.mkdir(parents=True, exist_ok=True)
-        for s in summaries:
-            for _, rel in s["figures"]:
+    path.write_text(INTRO + "\n" + "\n".join(_section(s, "") for s in fresh.values()))
+    if doc is None:
+        return path
+    folder = doc.with_suffix("")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, summary in fresh.items():
+        for _, rel in summary["figures"]:
+            if (out / rel).is_file():  # else kept from an earlier run (repeat seeds only)
                 shutil.copyfile(out / rel, folder / Path(rel).name)
-        prefix = f"{folder.name}/"
-        text = INTRO + "\n" + "\n".join(_section(s, prefix) for s in summaries)
-        text = text.replace(f"{prefix}figures/", prefix)
-        reading = folder / "reading.md"
-        if reading.is_file():
-            text += "\n" + reading.read_text()
-        doc.write_text(text)
-        return doc
-    return path
+        shutil.copyfile(out / f"{name}.json", folder / f"{name}.json")
+    kept = [
+        json.loads((folder / f"{name}.json").read_text())
+        for name in RUNNERS
+        if (folder / f"{name}.json").is_file()
+    ]
+    prefix = f"{folder.name}/"
+    text = INTRO + "\n" + "\n".join(_section(s, prefix) for s in kept)
+    text = text.replace(f"{prefix}figures/", prefix)
+    reading = folder / "reading.md"
+    if reading.is_file():
+        text += "\n" + reading.read_text()
+    doc.write_text(text)
+    return doc

@@ -62,6 +62,7 @@ class TrainConfig:
     augment_scale: float = 0.15  # magenta random_scale_factor
     augment_drop: float = 0.1  # magenta augment_stroke_prob
     group_by_length: bool = True  # batches of similar length, padded to their own longest
+    balance_classes: bool = False  # every class equally often per epoch (magenta: every sketch)
     eval_every: int = 500  # steps between validations (and best-checkpoint updates)
     checkpoint_every: int = 250  # steps between saves of last.safetensors
     log_every: int = 10  # steps between metric rows
@@ -287,6 +288,7 @@ class Trainer:
             scale=train_config.augment_scale,
             drop=train_config.augment_drop,
             group_by_length=train_config.group_by_length,
+            balance_classes=train_config.balance_classes,
         )
         self.valid_loader = (
             BatchLoader(
