@@ -73,6 +73,46 @@ def test_batched_sampling_stops_each_sketch_at_its_end(data) -> None:
         assert 1 <= len(s3) <= 40 and s3[-1, 2] == 1 and np.isfinite(s3).all()
 
 
+@pytest.mark.parametrize("preset", ["sketch-rnn", "ai-sketcher", "ai-sketcher-paper-memory"])
+def test_decoding_some_rows_gives_those_rows_of_the_whole_batch(preset: str, data) -> None:
+    """What the sampler does when rows end: their state leaves the batch, the others are exact."""
+    sk = tiny_sketcher(preset, data)
+    model = sk.model.eval()
+    real = [data["train"].sketches[i] for i in range(4)]
+    scale = [data.scale_factor, data.scale_factor, 1]
+    latent = sk.encode([Sketch(r * scale, "cat") for r in real], [0, 1, 0, 1])
+    latent = latent if model.config.has_latent else class_latent(model, [0, 1, 0, 1], 0)
+    state = model.initial_state(latent, 4)
+    keep = torch.tensor([1, 3])
+    points = torch.randn(6, 4, 5)
+    noise = torch.randn(6, 4, model.config.memory_size)
+    with torch.no_grad():
+        for step in range(6):
+            if step == 3:
+                part = (state.rows(keep), latent.rows(keep))
+            y, state, _ = model.decode_step(points[step], state, latent, step, noise[step])
+            if step >= 3:
+                y_part, part_state, _ = model.decode_step(
+                    points[step, keep], part[0], part[1], step, noise[step, keep]
+                )
+                part = (part_state, part[1])
+                torch.testing.assert_close(y_part, y[keep])
+
+
+def test_a_batch_stops_decoding_the_sketches_that_ended(data) -> None:
+    sk = tiny_sketcher("ai-sketcher", data)
+    latent = class_latent(sk.model, [0] * 8, 0)
+    sampler = Sampler(sk.model, latent, 8, generator=make_generator(torch.device("cpu"), 3))
+    decoded = []
+    while not sampler.finished:
+        decoded.append(len(sampler.active))
+        points, drawing = sampler.step()
+        assert (points[~drawing] == [0, 0, 0, 0, 1]).all()  # ended rows stay ended
+    assert decoded[0] == 8 and decoded[-1] < 8  # ended rows left the batch
+    lengths = sorted(len(s) for s in sampler.sketches())
+    assert lengths[-1] == len(decoded) - 1  # the last step drew the end of the longest
+
+
 def test_bad_requests_are_clear(data) -> None:
     sk = tiny_sketcher("ai-sketcher", data)
     with pytest.raises(SketchDataError, match="did you mean cat"):

@@ -6,7 +6,10 @@ strokes in `complete`) is fed first, as teacher forcing: it primes the decoder a
 influence memory, fills the memory with what was drawn. Then each step samples one point per row
 from the mixture (eq. 6-8, at a temperature) and feeds it back, so the memory grows from the
 model's own points, until every row has drawn its end-of-sketch or `max_steps` points are drawn.
-`step` returns each new point, which the web app streams while the model is still drawing.
+`step` returns each new point, which the web app streams while the model is still drawing. Rows
+that have ended leave the decoded batch (their state is dropped once a quarter of the rows still
+decoded have ended), so a batch costs the points its sketches draw, not its longest sketch times
+its size.
 """
 
 from __future__ import annotations
@@ -76,6 +79,10 @@ class Sampler:
         self.steps = 0  # points fed to the decoder so far (the prefix's and the drawn)
         self.rows: list[torch.Tensor] = []  # (count, 5) per step, kept on the device
         self.done = np.zeros(count, dtype=bool)  # in NumPy: a check per step costs less there
+        # The rows still decoded (`state`, `point` and `_latent` hold these rows only).
+        self.active = np.arange(count)
+        self._latent = latent
+        self._ended = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0], device=device).expand(count, 5)
         self.prefix_points = 0
         if prefix is not None:
             self._feed(prefix)
@@ -83,10 +90,10 @@ class Sampler:
     def _decode(self) -> torch.Tensor:
         noise = None
         if self.model.influence is not None:
-            size = (self.count, self.model.config.memory_size)
+            size = (len(self.active), self.model.config.memory_size)
             noise = torch.randn(size, generator=self.generator, device=self.point.device)
         y, self.state, _ = self.model.decode_step(
-            self.point, self.state, self.latent, self.steps, influence_noise=noise
+            self.point, self.state, self._latent, self.steps, influence_noise=noise
         )
         self.steps += 1
         return y
@@ -108,7 +115,8 @@ class Sampler:
     def step(self) -> tuple[np.ndarray, np.ndarray]:
         """Draw one point per row: (points (count, 5) stroke-5, rows still drawing before it).
 
-        A row's end-of-sketch point (p3 = 1) is its last; rows that had ended draw on unseen.
+        A row's end-of-sketch point (p3 = 1) is its last; rows that had ended get end-of-sketch
+        points again.
         """
         drawing = ~self.done
         y = self._decode()
@@ -116,10 +124,27 @@ class Sampler:
         # magenta-js tempers the discrete choices less than the offsets: 0.5 + 0.5 T.
         soft = 0.5 + 0.5 * self.temperature if cfg.discrete_temperature == "magenta-js" else None
         self.point = sample_points(y, cfg.num_mixture, self.temperature, self.generator, soft)
-        self.rows.append(self.point)
-        points = self.point.cpu().numpy()
+        if len(self.active) == self.count:
+            row = self.point
+        else:
+            row = self._ended.clone()
+            row[torch.from_numpy(self.active).to(row.device)] = self.point
+        self.rows.append(row)
+        points = row.cpu().numpy()
         self.done |= points[:, 4] > 0.5
+        self._drop_ended()
         return points, drawing
+
+    def _drop_ended(self) -> None:
+        """Stop decoding the rows that have ended, once they are a quarter of those decoded."""
+        going = ~self.done[self.active]
+        if not going.any() or going.sum() > 0.75 * len(self.active):
+            return
+        keep = torch.from_numpy(np.flatnonzero(going)).to(self.point.device)
+        self.active = self.active[going]
+        self.state = self.state.rows(keep)
+        self._latent = self._latent.rows(keep)
+        self.point = self.point.index_select(0, keep)
 
     def run(self) -> list[np.ndarray]:
         """Step until every row has ended, on one thread; the sketches (see `sketches`)."""

@@ -7,7 +7,7 @@ at the boundary. Training and sampling live outside (train/, sampler.py); they u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,10 @@ class Latent:
     memory: torch.Tensor | None  # (B, T, 2H)
     memory_lengths: torch.Tensor | None  # (B,)
 
+    def rows(self, index: torch.Tensor) -> Latent:
+        """The latent of the batch rows `index` only."""
+        return Latent(*(_rows(getattr(self, f.name), index) for f in fields(self)))
+
 
 @dataclass
 class DecoderState:
@@ -48,6 +52,23 @@ class DecoderState:
     # points 1..t (rows past the current step are unused room), and that RNN's own state.
     memory: torch.Tensor | None = None  # (B, capacity, H)
     memory_rnn: tuple[torch.Tensor, ...] | None = None
+
+    def rows(self, index: torch.Tensor) -> DecoderState:
+        """The state of the batch rows `index` only."""
+        memory_rnn = (
+            None if self.memory_rnn is None else tuple(_rows(t, index) for t in self.memory_rnn)
+        )
+        return DecoderState(
+            tuple(_rows(t, index) for t in self.rnn),
+            _rows(self.query, index),
+            _rows(self.context, index),
+            _rows(self.memory, index),
+            memory_rnn,
+        )
+
+
+def _rows(t: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t.index_select(0, index.to(t.device))
 
 
 @dataclass
