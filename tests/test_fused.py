@@ -159,7 +159,11 @@ def test_drawing_steps_give_the_reference_outputs(
                 point = row.expand(2, 5)
         return [*outputs, state.memory[:, : len(points)]]
 
+    calls = []
+    step = fused.ln_draw_step
+    monkeypatch.setattr(fused, "ln_draw_step", lambda *a: calls.append(1) or step(*a))
     fast, reference = both_paths(monkeypatch, run)
+    assert len(calls) == len(points)  # every step of the fast run was the one fused call
     assert_close(fast, reference)
 
 

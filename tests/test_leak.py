@@ -16,7 +16,7 @@ from aisketcher.latents import class_latent
 from aisketcher.model.config import PRESETS, make_config
 from aisketcher.model.mixture import Mixture
 from aisketcher.model.sketcher import SketchModel
-from aisketcher.sampler import Sampler
+from aisketcher.sampler import Sampler, make_generator
 from aisketcher.train.loss import compute_loss
 
 TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
@@ -144,9 +144,11 @@ def test_sampler_memory_grows_from_its_own_points() -> None:
     """Drawing from a class alone needs no stored sketch: the memory holds the drawn points."""
     torch.manual_seed(0)
     model = SketchModel(make_config("ai-sketcher", num_classes=2, **TINY)).eval()
-    sampler = Sampler(model, class_latent(model, [0, 1], 3), 2, max_steps=12)
+    generator = make_generator(torch.device("cpu"), 0)
+    sampler = Sampler(model, class_latent(model, [0, 1], 3), 2, max_steps=12, generator=generator)
     for _ in range(6):
         sampler.step()
     assert sampler.state.memory.shape[1] >= 6
-    assert torch.equal(sampler.state.memory[:, 0], torch.zeros(2, model.config.enc_rnn_size))
+    rows = len(sampler.active)  # the rows still drawing
+    assert torch.equal(sampler.state.memory[:, 0], torch.zeros(rows, model.config.enc_rnn_size))
     assert sampler.state.memory[:, 1:6].abs().sum() > 0

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aisketcher.model import fused
 from aisketcher.model.autoencoder import RasterAutoencoder, RasterEncoder, RasterPrior
-from aisketcher.model.cells import make_cell
+from aisketcher.model.cells import LAYER_NORM_EPS, make_cell
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.encoder import EncoderStates, SketchEncoder
 from aisketcher.model.influence import AttentionTape, InfluenceLayer
@@ -65,6 +66,15 @@ class DecoderState:
             _rows(self.memory, index),
             memory_rnn,
         )
+
+
+def _with_room(memory: torch.Tensor, step: int) -> torch.Tensor:
+    """`memory` with a row `step`: room doubles, so that a long drawing copies O(T) rows."""
+    if memory.shape[1] > step:
+        return memory
+    room = memory.new_zeros(memory.shape[0], max(2 * memory.shape[1], step + 16), memory.shape[2])
+    room[:, : memory.shape[1]] = memory
+    return room
 
 
 def _rows(t: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
@@ -227,15 +237,43 @@ class SketchModel(nn.Module):
             h = memory_rnn[0]
         else:
             h, memory_rnn = self.encoder.forward_cell.step(point, memory_rnn)
-        memory = state.memory
-        if memory.shape[1] <= step:  # room doubles, so that a long drawing copies O(T) rows
-            room = memory.new_zeros(
-                memory.shape[0], max(2 * memory.shape[1], step + 16), h.shape[1]
-            )
-            room[:, : memory.shape[1]] = memory
-            memory = room
+        memory = _with_room(state.memory, step)
         memory[:, step] = h
         return DecoderState(state.rnn, state.query, state.context, memory, memory_rnn)
+
+    def _fused_drawing(self, point: torch.Tensor) -> bool:
+        """Whether `decode_step` can run as one fused call: drawing (no autograd, no dropout) a
+        few rows of the default design on a CPU with the kernels built."""
+        cfg = self.config
+        return (
+            not torch.is_grad_enabled()
+            and not self.training
+            and point.shape[0] <= fused.DRAW_ROWS
+            and cfg.cell == "layer_norm"
+            and self.drawn_memory
+            and self.influence.causal
+            and self.influence.log_var is None
+            and fused.usable(point)
+        )
+
+    def _fused_step(
+        self, point: torch.Tensor, state: DecoderState, step: int, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, DecoderState, tuple[torch.Tensor, torch.Tensor]]:
+        """`decode_step` in one call of `fused.ln_draw_step`: the same equations in one pass."""
+        dec, enc, cfg = self.decoder, self.encoder.forward_cell, self.config
+        if noise is None:
+            noise = standard_normal(point.shape[0], cfg.memory_size)
+        memory = _with_room(state.memory, step)
+        start, a_start = self._point_start, self._a_start
+        rnn, memory_rnn = (tuple(t.contiguous() for t in s) for s in (state.rnn, state.memory_rnn))
+        y, h, c, enc_h, enc_c, mu, log_var = fused.ln_draw_step(
+            point.contiguous(), state.context, dec.weight_ih[start : start + 5],
+            dec.weight_ih[a_start : a_start + cfg.memory_size], dec.weight_hh, *dec._norms(),
+            *rnn, state.query.contiguous(), enc.weight_ih, enc.weight_hh, *enc._norms(),
+            *memory_rnn, memory, step, self.influence.W.weight, noise.contiguous(),
+            self.output.weight, self.output.bias, LAYER_NORM_EPS,
+        )  # fmt: skip
+        return y, DecoderState((h, c), h, state.context, memory, (enc_h, enc_c)), (mu, log_var)
 
     def decode_step(
         self,
@@ -246,6 +284,8 @@ class SketchModel(nn.Module):
         influence_noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, DecoderState, tuple[torch.Tensor, torch.Tensor] | None]:
         """One step: point s_j (B, 5), j = `step` -> output y_j (B, 3 + 6m) for s_{j+1}, new state."""
+        if self.influence is not None and self._fused_drawing(point):
+            return self._fused_step(point, state, step, influence_noise)
         xp = state.context + self.decoder.partial_projection(point, self._point_start)
         stats = None
         if self.influence is not None:

@@ -17,6 +17,9 @@ Two granularities, both autograd functions:
 - a sequence (`ln_lstm_sequence`, `lstm_sequence`): the time loop in C++, and in backward the
   recurrent weight's gradient as one matrix product over all steps (the encoder, and decoders
   without an influence layer).
+
+And for drawing a few sketches with the default model, its whole decoder step (the memory's
+encoder step, the influence layer, the cell, the output layer) as one call: `ln_draw_step`.
 """
 
 from __future__ import annotations
@@ -253,6 +256,15 @@ def lstm_step(
         out = extension().lstm_forward(torch.addmm(xp, h, w_hh), c, _mask(mask), forget_bias)
         return out[0], out[1]
     return _LSTMStep.apply(xp, h, c, w_hh, _mask(mask), forget_bias)
+
+
+DRAW_ROWS = 4  # up to this many rows a drawing step's loops beat batched matrix products
+
+
+def ln_draw_step(*args: Tensor | int | float) -> list[Tensor]:
+    """One drawing step of the default model as one call (see `ln_draw_step` in lstm.cpp):
+    y, h', c', the memory cell's h', c', mu_a, log sigma_a^2; the memory's row is written."""
+    return extension().ln_draw_step(*args)
 
 
 def ln_lstm_sequence(

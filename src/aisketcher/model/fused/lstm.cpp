@@ -14,13 +14,16 @@
 // All tensors are contiguous float32 on the CPU. Every inner loop runs over one row's contiguous
 // units with simple bodies, so the compiler vectorises it (the transcendental functions through
 // glibc's vector math library); the time loop of a sequence writes straight into its outputs.
+// Last, a whole drawing step of the default model (its cells, memory and influence layer).
 
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 namespace {
@@ -455,6 +458,116 @@ std::vector<Tensor> lstm_sequence_backward(const Tensor& dhs, const Tensor& dc_l
   return {dxp, dh, dc, dw};
 }
 
+// ---------------------------------------------------------------------------------------------
+// Drawing: one whole decoder step of the default model (layer-normalised cells, the "drawn"
+// influence memory, sigma_a = exp(tanh(mu_a) / 2)) for a few rows, without autograd. At batch 1
+// a step is some 30 tensor operations of a few microseconds each around 2 MB of weights; here it
+// is plain loops over those weights, each row's vectors staying in the L1 cache.
+
+// y (N) += x (K) W (K, N), W row-major: one contiguous pass over W.
+inline void add_xw(const float* x, int64_t K, const float* W, int64_t N, float* y) {
+  for (int64_t k = 0; k < K; ++k) {
+    const float xk = x[k];
+    if (xk == 0.0f) continue;  // the pen one-hot, the zero first encoder state
+    const float* w = W + k * N;
+#pragma omp simd
+    for (int64_t n = 0; n < N; ++n) y[n] += xk * w[n];
+  }
+}
+
+// y (O) = W (O, K) x (K) (+ b), W row-major as nn.Linear keeps it.
+inline void linear(const float* W, const float* b, int64_t O, int64_t K, const float* x,
+                   float* y) {
+  for (int64_t o = 0; o < O; ++o) {
+    const float* w = W + o * K;
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t k = 0; k < K; ++k) s += w[k] * x[k];
+    y[o] = b ? s + b[o] : s;
+  }
+}
+
+// Arguments: the point s_j (B, 5); the decoder's projection of the inputs fixed per sketch
+// (B, 4H); its input weights for s_j (5, 4H) and for a_d (n_a, 4H), recurrent weights (H, 4H),
+// norms, state h, c (B, H); the query h_dec_{j-1} (B, H); the encoder's forward cell: input
+// weights (5, 4E), recurrent weights (E, 4E), norms, state (B, E); the memory (B, room, E),
+// whose row j this step writes (room > j); the influence layer's W (n_a, H); lambda_a (B, n_a);
+// the output layer (O, H), (O). Returns y (B, O), h', c', the encoder's h', c', mu_a, log sigma_a^2.
+std::vector<Tensor> ln_draw_step(
+    const Tensor& point, const Tensor& context, const Tensor& w_point, const Tensor& w_a,
+    const Tensor& w_hh, const Tensor& gain, const Tensor& shift, const Tensor& cgain,
+    const Tensor& cbias, const Tensor& h, const Tensor& c, const Tensor& query,
+    const Tensor& enc_w_ih, const Tensor& enc_w_hh, const Tensor& enc_gain,
+    const Tensor& enc_shift, const Tensor& enc_cgain, const Tensor& enc_cbias,
+    const Tensor& enc_h, const Tensor& enc_c, const Tensor& memory, int64_t step,
+    const Tensor& w_att, const Tensor& noise, const Tensor& w_out, const Tensor& b_out,
+    double eps) {
+  const int64_t B = h.size(0), H = h.size(1), E = enc_h.size(1), A = w_att.size(0);
+  const int64_t O = w_out.size(0), room = memory.size(1);
+  TORCH_CHECK(step >= 0 && step < room, "fused drawing: the memory has no row for this step");
+  TORCH_CHECK(A == E && w_a.size(0) == A && w_point.size(0) == 5 && enc_w_ih.size(0) == 5,
+              "fused drawing: unexpected sizes");
+  for (const Tensor* t : {&point, &context, &w_point, &w_a, &w_hh, &h, &c, &query, &enc_w_ih,
+                          &enc_w_hh, &enc_h, &enc_c, &memory, &w_att, &noise, &w_out})
+    TORCH_CHECK(t->is_contiguous(), "fused drawing: contiguous inputs only");
+  auto o = h.options();
+  auto y = torch::empty({B, O}, o), h_out = torch::empty({B, H}, o), c_out = torch::empty({B, H}, o);
+  auto eh_out = enc_h.clone(), ec_out = enc_c.clone();
+  auto mu = torch::empty({B, A}, o), log_var = torch::empty({B, A}, o);
+  const auto dec = ln_view(gain, shift, cgain, cbias, eps);
+  const auto enc = ln_view(enc_gain, enc_shift, enc_cgain, enc_cbias, eps);
+  std::vector<float> gates(4 * H), enc_gates(4 * E), projected(A), scores(step + 1), a(A);
+  for (int64_t b = 0; b < B; ++b) {
+    const float* s = ptr(point) + b * 5;
+    float* mem = ptr(memory) + b * room * E;
+    // The memory gains row j: the encoder's forward state after reading s_j (j > 0; row 0 is
+    // the zero state, whose input is S0).
+    if (step > 0) {
+      std::fill(enc_gates.begin(), enc_gates.end(), 0.0f);
+      add_xw(s, 5, ptr(enc_w_ih), 4 * E, enc_gates.data());
+      add_xw(ptr(enc_h) + b * E, E, ptr(enc_w_hh), 4 * E, enc_gates.data());
+      ln_rows_forward(enc_gates.data(), ptr(enc_c) + b * E, nullptr, enc, 1,
+                      ptr(eh_out) + b * E, ptr(ec_out) + b * E, LnSaved{});
+    }
+    std::memcpy(mem + step * E, ptr(eh_out) + b * E, E * sizeof(float));
+    // Eq. 10-11 over rows 0..j: scores h_dec^T W h_enc_i, softmax, mu_a; eq. 9: a_d.
+    linear(ptr(w_att), nullptr, A, H, ptr(query) + b * H, projected.data());
+    float top = std::numeric_limits<float>::lowest();
+    for (int64_t i = 0; i <= step; ++i) {
+      float v = 0.0f;
+      const float* m = mem + i * E;
+#pragma omp simd reduction(+ : v)
+      for (int64_t k = 0; k < E; ++k) v += m[k] * projected[k];
+      scores[i] = v;
+      top = v > top ? v : top;
+    }
+    float total = 0.0f;
+    for (int64_t i = 0; i <= step; ++i) total += scores[i] = std::exp(scores[i] - top);
+    float* mu_b = ptr(mu) + b * A;
+    float* lv_b = ptr(log_var) + b * A;
+    std::fill(mu_b, mu_b + A, 0.0f);
+    for (int64_t i = 0; i <= step; ++i) {
+      const float weight = scores[i] / total;
+      const float* m = mem + i * E;
+#pragma omp simd
+      for (int64_t k = 0; k < E; ++k) mu_b[k] += weight * m[k];
+    }
+    tanh_(mu_b, lv_b, A);
+    const float* l = ptr(noise) + b * A;
+#pragma omp simd
+    for (int64_t k = 0; k < A; ++k) a[k] = mu_b[k] + std::exp(0.5f * lv_b[k]) * l[k];
+    // Eq. 5: the gates from the fixed inputs' projection, s_j, a_d and h_dec_{j-1}.
+    std::memcpy(gates.data(), ptr(context) + b * 4 * H, 4 * H * sizeof(float));
+    add_xw(s, 5, ptr(w_point), 4 * H, gates.data());
+    add_xw(a.data(), A, ptr(w_a), 4 * H, gates.data());
+    add_xw(ptr(h) + b * H, H, ptr(w_hh), 4 * H, gates.data());
+    ln_rows_forward(gates.data(), ptr(c) + b * H, nullptr, dec, 1, ptr(h_out) + b * H,
+                    ptr(c_out) + b * H, LnSaved{});
+    linear(ptr(w_out), ptr(b_out), O, H, ptr(h_out) + b * H, ptr(y) + b * O);
+  }
+  return {y, h_out, c_out, eh_out, ec_out, mu, log_var};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -466,4 +579,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("ln_sequence_backward", &ln_sequence_backward);
   m.def("lstm_sequence_forward", &lstm_sequence_forward);
   m.def("lstm_sequence_backward", &lstm_sequence_backward);
+  m.def("ln_draw_step", &ln_draw_step);
 }
