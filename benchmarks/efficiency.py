@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--top", type=int, default=14, help="operators listed by --profile")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     configs = list(PRESETS) if args.configs == "all" else args.configs.split(",")
@@ -170,7 +171,7 @@ def main() -> None:
                         timed_step(runner, batches[len(batches) // 2], device)
                     row["breakdown_s"] = breakdown(prof)
                     profiles[name] = prof.key_averages().table(
-                        sort_by="self_cpu_time_total", row_limit=14
+                        sort_by="self_cpu_time_total", row_limit=args.top
                     )
                 del runner
             rate = max(rate_before, matmul_rate(BATCH_SIZE, hidden, device))

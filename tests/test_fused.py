@@ -46,6 +46,7 @@ FUSED_NODES = {
     "_LSTMSequenceBackward",
     "_LayerNormStepBackward",
     "_LSTMStepBackward",
+    "_InfluenceBackward",
 }
 
 
@@ -125,12 +126,16 @@ def test_a_training_step_of_every_kind_of_model_matches(
             + out.latent.z_s.square().mean()
         )
         if out.mu_a is not None:
-            loss = loss + out.mu_a.square().mean()
+            loss = loss + out.mu_a.square().mean() + out.log_var_a.exp().mean()
+        graphs.append(fused_nodes(loss))
         loss.backward()
         return [loss.detach(), *(p.grad.clone() for p in model.parameters() if p.grad is not None)]
 
+    graphs: list[set[str]] = []
     fast, reference = both_paths(monkeypatch, run)
     assert_close(fast, reference)
+    assert ("_InfluenceBackward" in graphs[0]) == model.config.use_influence
+    assert not graphs[1]  # the reference path: no fused node
 
 
 def test_drawing_steps_give_the_reference_outputs(

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from aisketcher.model import fused
 from aisketcher.model.noise import standard_normal_like
 
 
@@ -47,7 +48,7 @@ class AttentionTape:
         self.d_mu = memory.new_zeros(batch, steps, size)
         self.query = memory.new_zeros(batch, steps, size)
         # Every step reads memory through this node, whose backward runs after all of theirs.
-        self.memory = _CollectGradient.apply(memory, self)
+        self.memory = _CollectGradient.apply(memory.contiguous(), self)
 
     def record(
         self,
@@ -149,6 +150,13 @@ class InfluenceLayer(nn.Module):
             hidden = self._padding_mask(lengths, memory.shape[1])[:, :seen]
         projected = self.W(query)
         if tape is not None and torch.is_grad_enabled():
+            if self.log_var is None and fused.usable(projected):
+                if noise is None:
+                    noise = standard_normal_like(projected)
+                limit = torch.full((projected.shape[0],), seen, device=projected.device)
+                if lengths is not None:
+                    limit = torch.minimum(limit, lengths)
+                return fused.influence_step(projected, tape.memory, limit, noise, tape, step)
             mu = _TapedAttention.apply(projected, tape.memory, hidden, seen, tape, step)
         else:
             mu = _attend(projected, memory[:, :seen], hidden)[1]

@@ -18,8 +18,10 @@ Two granularities, both autograd functions:
   recurrent weight's gradient as one matrix product over all steps (the encoder, and decoders
   without an influence layer).
 
-And for drawing a few sketches with the default model, its whole decoder step (the memory's
-encoder step, the influence layer, the cell, the output layer) as one call: `ln_draw_step`.
+Besides the cells: the influence layer's training step (`influence_step`: attention, mu_a, sigma_a
+and a_d in one pass per row, forward and backward), and for drawing a few sketches with the
+default model its whole decoder step (the memory's encoder step, the influence layer, the cell, the
+output layer) as one call (`ln_draw_step`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 NAME = "aisketcher_fused_lstm"
 SOURCE = Path(__file__).with_name("lstm.cpp")
@@ -256,6 +259,36 @@ def lstm_step(
         out = extension().lstm_forward(torch.addmm(xp, h, w_hh), c, _mask(mask), forget_bias)
         return out[0], out[1]
     return _LSTMStep.apply(xp, h, c, w_hh, _mask(mask), forget_bias)
+
+
+class _Influence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, query, memory, limit, noise, tape, step):  # type: ignore[override]
+        a, mu, log_var, alpha = extension().influence_forward(query, memory, limit, noise)
+        ctx.save_for_backward(query, memory, limit, noise, log_var, alpha)
+        ctx.tape, ctx.step = tape, step
+        return a, mu, log_var
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, d_a: Tensor, d_mu: Tensor, d_lv: Tensor):  # type: ignore[override]
+        query, memory, limit, noise, log_var, alpha = ctx.saved_tensors
+        tape = ctx.tape
+        d_query = extension().influence_backward(
+            d_a.contiguous(), d_mu.contiguous(), d_lv.contiguous(), memory, limit, noise,
+            log_var, alpha, tape.alpha, tape.d_scores, tape.d_mu, tape.query, query, ctx.step,
+        )  # fmt: skip
+        return d_query, None, None, None, None, None
+
+
+def influence_step(
+    query: Tensor, memory: Tensor, limit: Tensor, noise: Tensor, tape: Any, step: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The influence layer's training step with sigma_a = exp(tanh(mu_a) / 2): (a_d, mu_a, log
+    sigma_a^2) from the projected query (B, A) over the first `limit` rows of each row's memory
+    (the tape's view, B x T x A); backward writes the step's row of the `AttentionTape`, which
+    forms the memory's gradient."""
+    return _Influence.apply(query.contiguous(), memory, limit, noise.contiguous(), tape, step)
 
 
 DRAW_ROWS = 4  # up to this many rows a drawing step's loops beat batched matrix products

@@ -14,7 +14,8 @@
 // All tensors are contiguous float32 on the CPU. Every inner loop runs over one row's contiguous
 // units with simple bodies, so the compiler vectorises it (the transcendental functions through
 // glibc's vector math library); the time loop of a sequence writes straight into its outputs.
-// Last, a whole drawing step of the default model (its cells, memory and influence layer).
+// Last, a whole drawing step of the default model (its cells, memory and influence layer), and
+// the influence layer's training step.
 
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
@@ -568,6 +569,110 @@ std::vector<Tensor> ln_draw_step(
   return {y, h_out, c_out, eh_out, ec_out, mu, log_var};
 }
 
+// ---------------------------------------------------------------------------------------------
+// The influence layer's step in training (eq. 9-11 with sigma_a = exp(tanh(mu_a) / 2)): from the
+// projected query W h_dec (B, A) and the memory (B, T, A), row b reading its first limit[b] rows,
+// the attention, mu_a, log sigma_a^2 and a_d in one pass per row; backward the same way. The
+// memory's gradient is left to the caller's tape (aisketcher/model/influence.py), which gets this
+// step's attention weights and score gradients written into its (B, steps, T) tensors.
+
+// Returns a_d, mu, log_var (B, A) and alpha (B, T; zero past each row's limit).
+std::vector<Tensor> influence_forward(const Tensor& query, const Tensor& memory,
+                                      const Tensor& limit, const Tensor& noise) {
+  const int64_t B = query.size(0), A = query.size(1), T = memory.size(1);
+  TORCH_CHECK(query.is_contiguous() && memory.is_contiguous() && noise.is_contiguous() &&
+                  limit.is_contiguous() && limit.scalar_type() == torch::kLong,
+              "fused influence: contiguous inputs and int64 limits only");
+  TORCH_CHECK(memory.size(0) == B && memory.size(2) == A, "fused influence: sizes differ");
+  auto o = query.options();
+  auto a = torch::empty({B, A}, o), mu = torch::zeros({B, A}, o), lv = torch::empty({B, A}, o);
+  auto alpha = torch::zeros({B, T}, o);
+  const int64_t* lim = limit.data_ptr<int64_t>();
+  at::parallel_for(0, B, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t n = std::min(lim[b], T);
+      const float *q = ptr(query) + b * A, *mem = ptr(memory) + b * T * A;
+      float *al = ptr(alpha) + b * T, *m = ptr(mu) + b * A;
+      float top = std::numeric_limits<float>::lowest();
+      for (int64_t i = 0; i < n; ++i) {
+        const float* h = mem + i * A;
+        float v = 0.0f;
+#pragma omp simd reduction(+ : v)
+        for (int64_t k = 0; k < A; ++k) v += h[k] * q[k];
+        al[i] = v;
+        top = v > top ? v : top;
+      }
+      float total = 0.0f;
+      for (int64_t i = 0; i < n; ++i) total += al[i] = std::exp(al[i] - top);
+      for (int64_t i = 0; i < n; ++i) {
+        const float w = al[i] /= total;
+        const float* h = mem + i * A;
+#pragma omp simd
+        for (int64_t k = 0; k < A; ++k) m[k] += w * h[k];
+      }
+      float* l = ptr(lv) + b * A;
+      tanh_(m, l, A);
+      const float* e = ptr(noise) + b * A;
+      float* out = ptr(a) + b * A;
+#pragma omp simd
+      for (int64_t k = 0; k < A; ++k) out[k] = m[k] + std::exp(0.5f * l[k]) * e[k];
+    }
+  });
+  return {a, mu, lv, alpha};
+}
+
+// From the gradients of a_d, mu_a and log sigma_a^2: the projected query's gradient (B, A).
+// Writes the tape's row `step`: alpha, the score gradients, mu_a's total gradient and the query.
+Tensor influence_backward(const Tensor& d_a, const Tensor& d_mu, const Tensor& d_lv,
+                          const Tensor& memory, const Tensor& limit, const Tensor& noise,
+                          const Tensor& log_var, const Tensor& alpha, const Tensor& tape_alpha,
+                          const Tensor& tape_d_scores, const Tensor& tape_d_mu,
+                          const Tensor& tape_query, const Tensor& query, int64_t step) {
+  const int64_t B = d_a.size(0), A = d_a.size(1), T = memory.size(1);
+  const int64_t steps = tape_alpha.size(1), width = tape_alpha.size(2);
+  TORCH_CHECK(step < steps && T <= width, "fused influence: the tape has no room");
+  for (const Tensor* t : {&d_a, &d_mu, &d_lv, &tape_alpha, &tape_d_scores, &tape_d_mu, &tape_query})
+    TORCH_CHECK(t->is_contiguous(), "fused influence: contiguous gradients only");
+  auto d_query = torch::zeros({B, A}, d_a.options());
+  const int64_t* lim = limit.data_ptr<int64_t>();
+  at::parallel_for(0, B, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t n = std::min(lim[b], T);
+      const float *mem = ptr(memory) + b * T * A, *al = ptr(alpha) + b * T;
+      const float *ga = ptr(d_a) + b * A, *gm = ptr(d_mu) + b * A, *gl = ptr(d_lv) + b * A;
+      const float *l = ptr(log_var) + b * A, *e = ptr(noise) + b * A;
+      float* dm = ptr(tape_d_mu) + (b * steps + step) * A;
+      std::memcpy(ptr(tape_query) + (b * steps + step) * A, ptr(query) + b * A, A * sizeof(float));
+      // a = mu + exp(lv / 2) e, lv = tanh(mu): everything reaches mu.
+#pragma omp simd
+      for (int64_t k = 0; k < A; ++k) {
+        const float d_lv_total = gl[k] + ga[k] * e[k] * 0.5f * std::exp(0.5f * l[k]);
+        dm[k] = gm[k] + ga[k] + d_lv_total * (1.0f - l[k] * l[k]);
+      }
+      float* ta = ptr(tape_alpha) + (b * steps + step) * width;
+      float* ds = ptr(tape_d_scores) + (b * steps + step) * width;
+      float weighted = 0.0f;
+      for (int64_t i = 0; i < n; ++i) {
+        const float* h = mem + i * A;
+        float v = 0.0f;
+#pragma omp simd reduction(+ : v)
+        for (int64_t k = 0; k < A; ++k) v += h[k] * dm[k];
+        ds[i] = v;  // d alpha_i for now
+        weighted += al[i] * v;
+      }
+      float* dq = ptr(d_query) + b * A;
+      for (int64_t i = 0; i < n; ++i) {
+        ta[i] = al[i];
+        const float g = ds[i] = al[i] * (ds[i] - weighted);  // softmax backward
+        const float* h = mem + i * A;
+#pragma omp simd
+        for (int64_t k = 0; k < A; ++k) dq[k] += g * h[k];
+      }
+    }
+  });
+  return d_query;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -580,4 +685,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_sequence_forward", &lstm_sequence_forward);
   m.def("lstm_sequence_backward", &lstm_sequence_backward);
   m.def("ln_draw_step", &ln_draw_step);
+  m.def("influence_forward", &influence_forward);
+  m.def("influence_backward", &influence_backward);
 }
