@@ -60,7 +60,7 @@ KINDS = {
     "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"),
     "convolutions": ("aten::convolution", "aten::_convolution", "aten::mkldnn_convolution",
                      "aten::convolution_backward"),
-    "fused LSTM kernels": ("_LayerNorm", "_LSTM"),
+    "fused kernels": ("_LayerNorm", "_LSTM", "_Influence"),
     "dropout draws": ("aten::bernoulli", "aten::dropout", "aten::native_dropout"),
 }  # fmt: skip
 
