@@ -230,11 +230,26 @@ def test_train_can_start_from_an_exported_model(tmp_path: Path, data, quickdraw_
     assert main([*argv, "--steps", "8", "--batch-size", "4", "--threads", "1"]) == 0
     state = json.loads((out / "last.json").read_text())
     assert state["step"] == 8 and state["data"]["classes"] == ["cat", "eye"]
+    fresh = tmp_path / "fresh"
+    argv = [*argv[:-1], str(fresh), "--reset", "autoencoder"]
+    assert main([*argv, "--steps", "8", "--batch-size", "4", "--threads", "1"]) == 0
+    before = sk.model.state_dict()
+    after = Sketcher.load(fresh, checkpoint="last").model.state_dict()
+
+    def moved(name: str) -> float:
+        return float((after[name] - before[name]).norm() / before[name].norm())
+
+    assert moved("autoencoder.encoder.fc.weight") > 0.5  # started afresh
+    assert moved("decoder.weight_hh") < 0.1  # one step from the source's weights
+    assert main(["train", "--out", str(tmp_path / "x"), "--reset", "autoencoder"]) == 2
 
 
 def test_complete_files_show_the_models_strokes_in_red(tmp_path: Path, data) -> None:
     """As in the web app: the user's start in black, the model's continuation in red."""
-    model_dir = tiny_sketcher("ai-sketcher", data).export(tmp_path / "m")
+    sketcher = tiny_sketcher("ai-sketcher", data)
+    with torch.no_grad():  # an untrained model may end at once; this one draws on
+        sketcher.model.output.bias[2] = -1e4  # the pen logits come first; the third ends
+    model_dir = sketcher.export(tmp_path / "m")
     start = tmp_path / "start.json"
     start.write_text(json.dumps({"strokes": [[[10, 10], [60, 12], [62, 70]], [[5, 5], [9, 40]]]}))
     for suffix in (".svg", ".png"):

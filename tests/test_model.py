@@ -204,7 +204,12 @@ def test_autoencoder_shapes_and_layers() -> None:
     z, recon = ae(x)
     assert z.shape == (2, 8) and z.abs().max() < 1  # tanh
     assert recon.shape == (2, 1, 128, 128)
-    assert recon.min() >= 0 and recon.max() <= 1
+    assert recon.min() < 0  # the linear output; the squared error is taken on it
+    assert torch.allclose(
+        RasterAutoencoder(8, 128, "sigmoid").decoder.fc.bias, torch.zeros(8 * 256)
+    )
+    sigmoid = RasterAutoencoder(z_size=8, raster_size=128, output="sigmoid")
+    assert sigmoid(x)[1].min() >= 0 and sigmoid(x)[1].max() <= 1
     convs = [m for m in ae.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == list(ENCODER_DEPTHS)
     assert all(c.kernel_size == (2, 2) for c in convs)
@@ -215,6 +220,26 @@ def test_autoencoder_shapes_and_layers() -> None:
     assert len(deconvs) == 6 and deconvs[-1].out_channels == 1
     expected = ((recon - x) ** 2).sum((1, 2, 3)).mean()
     torch.testing.assert_close(reconstruction_error(x, recon), expected)
+
+
+def test_the_autoencoder_sees_its_input_from_the_start(quickdraw_dir) -> None:
+    """At initialisation z_r already differs between real rasters (He init, zero biases); at
+    PyTorch's default initialisation the six ReLU layers shrink the input's trace to nothing and
+    every raster gets nearly the same code, from which training did not recover."""
+    from aisketcher.formats.npz import read_npz
+    from aisketcher.raster import rasterize_many
+
+    cats = read_npz(quickdraw_dir / "cat.npz", ["test"])["test"][:16]
+    x = torch.from_numpy(rasterize_many(cats, 128).astype(np.float32)).unsqueeze(1)
+    torch.manual_seed(0)
+    ae = RasterAutoencoder(z_size=64)
+    spread = ae.encoder(x).std(0).mean()
+    torch.manual_seed(0)
+    default = RasterAutoencoder(z_size=64)
+    for layer in default.modules():
+        if isinstance(layer, torch.nn.Conv2d | torch.nn.ConvTranspose2d | torch.nn.Linear):
+            layer.reset_parameters()  # PyTorch's own initialisation
+    assert spread > 0.05 > 10 * default.encoder(x).std(0).mean()
 
 
 def test_raster_encoder_for_pix2seq() -> None:

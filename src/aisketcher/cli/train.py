@@ -57,12 +57,18 @@ def _new_train_config(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def _warm_start(trainer: Trainer, source: Path) -> None:
-    """Weights from another run or exported model; schedules continue from its step count."""
+def _warm_start(trainer: Trainer, source: Path, reset: list[str]) -> None:
+    """Weights from another run or exported model, but the parts in `reset` start afresh;
+    schedules continue from its step count."""
     from aisketcher.api import Sketcher
     from aisketcher.train import distributed
 
     trainer.model.load_state_dict(Sketcher.load(source).model.state_dict())
+    for part in reset:
+        module = getattr(trainer.model, part)
+        if module is None:
+            raise SketchDataError(f"--reset {part}: this model has no {part}", str(source))
+        module.reset_parameters()
     info = json.loads((source / "config.json").read_text())
     trainer.step = int(info.get("record", {}).get("step") or info.get("step") or 0)
     if distributed.is_main():
@@ -81,6 +87,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     run_dir = Path(args.out)
+    if args.reset and not args.init_from:
+        raise SketchDataError("--reset starts a part afresh in a warm start: it needs --init-from")
     if run_dir.exists() and not run_dir.is_dir():
         raise SketchDataError("--out must be a folder for the run; this is a file", str(run_dir))
     if args.resume:
@@ -145,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         trainer = Trainer(model_cfg, train_cfg, dataset, run_dir, resume=args.resume)
         if args.init_from and not args.resume:
-            _warm_start(trainer, Path(args.init_from))
+            _warm_start(trainer, Path(args.init_from), args.reset)
         if main:
             until = f", or for {train_cfg.max_minutes:g} minutes" if train_cfg.max_minutes else ""
             print(
@@ -272,6 +280,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-length-grouping",
         action="store_true",
         help="random batches, each padded to its own longest sketch (default: batches of similar length)",
+    )
+    p.add_argument(
+        "--reset",
+        action="append",
+        default=[],
+        choices=["autoencoder"],
+        help="with --init-from: start this part from a fresh initialisation instead of the "
+        "source's weights (e.g. a model trained before the autoencoder's fix)",
     )
     p.add_argument(
         "--balance-classes",

@@ -4,6 +4,16 @@ Encoder: 6 convolutions with 2x2 kernels, depths (4, 4, 8, 8, 8, 8), strides alt
 ReLU, then a fully connected layer with tanh giving z_r. Decoder: the mirror image, a fully connected
 layer then 6 (de)convolutions whose input depths are (8, 8, 8, 8, 4, 4), down to one channel.
 Sketch-pix2seq uses the same encoder in place of the RNN encoder.
+
+Two choices the paper leaves open decide whether this network learns at all (measured on QD5,
+the autoencoder alone, 1,000 steps of batch 100; predicting a blank image scores 1,154 there, the
+mean training image 1,036). Initialisation: at PyTorch's default (or Glorot's) the ReLU stack
+shrinks the input-dependent part of its features about 2.5x per layer, so z_r starts the same for
+every raster and saturates; He initialisation with zero biases keeps it. Output: behind a sigmoid,
+the squared error saturates at a near-blank image whose pixels no longer get a gradient; the
+decoder's linear output, squared error taken on it, does not. Default init and sigmoid: error
+1,041 and z_r identical for every raster; He and sigmoid: 1,714; default init and linear: 1,041;
+He and linear (the default here): 869, z_r input-dependent (spread 0.18).
 """
 
 from __future__ import annotations
@@ -17,6 +27,14 @@ LAYOUT = torch.channels_last
 ENCODER_DEPTHS = (4, 4, 8, 8, 8, 8)
 DECODER_DEPTHS = (8, 8, 8, 8, 4, 4)
 STRIDES = (2, 1, 2, 1, 2, 1)
+
+
+def he_init_(module: nn.Module) -> None:
+    """He (Kaiming) normal weights for ReLU and zero biases in every layer of `module`."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
 
 
 def _conv(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
@@ -39,6 +57,7 @@ class RasterEncoder(nn.Module):
         self.side = raster_size // 2 ** STRIDES.count(2)
         self.fc = nn.Linear(channels * self.side**2, out_size)
         self.convs.to(memory_format=LAYOUT)
+        he_init_(self)
 
     def forward(self, raster: torch.Tensor) -> torch.Tensor:
         features = self.convs(raster.contiguous(memory_format=LAYOUT))
@@ -46,7 +65,7 @@ class RasterEncoder(nn.Module):
 
 
 class RasterDecoder(nn.Module):
-    """z_r (B, z) -> reconstruction logits (B, 1, S, S)."""
+    """z_r (B, z) -> the linear output (B, 1, S, S) of the last layer."""
 
     def __init__(self, z_size: int, raster_size: int = 128) -> None:
         super().__init__()
@@ -64,22 +83,34 @@ class RasterDecoder(nn.Module):
             if i < len(outs) - 1:
                 layers.append(nn.ReLU())
         self.deconvs = nn.Sequential(*layers).to(memory_format=LAYOUT)
+        he_init_(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.fc(z)).view(-1, DECODER_DEPTHS[0], self.side, self.side)
         return self.deconvs(h.contiguous(memory_format=LAYOUT))
 
 
+OUTPUTS = ("linear", "sigmoid")
+
+
 class RasterAutoencoder(nn.Module):
-    def __init__(self, z_size: int = 128, raster_size: int = 128) -> None:
+    def __init__(self, z_size: int = 128, raster_size: int = 128, output: str = "linear") -> None:
         super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         self.encoder = RasterEncoder(z_size, raster_size)
         self.decoder = RasterDecoder(z_size, raster_size)
+        self.output = output
+
+    def reset_parameters(self) -> None:
+        he_init_(self)
 
     def forward(self, raster: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns z_r and the reconstruction X_r' in [0, 1]."""
+        """Returns z_r and the reconstruction X_r' (the linear output, or its sigmoid); an image
+        of it is X_r' clamped to [0, 1]."""
         z = self.encoder(raster)
-        return z, torch.sigmoid(self.decoder(z))
+        out = self.decoder(z)
+        return z, out if self.output == "linear" else torch.sigmoid(out)
 
 
 def reconstruction_error(raster: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:

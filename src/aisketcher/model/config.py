@@ -33,6 +33,7 @@ class ModelConfig:
     raster_z_size: int = 128  # size of z_r from the CNN autoencoder (paper 128)
     num_mixture: int = 20  # m, bivariate normals in the output GMM (paper 20)
     raster_size: int = 128  # side of the binarized raster X_r (paper 128)
+    raster_output: str = "linear"  # X_r': the AE decoder's linear output, or "sigmoid" (paper open)
     max_seq_len: int = 250  # N_max: longest sketch kept; normalises l_c and l_s (magenta 250)
     # --- influence layer open points (spec section 3) ---
     influence_memory: str = "drawn"  # "drawn": forward states of the points before the target;
@@ -106,6 +107,7 @@ class ModelConfig:
             or self.influence_memory != "drawn"
             or not self.use_influence,
             "autoencoder_mode": self.autoencoder_mode in ("joint", "pretrain"),
+            "raster_output": self.raster_output in ("linear", "sigmoid"),
             "use_influence needs encoder 'rnn'": not self.use_influence or self.encoder == "rnn",
         }
         bad = [k for k, ok in checks.items() if not ok]

@@ -103,7 +103,9 @@ class SketchModel(nn.Module):
             self.to_latent = nn.Linear(cfg.enc_state_size + cfg.cond_size, 2 * cfg.z_size)
         self.autoencoder = self.raster_prior = None
         if cfg.use_autoencoder:
-            self.autoencoder = RasterAutoencoder(cfg.raster_z_size, cfg.raster_size)
+            self.autoencoder = RasterAutoencoder(
+                cfg.raster_z_size, cfg.raster_size, cfg.raster_output
+            )
             self.raster_prior = RasterPrior(cfg.num_classes, cfg.raster_z_size)
         self.influence = (
             InfluenceLayer(
