@@ -327,7 +327,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="train only the --repeat-seeds and add their rows to the experiment's results "
         "written before (OUT/<experiment>.json, or else the one beside --doc), e.g. to add a "
-        "seed in a later sitting or on another machine",
+        "seed in a later sitting; a classifier missing from OUT is trained again from its seed "
+        "(bit for bit the same on the same kind of machine: measured)",
     )
     e.add_argument(
         "--data", default=None, help="data folder (default $AISKETCHER_DATA or ../shared/data)"
