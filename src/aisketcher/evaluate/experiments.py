@@ -641,13 +641,19 @@ def repeat_rows(name: str, ctx: Context, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _repeat(
-    name: str, ctx: Context, seed_rows: list[dict[str, Any]], seeds: Sequence[int]
-) -> list[dict[str, Any]]:
-    """`seed_rows` of the repeated sets with every seed of `seeds` trained and evaluated again."""
+def _with_repeats(
+    name: str, ctx: Context, summary: dict[str, Any], seeds: Sequence[int]
+) -> dict[str, Any]:
+    """`summary` whose `seed_rows` (its own rows as the main seed's when it has none) hold the
+    repeated sets only, with every seed of `seeds` trained and evaluated again."""
+    first = [{**r, "seed": summary["seed"]} for r in summary["rows"] if r["model"] != REFERENCE]
     repeated = EXPERIMENTS[name].repeat_sets
-    kept = [r for r in seed_rows if r["set"] in repeated and r["seed"] not in seeds]
-    return kept + [row for seed in seeds for row in repeat_rows(name, ctx, seed)]
+    kept = [
+        r
+        for r in summary.get("seed_rows", first)
+        if r["set"] in repeated and r["seed"] not in seeds
+    ]
+    return {**summary, "seed_rows": kept + [r for k in seeds for r in repeat_rows(name, ctx, k)]}
 
 
 def run_experiment(
@@ -677,51 +683,48 @@ def run_experiment(
                 f"{earlier['scale']['steps']} steps of size {earlier['scale']['size']})",
                 str(ctx.out),
             )
-        first = [{**r, "seed": earlier["seed"]} for r in earlier["rows"] if r["model"] != REFERENCE]
+        summary = earlier
+    else:
+        result = RUNNERS[name](ctx)
+        configs = EXPERIMENTS[name].configs
         summary = {
-            **earlier,
-            "seed_rows": _repeat(name, ctx, earlier.get("seed_rows", first), repeat_seeds),
+            "experiment": name,
+            "data_sizes": {
+                s: json.loads((ctx.run_dir(s, configs[0]) / "config.json").read_text())["data"][
+                    "sizes"
+                ]
+                for s in result["classes"]
+            },
+            "scale": dataclasses.asdict(ctx.scale),
+            "seed": ctx.seed,
+            "temperature": ctx.temperature,
+            **result,
+            "rows": [{"set": s, "model": m, **r} for s, m, r in result["rows"]],
+            # A list, not an object: write_json sorts keys, and the figures have an order.
+            "figures": [
+                [k, str(Path(v).relative_to(ctx.out))] for k, v in result["figures"].items()
+            ],
         }
-        write_json(ctx.out / f"{name}.json", summary)
-        write_results(ctx.out)
-        return summary
-    result = RUNNERS[name](ctx)
     if repeat_seeds:
-        first = [
-            {"set": s, "model": m, "seed": ctx.seed, **r}
-            for s, m, r in result["rows"]
-            if m != REFERENCE
-        ]
-        result["seed_rows"] = _repeat(name, ctx, first, repeat_seeds)
-    configs = EXPERIMENTS[name].configs
-    summary = {
-        "experiment": name,
-        "data_sizes": {
-            set_name: json.loads((ctx.run_dir(set_name, configs[0]) / "config.json").read_text())[
-                "data"
-            ]["sizes"]
-            for set_name in result["classes"]
-        },
-        "scale": dataclasses.asdict(ctx.scale),
-        "seed": ctx.seed,
-        "temperature": ctx.temperature,
-        **result,
-        "rows": [{"set": s, "model": m, **r} for s, m, r in result["rows"]],
-        # A list, not an object: write_json sorts keys, and the figures have an order.
-        "figures": [[k, str(Path(v).relative_to(ctx.out))] for k, v in result["figures"].items()],
-    }
+        summary = _with_repeats(name, ctx, summary, repeat_seeds)
     write_json(ctx.out / f"{name}.json", summary)
     write_results(ctx.out)
     return summary
 
 
+def doc_folder(doc: Path) -> Path:
+    """Where a docs copy of the results keeps its figures and summaries: docs/results.md ->
+    docs/results/."""
+    return doc.with_suffix("")
+
+
 def earlier_summary(name: str, out: Path, doc: Path | None) -> dict[str, Any]:
     """The summary of experiment `name` written before: in `out`, or else beside `doc`."""
-    for folder in (out, *([doc.with_suffix("")] if doc is not None else [])):
+    for folder in (out, *([doc_folder(doc)] if doc is not None else [])):
         path = folder / f"{name}.json"
         if path.is_file():
             return json.loads(path.read_text())
-    where = f"{out}" + (f" or {doc.with_suffix('')}" if doc is not None else "")
+    where = f"{out}" + (f" or {doc_folder(doc)}" if doc is not None else "")
     raise SketchDataError(f"no earlier {name}.json in {where} to add repeat seeds to", str(out))
 
 
@@ -823,7 +826,7 @@ def write_results(out: Path, doc: Path | None = None) -> Path:
     path.write_text(INTRO + "\n" + "\n".join(_section(s, "") for s in fresh.values()))
     if doc is None:
         return path
-    folder = doc.with_suffix("")
+    folder = doc_folder(doc)
     folder.mkdir(parents=True, exist_ok=True)
     for name, summary in fresh.items():
         for _, rel in summary["figures"]:

@@ -488,6 +488,33 @@ inline void linear(const float* W, const float* b, int64_t O, int64_t K, const f
   }
 }
 
+// Eq. 9-11 for one row: scores over its first n memory rows (n x A) against the projected query,
+// softmax into alpha (n), mu_a (A), log sigma_a^2 = tanh(mu_a), a_d = mu_a + sigma_a * noise.
+inline void attend_row(const float* q, const float* mem, int64_t n, int64_t A, const float* noise,
+                       float* alpha, float* mu, float* lv, float* a) {
+  float top = std::numeric_limits<float>::lowest();
+  for (int64_t i = 0; i < n; ++i) {
+    const float* h = mem + i * A;
+    float v = 0.0f;
+#pragma omp simd reduction(+ : v)
+    for (int64_t k = 0; k < A; ++k) v += h[k] * q[k];
+    alpha[i] = v;
+    top = v > top ? v : top;
+  }
+  float total = 0.0f;
+  for (int64_t i = 0; i < n; ++i) total += alpha[i] = std::exp(alpha[i] - top);
+  std::fill(mu, mu + A, 0.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    const float w = alpha[i] /= total;
+    const float* h = mem + i * A;
+#pragma omp simd
+    for (int64_t k = 0; k < A; ++k) mu[k] += w * h[k];
+  }
+  tanh_(mu, lv, A);
+#pragma omp simd
+  for (int64_t k = 0; k < A; ++k) a[k] = mu[k] + std::exp(0.5f * lv[k]) * noise[k];
+}
+
 // Arguments: the point s_j (B, 5); the decoder's projection of the inputs fixed per sketch
 // (B, 4H); its input weights for s_j (5, 4H) and for a_d (n_a, 4H), recurrent weights (H, 4H),
 // norms, state h, c (B, H); the query h_dec_{j-1} (B, H); the encoder's forward cell: input
@@ -531,32 +558,10 @@ std::vector<Tensor> ln_draw_step(
                       ptr(eh_out) + b * E, ptr(ec_out) + b * E, LnSaved{});
     }
     std::memcpy(mem + step * E, ptr(eh_out) + b * E, E * sizeof(float));
-    // Eq. 10-11 over rows 0..j: scores h_dec^T W h_enc_i, softmax, mu_a; eq. 9: a_d.
+    // Eq. 9-11 over rows 0..j, the query projected by W first.
     linear(ptr(w_att), nullptr, A, H, ptr(query) + b * H, projected.data());
-    float top = std::numeric_limits<float>::lowest();
-    for (int64_t i = 0; i <= step; ++i) {
-      float v = 0.0f;
-      const float* m = mem + i * E;
-#pragma omp simd reduction(+ : v)
-      for (int64_t k = 0; k < E; ++k) v += m[k] * projected[k];
-      scores[i] = v;
-      top = v > top ? v : top;
-    }
-    float total = 0.0f;
-    for (int64_t i = 0; i <= step; ++i) total += scores[i] = std::exp(scores[i] - top);
-    float* mu_b = ptr(mu) + b * A;
-    float* lv_b = ptr(log_var) + b * A;
-    std::fill(mu_b, mu_b + A, 0.0f);
-    for (int64_t i = 0; i <= step; ++i) {
-      const float weight = scores[i] / total;
-      const float* m = mem + i * E;
-#pragma omp simd
-      for (int64_t k = 0; k < E; ++k) mu_b[k] += weight * m[k];
-    }
-    tanh_(mu_b, lv_b, A);
-    const float* l = ptr(noise) + b * A;
-#pragma omp simd
-    for (int64_t k = 0; k < A; ++k) a[k] = mu_b[k] + std::exp(0.5f * lv_b[k]) * l[k];
+    attend_row(projected.data(), mem, step + 1, A, ptr(noise) + b * A, scores.data(),
+               ptr(mu) + b * A, ptr(log_var) + b * A, a.data());
     // Eq. 5: the gates from the fixed inputs' projection, s_j, a_d and h_dec_{j-1}.
     std::memcpy(gates.data(), ptr(context) + b * 4 * H, 4 * H * sizeof(float));
     add_xw(s, 5, ptr(w_point), 4 * H, gates.data());
@@ -585,37 +590,14 @@ std::vector<Tensor> influence_forward(const Tensor& query, const Tensor& memory,
               "fused influence: contiguous inputs and int64 limits only");
   TORCH_CHECK(memory.size(0) == B && memory.size(2) == A, "fused influence: sizes differ");
   auto o = query.options();
-  auto a = torch::empty({B, A}, o), mu = torch::zeros({B, A}, o), lv = torch::empty({B, A}, o);
+  auto a = torch::empty({B, A}, o), mu = torch::empty({B, A}, o), lv = torch::empty({B, A}, o);
   auto alpha = torch::zeros({B, T}, o);
   const int64_t* lim = limit.data_ptr<int64_t>();
   at::parallel_for(0, B, 8, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      const int64_t n = std::min(lim[b], T);
-      const float *q = ptr(query) + b * A, *mem = ptr(memory) + b * T * A;
-      float *al = ptr(alpha) + b * T, *m = ptr(mu) + b * A;
-      float top = std::numeric_limits<float>::lowest();
-      for (int64_t i = 0; i < n; ++i) {
-        const float* h = mem + i * A;
-        float v = 0.0f;
-#pragma omp simd reduction(+ : v)
-        for (int64_t k = 0; k < A; ++k) v += h[k] * q[k];
-        al[i] = v;
-        top = v > top ? v : top;
-      }
-      float total = 0.0f;
-      for (int64_t i = 0; i < n; ++i) total += al[i] = std::exp(al[i] - top);
-      for (int64_t i = 0; i < n; ++i) {
-        const float w = al[i] /= total;
-        const float* h = mem + i * A;
-#pragma omp simd
-        for (int64_t k = 0; k < A; ++k) m[k] += w * h[k];
-      }
-      float* l = ptr(lv) + b * A;
-      tanh_(m, l, A);
-      const float* e = ptr(noise) + b * A;
-      float* out = ptr(a) + b * A;
-#pragma omp simd
-      for (int64_t k = 0; k < A; ++k) out[k] = m[k] + std::exp(0.5f * l[k]) * e[k];
+      attend_row(ptr(query) + b * A, ptr(memory) + b * T * A, std::min(lim[b], T), A,
+                 ptr(noise) + b * A, ptr(alpha) + b * T, ptr(mu) + b * A, ptr(lv) + b * A,
+                 ptr(a) + b * A);
     }
   });
   return {a, mu, lv, alpha};
