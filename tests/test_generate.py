@@ -146,7 +146,7 @@ def test_export_and_load_round_trip(tmp_path: Path, data) -> None:
     sk = tiny_sketcher("ai-sketcher", data)
     with torch.no_grad():  # a fitted z_r prior travels with the weights
         sk.model.raster_prior.mean.uniform_(-0.5, 0.5)
-        sk.model.raster_prior.std.uniform_(0.0, 0.2)
+        sk.model.raster_prior.scale.copy_(torch.diag_embed(torch.rand(2, 8) * 0.2))
     out = sk.export(tmp_path / "model")
     assert {p.name for p in out.iterdir()} == {"model.safetensors", "config.json"}
     loaded = Sketcher.load(out)

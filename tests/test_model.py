@@ -12,6 +12,7 @@ from aisketcher.model.autoencoder import (
     ENCODER_DEPTHS,
     RasterAutoencoder,
     RasterEncoder,
+    RasterPrior,
     reconstruction_error,
 )
 from aisketcher.model.config import PRESETS, ModelConfig, make_config
@@ -346,3 +347,43 @@ def test_config_errors_and_round_trip() -> None:
     cfg = tiny_config("sketch-pix2seq")
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     assert not cfg.variational and cfg.encoder == "cnn"
+
+
+def test_the_raster_prior_draws_with_the_fitted_classes_covariance() -> None:
+    # Known answer: codes drawn from two known correlated Gaussians; the prior's samples must
+    # reproduce each class's mean and full covariance (a diagonal fit loses the correlation).
+    gen = torch.Generator().manual_seed(0)
+    means = torch.tensor([[0.2, -0.1, 0.0], [-0.3, 0.1, 0.4]])
+    factors = torch.tensor(
+        [
+            [[0.2, 0.0, 0.0], [0.15, 0.05, 0.0], [-0.1, 0.0, 0.1]],
+            [[0.1, 0, 0], [0, 0.2, 0], [0, 0, 0.05]],
+        ]
+    )
+    labels = torch.arange(2).repeat_interleave(4000)
+    noise = torch.randn(len(labels), 3, generator=gen)
+    codes = means[labels] + (factors[labels] @ noise[:, :, None])[:, :, 0]
+    prior = RasterPrior(3, 3)
+    prior.fit(codes, labels)
+    draws = prior.sample(labels, torch.randn(len(labels), 3, generator=gen))
+    for k in range(2):
+        got = draws[labels == k]
+        torch.testing.assert_close(got.mean(0), means[k], atol=0.02, rtol=0)
+        expected = factors[k] @ factors[k].T
+        torch.testing.assert_close(torch.cov(got.T), expected, atol=0.004, rtol=0)
+    assert not prior.mean[2].any() and not prior.scale[2].any()  # a class never fitted
+
+
+def test_a_diagonal_raster_prior_saved_before_loads_as_the_same_prior() -> None:
+    from aisketcher.train.checkpoint import load_weights
+
+    cfg = make_config("ai-sketcher", "small", num_classes=2, max_seq_len=20)
+    model = SketchModel(cfg)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items() if k != "raster_prior.scale"}
+    mean, std = torch.rand(2, cfg.raster_z_size) - 0.5, torch.rand(2, cfg.raster_z_size) * 0.2
+    tensors["model.raster_prior.mean"], tensors["model.raster_prior.std"] = mean, std
+    load_weights(model, tensors, "old.safetensors")
+    noise = torch.randn(5, cfg.raster_z_size)
+    labels = torch.tensor([0, 1, 1, 0, 1])
+    expected = (mean[labels] + std[labels] * noise).clamp(-1, 1)
+    torch.testing.assert_close(model.raster_prior.sample(labels, noise), expected)

@@ -99,4 +99,4 @@ def test_a_folder_saved_before_the_z_r_prior_existed_still_loads(
     kept = {k: v for k, v in tensors.items() if "raster_prior" not in k}
     save_file(kept, str(old / "model.safetensors"), metadata={"aisketcher": "{}"})
     prior = Sketcher.load(old).model.raster_prior
-    assert not prior.mean.any() and not prior.std.any()  # a prior never fitted
+    assert not prior.mean.any() and not prior.scale.any()  # a prior never fitted

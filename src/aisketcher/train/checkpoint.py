@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
+from aisketcher.model.autoencoder import diagonal_prior_scale
 
 META_KEY = "aisketcher"
 
@@ -106,11 +107,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
 # Buffers newer than some saved runs; a run without them loads with the defaults (the z_r prior
 # of a class never fitted: mean 0, spread 0).
-OPTIONAL_BUFFERS = ("raster_prior.mean", "raster_prior.std")
+OPTIONAL_BUFFERS = ("raster_prior.mean", "raster_prior.scale")
 
 
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
     state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    if "raster_prior.std" in state:  # a diagonal prior, saved before the full covariance
+        state["raster_prior.scale"] = diagonal_prior_scale(state.pop("raster_prior.std"))
     defaults = model.state_dict()
     state.update({k: defaults[k] for k in OPTIONAL_BUFFERS if k in defaults and k not in state})
     try:

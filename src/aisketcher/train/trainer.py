@@ -375,21 +375,13 @@ class Trainer:
             self.run_dir / f"{name}.safetensors", self.model, self.state_info(), self.optimizer
         )
 
-    @torch.no_grad()
-    def _fit_raster_prior(self, per_class: int = 64) -> None:
+    def _fit_raster_prior(self) -> None:
         """Refit the z_r prior for class-only drawing (model.raster_prior) on training rasters."""
-        prior, rasters = self.model.raster_prior, self.train_loader.rasters
-        if prior is None or rasters is None or self._prior_fitted_at == self.step:
+        rasters = self.train_loader.rasters
+        if self.model.raster_prior is None or rasters is None or self._prior_fitted_at == self.step:
             return  # "best" and "last" saved at the same step share one fit
         self._prior_fitted_at = self.step
-        labels = self.dataset["train"].labels
-        keep = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in np.unique(labels)])
-        images = torch.from_numpy(unpack_rasters(rasters[keep], rasters.shape[1]))
-        was_training = self.model.training
-        self.model.eval()
-        z_r = self.model.autoencoder.encoder(images.float().unsqueeze(1).to(self.device))
-        self.model.train(was_training)
-        prior.fit(z_r, torch.from_numpy(labels[keep]).to(self.device))
+        fit_raster_prior(self.model, rasters, self.dataset["train"].labels)
 
     def _load(self, path: Path) -> None:
         """Weights, optimizer, RNG and loader state from a checkpoint; anything in it that does
@@ -669,3 +661,19 @@ class _NoLog:
         """Write nothing."""
 
     writerow = add_scalar = close = _ignore
+
+
+@torch.no_grad()
+def fit_raster_prior(
+    model: SketchModel, rasters: np.ndarray, labels: np.ndarray, per_class: int = 256
+) -> None:
+    """Fit model.raster_prior on the z_r of up to `per_class` packed training rasters per class
+    (more than z_r has features, for the full covariance)."""
+    keep = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in np.unique(labels)])
+    images = torch.from_numpy(unpack_rasters(rasters[keep], rasters.shape[1]))
+    device = model.output.weight.device
+    was_training = model.training
+    model.eval()
+    z_r = model.autoencoder.encoder(images.float().unsqueeze(1).to(device))
+    model.train(was_training)
+    model.raster_prior.fit(z_r, torch.from_numpy(labels[keep]).to(device))
