@@ -362,3 +362,23 @@ def test_every_file_the_tool_writes_it_reads(tmp_path: Path, data, capsys) -> No
         if suffix != ".svg":
             assert main(["data", "inspect", str(out)]) == 0, suffix
     assert "3 sketches" in capsys.readouterr().out
+
+
+def test_a_translation_takes_its_layout_from_the_target_class_unless_kept(data) -> None:
+    # z_r of a translation: the target class's prior by default, the input's raster code with
+    # keep_layout; z_s is the input's encoding under the target class either way.
+    from aisketcher.latents import encode_sketches, translation_latent
+
+    sk = tiny_sketcher("ai-sketcher", data)
+    with torch.no_grad():  # a prior far from any raster's code: tanh codes stay within (-1, 1)
+        sk.model.raster_prior.mean.copy_(torch.tensor([[-0.9] * 8, [0.9] * 8]))
+    cat = data["train"].sketches[0]
+    encoded = encode_sketches(sk.model, [cat, cat], [1, 1])
+    moved = translation_latent(sk.model, [cat, cat], [1, 1], seed=0)
+    kept = translation_latent(sk.model, [cat, cat], [1, 1], seed=0, keep_layout=True)
+    torch.testing.assert_close(moved.z_s, encoded.z_s)
+    torch.testing.assert_close(moved.z_r, torch.full((2, 8), 0.9))  # spread 0: the mean
+    torch.testing.assert_close(kept.z_r, encoded.z_r)
+    assert not torch.allclose(encoded.z_r, moved.z_r, atol=0.5)
+    drawn = sk.translate(Sketch(cat * [data.scale_factor, data.scale_factor, 1]), ["eye"], seed=1)
+    assert [s.label for s in drawn] == ["eye"]

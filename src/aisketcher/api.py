@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
-from aisketcher.latents import class_latent, encode_sketches
+from aisketcher.latents import class_latent, encode_sketches, translation_latent
 from aisketcher.limits import MAX_TEMPERATURE, MIN_TEMPERATURE
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import Latent, SketchModel
@@ -175,11 +175,14 @@ class Sketcher:
 
     def encode(self, sketches: list[Sketch], labels: list[int]) -> Latent:
         """Encode sketches (pixel units) under the given class indices; z_s = mu_s."""
+        self._require_encoder()
+        return encode_sketches(self.model, [self.normalise(s) for s in sketches], labels)
+
+    def _require_encoder(self) -> None:
         if not self.model.config.has_latent:
             raise SketchDataError(
                 "this model has no encoder (decoder only): it can only draw and complete"
             )
-        return encode_sketches(self.model, [self.normalise(s) for s in sketches], labels)
 
     def reconstruct(
         self,
@@ -201,13 +204,25 @@ class Sketcher:
         *,
         temperature: float = 0.4,
         seed: int | None = None,
+        keep_layout: bool = False,
     ) -> list[Sketch]:
-        """The paper's Figure 2: one input sketch encoded under each target class c (z_s, z_r) and
-        drawn anew; the class vector decides the class."""
-        item = _as_sketch(sketch)
+        """The paper's Figure 2: one input sketch encoded under each target class c and drawn
+        anew; the class vector decides the class. z_r comes from c's prior unless `keep_layout`
+        (the input's raster code, which pulls the drawing toward the input's layout)."""
         labels = [self.class_index(c) for c in (classes or range(len(self.class_names)))]
-        latent = self.encode([item] * len(labels), labels)
+        latent = self.translation_latent(
+            [_as_sketch(sketch)] * len(labels), labels, seed, keep_layout
+        )
         return self._sample(latent, labels, temperature, seed)
+
+    def translation_latent(
+        self, sketches: list[Sketch], labels: list[int], seed: int | None, keep_layout: bool = False
+    ) -> Latent:
+        """What to decode a translation of each sketch into class `labels[i]` from, seeded (see
+        `latents.translation_latent`)."""
+        self._require_encoder()
+        normalised = [self.normalise(s) for s in sketches]
+        return translation_latent(self.model, normalised, labels, seed, keep_layout=keep_layout)
 
     def complete(
         self,

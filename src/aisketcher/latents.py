@@ -1,13 +1,22 @@
 """What the decoder draws from, for each drawing mode: the latents of input sketches or of a class.
 
-- An input sketch (reconstruct, translate, interpolate): z_s = mu_s of its encoding under the
-  chosen class c, and z_r of its raster.
+- An input sketch (reconstruct, interpolate): z_s = mu_s of its encoding under the chosen class
+  c, and z_r of its raster.
+- Translation into class c: z_s = mu_s of the input's encoding under c, and by default z_r from
+  c's prior instead of the input's raster. z_r is the class-blind CNN's code of the whole
+  raster's layout, so with the input's z_r the decoder redraws the input's layout. Measured on the
+  built-in model (20 test sketches of each of 20 classes into the next class, temperature 0.4):
+  recognised as the target 0.34 with the input's z_r, 0.46 with the target's prior; the drawings
+  stay nearer their own input in the classifier's features (9.07) than to an input of another
+  class (10.11), so z_s still carries the input. `keep_layout` keeps the input's z_r.
 - A class alone (draw, complete): z_s ~ N(0, I) and z_r from the class's fitted prior
   (`RasterPrior`, spec section 3). No stored sketch is needed: the default influence memory is
   built from the points the decoder is given or draws (see sampler.py).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -52,3 +61,21 @@ def class_latent(model: SketchModel, labels: list[int], seed: int | None) -> Lat
         noise = torch.from_numpy(rng.standard_normal((len(labels), cfg.raster_z_size)))
         z_r = model.raster_prior.sample(label_t, noise)
     return Latent(model.class_vector(label_t), z_s, z_s, None, z_r, None, None, None)
+
+
+def translation_latent(
+    model: SketchModel,
+    sketches: list[np.ndarray],
+    labels: list[int],
+    seed: int | None,
+    *,
+    keep_layout: bool = False,
+) -> Latent:
+    """Each sketch encoded under its target class `labels[i]` (see the module docstring)."""
+    latent = encode_sketches(model, sketches, labels)
+    if keep_layout or model.raster_prior is None:
+        return latent
+    rng = np.random.default_rng(seed)
+    noise = torch.from_numpy(rng.standard_normal((len(labels), model.config.raster_z_size)))
+    label_t = torch.tensor(labels, device=model.output.weight.device)
+    return dataclasses.replace(latent, z_r=model.raster_prior.sample(label_t, noise))

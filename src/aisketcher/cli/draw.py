@@ -130,7 +130,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
     item = _input(args)
     item.label = "input"
     classes = args.classes or None
-    outputs = sketcher.translate(item, classes, temperature=args.temperature, seed=args.seed)
+    outputs = sketcher.translate(
+        item, classes, temperature=args.temperature, seed=args.seed, keep_layout=args.keep_layout
+    )
     _save([item, *outputs], args, cols=len(outputs) + 1)
     return 0
 
@@ -291,13 +293,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "translate",
         help="redraw one sketch as other classes (paper Figure 2)",
         description="Encode the input sketch under each target class (z_s with the target's "
-        "class vector, z_r of its raster) and draw it anew: the class vector decides the class.",
+        "class vector; z_r, the raster's layout, from the target class's prior) and draw it "
+        "anew: the class vector decides the class.",
         epilog="example:\n  aisketcher translate --input ../shared/data/quickdraw/cat.npz --classes pig,face,apple "
         "--out translated.svg",
         formatter_class=fmt,
     )
     _input_args(p)
     p.add_argument("--classes", type=_classes, default=None, help="target classes (default all)")
+    p.add_argument(
+        "--keep-layout",
+        action="store_true",
+        help="take z_r from the input's raster instead of the target class's prior: the drawing "
+        "keeps more of the input's layout and is recognised as the target less often",
+    )
     _common(p, "translation.svg")
     p.set_defaults(func=cmd_translate)
 

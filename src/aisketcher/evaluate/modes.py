@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from aisketcher.api import Sketcher
-from aisketcher.latents import class_latent, encode_sketches
+from aisketcher.latents import class_latent, encode_sketches, translation_latent
 from aisketcher.sampler import sample
 
 # Seed offsets of the modes, so that no two modes draw with the same random numbers.
@@ -42,12 +42,18 @@ def decode_encodings(
     temperature: float,
     seed: int,
     batch_size: int = 100,
+    *,
+    translate: bool = False,
 ) -> list[np.ndarray]:
-    """Each sketch encoded under the class `labels[i]` (z_s = mu_s, z_r of its raster) and drawn:
-    a reconstruction under its own class, a translation under another."""
+    """Each sketch encoded under the class `labels[i]` and drawn: a reconstruction under its own
+    class (z_s = mu_s, z_r of its raster), or with `translate` a translation under another (the
+    latent of `Sketcher.translate`)."""
     out: list[np.ndarray] = []
     for i, part in enumerate(chunks(len(sketches), batch_size)):
-        latent = encode_sketches(sketcher.model, sketches[part], labels[part])
+        if translate:
+            latent = translation_latent(sketcher.model, sketches[part], labels[part], seed + i)
+        else:
+            latent = encode_sketches(sketcher.model, sketches[part], labels[part])
         out += sample(
             sketcher.model, latent, len(sketches[part]), temperature=temperature, seed=seed + i
         )

@@ -400,7 +400,12 @@ def score_modes(
     if sketcher.model.config.has_latent and n > 1:
         target = (labels + 1) % n
         translated = decode_encodings(
-            sketcher, sets.real, model_index[target].tolist(), t, settings.seed + TRANSLATE_SEED
+            sketcher,
+            sets.real,
+            model_index[target].tolist(),
+            t,
+            settings.seed + TRANSLATE_SEED,
+            translate=True,
         )
         _, pred = classifier.features_and_predictions(translated)
         recognizability["translate"] = _per_class(

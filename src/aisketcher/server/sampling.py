@@ -152,7 +152,7 @@ def translate(
 ) -> StepSampler:
     """The paper's Figure 2, as `Sketcher.translate`: one sketch decoded under each class."""
     labels = [sketcher.class_index(c) for c in (classes or sketcher.class_names)]
-    latent = sketcher.encode([sketch] * len(labels), labels)
+    latent = sketcher.translation_latent([sketch] * len(labels), labels, seed)
     return StepSampler(
         sketcher, latent, labels, [frame] * len(labels), temperature=temperature, seed=seed
     )
