@@ -59,8 +59,7 @@ def class_latent(model: SketchModel, labels: list[int], seed: int | None) -> Lat
     if cfg.has_latent:
         z_s = torch.from_numpy(rng.standard_normal((len(labels), cfg.z_size))).float().to(device)
     if model.raster_prior is not None:
-        noise = torch.from_numpy(rng.standard_normal((len(labels), cfg.raster_z_size)))
-        z_r = model.raster_prior.sample(label_t, noise)
+        z_r = _prior_z_r(model, label_t, rng)
     return Latent(model.class_vector(label_t), z_s, z_s, None, z_r, None, None, None)
 
 
@@ -76,7 +75,11 @@ def translation_latent(
     latent = encode_sketches(model, sketches, labels)
     if keep_layout or model.raster_prior is None:
         return latent
-    rng = np.random.default_rng(seed)
-    noise = torch.from_numpy(rng.standard_normal((len(labels), model.config.raster_z_size)))
     label_t = torch.tensor(labels, device=model.output.weight.device)
-    return dataclasses.replace(latent, z_r=model.raster_prior.sample(label_t, noise))
+    return dataclasses.replace(latent, z_r=_prior_z_r(model, label_t, np.random.default_rng(seed)))
+
+
+def _prior_z_r(model: SketchModel, labels: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """z_r of each label drawn from its class's fitted prior (model.raster_prior)."""
+    noise = torch.from_numpy(rng.standard_normal((len(labels), model.config.raster_z_size)))
+    return model.raster_prior.sample(labels, noise)

@@ -153,8 +153,3 @@ class RasterPrior(nn.Module):
         """z_r = mean_k + L_k noise, kept inside tanh's range (-1, 1)."""
         z = self.mean[labels] + (self.scale[labels] @ noise.to(self.mean)[:, :, None])[:, :, 0]
         return z.clamp(-1.0, 1.0)
-
-
-def diagonal_prior_scale(std: torch.Tensor) -> torch.Tensor:
-    """The `scale` of a prior saved before the full covariance: its per-feature spread `std`."""
-    return torch.diag_embed(std)

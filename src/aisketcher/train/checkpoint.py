@@ -19,7 +19,6 @@ from safetensors.torch import load_file, save_file
 
 from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
-from aisketcher.model.autoencoder import diagonal_prior_scale
 
 META_KEY = "aisketcher"
 
@@ -113,7 +112,7 @@ OPTIONAL_BUFFERS = ("raster_prior.mean", "raster_prior.scale")
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
     state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     if "raster_prior.std" in state:  # a diagonal prior, saved before the full covariance
-        state["raster_prior.scale"] = diagonal_prior_scale(state.pop("raster_prior.std"))
+        state["raster_prior.scale"] = torch.diag_embed(state.pop("raster_prior.std"))
     defaults = model.state_dict()
     state.update({k: defaults[k] for k in OPTIONAL_BUFFERS if k in defaults and k not in state})
     try:
