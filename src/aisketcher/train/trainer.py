@@ -266,6 +266,10 @@ class Trainer:
             and model_config.autoencoder_mode == "pretrain",
         )
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.learning_rate)
+        # One pass over all gradients where torch has foreach kernels (1.5 -> 0.9 ms per step for
+        # ai-sketcher at the small size on one CPU thread). Adam's fused kernel was faster still
+        # (7.6 -> 2.6 ms) but broke bit-identical resuming, so it is not used.
+        self._foreach = self.device.type in ("cpu", "cuda") or None
         ae = self.model.autoencoder
         ae_ids = {id(p) for p in ae.parameters()} if ae is not None else set()
         # Clipped apart (see _clip_gradients); split once, not at every step.
@@ -447,7 +451,7 @@ class Trainer:
         shrink every step of the sketch model. Returns the total norm before clipping.
         """
         norms = [
-            torch.nn.utils.clip_grad_norm_(group, self.tcfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(group, self.tcfg.grad_clip, foreach=self._foreach)
             for group in self._clip_groups
             if group
         ]
