@@ -75,6 +75,10 @@ class ServerLimits:
     max_jobs: int = 16
 
 
+# What a refused body may still send before the answer (see _BodyLimit._drain).
+LINGER_BYTES = 16 * 1024 * 1024
+LINGER_S = 1.0
+
 # UTF-8, UTF-16 and UTF-32 byte-order marks: JSON over a network must not start with one.
 BYTE_ORDER_MARKS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
@@ -92,6 +96,7 @@ class _BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._drain(receive)
             await self._refuse(scope, receive, send, 413)
             return
         try:
@@ -100,6 +105,7 @@ class _BodyLimit:
             await self._refuse(scope, receive, send, 408)
             return
         if body is None:
+            await self._drain(receive)
             await self._refuse(scope, receive, send, 413)
             return
         if body.startswith(BYTE_ORDER_MARKS):
@@ -130,6 +136,23 @@ class _BodyLimit:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+    @staticmethod
+    async def _drain(receive: Receive) -> None:
+        """Read and drop what the client is still sending, at most LINGER_BYTES or LINGER_S.
+
+        Closing a connection with unread data makes the kernel reset it, and a client still
+        sending its body then loses the answer along with the connection."""
+        loop = asyncio.get_running_loop()
+        deadline, dropped = loop.time() + LINGER_S, 0
+        while dropped < LINGER_BYTES and (left := deadline - loop.time()) > 0:
+            try:
+                message = await asyncio.wait_for(receive(), left)
+            except TimeoutError:
+                return
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                return
+            dropped += len(message.get("body", b""))
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int) -> None:
         detail = {
