@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aisketcher.cli import main
@@ -177,7 +178,22 @@ def test_repeat_seeds_train_again_and_give_the_spread(
     )
     totals = {r["seed"]: r["total"] for r in seed_rows if r["model"] == "ai-sketcher"}
     assert totals[0] != totals[1]  # another seed: other initial weights, other batches
-    assert "Spread over training seeds 0, 1" in (out / "results.md").read_text()
+    # The t-test again on seed 1's own drawings: Student's two-sample t, written out.
+    n = SCALES["toy"].diversity_samples
+    a, b = (
+        np.asarray(
+            json.loads((out / "seed1" / "evals" / f"QD5-{c}-n{n}" / "evaluation.json").read_text())[
+                "diversity"
+            ]["draw"]["per_sketch"]
+        )
+        for c in configs
+    )
+    pooled = ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
+    t = (a.mean() - b.mean()) / np.sqrt(pooled * (1 / len(a) + 1 / len(b)))
+    ttest = json.loads((out / "diversity.json").read_text())["seed_ttests"]["1"]
+    assert ttest["t"] == pytest.approx(t) and (ttest["n_a"], ttest["n_b"]) == (len(a), len(b))
+    text = (out / "results.md").read_text()
+    assert "Spread over training seeds 0, 1" in text and "At training seed 1: t = " in text
 
 
 @pytest.mark.slow
@@ -228,7 +244,7 @@ def test_repeating_the_main_seed_is_refused(tmp_path: Path) -> None:
         run_experiment("diversity", ctx, repeat_seeds=(1, 3))
 
 
-def testspread_table_gives_mean_and_sample_sd() -> None:
+def test_spread_table_gives_mean_and_sample_sd() -> None:
     rows = [
         {"set": "QD5", "model": "m", "seed": seed, **dict.fromkeys(SPREAD_COLUMNS, value)}
         for seed, value in ((0, 1.0), (1, 3.0))

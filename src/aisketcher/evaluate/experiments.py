@@ -53,7 +53,7 @@ from aisketcher.evaluate.report import (
     latent_vectors,
     load_sets,
 )
-from aisketcher.latents import encode_sketches
+from aisketcher.latents import translation_latent
 from aisketcher.model.config import ModelConfig, make_config
 from aisketcher.sampler import sample
 from aisketcher.train.checkpoint import read_checkpoint, write_json
@@ -427,7 +427,20 @@ def _metrics_table(rows: list[tuple[str, str, dict[str, Any]]]) -> str:
     return markdown_table(headers, body)
 
 
-SPREAD_COLUMNS = ("total", "l_r", "recog_draw", "fid_draw", "precision", "recall", "diversity")
+SPREAD_COLUMNS = (
+    "total",
+    "l_r",
+    "recog_draw",
+    "recog_recon",
+    "fid_draw",
+    "precision",
+    "recall",
+    "diversity",
+    "recog_translate",
+    "recog_complete",
+    "copy_draw",
+    "leak_gap",
+)
 
 
 def _spread(values: list[float], digits: int) -> str | None:
@@ -457,11 +470,11 @@ def spread_table(seed_rows: list[dict[str, Any]]) -> str:
 def _translations(
     sketchers: dict[str, Sketcher], source: np.ndarray, source_class: int, ctx: Context
 ) -> tuple[list[list[np.ndarray]], list[list[str]]]:
-    """Figure 2: one real sketch (first column), decoded by each model under every class."""
+    """Figure 2: one real sketch (first column), translated by each model into every class."""
     rows, labels = [], []
     for sk in sketchers.values():
         k = len(sk.class_names)
-        latent = encode_sketches(sk.model, [source] * k, list(range(k)))
+        latent = translation_latent(sk.model, [source] * k, list(range(k)), ctx.seed)
         drawn = sample(sk.model, latent, k, temperature=ctx.temperature, seed=ctx.seed)
         rows.append([source, *drawn])
         labels.append([f"input: {sk.class_names[source_class]}", *sk.class_names])
@@ -653,7 +666,22 @@ def _with_repeats(
         for r in summary.get("seed_rows", first)
         if r["set"] in repeated and r["seed"] not in seeds
     ]
-    return {**summary, "seed_rows": kept + [r for k in seeds for r in repeat_rows(name, ctx, k)]}
+    summary = {**summary, "seed_rows": kept + [r for k in seeds for r in repeat_rows(name, ctx, k)]}
+    if name == "diversity":  # the t-test again at every repeat seed, on its own drawings
+        earlier = {int(k): t for k, t in summary.get("seed_ttests", {}).items()}
+        summary["seed_ttests"] = {**earlier, **{k: repeat_ttest(ctx, k) for k in seeds}}
+    return summary
+
+
+def repeat_ttest(ctx: Context, seed: int) -> dict[str, Any]:
+    """The diversity t-test between the two models trained and evaluated at `seed`."""
+    rep = dataclasses.replace(ctx, seed=seed, repeat=True)
+    n = ctx.scale.diversity_samples
+    first, second = (
+        evaluation_dir(rep, rep.run_dir("QD5", c), n) / REPORT_FILE
+        for c in EXPERIMENTS["diversity"].configs
+    )
+    return json_ready(compare_diversity(json.loads(first.read_text()), second))
 
 
 def run_experiment(
@@ -782,6 +810,11 @@ def _section(summary: dict[str, Any], prefix: str) -> str:
             f"t = {_fmt(t['t'], 3)}, p = {_fmt(t['p'], 4)} (means {_fmt(t['mean_a'], 2)} vs "
             f"{_fmt(t['mean_b'], 2)}, n = {t['n_a']} and {t['n_b']}).",
             "",
+        ]
+        lines += [
+            f"At training seed {k}: t = {_fmt(r['t'], 3)}, p = {_fmt(r['p'], 4)} (means "
+            f"{_fmt(r['mean_a'], 2)} vs {_fmt(r['mean_b'], 2)}, n = {r['n_a']} and {r['n_b']}).\n"
+            for k, r in sorted(summary.get("seed_ttests", {}).items(), key=lambda x: int(x[0]))
         ]
     for key, path in summary["figures"]:
         lines += [f"![{name} {key}]({prefix}{path})", ""]
