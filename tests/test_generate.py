@@ -14,10 +14,11 @@ from aisketcher.api import Sketcher
 from aisketcher.cli import main
 from aisketcher.data.dataset import load_dataset
 from aisketcher.errors import SketchDataError
-from aisketcher.latents import class_latent
+from aisketcher.latents import class_latent, encode_sketches
 from aisketcher.model.config import PRESETS, make_config
 from aisketcher.model.sketcher import SketchModel
 from aisketcher.sampler import Sampler, make_generator
+from aisketcher.train.trainer import fit_sketch_prior
 
 TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
 
@@ -382,3 +383,30 @@ def test_a_translation_takes_its_layout_from_the_target_class_unless_kept(data) 
     assert not torch.allclose(encoded.z_r, moved.z_r, atol=0.5)
     drawn = sk.translate(Sketch(cat * [data.scale_factor, data.scale_factor, 1]), ["eye"], seed=1)
     assert [s.label for s in drawn] == ["eye"]
+
+
+def test_class_only_drawing_takes_z_s_from_the_fitted_prior_unless_standard(data) -> None:
+    sk = tiny_sketcher("ai-sketcher", data)
+    model, n_z = sk.model, sk.model.config.z_size
+    noise = np.random.default_rng(7).standard_normal((2, n_z))  # class_latent's first draw
+    assert not model.sketch_prior.fitted  # never fitted: the paper's N(0, I)
+    torch.testing.assert_close(class_latent(model, [0, 1], 7).z_s, torch.tensor(noise).float())
+    train = data["train"]
+    fit_sketch_prior(model, train.sketches, train.labels)
+    assert model.sketch_prior.fitted
+    # Its mean is the class's mean posterior sample: mu_s averaged, within 4 standard errors.
+    for k in (0, 1):
+        mine = [s for s, label in zip(train.sketches, train.labels, strict=True) if label == k]
+        latent = encode_sketches(model, mine[:256], [k] * len(mine[:256]))
+        spread = (latent.mu_s.var(0) + latent.log_var_s.exp().mean(0)).sqrt()
+        error = (model.sketch_prior.mean[k] - latent.mu_s.mean(0)).abs()
+        assert (error < 4 * spread / len(mine[:256]) ** 0.5 + 1e-4).all()
+    prior = model.sketch_prior
+    labels = torch.tensor([0, 1])
+    expected = (
+        prior.mean[labels]
+        + (prior.scale[labels] @ torch.tensor(noise).float()[:, :, None])[:, :, 0]
+    )
+    torch.testing.assert_close(class_latent(model, [0, 1], 7).z_s, expected)
+    standard = class_latent(model, [0, 1], 7, standard_z_s=True).z_s
+    torch.testing.assert_close(standard, torch.tensor(noise).float())

@@ -12,12 +12,12 @@ from aisketcher.model.autoencoder import (
     ENCODER_DEPTHS,
     RasterAutoencoder,
     RasterEncoder,
-    RasterPrior,
     reconstruction_error,
 )
 from aisketcher.model.config import PRESETS, ModelConfig, make_config
 from aisketcher.model.encoder import SketchEncoder
 from aisketcher.model.influence import AttentionTape, InfluenceLayer
+from aisketcher.model.priors import ClassGaussian
 from aisketcher.model.sketcher import SketchModel
 from aisketcher.sketch import stroke3_to_stroke5
 
@@ -349,7 +349,7 @@ def test_config_errors_and_round_trip() -> None:
     assert not cfg.variational and cfg.encoder == "cnn"
 
 
-def test_the_raster_prior_draws_with_the_fitted_classes_covariance() -> None:
+def test_a_class_prior_draws_with_the_fitted_classes_covariance() -> None:
     # Known answer: codes drawn from two known correlated Gaussians; the prior's samples must
     # reproduce each class's mean and full covariance (a diagonal fit loses the correlation).
     gen = torch.Generator().manual_seed(0)
@@ -363,8 +363,10 @@ def test_the_raster_prior_draws_with_the_fitted_classes_covariance() -> None:
     labels = torch.arange(2).repeat_interleave(4000)
     noise = torch.randn(len(labels), 3, generator=gen)
     codes = means[labels] + (factors[labels] @ noise[:, :, None])[:, :, 0]
-    prior = RasterPrior(3, 3)
+    prior = ClassGaussian(3, 3)
+    assert not prior.fitted
     prior.fit(codes, labels)
+    assert prior.fitted
     draws = prior.sample(labels, torch.randn(len(labels), 3, generator=gen))
     for k in range(2):
         got = draws[labels == k]

@@ -164,8 +164,8 @@ class Sketcher:
     def draw(
         self, cls: str | int, count: int = 1, *, temperature: float = 0.4, seed: int | None = None
     ) -> list[Sketch]:
-        """Class-only drawing: z_s ~ N(0, I), z_r from the class's prior; the model's own points fill
-        the influence memory as it draws."""
+        """Class-only drawing: z_s and z_r from the class's fitted priors (z_s from N(0, I) when the
+        model has none); the model's own points fill the influence memory as it draws."""
         labels = [self.class_index(cls)] * count
         return self._sample(self.class_latent(labels, seed), labels, temperature, seed)
 

@@ -10,8 +10,9 @@
   0.415 with the target's prior; 20 per class, 0.34 and 0.46. The drawings stay nearer their own
   input in the classifier's features (9.07) than to an input of another class (10.11), so z_s
   still carries the input. `keep_layout` keeps the input's z_r.
-- A class alone (draw, complete): z_s ~ N(0, I) and z_r from the class's fitted prior
-  (`RasterPrior`, spec section 3). No stored sketch is needed: the default influence memory is
+- A class alone (draw, complete): z_s and z_r from the class's fitted priors (`priors.py`:
+  `SketchModel.sketch_prior` and `raster_prior`, spec section 3); z_s from the paper's N(0, I)
+  with `standard_z_s` or when the model has no fitted z_s prior. No stored sketch is needed: the default influence memory is
   built from the points the decoder is given or draws (see sampler.py).
 """
 
@@ -49,7 +50,9 @@ def encode_sketches(
     return model.encode(strokes, lengths, label_t, rasters, sample=sample)
 
 
-def class_latent(model: SketchModel, labels: list[int], seed: int | None) -> Latent:
+def class_latent(
+    model: SketchModel, labels: list[int], seed: int | None, *, standard_z_s: bool = False
+) -> Latent:
     """The latent for drawing from class labels alone (see the module docstring), seeded."""
     cfg = model.config
     device = model.output.weight.device
@@ -58,6 +61,9 @@ def class_latent(model: SketchModel, labels: list[int], seed: int | None) -> Lat
     z_s = z_r = None
     if cfg.has_latent:
         z_s = torch.from_numpy(rng.standard_normal((len(labels), cfg.z_size))).float().to(device)
+        prior = model.sketch_prior
+        if not standard_z_s and prior is not None and prior.fitted:
+            z_s = prior.sample(label_t, z_s)
     if model.raster_prior is not None:
         z_r = _prior_z_r(model, label_t, rng)
     return Latent(model.class_vector(label_t), z_s, z_s, None, z_r, None, None, None)

@@ -259,8 +259,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "draw",
         help="draw sketches of a class from scratch",
-        description="Class-only drawing: z_s is drawn from N(0, I) and z_r from the class's prior "
-        "(fitted on the training sketches); the influence layer attends to the points drawn so "
+        description="Class-only drawing: z_s and z_r are drawn from the class's priors (Gaussians "
+        "fitted on the training sketches' codes; z_s from N(0, I) for a model without one); the influence layer attends to the points drawn so "
         "far, so no stored sketch is involved and every drawing is new.",
         epilog="examples:\n  aisketcher draw cat --count 20 --seed 7 --temperature 0.4 --out cats.svg\n"
         "  aisketcher draw --count 5 --out grid.png            # every class, one row each\n"
@@ -314,7 +314,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "complete",
         help="finish a started drawing, several ways",
         description="Feed your strokes to the decoder and to the influence layer's memory, then let "
-        "the model draw on from the class (z_s ~ N(0, I), z_r from the class's prior) until it "
+        "the model draw on from the class (z_s and z_r from the class's priors) until it "
         "decides to stop: each ending differs in what it adds and in length.",
         epilog="example:\n  aisketcher complete --input my_start.svg --class cat --count 4 --out endings.svg",
         formatter_class=fmt,

@@ -14,13 +14,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from aisketcher.model import fused
-from aisketcher.model.autoencoder import RasterAutoencoder, RasterEncoder, RasterPrior
+from aisketcher.model.autoencoder import RasterAutoencoder, RasterEncoder
 from aisketcher.model.cells import LAYER_NORM_EPS, make_cell
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.encoder import EncoderStates, SketchEncoder
 from aisketcher.model.influence import AttentionTape, InfluenceLayer
 from aisketcher.model.mixture import Mixture
 from aisketcher.model.noise import standard_normal, standard_normal_like
+from aisketcher.model.priors import ClassGaussian
 
 
 @dataclass
@@ -99,14 +100,17 @@ class SketchModel(nn.Module):
             self.encoder = SketchEncoder(cfg.cell, cfg.enc_rnn_size, dropout)
         elif cfg.encoder == "cnn":
             self.encoder = RasterEncoder(cfg.enc_state_size, cfg.raster_size)
+        self.sketch_prior = None
         if cfg.has_latent:  # eq. 3: [mu_s; log sigma_s^2] = W [h_enc; c] + b
             self.to_latent = nn.Linear(cfg.enc_state_size + cfg.cond_size, 2 * cfg.z_size)
+            self.sketch_prior = ClassGaussian(cfg.num_classes, cfg.z_size)
         self.autoencoder = self.raster_prior = None
         if cfg.use_autoencoder:
             self.autoencoder = RasterAutoencoder(
                 cfg.raster_z_size, cfg.raster_size, cfg.raster_output
             )
-            self.raster_prior = RasterPrior(cfg.num_classes, cfg.raster_z_size)
+            # z_r comes out of tanh: draws stay inside (-1, 1)
+            self.raster_prior = ClassGaussian(cfg.num_classes, cfg.raster_z_size, bound=1.0)
         self.influence = (
             InfluenceLayer(
                 cfg.dec_rnn_size,

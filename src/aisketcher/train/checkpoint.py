@@ -104,9 +104,14 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return tensors, info
 
 
-# Buffers newer than some saved runs; a run without them loads with the defaults (the z_r prior
-# of a class never fitted: mean 0, spread 0).
-OPTIONAL_BUFFERS = ("raster_prior.mean", "raster_prior.scale")
+# Buffers newer than some saved runs; a run without them loads with the defaults (a prior never
+# fitted: mean 0, spread 0; class-only drawing then takes z_s from N(0, I)).
+OPTIONAL_BUFFERS = (
+    "raster_prior.mean",
+    "raster_prior.scale",
+    "sketch_prior.mean",
+    "sketch_prior.scale",
+)
 
 
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:

@@ -31,6 +31,7 @@ from aisketcher.data.batching import Batch, BatchLoader
 from aisketcher.data.dataset import SketchDataset, Split
 from aisketcher.errors import SketchDataError
 from aisketcher.fields import mistyped
+from aisketcher.latents import encode_sketches
 from aisketcher.model import fused
 from aisketcher.model.cells import RecurrentCell
 from aisketcher.model.config import ModelConfig
@@ -374,18 +375,23 @@ class Trainer:
                 flush=True,
             )
             return
-        self._fit_raster_prior()
+        self._fit_priors()
         save_checkpoint(
             self.run_dir / f"{name}.safetensors", self.model, self.state_info(), self.optimizer
         )
 
-    def _fit_raster_prior(self) -> None:
-        """Refit the z_r prior for class-only drawing (model.raster_prior) on training rasters."""
-        rasters = self.train_loader.rasters
-        if self.model.raster_prior is None or rasters is None or self._prior_fitted_at == self.step:
+    def _fit_priors(self) -> None:
+        """Refit the priors of class-only drawing (model.sketch_prior, model.raster_prior) on
+        training sketches."""
+        if self._prior_fitted_at == self.step:
             return  # "best" and "last" saved at the same step share one fit
         self._prior_fitted_at = self.step
-        fit_raster_prior(self.model, rasters, self.dataset["train"].labels)
+        train = self.dataset["train"]
+        if self.model.sketch_prior is not None:
+            fit_sketch_prior(self.model, train.sketches, train.labels)
+        rasters = self.train_loader.rasters
+        if self.model.raster_prior is not None and rasters is not None:
+            fit_raster_prior(self.model, rasters, train.labels)
 
     def _load(self, path: Path) -> None:
         """Weights, optimizer, RNG and loader state from a checkpoint; anything in it that does
@@ -668,6 +674,25 @@ class _NoLog:
 
 
 @torch.no_grad()
+@torch.no_grad()
+def fit_sketch_prior(
+    model: SketchModel, sketches: list[np.ndarray], labels: np.ndarray, per_class: int = 256
+) -> None:
+    """Fit model.sketch_prior on posterior samples mu_s + sigma_s * eps of up to `per_class`
+    training sketches per class (normalised stroke-3). Its noise comes from its own generator,
+    so fitting at a checkpoint leaves the run's random stream as it was."""
+    keep = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in np.unique(labels)])
+    was_training = model.training
+    gen = torch.Generator().manual_seed(0)
+    codes = []
+    for part in np.array_split(keep, max(1, len(keep) // 256)):
+        latent = encode_sketches(model, [sketches[i] for i in part], labels[part].tolist())
+        eps = torch.randn(latent.mu_s.shape, generator=gen).to(latent.mu_s)
+        codes.append(latent.mu_s + eps * (0.5 * latent.log_var_s).exp())
+    model.train(was_training)
+    model.sketch_prior.fit(torch.cat(codes), torch.from_numpy(labels[keep]).to(codes[0].device))
+
+
 def fit_raster_prior(
     model: SketchModel, rasters: np.ndarray, labels: np.ndarray, per_class: int = 256
 ) -> None:
