@@ -12,8 +12,9 @@
   still carries the input. `keep_layout` keeps the input's z_r.
 - A class alone (draw, complete): z_s and z_r from the class's fitted priors (`priors.py`:
   `SketchModel.sketch_prior` and `raster_prior`, spec section 3); z_s from the paper's N(0, I)
-  with `standard_z_s` or when the model has no fitted z_s prior. No stored sketch is needed: the default influence memory is
-  built from the points the decoder is given or draws (see sampler.py).
+  with `standard_z_s` or when the model has no fitted z_s prior. No stored sketch is needed: the
+  default influence memory is built from the points the decoder is given or draws (see
+  sampler.py).
 """
 
 from __future__ import annotations

@@ -674,7 +674,6 @@ class _NoLog:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def fit_sketch_prior(
     model: SketchModel, sketches: list[np.ndarray], labels: np.ndarray, per_class: int = 256
 ) -> None:
@@ -693,6 +692,7 @@ def fit_sketch_prior(
     model.sketch_prior.fit(torch.cat(codes), torch.from_numpy(labels[keep]).to(codes[0].device))
 
 
+@torch.no_grad()
 def fit_raster_prior(
     model: SketchModel, rasters: np.ndarray, labels: np.ndarray, per_class: int = 256
 ) -> None:
