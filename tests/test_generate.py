@@ -18,7 +18,7 @@ from aisketcher.latents import class_latent, encode_sketches
 from aisketcher.model.config import PRESETS, make_config
 from aisketcher.model.sketcher import SketchModel
 from aisketcher.sampler import Sampler, make_generator
-from aisketcher.train.trainer import fit_sketch_prior
+from aisketcher.train.trainer import fit_priors
 
 TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
 
@@ -392,7 +392,7 @@ def test_class_only_drawing_takes_z_s_from_the_fitted_prior_unless_standard(data
     assert not model.sketch_prior.fitted  # never fitted: the paper's N(0, I)
     torch.testing.assert_close(class_latent(model, [0, 1], 7).z_s, torch.tensor(noise).float())
     train = data["train"]
-    fit_sketch_prior(model, train.sketches, train.labels)
+    fit_priors(model, train.sketches, train.labels)
     assert model.sketch_prior.fitted
     # Its mean is the class's mean posterior sample: mu_s averaged, within 4 standard errors.
     for k in (0, 1):

@@ -260,8 +260,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "draw",
         help="draw sketches of a class from scratch",
         description="Class-only drawing: z_s and z_r are drawn from the class's priors (Gaussians "
-        "fitted on the training sketches' codes; z_s from N(0, I) for a model without one); the influence layer attends to the points drawn so "
-        "far, so no stored sketch is involved and every drawing is new.",
+        "fitted on the training sketches' codes; z_s from N(0, I) for a model without one); the "
+        "influence layer attends to the points drawn so far, so no stored sketch is involved and "
+        "every drawing is new.",
         epilog="examples:\n  aisketcher draw cat --count 20 --seed 7 --temperature 0.4 --out cats.svg\n"
         "  aisketcher draw --count 5 --out grid.png            # every class, one row each\n"
         "  aisketcher draw bicycle --model ../shared/models/magenta-js/bicycle.gen.json --out b.svg",

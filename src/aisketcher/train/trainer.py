@@ -36,7 +36,7 @@ from aisketcher.model import fused
 from aisketcher.model.cells import RecurrentCell
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import SketchModel
-from aisketcher.raster import cached_rasters, unpack_rasters
+from aisketcher.raster import cached_rasters
 from aisketcher.train import distributed
 from aisketcher.train.checkpoint import (
     load_weights,
@@ -387,11 +387,7 @@ class Trainer:
             return  # "best" and "last" saved at the same step share one fit
         self._prior_fitted_at = self.step
         train = self.dataset["train"]
-        if self.model.sketch_prior is not None:
-            fit_sketch_prior(self.model, train.sketches, train.labels)
-        rasters = self.train_loader.rasters
-        if self.model.raster_prior is not None and rasters is not None:
-            fit_raster_prior(self.model, rasters, train.labels)
+        fit_priors(self.model, train.sketches, train.labels)
 
     def _load(self, path: Path) -> None:
         """Weights, optimizer, RNG and loader state from a checkpoint; anything in it that does
@@ -674,35 +670,39 @@ class _NoLog:
 
 
 @torch.no_grad()
-def fit_sketch_prior(
+def fit_priors(
     model: SketchModel, sketches: list[np.ndarray], labels: np.ndarray, per_class: int = 256
 ) -> None:
-    """Fit model.sketch_prior on posterior samples mu_s + sigma_s * eps of up to `per_class`
-    training sketches per class (normalised stroke-3). Its noise comes from its own generator,
-    so fitting at a checkpoint leaves the run's random stream as it was."""
+    """Fit the priors of class-only drawing on up to `per_class` training sketches per class
+    (normalised stroke-3; more than the codes have features, for the full covariance), encoded
+    once for both: model.sketch_prior on posterior samples mu_s + sigma_s * eps (mu_s alone for
+    a model that is not variational), model.raster_prior on z_r. The noise comes from its own
+    generator, so fitting at a checkpoint leaves the run's random stream as it was."""
+    if model.sketch_prior is None and model.raster_prior is None:
+        return
     keep = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in np.unique(labels)])
+    keep_labels = torch.from_numpy(labels[keep]).to(model.output.weight.device)
+    # Encoded shortest first, so that each batch pads little; the codes go back in `keep` order.
+    order = np.argsort([len(sketches[i]) for i in keep], kind="stable")
     was_training = model.training
-    gen = torch.Generator().manual_seed(0)
-    codes = []
-    for part in np.array_split(keep, max(1, len(keep) // 256)):
-        latent = encode_sketches(model, [sketches[i] for i in part], labels[part].tolist())
-        eps = torch.randn(latent.mu_s.shape, generator=gen).to(latent.mu_s)
-        codes.append(latent.mu_s + eps * (0.5 * latent.log_var_s).exp())
+    z_s, z_r = {}, {}
+    for part in np.array_split(order, max(1, len(order) // 256)):
+        latent = encode_sketches(
+            model, [sketches[keep[i]] for i in part], labels[keep[part]].tolist()
+        )
+        for j, i in enumerate(part.tolist()):
+            if latent.mu_s is not None:
+                z_s[i] = (latent.mu_s[j], latent.log_var_s[j])
+            if latent.z_r is not None:
+                z_r[i] = latent.z_r[j]
     model.train(was_training)
-    model.sketch_prior.fit(torch.cat(codes), torch.from_numpy(labels[keep]).to(codes[0].device))
-
-
-@torch.no_grad()
-def fit_raster_prior(
-    model: SketchModel, rasters: np.ndarray, labels: np.ndarray, per_class: int = 256
-) -> None:
-    """Fit model.raster_prior on the z_r of up to `per_class` packed training rasters per class
-    (more than z_r has features, for the full covariance)."""
-    keep = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in np.unique(labels)])
-    images = torch.from_numpy(unpack_rasters(rasters[keep], rasters.shape[1]))
-    device = model.output.weight.device
-    was_training = model.training
-    model.eval()
-    z_r = model.autoencoder.encoder(images.float().unsqueeze(1).to(device))
-    model.train(was_training)
-    model.raster_prior.fit(z_r, torch.from_numpy(labels[keep]).to(device))
+    if model.sketch_prior is not None:
+        mu = torch.stack([z_s[i][0] for i in range(len(keep))])
+        codes = mu
+        if model.config.variational:
+            log_var = torch.stack([z_s[i][1] for i in range(len(keep))])
+            eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(0)).to(mu)
+            codes = mu + eps * (0.5 * log_var).exp()
+        model.sketch_prior.fit(codes, keep_labels)
+    if model.raster_prior is not None:
+        model.raster_prior.fit(torch.stack([z_r[i] for i in range(len(keep))]), keep_labels)
