@@ -685,24 +685,18 @@ def fit_priors(
     # Encoded shortest first, so that each batch pads little; the codes go back in `keep` order.
     order = np.argsort([len(sketches[i]) for i in keep], kind="stable")
     was_training = model.training
-    z_s, z_r = {}, {}
-    for part in np.array_split(order, max(1, len(order) // 256)):
-        latent = encode_sketches(
-            model, [sketches[keep[i]] for i in part], labels[keep[part]].tolist()
-        )
-        for j, i in enumerate(part.tolist()):
-            if latent.mu_s is not None:
-                z_s[i] = (latent.mu_s[j], latent.log_var_s[j])
-            if latent.z_r is not None:
-                z_r[i] = latent.z_r[j]
+    parts = [
+        encode_sketches(model, [sketches[keep[i]] for i in part], labels[keep[part]].tolist())
+        for part in np.array_split(order, max(1, len(order) // 256))
+    ]
     model.train(was_training)
+    back = torch.from_numpy(np.argsort(order))  # row i of the codes: sketch keep[i]
     if model.sketch_prior is not None:
-        mu = torch.stack([z_s[i][0] for i in range(len(keep))])
-        codes = mu
+        codes = torch.cat([p.mu_s for p in parts])[back]
         if model.config.variational:
-            log_var = torch.stack([z_s[i][1] for i in range(len(keep))])
-            eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(0)).to(mu)
-            codes = mu + eps * (0.5 * log_var).exp()
+            log_var = torch.cat([p.log_var_s for p in parts])[back]
+            eps = torch.randn(codes.shape, generator=torch.Generator().manual_seed(0)).to(codes)
+            codes = codes + eps * (0.5 * log_var).exp()
         model.sketch_prior.fit(codes, keep_labels)
     if model.raster_prior is not None:
-        model.raster_prior.fit(torch.stack([z_r[i] for i in range(len(keep))]), keep_labels)
+        model.raster_prior.fit(torch.cat([p.z_r for p in parts])[back], keep_labels)
