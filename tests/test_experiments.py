@@ -27,6 +27,8 @@ from aisketcher.evaluate.experiments import (
     train_run,
     write_results,
 )
+from aisketcher.evaluate.report import checkpoint_digest
+from aisketcher.train.checkpoint import META_KEY, read_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +151,44 @@ def test_evaluations_are_reused_however_the_folder_is_spelled(
     args = ["experiment", "diversity", "--scale", "toy", "--out", out.name]
     assert main([*args, "--data", str(quickdraw_dir)]) == 0
     assert "evaluating" not in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_run_from_before_the_fitted_priors_gets_them_and_a_new_evaluation(
+    experiments: tuple[Path, Path, int], quickdraw_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A run saved before checkpoints carried the z_s prior is not trained again: the priors the
+    trainer would have saved are fitted into it, and its evaluation, made on the older bytes at
+    the same step, is made again."""
+    import torch
+    from safetensors.torch import save_file
+
+    out, _, _ = experiments
+    run = out / "runs" / "QD5-ai-sketcher"
+    saved = {p: read_checkpoint(p) for p in (run / "best.safetensors", run / "last.safetensors")}
+    for path, (tensors, info) in saved.items():
+        older = {k: v for k, v in tensors.items() if not k.startswith("model.sketch_prior.")}
+        save_file(older, str(path), metadata={META_KEY: json.dumps(info)})
+    for report_path in (out / "evals").glob("QD5-ai-sketcher-n*/evaluation.json"):
+        report = json.loads(report_path.read_text())  # as if made on that older checkpoint
+        report["model"]["checkpoint_sha256"] = checkpoint_digest(run)
+        report_path.write_text(json.dumps(report))
+    capsys.readouterr()
+    args = ["experiment", "diversity", "--scale", "toy", "--out", str(out)]
+    assert main([*args, "--data", str(quickdraw_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "QD5-ai-sketcher: class priors fitted into best and last" in printed
+    assert "QD5-ai-sketcher: evaluating" in printed
+    assert "QD5-sketch-rnn-cond: evaluated before" in printed  # its priors were fitted: kept
+    assert "QD5-sketch-rnn-cond: class priors" not in printed
+    for path, (tensors, info) in saved.items():
+        again, info_again = read_checkpoint(path)
+        assert info_again == info and again.keys() == tensors.keys()
+        for key, value in tensors.items():
+            if key.startswith("model.sketch_prior."):  # the trainer's own fit at that step
+                torch.testing.assert_close(again[key], value, rtol=1e-5, atol=1e-6)
+            else:
+                assert torch.equal(again[key], value), key
 
 
 def test_a_run_of_another_scale_is_not_resumed(

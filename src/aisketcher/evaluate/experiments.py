@@ -46,7 +46,7 @@ from aisketcher.evaluate.modes import draw_class_only
 from aisketcher.evaluate.report import (
     REPORT_FILE,
     EvalSettings,
-    checkpoint_step,
+    checkpoint_digest,
     compare_diversity,
     evaluate_run,
     json_ready,
@@ -57,7 +57,7 @@ from aisketcher.latents import translation_latent
 from aisketcher.model.config import ModelConfig, make_config
 from aisketcher.sampler import sample
 from aisketcher.train.checkpoint import read_checkpoint, write_json
-from aisketcher.train.trainer import TrainConfig, Trainer
+from aisketcher.train.trainer import TrainConfig, Trainer, refit_checkpoint_priors
 
 QD5 = ["cat", "airplane", "bicycle", "eye", "guitar"]
 QD10 = [*QD5, "camera", "headphones", "television", "crayon", "paintbrush"]
@@ -233,6 +233,11 @@ def train_run(ctx: Context, set_name: str, config: str, dataset: SketchDataset) 
             )
         if int(info["step"]) >= scale.steps:
             ctx.log(f"{run.name}: already trained ({info['step']} steps)")
+            saved = [p for p in (run / "best.safetensors", last) if p.is_file()]
+            # A run trained before checkpoints carried both fitted priors gets them now.
+            fitted = [p.stem for p in saved if refit_checkpoint_priors(p, dataset["train"])]
+            if fitted:
+                ctx.log(f"{run.name}: class priors fitted into {' and '.join(fitted)}")
             return run
     ctx.log(f"{run.name}: training {scale.steps} steps" + (" (resuming)" if resume else ""))
     summary = Trainer(model_cfg, train_cfg, dataset, run, resume=resume, progress=False).fit()
@@ -314,9 +319,10 @@ def evaluation_dir(ctx: Context, run: Path, samples: int) -> Path:
 
 
 def _is_current(report: dict[str, Any], run: Path, settings: EvalSettings) -> bool:
-    """Whether `report` evaluated the run's present checkpoint with these settings."""
+    """Whether `report` evaluated the run's present checkpoint (its very bytes) with these
+    settings."""
     same_settings = settings.matches(report.get("settings", {}))
-    return same_settings and report["model"]["step"] == checkpoint_step(run)
+    return same_settings and report["model"].get("checkpoint_sha256") == checkpoint_digest(run)
 
 
 def _evaluate(

@@ -10,6 +10,7 @@ same model, data, seed and settings give the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import warnings
@@ -336,6 +337,7 @@ def evaluate_run(
             "config": cfg.name,
             "classes": list(sketcher.class_names),
             "step": checkpoint_step(source),
+            "checkpoint_sha256": checkpoint_digest(source),
         },
         "classes": names,
         "settings": settings.to_dict(),
@@ -456,13 +458,26 @@ def score_modes(
     }
 
 
-def checkpoint_step(source: Path) -> int | None:
-    """The training step of the checkpoint `Sketcher.load` takes from a run (best, else last)."""
+def _run_checkpoint(source: Path) -> Path | None:
+    """The checkpoint `Sketcher.load` takes from a run (best, else last)."""
     for name in ("best", "last"):
         path = source / f"{name}.safetensors"
         if source.is_dir() and path.is_file():
-            return int(read_checkpoint(path)[1].get("step", 0))
+            return path
     return None
+
+
+def checkpoint_step(source: Path) -> int | None:
+    """The training step of a run's checkpoint."""
+    path = _run_checkpoint(source)
+    return None if path is None else int(read_checkpoint(path)[1].get("step", 0))
+
+
+def checkpoint_digest(source: Path) -> str | None:
+    """SHA-256 of a run's checkpoint: an evaluation is of these exact weights and priors (priors
+    fitted later into an older checkpoint change them at the same step)."""
+    path = _run_checkpoint(source)
+    return None if path is None else hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_comparison(other: str | Path) -> tuple[Path, dict[str, Any], list[float]]:

@@ -104,6 +104,16 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return tensors, info
 
 
+def replace_tensors(path: str | Path, updates: dict[str, torch.Tensor]) -> None:
+    """Rewrite a checkpoint with some tensors replaced, everything else (info, optimizer and RNG
+    state) as it was; atomic, like every save."""
+    path = Path(path)
+    tensors, info = read_checkpoint(path)
+    tensors.update({k: v.detach().cpu().contiguous() for k, v in updates.items()})
+    metadata = {META_KEY: json.dumps(info)}
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
 # Buffers newer than some saved runs; a run without them loads with the defaults (a prior never
 # fitted: mean 0, spread 0; class-only drawing then takes z_s from N(0, I)).
 OPTIONAL_BUFFERS = (

@@ -39,8 +39,10 @@ from aisketcher.model.sketcher import SketchModel
 from aisketcher.raster import cached_rasters
 from aisketcher.train import distributed
 from aisketcher.train.checkpoint import (
+    OPTIONAL_BUFFERS,
     load_weights,
     read_checkpoint,
+    replace_tensors,
     restore_training_state,
     save_checkpoint,
     write_json,
@@ -700,3 +702,19 @@ def fit_priors(
         model.sketch_prior.fit(codes, keep_labels)
     if model.raster_prior is not None:
         model.raster_prior.fit(torch.cat([p.z_r for p in parts])[back], keep_labels)
+
+
+def refit_checkpoint_priors(path: Path, train: Split) -> bool:
+    """Fit the class priors of a checkpoint saved before its model had them fitted (older code),
+    in place, as training saves them now: the weights, optimizer and RNG state stay as they were.
+    False, and nothing written, when every prior the model has is fitted already."""
+    tensors, info = read_checkpoint(path)
+    model = SketchModel(ModelConfig.from_dict(info["model"]))
+    load_weights(model, tensors, str(path))
+    priors = [p for p in (model.sketch_prior, model.raster_prior) if p is not None]
+    if all(p.fitted for p in priors):
+        return False
+    fit_priors(model, train.sketches, train.labels)
+    state = model.state_dict()
+    replace_tensors(path, {f"model.{k}": state[k] for k in OPTIONAL_BUFFERS if k in state})
+    return True
