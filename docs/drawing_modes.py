@@ -4,8 +4,8 @@ python docs/drawing_modes.py --classifier runs/clf-qd20 [--model DIR] [--report 
 
 - draw: `Sketcher.draw(cat, count=100, seed=5)` (as `aisketcher draw cat --count 100 --seed 5`):
   distinct lengths and pen-lift patterns, against 100 real test cats.
-- translate: the first 20 real test cats into pig, face, apple and fish; the share the classifier
-  recognises as the target class (and as a cat).
+- translate: the first 20 real test cats into pig, face, apple and fish, at the default class pull
+  and at the paper's 0; the share the classifier recognises as the target class (and as a cat).
 - complete: the first test sketch of each class cut after half of its strokes, finished 8 ways:
   points added per ending.
 - each `--report` (an `aisketcher evaluate` evaluation.json): recognizability per mode and the copy
@@ -26,6 +26,7 @@ from aisketcher.data.dataset import load_dataset
 from aisketcher.data.paths import default_data_dir
 from aisketcher.evaluate.classifier import SketchClassifier
 from aisketcher.evaluate.modes import half_drawn
+from aisketcher.latents import TRANSLATE_PULL
 
 TARGETS = ("pig", "face", "apple", "fish")
 
@@ -61,14 +62,16 @@ def main() -> None:
         f"(100 real test cats: {real_lengths} / {real_lifts}) |"
     )
     inputs = [pixels(test.sketches[i], "cat") for i in np.flatnonzero(test.labels == 0)[:20]]
-    translated = [t for s in inputs for t in sk.translate(s, TARGETS, seed=7)]
-    _, pred = clf.features_and_predictions(translated)
-    as_target = np.mean([clf.classes[p] == t.label for p, t in zip(pred, translated, strict=True)])
-    as_cat = np.mean([clf.classes[p] == "cat" for p in pred])
-    lines.append(
-        f"| translate 20 test cats into {', '.join(TARGETS)}: recognised as the target / as a cat "
-        f"| {as_target:.2f} / {as_cat:.2f} ({len(translated)} drawings) |"
-    )
+    for pull, name in ((TRANSLATE_PULL, "the default"), (0.0, "the paper's")):
+        translated = [t for s in inputs for t in sk.translate(s, TARGETS, seed=7, class_pull=pull)]
+        _, pred = clf.features_and_predictions(translated)
+        hits = [clf.classes[p] == t.label for p, t in zip(pred, translated, strict=True)]
+        as_cat = np.mean([clf.classes[p] == "cat" for p in pred])
+        lines.append(
+            f"| translate 20 test cats into {', '.join(TARGETS)} (class pull {pull:g}, {name}): "
+            f"recognised as the target / as a cat | {np.mean(hits):.2f} / {as_cat:.2f} "
+            f"({len(translated)} drawings) |"
+        )
     added = []
     for k, name in enumerate(sk.class_names):
         start = half_drawn(test.sketches[int(np.flatnonzero(test.labels == k)[0])])

@@ -184,6 +184,8 @@ def test_drawing_commands(tmp_path: Path, data, capsys) -> None:
             cat_file,
             "--classes",
             "eye,cat",
+            "--class-pull",
+            "0",
             "--out",
             str(tmp_path / "t.svg"),
         ],
@@ -277,6 +279,8 @@ def test_argument_errors_come_before_any_work(tmp_path: Path, capsys) -> None:
         (["draw", "cat", "--count", "3", "--out", str(tmp_path / "x.gif")], "animates one"),
         (["draw", "cat", "--device", "cuda", "--out", str(tmp_path / "x.svg")], "CUDA"),
         (["draw", "cat", "unicorn", "--out", str(tmp_path / "x.svg")], "unicorn"),
+        (["translate", "--input", "x.svg", "--class-pull", "1.5"], "must be from 0 to 1"),
+        (["translate", "--input", "x.svg", "--class-pull", "nan"], "must be from 0 to 1"),
     ]
     for argv, message in cases:
         try:
@@ -410,3 +414,36 @@ def test_class_only_drawing_takes_z_s_from_the_fitted_prior_unless_standard(data
     torch.testing.assert_close(class_latent(model, [0, 1], 7).z_s, expected)
     standard = class_latent(model, [0, 1], 7, standard_z_s=True).z_s
     torch.testing.assert_close(standard, torch.tensor(noise).float())
+
+
+def test_translation_pulls_z_s_toward_the_target_class_mean(data) -> None:
+    """class_pull p: z_s = (1 - p) mu_s(x | c) + p m_c, m_c the target's fitted prior mean; 0 is
+    the paper's translation, and so is any pull on a model without a fitted z_s prior."""
+    from aisketcher.latents import encode_sketches, translation_latent
+
+    sk = tiny_sketcher("ai-sketcher", data)
+    model = sk.model
+    cat = data["train"].sketches[0]
+    encoded = encode_sketches(model, [cat, cat], [0, 1]).mu_s
+    unfitted = translation_latent(model, [cat, cat], [0, 1], seed=0, class_pull=0.5)
+    torch.testing.assert_close(unfitted.z_s, encoded)
+    means = torch.stack([torch.full((model.config.z_size,), v) for v in (-2.0, 3.0)])
+    with torch.no_grad():
+        model.sketch_prior.mean.copy_(means)
+        model.sketch_prior.scale.copy_(torch.eye(model.config.z_size).expand(2, -1, -1))
+    for pull in (0.0, 0.25, 1.0):
+        latent = translation_latent(model, [cat, cat], [0, 1], seed=0, class_pull=pull)
+        torch.testing.assert_close(latent.z_s, encoded + pull * (means - encoded))
+        torch.testing.assert_close(latent.mu_s, latent.z_s)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        translation_latent(model, [cat], [0], seed=0, class_pull=1.5)
+    drawn = sk.translate(Sketch(cat * [data.scale_factor, data.scale_factor, 1]), ["eye"], seed=1)
+    assert [s.label for s in drawn] == ["eye"]  # the API's default pull draws too
+
+
+def test_translate_help_gives_the_default_pull(capsys) -> None:
+    from aisketcher.latents import TRANSLATE_PULL
+
+    with pytest.raises(SystemExit):
+        main(["translate", "--help"])
+    assert f"(default {TRANSLATE_PULL:g})" in " ".join(capsys.readouterr().out.split())

@@ -137,6 +137,9 @@ def test_translate_redraws_as_each_class(url: str, sketcher: Sketcher) -> None:
     assert [s["label"] for s in answer["sketches"]] == ["pig", "face", "pig"]
     every = ok(url, "/api/translate", {"sketch": CORNER, "temperature": 0.1})
     assert [s["label"] for s in every["sketches"]] == sketcher.class_names
+    pulled = {p: ok(url, "/api/translate", {**body, "class_pull": p}) for p in (0.0, 1.0)}
+    assert pulled[0.0] == ok(url, "/api/translate", {**body, "class_pull": 0})
+    assert pulled[0.0] != pulled[1.0]  # the pull reaches the model
 
 
 def test_reconstruct_takes_stroke3_and_labels(url: str) -> None:
@@ -240,6 +243,8 @@ def many_strokes(n: int, length: int = 2) -> list:
         ("/api/translate", {"sketch": CORNER, "classes": []}, "classes"),
         ("/api/translate", {"sketch": CORNER, "classes": ["cat"] * 21}, "classes"),
         ("/api/translate", {"sketch": CORNER, "classes": ["cat", "dog"]}, "dog"),
+        ("/api/translate", {"sketch": CORNER, "class_pull": 1.5}, "class_pull"),
+        ("/api/translate", {"sketch": CORNER, "class_pull": "0.5"}, "class_pull"),
         ("/api/reconstruct", {"sketches": [CORNER] * 21, "class": "cat"}, "sketches"),
         ("/api/reconstruct", {"sketches": [], "class": "cat"}, "sketches"),
         ("/api/render", {"sketch": CORNER, "size": 16}, "size"),

@@ -121,3 +121,28 @@ def test_finish_my_drawing_shows_the_models_strokes(
     assert status.startswith("Done"), status
     # Quality is not judged here, only that the model's own strokes reached the page.
     assert sum(points) > 0 and red > 0, (points, red)
+
+
+def test_redraw_as_another_class_takes_the_pull_from_its_slider(browser: webdriver.Chrome) -> None:
+    with running(create_app(Sketcher.load())) as url:
+        browser.get(url)
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+        Select(browser.find_element(By.ID, "cls")).select_by_value("pig")
+        draw_on(browser, browser.find_element(By.ID, "pad"), STROKES)
+        browser.execute_script(
+            "const s = document.getElementById('pull'); s.value = 1;"
+            "s.dispatchEvent(new Event('input'));"
+        )
+        assert browser.find_element(By.ID, "pull-value").text == "1.0"
+        browser.find_element(By.ID, "redraw").click()
+        wait.until(
+            lambda d: (
+                d.find_elements(By.CSS_SELECTOR, "#results figure")
+                and not d.find_elements(By.CSS_SELECTOR, '#results figure[data-state="drawing"]')
+            )
+        )
+        status = browser.find_element(By.ID, "status").text
+        red, points = browser.execute_script(COUNT_MODEL_INK)
+    assert status.startswith("Done"), status  # a pull the server refused would say so here
+    assert sum(points) > 0 and red > 0, (points, red)

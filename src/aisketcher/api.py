@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
-from aisketcher.latents import class_latent, encode_sketches, translation_latent
+from aisketcher.latents import TRANSLATE_PULL, class_latent, encode_sketches, translation_latent
 from aisketcher.limits import MAX_TEMPERATURE, MIN_TEMPERATURE
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import Latent, SketchModel
@@ -205,24 +205,34 @@ class Sketcher:
         temperature: float = 0.4,
         seed: int | None = None,
         keep_layout: bool = False,
+        class_pull: float = TRANSLATE_PULL,
     ) -> list[Sketch]:
         """The paper's Figure 2: one input sketch encoded under each target class c and drawn
-        anew; the class vector decides the class. z_r comes from c's prior unless `keep_layout`
-        (the input's raster code, which pulls the drawing toward the input's layout)."""
+        anew. z_s moves `class_pull` of the way toward c's prior mean (0: the paper's, the class
+        vector alone decides the class; 1: c's mean drawing, the input forgotten). z_r comes
+        from c's prior unless `keep_layout` (the input's raster code, which pulls the drawing
+        toward the input's layout)."""
         labels = [self.class_index(c) for c in (classes or range(len(self.class_names)))]
         latent = self.translation_latent(
-            [_as_sketch(sketch)] * len(labels), labels, seed, keep_layout
+            [_as_sketch(sketch)] * len(labels), labels, seed, keep_layout, class_pull
         )
         return self._sample(latent, labels, temperature, seed)
 
     def translation_latent(
-        self, sketches: list[Sketch], labels: list[int], seed: int | None, keep_layout: bool = False
+        self,
+        sketches: list[Sketch],
+        labels: list[int],
+        seed: int | None,
+        keep_layout: bool = False,
+        class_pull: float = TRANSLATE_PULL,
     ) -> Latent:
         """What to decode a translation of each sketch into class `labels[i]` from, seeded (see
         `latents.translation_latent`)."""
         self._require_encoder()
         normalised = [self.normalise(s) for s in sketches]
-        return translation_latent(self.model, normalised, labels, seed, keep_layout=keep_layout)
+        return translation_latent(
+            self.model, normalised, labels, seed, keep_layout=keep_layout, class_pull=class_pull
+        )
 
     def complete(
         self,

@@ -15,6 +15,7 @@ from aisketcher.cli.arguments import (
     positive_int,
     seed,
     temperature,
+    unit_interval,
 )
 from aisketcher.errors import SketchDataError
 from aisketcher.sketch import Sketch
@@ -126,12 +127,19 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
+    from aisketcher.latents import TRANSLATE_PULL
+
     sketcher = _load(args, one_sketch=False, classes=args.classes)
     item = _input(args)
     item.label = "input"
     classes = args.classes or None
     outputs = sketcher.translate(
-        item, classes, temperature=args.temperature, seed=args.seed, keep_layout=args.keep_layout
+        item,
+        classes,
+        temperature=args.temperature,
+        seed=args.seed,
+        keep_layout=args.keep_layout,
+        class_pull=TRANSLATE_PULL if args.class_pull is None else args.class_pull,
     )
     _save([item, *outputs], args, cols=len(outputs) + 1)
     return 0
@@ -294,8 +302,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "translate",
         help="redraw one sketch as other classes (paper Figure 2)",
         description="Encode the input sketch under each target class (z_s with the target's "
-        "class vector; z_r, the raster's layout, from the target class's prior) and draw it "
-        "anew: the class vector decides the class.",
+        "class vector, pulled toward the target class's mean code by --class-pull; z_r, the "
+        "raster's layout, from the target class's prior) and draw it anew.",
         epilog="example:\n  aisketcher translate --input ../shared/data/quickdraw/cat.npz --classes pig,face,apple "
         "--out translated.svg",
         formatter_class=fmt,
@@ -307,6 +315,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="take z_r from the input's raster instead of the target class's prior: the drawing "
         "keeps more of the input's layout and is recognised as the target less often",
+    )
+    p.add_argument(
+        "--class-pull",
+        type=unit_interval,
+        default=None,
+        help="how far z_s moves from the input's code toward the target class's mean code: 0 is "
+        "the paper's translation (the class vector alone; recognised as the target less often), "
+        "1 the class's mean drawing with the input forgotten (default 0.5)",
     )
     _common(p, "translation.svg")
     p.set_defaults(func=cmd_translate)

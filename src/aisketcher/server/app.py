@@ -353,7 +353,13 @@ def create_app(sketcher: Sketcher, server_limits: ServerLimits | None = None) ->
         def build() -> StepSampler:
             sketch, frame = body.sketch.to_sketch(body.simplify)
             return sampling.translate(
-                sketcher, sketch, frame, body.classes, temperature=body.temperature, seed=body.seed
+                sketcher,
+                sketch,
+                frame,
+                body.classes,
+                temperature=body.temperature,
+                seed=body.seed,
+                class_pull=body.class_pull,
             )
 
         return build

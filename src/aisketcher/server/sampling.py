@@ -149,10 +149,13 @@ def translate(
     *,
     temperature: float,
     seed: int | None,
+    class_pull: float,
 ) -> StepSampler:
     """The paper's Figure 2, as `Sketcher.translate`: one sketch decoded under each class."""
     labels = [sketcher.class_index(c) for c in (classes or sketcher.class_names)]
-    latent = sketcher.translation_latent([sketch] * len(labels), labels, seed)
+    latent = sketcher.translation_latent(
+        [sketch] * len(labels), labels, seed, class_pull=class_pull
+    )
     return StepSampler(
         sketcher, latent, labels, [frame] * len(labels), temperature=temperature, seed=seed
     )

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aisketcher.errors import SketchDataError
 from aisketcher.formats.ndjson import simplify_raw
 from aisketcher.formats.reader import sketch_from_json
+from aisketcher.latents import TRANSLATE_PULL
 from aisketcher.limits import (
     MAX_COORDINATE,
     MAX_INK,
@@ -117,6 +118,14 @@ class TranslateRequest(Sampling):
     sketch: SketchIn
     classes: Annotated[list[ClassName], Field(min_length=1, max_length=MAX_ROWS)] | None = Field(
         None, description="target classes, repeats allowed (default: every class of the model)"
+    )
+    class_pull: float = Field(
+        TRANSLATE_PULL,
+        ge=0.0,
+        le=1.0,
+        strict=True,
+        description="how far the code moves toward the target class's mean: 0 the paper's "
+        "translation, 1 the class's mean drawing",
     )
     simplify: bool = Field(True, strict=True)
 

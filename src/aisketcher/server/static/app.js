@@ -242,7 +242,7 @@ function request(operation) {
   if (operation === "draw") return { class: cls, count, temperature };
   const sketch = { strokes: state.strokes };
   if (operation === "complete") return { sketch, class: cls, count, temperature };
-  return { sketch, classes: Array(count).fill(cls), temperature };
+  return { sketch, classes: Array(count).fill(cls), temperature, class_pull: +$("pull").value };
 }
 
 async function run(operation) {
@@ -308,6 +308,9 @@ $("draw-one").addEventListener("click", () => run("draw"));
 
 $("temperature").addEventListener("input", () => {
   $("temperature-value").textContent = (+$("temperature").value).toFixed(2);
+});
+$("pull").addEventListener("input", () => {
+  $("pull-value").textContent = (+$("pull").value).toFixed(1);
 });
 $("cls").addEventListener("change", () => {
   document.querySelector(".cls-name").textContent = $("cls").selectedOptions[0].textContent;
