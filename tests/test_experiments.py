@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aisketcher.api import Sketcher
 from aisketcher.cli import main
 from aisketcher.data.dataset import load_dataset
 from aisketcher.errors import SketchDataError
@@ -168,6 +169,8 @@ def test_a_run_from_before_the_fitted_priors_gets_them_and_a_new_evaluation(
     saved = {p: read_checkpoint(p) for p in (run / "best.safetensors", run / "last.safetensors")}
     for path, (tensors, info) in saved.items():
         older = {k: v for k, v in tensors.items() if not k.startswith("model.sketch_prior.")}
+        # and a diagonal z_r spread as the oldest checkpoints had, which the refit supersedes
+        older["model.raster_prior.std"] = torch.full_like(tensors["model.raster_prior.mean"], 9.0)
         save_file(older, str(path), metadata={META_KEY: json.dumps(info)})
     for report_path in (out / "evals").glob("QD5-ai-sketcher-n*/evaluation.json"):
         report = json.loads(report_path.read_text())  # as if made on that older checkpoint
@@ -183,12 +186,16 @@ def test_a_run_from_before_the_fitted_priors_gets_them_and_a_new_evaluation(
     assert "QD5-sketch-rnn-cond: class priors" not in printed
     for path, (tensors, info) in saved.items():
         again, info_again = read_checkpoint(path)
-        assert info_again == info and again.keys() == tensors.keys()
+        assert info_again == info and again.keys() == {*tensors, "model.raster_prior.std"}
         for key, value in tensors.items():
             if key.startswith("model.sketch_prior."):  # the trainer's own fit at that step
                 torch.testing.assert_close(again[key], value, rtol=1e-5, atol=1e-6)
             else:
                 assert torch.equal(again[key], value), key
+    loaded = Sketcher.load(run).model.raster_prior.scale
+    torch.testing.assert_close(
+        loaded, saved[run / "best.safetensors"][0]["model.raster_prior.scale"]
+    )
 
 
 def test_a_run_of_another_scale_is_not_resumed(

@@ -419,7 +419,7 @@ def test_class_only_drawing_takes_z_s_from_the_fitted_prior_unless_standard(data
 def test_translation_pulls_z_s_toward_the_target_class_mean(data) -> None:
     """class_pull p: z_s = (1 - p) mu_s(x | c) + p m_c, m_c the target's fitted prior mean; 0 is
     the paper's translation, and so is any pull on a model without a fitted z_s prior."""
-    from aisketcher.latents import encode_sketches, translation_latent
+    from aisketcher.latents import TRANSLATE_PULL, encode_sketches, translation_latent
 
     sk = tiny_sketcher("ai-sketcher", data)
     model = sk.model
@@ -434,11 +434,21 @@ def test_translation_pulls_z_s_toward_the_target_class_mean(data) -> None:
     for pull in (0.0, 0.25, 1.0):
         latent = translation_latent(model, [cat, cat], [0, 1], seed=0, class_pull=pull)
         torch.testing.assert_close(latent.z_s, encoded + pull * (means - encoded))
-        torch.testing.assert_close(latent.mu_s, latent.z_s)
+        torch.testing.assert_close(latent.mu_s, encoded)  # eq. 3's mean, as encoded
     with pytest.raises(ValueError, match="between 0 and 1"):
         translation_latent(model, [cat], [0], seed=0, class_pull=1.5)
-    drawn = sk.translate(Sketch(cat * [data.scale_factor, data.scale_factor, 1]), ["eye"], seed=1)
-    assert [s.label for s in drawn] == ["eye"]  # the API's default pull draws too
+    with torch.no_grad():  # a class the prior never saw keeps the input's code
+        model.sketch_prior.scale[1] = 0
+    latent = translation_latent(model, [cat, cat], [0, 1], seed=0, class_pull=1.0)
+    torch.testing.assert_close(latent.z_s, torch.stack([means[0], encoded[1]]))
+    # Sketcher.translate pulls by TRANSLATE_PULL unless told otherwise.
+    with torch.no_grad():
+        model.sketch_prior.scale.copy_(torch.eye(model.config.z_size).expand(2, -1, -1))
+    start = Sketch(cat * [data.scale_factor, data.scale_factor, 1])
+    drawn = {p: sk.translate(start, ["eye"], seed=1, class_pull=p) for p in (0.0, TRANSLATE_PULL)}
+    default = sk.translate(start, ["eye"], seed=1)
+    assert np.array_equal(default[0].stroke3, drawn[TRANSLATE_PULL][0].stroke3)
+    assert not np.array_equal(default[0].stroke3, drawn[0.0][0].stroke3)
 
 
 def test_translate_help_gives_the_default_pull(capsys) -> None:

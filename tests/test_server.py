@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import io
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -438,3 +439,14 @@ def test_headers_sent_a_byte_at_a_time_get_408_and_the_server_stays_open(
 def test_a_body_with_a_byte_order_mark_is_refused(url: str, mark: bytes) -> None:
     status, detail = refused(url, "/api/draw", raw=mark + b'{"class": "cat"}')
     assert status == 400 and "byte-order mark" in detail
+
+
+def test_the_pages_pull_slider_starts_at_the_default_pull() -> None:
+    from aisketcher.latents import TRANSLATE_PULL
+    from aisketcher.server.app import _static_dir
+
+    html = (_static_dir() / "index.html").read_text(encoding="utf-8")
+    slider = re.search(r'<input id="pull"[^>]*value="([^"]+)"', html)
+    shown = re.search(r'<output id="pull-value">([^<]+)</output>', html)
+    assert slider and shown
+    assert float(slider.group(1)) == float(shown.group(1)) == TRANSLATE_PULL

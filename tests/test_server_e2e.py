@@ -8,6 +8,7 @@ the README's picture.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -130,7 +131,10 @@ def test_redraw_as_another_class_takes_the_pull_from_its_slider(browser: webdriv
         wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
         Select(browser.find_element(By.ID, "cls")).select_by_value("pig")
         draw_on(browser, browser.find_element(By.ID, "pad"), STROKES)
-        browser.execute_script(
+        browser.execute_script(  # keep the bodies the page sends, and move the slider
+            "window.sent = []; const send = window.fetch;"
+            "window.fetch = (url, init) => { window.sent.push([url, init && init.body]);"
+            " return send(url, init); };"
             "const s = document.getElementById('pull'); s.value = 1;"
             "s.dispatchEvent(new Event('input'));"
         )
@@ -144,5 +148,8 @@ def test_redraw_as_another_class_takes_the_pull_from_its_slider(browser: webdriv
         )
         status = browser.find_element(By.ID, "status").text
         red, points = browser.execute_script(COUNT_MODEL_INK)
-    assert status.startswith("Done"), status  # a pull the server refused would say so here
+        sent = browser.execute_script("return window.sent;")
+    bodies = [json.loads(body) for url, body in sent if "/api/translate" in url]
+    assert bodies and all(b["class_pull"] == 1 for b in bodies), sent
+    assert status.startswith("Done"), status
     assert sum(points) > 0 and red > 0, (points, red)

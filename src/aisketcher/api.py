@@ -207,11 +207,12 @@ class Sketcher:
         keep_layout: bool = False,
         class_pull: float = TRANSLATE_PULL,
     ) -> list[Sketch]:
-        """The paper's Figure 2: one input sketch encoded under each target class c and drawn
-        anew. z_s moves `class_pull` of the way toward c's prior mean (0: the paper's, the class
-        vector alone decides the class; 1: c's mean drawing, the input forgotten). z_r comes
-        from c's prior unless `keep_layout` (the input's raster code, which pulls the drawing
-        toward the input's layout)."""
+        """One input sketch encoded under each target class c and drawn anew (the paper's
+        Figure 2 at class_pull=0). z_s moves `class_pull` of the way toward c's prior mean (0:
+        the class vector alone decides the class; 1: z_s is c's mean code, the input's z_s
+        forgotten; no effect without a fitted z_s prior). z_r comes from c's prior unless
+        `keep_layout` (the input's raster code, which pulls the drawing toward the input's
+        layout)."""
         labels = [self.class_index(c) for c in (classes or range(len(self.class_names)))]
         latent = self.translation_latent(
             [_as_sketch(sketch)] * len(labels), labels, seed, keep_layout, class_pull
@@ -224,10 +225,11 @@ class Sketcher:
         labels: list[int],
         seed: int | None,
         keep_layout: bool = False,
-        class_pull: float = TRANSLATE_PULL,
+        class_pull: float = 0.0,
     ) -> Latent:
         """What to decode a translation of each sketch into class `labels[i]` from, seeded (see
-        `latents.translation_latent`)."""
+        `latents.translation_latent`; class_pull 0 is the paper's, `translate` defaults to
+        TRANSLATE_PULL)."""
         self._require_encoder()
         normalised = [self.normalise(s) for s in sketches]
         return translation_latent(

@@ -322,7 +322,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="how far z_s moves from the input's code toward the target class's mean code: 0 is "
         "the paper's translation (the class vector alone; recognised as the target less often), "
-        "1 the class's mean drawing with the input forgotten (default 0.5)",
+        "at 1 z_s is the class's mean code and the input's forgotten; no effect on a model "
+        "without a fitted z_s prior (default 0.5)",
     )
     _common(p, "translation.svg")
     p.set_defaults(func=cmd_translate)

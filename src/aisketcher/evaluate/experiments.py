@@ -233,17 +233,22 @@ def train_run(ctx: Context, set_name: str, config: str, dataset: SketchDataset) 
             )
         if int(info["step"]) >= scale.steps:
             ctx.log(f"{run.name}: already trained ({info['step']} steps)")
-            saved = [p for p in (run / "best.safetensors", last) if p.is_file()]
-            # A run trained before checkpoints carried both fitted priors gets them now.
-            fitted = [p.stem for p in saved if refit_checkpoint_priors(p, dataset["train"])]
-            if fitted:
-                ctx.log(f"{run.name}: class priors fitted into {' and '.join(fitted)}")
+            _fit_older_priors(ctx, run, dataset)
             return run
     ctx.log(f"{run.name}: training {scale.steps} steps" + (" (resuming)" if resume else ""))
     summary = Trainer(model_cfg, train_cfg, dataset, run, resume=resume, progress=False).fit()
     if summary["reason"] == "stopped by signal":  # the user wants the experiment to stop
         raise SystemExit(f"{run.name}: stopped at step {summary['step']}; the same command resumes")
+    _fit_older_priors(ctx, run, dataset)  # a resumed run's best may predate the fitted priors
     return run
+
+
+def _fit_older_priors(ctx: Context, run: Path, dataset: SketchDataset) -> None:
+    """Fit the class priors into a run's checkpoints saved before checkpoints carried them."""
+    saved = [p for p in (run / "best.safetensors", run / "last.safetensors") if p.is_file()]
+    fitted = [p.stem for p in saved if refit_checkpoint_priors(p, dataset["train"])]
+    if fitted:
+        ctx.log(f"{run.name}: class priors fitted into {' and '.join(fitted)}")
 
 
 def estimate_cost(
@@ -320,7 +325,7 @@ def evaluation_dir(ctx: Context, run: Path, samples: int) -> Path:
 
 def _is_current(report: dict[str, Any], run: Path, settings: EvalSettings) -> bool:
     """Whether `report` evaluated the run's present checkpoint (its very bytes) with these
-    settings."""
+    settings. A report from before digests were recorded is never current: made again once."""
     same_settings = settings.matches(report.get("settings", {}))
     return same_settings and report["model"].get("checkpoint_sha256") == checkpoint_digest(run)
 

@@ -260,6 +260,7 @@ def evaluate_run(
     source = Path(source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    digest = checkpoint_digest(source)  # of the bytes about to be loaded, not of a later rewrite
     sketcher = Sketcher.load(source, device=device)
     info = _run_info(source)
     names = settings.classes or list(sketcher.class_names)
@@ -337,7 +338,7 @@ def evaluate_run(
             "config": cfg.name,
             "classes": list(sketcher.class_names),
             "step": checkpoint_step(source),
-            "checkpoint_sha256": checkpoint_digest(source),
+            "checkpoint_sha256": digest,
         },
         "classes": names,
         "settings": settings.to_dict(),
@@ -477,7 +478,10 @@ def checkpoint_digest(source: Path) -> str | None:
     """SHA-256 of a run's checkpoint: an evaluation is of these exact weights and priors (priors
     fitted later into an older checkpoint change them at the same step)."""
     path = _run_checkpoint(source)
-    return None if path is None else hashlib.sha256(path.read_bytes()).hexdigest()
+    if path is None:
+        return None
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_comparison(other: str | Path) -> tuple[Path, dict[str, Any], list[float]]:

@@ -124,8 +124,9 @@ class TranslateRequest(Sampling):
         ge=0.0,
         le=1.0,
         strict=True,
-        description="how far the code moves toward the target class's mean: 0 the paper's "
-        "translation, 1 the class's mean drawing",
+        description="how far the input's code z_s moves toward the target class's mean code: 0 "
+        "the paper's translation, 1 the class's mean code (no effect on a model without a "
+        "fitted z_s prior)",
     )
     simplify: bool = Field(True, strict=True)
 

@@ -104,14 +104,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return tensors, info
 
 
-def replace_tensors(path: str | Path, updates: dict[str, torch.Tensor]) -> None:
-    """Rewrite a checkpoint with some tensors replaced, everything else (info, optimizer and RNG
-    state) as it was; atomic, like every save."""
-    path = Path(path)
-    tensors, info = read_checkpoint(path)
-    tensors.update({k: v.detach().cpu().contiguous() for k, v in updates.items()})
+def rewrite_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], info: dict) -> None:
+    """Write tensors and info as read by `read_checkpoint` (some of them changed) back to
+    `path`, atomically, like every save."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     metadata = {META_KEY: json.dumps(info)}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 # Buffers newer than some saved runs; a run without them loads with the defaults (a prior never
@@ -127,7 +125,8 @@ OPTIONAL_BUFFERS = (
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
     state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     if "raster_prior.std" in state:  # a diagonal prior, saved before the full covariance
-        state["raster_prior.scale"] = torch.diag_embed(state.pop("raster_prior.std"))
+        std = state.pop("raster_prior.std")
+        state.setdefault("raster_prior.scale", torch.diag_embed(std))  # unless refitted since
     defaults = model.state_dict()
     state.update({k: defaults[k] for k in OPTIONAL_BUFFERS if k in defaults and k not in state})
     try:

@@ -42,8 +42,8 @@ from aisketcher.train.checkpoint import (
     OPTIONAL_BUFFERS,
     load_weights,
     read_checkpoint,
-    replace_tensors,
     restore_training_state,
+    rewrite_checkpoint,
     save_checkpoint,
     write_json,
 )
@@ -716,5 +716,6 @@ def refit_checkpoint_priors(path: Path, train: Split) -> bool:
         return False
     fit_priors(model, train.sketches, train.labels)
     state = model.state_dict()
-    replace_tensors(path, {f"model.{k}": state[k] for k in OPTIONAL_BUFFERS if k in state})
+    tensors.update({f"model.{k}": state[k] for k in OPTIONAL_BUFFERS if k in state})
+    rewrite_checkpoint(path, tensors, info)
     return True
