@@ -87,31 +87,44 @@ def draw_on(driver: webdriver.Chrome, pad: object, strokes: list) -> None:
         actions.release().perform()
 
 
+def open_page(driver: webdriver.Chrome, url: str, cls: str) -> WebDriverWait:
+    """Load the app, wait until it has the model's classes, and choose `cls`."""
+    driver.get(url)
+    wait = WebDriverWait(driver, 60)
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    Select(driver.find_element(By.ID, "cls")).select_by_value(cls)
+    return wait
+
+
+def press_and_wait(
+    driver: webdriver.Chrome, wait: WebDriverWait, button: str
+) -> tuple[str, int, list]:
+    """Press a button; when every panel has finished drawing: the status, model ink, points."""
+    driver.find_element(By.ID, button).click()
+    wait.until(
+        lambda d: (
+            d.find_elements(By.CSS_SELECTOR, "#results figure")
+            and not d.find_elements(By.CSS_SELECTOR, '#results figure[data-state="drawing"]')
+        )
+    )
+    red, points = driver.execute_script(COUNT_MODEL_INK)
+    return driver.find_element(By.ID, "status").text, red, points
+
+
 def test_finish_my_drawing_shows_the_models_strokes(
     browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     artifacts = Path(os.environ.get("AISKETCHER_ARTIFACTS", tmp_path))
     artifacts.mkdir(parents=True, exist_ok=True)
     with running(create_app(Sketcher.load())) as url:
-        browser.get(url)
-        wait = WebDriverWait(browser, 60)
-        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
-        Select(browser.find_element(By.ID, "cls")).select_by_value("cat")
+        wait = open_page(browser, url, "cat")
         count = browser.find_element(By.ID, "count")
         count.clear()
         count.send_keys("8")
         draw_on(browser, browser.find_element(By.ID, "pad"), STROKES)
         assert browser.find_element(By.ID, "ink").text.startswith("2 stroke(s)")
 
-        browser.find_element(By.ID, "finish").click()
-        wait.until(
-            lambda d: (
-                d.find_elements(By.CSS_SELECTOR, "#results figure")
-                and not d.find_elements(By.CSS_SELECTOR, '#results figure[data-state="drawing"]')
-            )
-        )
-        status = browser.find_element(By.ID, "status").text
-        red, points = browser.execute_script(COUNT_MODEL_INK)
+        status, red, points = press_and_wait(browser, wait, "finish")
         shot = artifacts / "app.png"
         browser.save_screenshot(str(shot))
         print(f"screenshot: {shot}")
@@ -126,10 +139,7 @@ def test_finish_my_drawing_shows_the_models_strokes(
 
 def test_redraw_as_another_class_takes_the_pull_from_its_slider(browser: webdriver.Chrome) -> None:
     with running(create_app(Sketcher.load())) as url:
-        browser.get(url)
-        wait = WebDriverWait(browser, 60)
-        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
-        Select(browser.find_element(By.ID, "cls")).select_by_value("pig")
+        wait = open_page(browser, url, "pig")
         draw_on(browser, browser.find_element(By.ID, "pad"), STROKES)
         browser.execute_script(  # keep the bodies the page sends, and move the slider
             "window.sent = []; const send = window.fetch;"
@@ -139,15 +149,7 @@ def test_redraw_as_another_class_takes_the_pull_from_its_slider(browser: webdriv
             "s.dispatchEvent(new Event('input'));"
         )
         assert browser.find_element(By.ID, "pull-value").text == "1.0"
-        browser.find_element(By.ID, "redraw").click()
-        wait.until(
-            lambda d: (
-                d.find_elements(By.CSS_SELECTOR, "#results figure")
-                and not d.find_elements(By.CSS_SELECTOR, '#results figure[data-state="drawing"]')
-            )
-        )
-        status = browser.find_element(By.ID, "status").text
-        red, points = browser.execute_script(COUNT_MODEL_INK)
+        status, red, points = press_and_wait(browser, wait, "redraw")
         sent = browser.execute_script("return window.sent;")
     bodies = [json.loads(body) for url, body in sent if "/api/translate" in url]
     assert bodies and all(b["class_pull"] == 1 for b in bodies), sent
