@@ -239,7 +239,8 @@ def train_run(ctx: Context, set_name: str, config: str, dataset: SketchDataset) 
     summary = Trainer(model_cfg, train_cfg, dataset, run, resume=resume, progress=False).fit()
     if summary["reason"] == "stopped by signal":  # the user wants the experiment to stop
         raise SystemExit(f"{run.name}: stopped at step {summary['step']}; the same command resumes")
-    _fit_older_priors(ctx, run, dataset)  # a resumed run's best may predate the fitted priors
+    if resume:  # a fresh run saves fitted priors; a resumed one's best may predate them
+        _fit_older_priors(ctx, run, dataset)
     return run
 
 
@@ -768,6 +769,13 @@ def earlier_summary(name: str, out: Path, doc: Path | None) -> dict[str, Any]:
 
 
 # ----- results.md -----
+def _ttest_text(t: dict[str, Any]) -> str:
+    return (
+        f"t = {_fmt(t['t'], 3)}, p = {_fmt(t['p'], 4)} (means {_fmt(t['mean_a'], 2)} vs "
+        f"{_fmt(t['mean_b'], 2)}, n = {t['n_a']} and {t['n_b']})."
+    )
+
+
 def _section(summary: dict[str, Any], prefix: str) -> str:
     name = summary["experiment"]
     exp = EXPERIMENTS[name]
@@ -818,13 +826,11 @@ def _section(summary: dict[str, Any], prefix: str) -> str:
             ),
             "",
             f"Unpaired t-test ({exp.configs[0]} vs {exp.configs[1]}, one value per sketch): "
-            f"t = {_fmt(t['t'], 3)}, p = {_fmt(t['p'], 4)} (means {_fmt(t['mean_a'], 2)} vs "
-            f"{_fmt(t['mean_b'], 2)}, n = {t['n_a']} and {t['n_b']}).",
+            f"{_ttest_text(t)}",
             "",
         ]
         lines += [
-            f"At training seed {k}: t = {_fmt(r['t'], 3)}, p = {_fmt(r['p'], 4)} (means "
-            f"{_fmt(r['mean_a'], 2)} vs {_fmt(r['mean_b'], 2)}, n = {r['n_a']} and {r['n_b']}).\n"
+            f"At training seed {k}: {_ttest_text(r)}\n"
             for k, r in sorted(summary.get("seed_ttests", {}).items(), key=lambda x: int(x[0]))
         ]
     for key, path in summary["figures"]:
