@@ -47,6 +47,7 @@ FUSED_NODES = {
     "_LayerNormStepBackward",
     "_LSTMStepBackward",
     "_InfluenceBackward",
+    "_LayerNormInfluenceSequenceBackward",
 }
 
 
@@ -134,8 +135,54 @@ def test_a_training_step_of_every_kind_of_model_matches(
     graphs: list[set[str]] = []
     fast, reference = both_paths(monkeypatch, run)
     assert_close(fast, reference)
-    assert ("_InfluenceBackward" in graphs[0]) == model.config.use_influence
+    # the default cell's decoder with an influence layer runs as one fused sequence
+    influence = {"_LayerNormInfluenceSequenceBackward"} if model.config.use_influence else set()
+    assert graphs[0] & {"_InfluenceBackward", "_LayerNormInfluenceSequenceBackward"} == influence
     assert not graphs[1]  # the reference path: no fused node
+
+
+@pytest.mark.parametrize("memory", ["drawn", "bidirectional"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_the_fused_teacher_forced_decoder_matches_the_step_by_step_loop(
+    memory: str, dropout: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole influence decoder as one call each way, on 37 rows split over two threads:
+    every output and gradient as the reference loop gives them, the bidirectional memory with
+    sketches of unequal lengths; with dropout, other outputs than without."""
+    torch.set_num_threads(2)
+    config = make_config(
+        "ai-sketcher", num_classes=2, influence_memory=memory, recurrent_dropout=dropout, **TINY
+    )
+    torch.manual_seed(0)
+    model = SketchModel(config).train()
+    with torch.no_grad():  # away from the initial values (zero first query, unit gains)
+        for param in model.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    strokes = torch.randn(37, 15, 5)
+    strokes[..., 2:] = torch.nn.functional.one_hot(torch.randint(0, 3, (37, 15)), 3).float()
+    lengths, labels = torch.randint(3, 15, (37,)), torch.randint(0, 2, (37,))
+    rasters = torch.rand(37, 1, 128, 128)
+    graphs: list[set[str]] = []
+
+    def run() -> list[torch.Tensor]:
+        model.zero_grad()
+        out = model(strokes, lengths, labels, rasters)
+        weights = torch.randn_like(out.mixture.mu_x)
+        loss = (out.mixture.mu_x * weights).sum() + out.mixture.logits.square().sum()
+        loss = loss + (out.mu_a * out.log_var_a).sum() + out.log_var_a.exp().sum()
+        graphs.append(fused_nodes(loss))
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        return [out.mixture.mu_x, out.mu_a, out.log_var_a, *grads]
+
+    fast, reference = both_paths(monkeypatch, run)
+    assert "_LayerNormInfluenceSequenceBackward" in graphs[0] and not graphs[1]
+    assert_close(fast, reference)
+    if dropout:
+        model.decoder.dropout = 0.0
+        monkeypatch.setenv("AISKETCHER_FUSED", "1")
+        torch.manual_seed(0)
+        assert not torch.allclose(run()[0], fast[0])
 
 
 def test_drawing_steps_give_the_reference_outputs(

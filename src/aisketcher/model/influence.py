@@ -143,8 +143,7 @@ class InfluenceLayer(nn.Module):
         `lengths` masks rows past each sketch's end (None: every row is real). `noise` is lambda_a ~ N(0, I) (drawn here when None); zero noise gives a_d = mu_a. With a
         `tape` made for `memory`, the encoder states' gradient is formed by the tape.
         """
-        # "all previous hidden node values until the latest drawing step": i <= j
-        seen = min(step + 1, memory.shape[1]) if self.causal else memory.shape[1]
+        seen = self.rows_read(step, memory.shape[1])
         hidden = None
         if lengths is not None:
             hidden = self._padding_mask(lengths, memory.shape[1])[:, :seen]
@@ -164,6 +163,22 @@ class InfluenceLayer(nn.Module):
         if noise is None:
             noise = standard_normal_like(mu)
         return mu + torch.exp(log_var / 2) * noise, mu, log_var  # eq. 9: a_d = mu_a + sigma_a * l_a
+
+    def rows_read(self, step: int, length: int) -> int:
+        """How many of `length` memory rows decoding step `step` reads."""
+        # "all previous hidden node values until the latest drawing step": i <= j
+        return min(step + 1, length) if self.causal else length
+
+    def read_limits(
+        self, steps: int, length: int, lengths: torch.Tensor | None, batch: int
+    ) -> torch.Tensor:
+        """(steps, B) int64: how many memory rows each of `steps` decoding steps reads in each
+        row, no more than the row's `lengths` (None: every row is real)."""
+        seen = torch.tensor([self.rows_read(j, length) for j in range(steps)])
+        limits = seen[:, None].expand(steps, batch)
+        if lengths is not None:
+            limits = torch.minimum(limits, lengths.cpu()[None])
+        return limits.contiguous()
 
     def _padding_mask(self, lengths: torch.Tensor, length: int) -> torch.Tensor:
         """(B, T) True past each sketch's end; made once per decoded batch, not at every step.

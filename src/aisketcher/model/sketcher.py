@@ -281,6 +281,38 @@ class SketchModel(nn.Module):
         )  # fmt: skip
         return y, DecoderState((h, c), h, state.context, memory, (enc_h, enc_c)), (mu, log_var)
 
+    def _fused_decoding(self, projected: torch.Tensor) -> bool:
+        """Whether teacher-forced decoding in training can run as `fused.ln_influence_sequence`:
+        layer-normalised cells, sigma_a = exp(tanh(mu_a) / 2), float32 on a CPU with the kernels."""
+        return (
+            torch.is_grad_enabled()
+            and self.config.cell == "layer_norm"
+            and self.influence.log_var is None
+            and fused.usable(projected)
+        )
+
+    def _fused_decode(
+        self,
+        projected: torch.Tensor,
+        state: DecoderState,
+        memory: torch.Tensor,
+        lengths: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`decode`'s loop in one fused call: hs (L, B, H), mu_a, log sigma_a^2 (L, B, n_a)."""
+        steps, batch = projected.shape[:2]
+        dec, size = self.decoder, self.config.memory_size
+        noises, masks = [], []
+        for _ in range(steps):  # in the loop's order: lambda_a, then the step's dropout mask
+            noises.append(standard_normal(batch, size))
+            masks.append(dec._dropout_mask(state.rnn[0]))
+        limits = self.influence.read_limits(steps, memory.shape[1], lengths, batch)
+        return fused.ln_influence_sequence(
+            projected, *state.rnn, state.query, dec.weight_hh,
+            dec.weight_ih[self._a_start : self._a_start + size], self.influence.W.weight,
+            *dec._norms(), None if masks[0] is None else torch.stack(masks), memory, limits,
+            torch.stack(noises).to(projected), LAYER_NORM_EPS,
+        )  # fmt: skip
+
     def decode_step(
         self,
         point: torch.Tensor,
@@ -337,6 +369,11 @@ class SketchModel(nn.Module):
             memory = torch.cat([drawn.new_zeros(drawn.shape[0], 1, drawn.shape[2]), drawn], 1)
         elif not self.drawn_memory:
             memory, lengths = latent.memory, latent.memory_lengths
+        if memory is not None and self._fused_decoding(projected):
+            hs, mu_a, log_var_a = self._fused_decode(projected, state, memory, lengths)
+            y = self.output(hs.transpose(0, 1))
+            mixture = Mixture.from_output(y, self.config.num_mixture)
+            return mixture, mu_a.transpose(0, 1), log_var_a.transpose(0, 1)
         steps, mus, log_vars = [], [], []
         tape = None
         if memory is not None and torch.is_grad_enabled():
