@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from aisketcher.model import noise
 from aisketcher.model.cells import (
     CELL_KINDS,
     LAYER_NORM_EPS,
@@ -205,6 +206,24 @@ def test_dropout_hits_only_the_candidate() -> None:
     dropped = torch.isclose(c1, kept, rtol=0, atol=1e-12)
     assert torch.allclose(c1[~dropped], (kept + added)[~dropped], rtol=0, atol=1e-12)
     assert dropped.any() and (~dropped).any()
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_masks_keep_one_minus_p_of_the_units_scaled_up(p: float) -> None:
+    """Each entry kept with probability 1 - p, kept entries 1 / (1 - p) (so the mean stays 1);
+    inside a batch shard, the shard's rows of the mask drawn for the whole batch."""
+    torch.manual_seed(3)
+    mask = noise.dropout_mask(torch.empty(400, 500), p)
+    kept = mask != 0
+    assert torch.all(mask[kept] == torch.tensor(1.0 / (1.0 - p)))
+    n = mask.numel()  # within 5 standard deviations of the binomial count
+    assert abs(kept.sum().item() - (1 - p) * n) < 5 * (n * p * (1 - p)) ** 0.5
+    torch.manual_seed(3)
+    whole = noise.dropout_mask(torch.empty(10, 8), p)
+    torch.manual_seed(3)
+    with noise.batch_shard(10, 4):
+        part = noise.dropout_mask(torch.empty(3, 8), p)
+    assert torch.equal(part, whole[4:7])
 
 
 @pytest.mark.parametrize("kind", CELL_KINDS)

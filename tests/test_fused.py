@@ -160,12 +160,14 @@ def test_the_fused_teacher_forced_decoder_matches_the_step_by_step_loop(
             param.add_(0.1 * torch.randn_like(param))
     strokes = torch.randn(37, 15, 5)
     strokes[..., 2:] = torch.nn.functional.one_hot(torch.randint(0, 3, (37, 15)), 3).float()
+    strokes.requires_grad_()  # the points' gradient too, which training does not ask for
     lengths, labels = torch.randint(3, 15, (37,)), torch.randint(0, 2, (37,))
     rasters = torch.rand(37, 1, 128, 128)
     graphs: list[set[str]] = []
 
     def run() -> list[torch.Tensor]:
         model.zero_grad()
+        strokes.grad = None
         out = model(strokes, lengths, labels, rasters)
         weights = torch.randn_like(out.mixture.mu_x)
         loss = (out.mixture.mu_x * weights).sum() + out.mixture.logits.square().sum()
@@ -173,7 +175,7 @@ def test_the_fused_teacher_forced_decoder_matches_the_step_by_step_loop(
         graphs.append(fused_nodes(loss))
         loss.backward()
         grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
-        return [out.mixture.mu_x, out.mu_a, out.log_var_a, *grads]
+        return [out.mixture.mu_x, out.mu_a, out.log_var_a, strokes.grad, *grads]
 
     fast, reference = both_paths(monkeypatch, run)
     assert "_LayerNormInfluenceSequenceBackward" in graphs[0] and not graphs[1]

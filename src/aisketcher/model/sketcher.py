@@ -281,36 +281,42 @@ class SketchModel(nn.Module):
         )  # fmt: skip
         return y, DecoderState((h, c), h, state.context, memory, (enc_h, enc_c)), (mu, log_var)
 
-    def _fused_decoding(self, projected: torch.Tensor) -> bool:
+    def _projected(self, inputs: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """The decoder's input projection at every step (L, B, 4H) but for a_d's part: the fixed
+        inputs' (`state.context`) and the points'."""
+        points = self.decoder.partial_projection(inputs.transpose(0, 1), self._point_start)
+        return state.context.unsqueeze(0) + points
+
+    def _fused_decoding(self, inputs: torch.Tensor) -> bool:
         """Whether teacher-forced decoding in training can run as `fused.ln_influence_sequence`:
         layer-normalised cells, sigma_a = exp(tanh(mu_a) / 2), float32 on a CPU with the kernels."""
         return (
             torch.is_grad_enabled()
             and self.config.cell == "layer_norm"
             and self.influence.log_var is None
-            and fused.usable(projected)
+            and fused.usable(inputs)
         )
 
     def _fused_decode(
         self,
-        projected: torch.Tensor,
+        inputs: torch.Tensor,
         state: DecoderState,
         memory: torch.Tensor,
         lengths: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`decode`'s loop in one fused call: hs (L, B, H), mu_a, log sigma_a^2 (L, B, n_a)."""
-        steps, batch = projected.shape[:2]
-        dec, size = self.decoder, self.config.memory_size
+        batch, steps = inputs.shape[:2]
+        dec, size, start = self.decoder, self.config.memory_size, self._point_start
         noises, masks = [], []
         for _ in range(steps):  # in the loop's order: lambda_a, then the step's dropout mask
             noises.append(standard_normal(batch, size))
             masks.append(dec._dropout_mask(state.rnn[0]))
         limits = self.influence.read_limits(steps, memory.shape[1], lengths, batch)
         return fused.ln_influence_sequence(
-            projected, *state.rnn, state.query, dec.weight_hh,
-            dec.weight_ih[self._a_start : self._a_start + size], self.influence.W.weight,
-            *dec._norms(), None if masks[0] is None else torch.stack(masks), memory, limits,
-            torch.stack(noises).to(projected), LAYER_NORM_EPS,
+            state.context, inputs.transpose(0, 1), *state.rnn, state.query, dec.weight_hh,
+            dec.weight_ih[self._a_start : self._a_start + size], dec.weight_ih[start : start + 5],
+            self.influence.W.weight, *dec._norms(), None if masks[0] is None else torch.stack(masks),
+            memory, limits, torch.stack(noises).to(inputs), LAYER_NORM_EPS,
         )  # fmt: skip
 
     def decode_step(
@@ -354,10 +360,8 @@ class SketchModel(nn.Module):
         otherwise it is computed here from the inputs.
         """
         state = self.initial_state(latent, inputs.shape[0])
-        points = self.decoder.partial_projection(inputs.transpose(0, 1), self._point_start)
-        projected = state.context.unsqueeze(0) + points
         if self.influence is None:  # every step's input is known: the whole sequence at once
-            hs = self.decoder.run(projected, state.rnn)[0]
+            hs = self.decoder.run(self._projected(inputs, state), state.rnn)[0]
             return (
                 Mixture.from_output(self.output(hs.transpose(0, 1)), self.config.num_mixture),
                 None,
@@ -369,11 +373,12 @@ class SketchModel(nn.Module):
             memory = torch.cat([drawn.new_zeros(drawn.shape[0], 1, drawn.shape[2]), drawn], 1)
         elif not self.drawn_memory:
             memory, lengths = latent.memory, latent.memory_lengths
-        if memory is not None and self._fused_decoding(projected):
-            hs, mu_a, log_var_a = self._fused_decode(projected, state, memory, lengths)
+        if memory is not None and self._fused_decoding(inputs):
+            hs, mu_a, log_var_a = self._fused_decode(inputs, state, memory, lengths)
             y = self.output(hs.transpose(0, 1))
             mixture = Mixture.from_output(y, self.config.num_mixture)
             return mixture, mu_a.transpose(0, 1), log_var_a.transpose(0, 1)
+        projected = self._projected(inputs, state)
         steps, mus, log_vars = [], [], []
         tape = None
         if memory is not None and torch.is_grad_enabled():

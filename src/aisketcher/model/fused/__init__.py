@@ -294,43 +294,48 @@ def influence_step(
 class _LayerNormInfluenceSequence(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, xp, h0, c0, q0, w_hh, w_a, w_q, gain, shift, cgain, cbias, masks, memory,
-        limits, noise, eps,
+        ctx: Any, context, points, h0, c0, q0, w_hh, w_a, w_s, w_q, gain, shift, cgain, cbias,
+        masks, memory, limits, noise, eps,
     ):  # fmt: skip
-        hs, cs, a, mu, log_var, alpha, proj, *saved = extension().ln_influence_forward(
-            xp, h0, c0, q0, w_hh, w_a, w_q, gain, shift, cgain, cbias, masks, memory, limits,
-            noise, eps,
+        hs, cs, mu, log_var, inputs, alpha, proj, *saved = extension().ln_influence_forward(
+            context, points, h0, c0, q0, w_hh, w_a, w_s, w_q, gain, shift, cgain, cbias, masks,
+            memory, limits, noise, eps,
         )  # fmt: skip
         ctx.save_for_backward(
-            h0, q0, w_hh, w_a, w_q, gain, cgain, masks, memory, limits, noise, hs, cs, a,
-            log_var, alpha, proj, *saved,
+            h0, q0, w_hh, w_a, w_q, gain, cgain, masks, memory, limits, noise, hs, cs, log_var,
+            inputs, alpha, proj, *saved, w_s,
         )  # fmt: skip
         return hs, mu, log_var
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dhs: Tensor, d_mu: Tensor, d_lv: Tensor):  # type: ignore[override]
-        *grads, d_memory = extension().ln_influence_backward(
-            dhs.contiguous(), d_mu.contiguous(), d_lv.contiguous(), *ctx.saved_tensors
+        *saved, w_s = ctx.saved_tensors
+        dgates, *grads, d_memory = extension().ln_influence_backward(
+            dhs.contiguous(), d_mu.contiguous(), d_lv.contiguous(), *saved
         )
-        return *grads, None, d_memory, None, None, None
+        d_points = dgates @ w_s.t() if ctx.needs_input_grad[1] else None
+        d_context, *grads = grads
+        return d_context, d_points, *grads, None, d_memory, None, None, None
 
 
 def ln_influence_sequence(
-    xp: Tensor, h0: Tensor, c0: Tensor, q0: Tensor, w_hh: Tensor, w_a: Tensor, w_q: Tensor,
-    gain: Tensor, shift: Tensor, cgain: Tensor, cbias: Tensor, masks: Tensor | None,
-    memory: Tensor, limits: Tensor, noise: Tensor, eps: float,
+    context: Tensor, points: Tensor, h0: Tensor, c0: Tensor, q0: Tensor, w_hh: Tensor,
+    w_a: Tensor, w_s: Tensor, w_q: Tensor, gain: Tensor, shift: Tensor, cgain: Tensor,
+    cbias: Tensor, masks: Tensor | None, memory: Tensor, limits: Tensor, noise: Tensor,
+    eps: float,
 ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """The default decoder's teacher-forced loop (layer-normalised cell, influence layer with
     sigma_a = exp(tanh(mu_a) / 2)) in one call each way: hs (L, B, H), mu_a and log sigma_a^2
-    (L, B, A) from the projected fixed inputs xp (L, B, 4H), the state h0, c0, the first query q0
-    (B, H), the weights W_hh (H, 4H), W_a (A, 4H) and the influence layer's W (A, H), the norms,
-    the dropout masks (L, B, H) or None, the memory (B, T, A), how many of its rows each step
-    reads (L, B) and lambda_a (L, B, A). See `ln_influence_forward` in lstm.cpp."""
+    (L, B, A) from the projection of the inputs fixed per sketch (B, 4H), the points s_j
+    (L, B, 5), the state h0, c0, the first query q0 (B, H), the weights W_hh (H, 4H), W_a (A, 4H),
+    W_s (5, 4H) and the influence layer's W (A, H), the norms, the dropout masks (L, B, H) or
+    None, the memory (B, T, A), how many of its rows each step reads (L, B) and lambda_a
+    (L, B, A). See `ln_influence_forward` in lstm.cpp."""
     return _LayerNormInfluenceSequence.apply(
-        xp.contiguous(), h0.contiguous(), c0.contiguous(), q0.contiguous(), w_hh, w_a, w_q, gain,
-        shift, cgain, cbias, _mask(masks), memory.contiguous(), limits.contiguous(),
-        noise.contiguous(), eps,
+        context.contiguous(), points.contiguous(), h0.contiguous(), c0.contiguous(),
+        q0.contiguous(), w_hh, w_a, w_s, w_q, gain, shift, cgain, cbias, _mask(masks),
+        memory.contiguous(), limits.contiguous(), noise.contiguous(), eps,
     )  # fmt: skip
 
 

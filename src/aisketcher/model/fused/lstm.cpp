@@ -676,41 +676,46 @@ Tensor influence_backward(const Tensor& d_a, const Tensor& d_mu, const Tensor& d
 // layer). Step j: the query q_j (q_0 the learned first query, else h_{j-1}) projected, p_j =
 // q_j W_q^T; the influence layer over each row's first limits[j, b] memory rows gives a_j, mu_j,
 // log sigma_j^2 from lambda_a = noise[j]; then a layer-normalised LSTM step on the gates
-// xp[j] + a_j W_a + h_{j-1} W_hh. Backward collects every step's gate gradients, so the three
-// weights' gradients are one matrix product each over all steps, and the memory's gradient two
-// batched products over the tape.
+// context + [a_j; s_j] [W_a; W_s] + h_{j-1} W_hh (eq. 5, the inputs fixed per sketch projected
+// once into `context`). Backward collects every step's gate gradients, so the weights' gradients
+// are one matrix product each over all steps, and the memory's gradient two batched products
+// over the tape.
 
-// xp (L, B, 4H); h0, c0, q0 (B, H); w_hh (H, 4H); w_a (A, 4H); w_q (A, H); norms; masks (L, B, H)
-// or empty; memory (B, T, A); limits (L, B) int64; noise (L, B, A). Returns hs (L, B, H), cs
-// (L + 1, B, H; cs[0] = c0), a, mu, log_var (L, B, A), alpha (L, B, T), the projected queries
-// (L, B, A) and the cell's five saved tensors (L, ...).
-std::vector<Tensor> ln_influence_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
-                                         const Tensor& q0, const Tensor& w_hh, const Tensor& w_a,
-                                         const Tensor& w_q, const Tensor& gain,
-                                         const Tensor& shift, const Tensor& cgain,
-                                         const Tensor& cbias, const Tensor& masks,
-                                         const Tensor& memory, const Tensor& limits,
-                                         const Tensor& noise, double eps) {
-  const int64_t L = xp.size(0), B = h0.size(0), H = h0.size(1), A = w_q.size(0);
-  const int64_t T = memory.size(1);
-  for (const Tensor* t : {&xp, &h0, &c0, &q0, &w_hh, &w_a, &w_q, &memory, &limits, &noise})
+// context (B, 4H); points (L, B, P), the inputs s_j; h0, c0, q0 (B, H); w_hh (H, 4H); w_a
+// (A, 4H); w_s (P, 4H); w_q (A, H); norms; masks (L, B, H) or empty; memory (B, T, A); limits
+// (L, B) int64; noise (L, B, A). Returns hs (L, B, H), cs (L + 1, B, H; cs[0] = c0), mu, log_var
+// (L, B, A), [a_j; s_j] (L, B, A + P), alpha (L, B, T), the projected queries (L, B, A) and the
+// cell's five saved tensors (L, ...).
+std::vector<Tensor> ln_influence_forward(
+    const Tensor& context, const Tensor& points, const Tensor& h0, const Tensor& c0,
+    const Tensor& q0, const Tensor& w_hh, const Tensor& w_a, const Tensor& w_s, const Tensor& w_q,
+    const Tensor& gain, const Tensor& shift, const Tensor& cgain, const Tensor& cbias,
+    const Tensor& masks, const Tensor& memory, const Tensor& limits, const Tensor& noise,
+    double eps) {
+  const int64_t L = points.size(0), P = points.size(2), B = h0.size(0), H = h0.size(1);
+  const int64_t A = w_q.size(0), T = memory.size(1), AP = A + P;
+  for (const Tensor* t : {&context, &points, &h0, &c0, &q0, &w_hh, &w_a, &w_s, &w_q, &memory,
+                          &limits, &noise})
     TORCH_CHECK(t->is_contiguous(), "fused decoder: contiguous inputs only");
   TORCH_CHECK(limits.scalar_type() == torch::kLong && limits.size(0) == L && noise.size(0) == L &&
-                  memory.size(0) == B && memory.size(2) == A && w_a.size(0) == A,
+                  memory.size(0) == B && memory.size(2) == A && w_a.size(0) == A &&
+                  w_s.size(0) == P,
               "fused decoder: unexpected sizes");
   auto o = h0.options();
   auto hs = torch::empty({L, B, H}, o), cs = torch::empty({L + 1, B, H}, o);
-  auto a = torch::empty({L, B, A}, o), mu = torch::empty({L, B, A}, o);
-  auto lv = torch::empty({L, B, A}, o), proj = torch::empty({L, B, A}, o);
+  auto mu = torch::empty({L, B, A}, o), lv = torch::empty({L, B, A}, o);
+  auto proj = torch::empty({L, B, A}, o), inputs = torch::empty({L, B, AP}, o);
   auto alpha = torch::zeros({L, B, T}, o);
   auto saved = ln_saved_tensors(L, B, H, h0);
   auto gates = torch::empty({B, 4 * H}, o);
   const auto view = ln_view(gain, shift, cgain, cbias, eps);
   const auto w_q_t = w_q.t();
+  const auto w_in = torch::cat({w_a, w_s}, 0);
+  inputs.narrow(2, A, P).copy_(points);
   cs[0].copy_(c0);
   for (int64_t j = 0; j < L; ++j) {
     const Tensor h_prev = j ? hs[j - 1] : h0;
-    auto p = proj[j], a_j = a[j];
+    auto p = proj[j];
     torch::mm_out(p, j ? h_prev : q0, w_q_t);
     const int64_t* lim = limits.data_ptr<int64_t>() + j * B;
     const int64_t row = j * B;
@@ -718,34 +723,35 @@ std::vector<Tensor> ln_influence_forward(const Tensor& xp, const Tensor& h0, con
       for (int64_t b = begin; b < end; ++b) {
         attend_row(ptr(proj) + (row + b) * A, ptr(memory) + b * T * A, std::min(lim[b], T), A,
                    ptr(noise) + (row + b) * A, ptr(alpha) + (row + b) * T,
-                   ptr(mu) + (row + b) * A, ptr(lv) + (row + b) * A, ptr(a) + (row + b) * A);
+                   ptr(mu) + (row + b) * A, ptr(lv) + (row + b) * A, ptr(inputs) + (row + b) * AP);
       }
     });
-    torch::addmm_out(gates, xp[j], h_prev, w_hh);
-    gates.addmm_(a_j, w_a);
+    torch::addmm_out(gates, context, h_prev, w_hh);
+    gates.addmm_(inputs[j], w_in);
     ln_rows_forward(ptr(gates), ptr(cs) + j * B * H,
                     masks.numel() ? ptr(masks) + j * B * H : nullptr, view, B,
                     ptr(hs) + j * B * H, ptr(cs) + (j + 1) * B * H, ln_saved_at(saved, j, B, H));
   }
-  saved.insert(saved.begin(), {hs, cs, a, mu, lv, alpha, proj});
+  saved.insert(saved.begin(), {hs, cs, mu, lv, inputs, alpha, proj});
   return saved;
 }
 
-// Back through the sequence from dL/d hs, mu, log_var (L, B, ...). Returns dxp (L, B, 4H), dh0,
-// dc0, dq0 (B, H), dw_hh, dw_a, dw_q, dgain, dshift, dcgain, dcbias and the memory's gradient.
+// Back through the sequence from dL/d hs, mu, log_var (L, B, ...). Returns every step's gate
+// gradients (L, B, 4H), the context's gradient, dh0, dc0, dq0 (B, H), dw_hh, dw_a, dw_s, dw_q,
+// dgain, dshift, dcgain, dcbias and the memory's gradient.
 std::vector<Tensor> ln_influence_backward(
     const Tensor& dhs, const Tensor& d_mu, const Tensor& d_lv, const Tensor& h0, const Tensor& q0,
     const Tensor& w_hh, const Tensor& w_a, const Tensor& w_q, const Tensor& gain,
     const Tensor& cgain, const Tensor& masks, const Tensor& memory, const Tensor& limits,
-    const Tensor& noise, const Tensor& hs, const Tensor& cs, const Tensor& a, const Tensor& lv,
-    const Tensor& alpha, const Tensor& proj, const Tensor& normed, const Tensor& act,
-    const Tensor& rstd, const Tensor& chat, const Tensor& tnc) {
+    const Tensor& noise, const Tensor& hs, const Tensor& cs, const Tensor& lv,
+    const Tensor& inputs, const Tensor& alpha, const Tensor& proj, const Tensor& normed,
+    const Tensor& act, const Tensor& rstd, const Tensor& chat, const Tensor& tnc) {
   const int64_t L = hs.size(0), B = h0.size(0), H = h0.size(1), A = w_q.size(0);
-  const int64_t T = memory.size(1);
+  const int64_t T = memory.size(1), AP = inputs.size(2);
   for (const Tensor* t : {&dhs, &d_mu, &d_lv})
     TORCH_CHECK(t->is_contiguous(), "fused decoder: contiguous gradients only");
   auto o = h0.options();
-  auto dxp = torch::empty({L, B, 4 * H}, o), dproj = torch::zeros({L, B, A}, o);
+  auto dgates = torch::empty({L, B, 4 * H}, o), dproj = torch::zeros({L, B, A}, o);
   auto tape_alpha = torch::zeros({B, L, T}, o), tape_d_scores = torch::zeros({B, L, T}, o);
   auto tape_d_mu = torch::empty({B, L, A}, o), tape_query = torch::empty({B, L, A}, o);
   auto dh = dhs[L - 1].clone(), dc = torch::zeros({B, H}, o), dc_next = torch::empty_like(dc);
@@ -760,9 +766,10 @@ std::vector<Tensor> ln_influence_backward(
   for (int64_t j = L - 1; j >= 0; --j) {
     ln_rows_backward(ptr(dh), ptr(dc), ptr(cs) + j * B * H,
                      masks.numel() ? ptr(masks) + j * B * H : nullptr, view,
-                     ln_saved_at(saved, j, B, H), B, ptr(dxp) + j * B * 4 * H, ptr(dc_next), acc);
+                     ln_saved_at(saved, j, B, H), B, ptr(dgates) + j * B * 4 * H, ptr(dc_next),
+                     acc);
     std::swap(dc, dc_next);
-    torch::mm_out(back, dxp[j], w_back);
+    torch::mm_out(back, dgates[j], w_back);
     d_a.copy_(back.narrow(1, H, A));
     const int64_t row = j * B;
     influence_rows_backward(ptr(d_a), ptr(d_mu) + row * A, ptr(d_lv) + row * A, ptr(memory), T,
@@ -779,16 +786,17 @@ std::vector<Tensor> ln_influence_backward(
       dq0 = dq;
     }
   }
-  // Every step's inputs of the three products, h_{j-1} (h_0 first), a_j and q_j (q_0 first).
+  // Every step's inputs of the products, h_{j-1} (h_0 first), [a_j; s_j] and q_j (q_0 first).
   auto h_prev = torch::cat({h0.unsqueeze(0), hs.narrow(0, 0, L - 1)}, 0).reshape({-1, H});
   auto q_prev = torch::cat({q0.unsqueeze(0), hs.narrow(0, 0, L - 1)}, 0).reshape({-1, H});
-  auto dgates = dxp.reshape({-1, 4 * H});
-  auto dw_hh = torch::mm(h_prev.t(), dgates), dw_a = torch::mm(a.reshape({-1, A}).t(), dgates);
+  auto flat = dgates.reshape({-1, 4 * H});
+  auto dw_hh = torch::mm(h_prev.t(), flat), dw_in = torch::mm(inputs.reshape({-1, AP}).t(), flat);
   auto dw_q = torch::mm(dproj.reshape({-1, A}).t(), q_prev);
   auto d_memory = torch::bmm(tape_alpha.transpose(1, 2), tape_d_mu)
                       .add_(torch::bmm(tape_d_scores.transpose(1, 2), tape_query));
   auto g = acc.total().split_with_sizes({4 * H, 4 * H, H, H});
-  return {dxp, dh0, dc, dq0, dw_hh, dw_a, dw_q, g[0], g[1], g[2], g[3], d_memory};
+  return {dgates, dgates.sum(0), dh0, dc, dq0, dw_hh, dw_in.narrow(0, 0, A),
+          dw_in.narrow(0, A, AP - A), dw_q, g[0], g[1], g[2], g[3], d_memory};
 }
 
 }  // namespace
