@@ -18,7 +18,7 @@ For each preset and size, on the same real QuickDraw batches of 100 as benchmark
   batches per epoch).
 
 `--profile` prints, for one fused step of each model, where its time goes by kind of operation
-(matrix products, convolutions, the fused kernels, dropout's random draws, everything else, from
+(matrix products, convolutions, the fused kernels, random draws, everything else, from
 torch.profiler's self times) and the top operators. Speed is printed, never asserted.
 """
 
@@ -60,8 +60,9 @@ KINDS = {
     "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"),
     "convolutions": ("aten::convolution", "aten::_convolution", "aten::mkldnn_convolution",
                      "aten::convolution_backward"),
-    "fused kernels": ("_LayerNorm", "_LSTM", "_Influence"),
-    "dropout draws": ("aten::bernoulli", "aten::dropout", "aten::native_dropout"),
+    "fused kernels": ("_LayerNorm", "_LSTM", "_Influence"),  # also _LayerNormInfluenceSequence
+    # dropout masks (uniform numbers compared with p, `noise.dropout_mask`) and lambda_a, z_s noise
+    "random draws": ("aten::uniform_", "aten::ge_", "aten::normal_", "aten::bernoulli"),
 }  # fmt: skip
 
 

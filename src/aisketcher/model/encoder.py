@@ -23,8 +23,16 @@ class EncoderStates:
 
     h_enc: torch.Tensor  # (B, 2H) [forward state after the last point; backward state at the first]
     forward: torch.Tensor  # (B, T + 1, H) forward state after points 1..t; row 0 the zero state
-    backward: torch.Tensor  # (B, T, H) backward state at point t (t = 1..T), having read t..end
+    # (T, B, H) the backward RNN's outputs in its own order: row k of sketch b is its state at
+    # point lengths[b] - k. Put in point order only when asked (`backward`): the default model
+    # reads just the state at the first point.
+    backward_reversed: torch.Tensor
     lengths: torch.Tensor  # (B,) real points per sketch
+
+    @property
+    def backward(self) -> torch.Tensor:
+        """(B, T, H) backward state at point t (t = 1..T), having read t..end."""
+        return reverse_padded(self.backward_reversed, self.lengths).transpose(0, 1)
 
     def drawn(self) -> torch.Tensor:
         """(B, T, H) row t: the forward state after points 1..t, i.e. what was drawn before t + 1.
@@ -56,7 +64,8 @@ class SketchEncoder(nn.Module):
         points = strokes[:, 1:].transpose(0, 1)
         fw, _ = self.forward_cell(points)
         fw = torch.cat([fw.new_zeros(1, *fw.shape[1:]), fw])  # row 0: nothing read yet
-        bw = reverse_padded(self.backward_cell(reverse_padded(points, lengths))[0], lengths)
+        bw = self.backward_cell(reverse_padded(points, lengths))[0]
         batch = torch.arange(points.shape[1], device=points.device)
-        h_enc = torch.cat([fw[lengths, batch], bw[0]], dim=-1)  # eq. 2
-        return EncoderStates(h_enc, fw.transpose(0, 1), bw.transpose(0, 1), lengths)
+        first = (lengths - 1).clamp(min=0)  # where each sketch's first point is in bw
+        h_enc = torch.cat([fw[lengths, batch], bw[first, batch]], dim=-1)  # eq. 2
+        return EncoderStates(h_enc, fw.transpose(0, 1), bw, lengths)
