@@ -14,6 +14,7 @@ from aisketcher.formats.npz import read_npz
 from aisketcher.model import fused
 from aisketcher.model.cells import make_cell
 from aisketcher.model.config import make_config
+from aisketcher.model.mixture import sample_points
 from aisketcher.model.sketcher import SketchModel
 from aisketcher.sketch import stroke3_to_stroke5
 
@@ -219,6 +220,35 @@ def test_drawing_steps_give_the_reference_outputs(
     fast, reference = both_paths(monkeypatch, run)
     assert len(calls) == len(points)  # every step of the fast run was the one fused call
     assert_close(fast, reference)
+
+
+@pytest.mark.parametrize(("tau", "soft"), [(0.4, None), (1.0, 0.7), (1e-4, None)])
+def test_drawn_points_are_the_reference_samplers(
+    tau: float, soft: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C++ point sampler against the NumPy one from the same uniforms: the same component
+    and pen choices, the same offsets to float rounding, extreme outputs included (log sigmas
+    beyond their bounds, rho saturated, logits far apart)."""
+    m = 5
+    torch.manual_seed(0)
+    y = 3 * torch.randn(300, 3 + 6 * m)
+    y[:30, 3 + 3 * m : 3 + 5 * m] = 200.0  # log sigma_x, log sigma_y far above the bound
+    y[30:60, 3 + 5 * m :] = -50.0  # rho before tanh: saturated
+    y[60:90, : 3 + m] *= 1e3
+
+    def run() -> list[torch.Tensor]:
+        return [sample_points(y, m, tau, torch.Generator().manual_seed(1), soft)]
+
+    calls = []
+    kernel = fused.sample_points
+    monkeypatch.setattr(fused, "sample_points", lambda *a: calls.append(1) or kernel(*a))
+    fast, reference = both_paths(monkeypatch, run)
+    assert calls == [1]  # the fast run drew through the C++ loop, the reference did not
+    assert torch.equal(fast[0][:, 2:], reference[0][:, 2:])  # the pen states
+    assert torch.isfinite(fast[0]).all()
+    # the offsets, each row on its own scale (exp and tanh differ in the last bits)
+    scale = reference[0].abs().amax(1, keepdim=True).clamp(min=1.0)
+    assert ((fast[0] - reference[0]).abs() <= 1e-4 * scale).all()
 
 
 def unloaded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aisketcher.model import fused
+
 # Guards that keep the log-likelihood and its gradient finite whatever the network outputs,
 # without changing any likelihood a model can reach: exp(-log sigma) stays finite in float32
 # within +-80, and a standardised distance beyond 1e12 is a density of exp(-5e23), zero in any
@@ -82,16 +84,22 @@ def sample_points(
     """Draw stroke-5 points (B, 5) from decoder outputs y (B, 3 + 6m) (eq. 7, spec section 3).
 
     Temperature tau scales the sigmas by sqrt(tau) and divides the mixture and pen logits
-    (by `discrete_temperature` instead, when given: magenta-js uses 0.5 + 0.5 tau). The
-    random numbers come from `generator` (on y's device), the arithmetic runs in NumPy: a point is a
-    few dozen operations on tiny arrays, where NumPy costs about a sixth of PyTorch's per-operation
-    overhead, and drawing one sketch is nothing but such steps. Only the chosen component's
-    parameters are read; choices are made by the inverse CDF of one uniform each.
+    (by `discrete_temperature` instead, when given: magenta-js uses 0.5 + 0.5 tau). The random
+    numbers come from `generator` (on y's device): four uniforms per row. Only the chosen
+    component's parameters are read; choices are made by the inverse CDF of one uniform each.
+    The arithmetic is a few dozen operations on tiny arrays per point, and drawing one sketch is
+    nothing but such steps: on the CPU with the fused kernels built it runs as one C++ loop
+    (`fused.sample_points`), else in NumPy, the reference, which costs about a sixth of
+    PyTorch's per-operation overhead.
     """
     tau = max(float(temperature), 1e-4)
     soft = tau if discrete_temperature is None else max(float(discrete_temperature), 1e-4)
     batch, m = y.shape[0], num_mixture
-    uniform = torch.rand(batch, 4, generator=generator, device=y.device).cpu().numpy()
+    uniform = torch.rand(batch, 4, generator=generator, device=y.device)
+    if fused.usable(y):
+        bounds = (LOG_SIGMA_MIN, LOG_SIGMA_MAX, RHO_MAX)
+        return fused.sample_points(y.detach().contiguous(), uniform, m, tau, soft, *bounds)
+    uniform = uniform.cpu().numpy()
     out = y.detach().float().cpu().numpy()
     rows = np.arange(batch)
     k = np.minimum(_inverse_cdf(out[:, 3 : 3 + m] / soft, uniform[:, 0]), m - 1)

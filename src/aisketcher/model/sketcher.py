@@ -54,6 +54,8 @@ class DecoderState:
     # points 1..t (rows past the current step are unused room), and that RNN's own state.
     memory: torch.Tensor | None = None  # (B, capacity, H)
     memory_rnn: tuple[torch.Tensor, ...] | None = None
+    # The fused drawing step's weights (`SketchModel._draw_weights`), gathered at its first step.
+    draw_weights: tuple[tuple[torch.Tensor, ...], ...] | None = None
 
     def rows(self, index: torch.Tensor) -> DecoderState:
         """The state of the batch rows `index` only."""
@@ -66,6 +68,7 @@ class DecoderState:
             _rows(self.context, index),
             _rows(self.memory, index),
             memory_rnn,
+            self.draw_weights,
         )
 
 
@@ -262,24 +265,37 @@ class SketchModel(nn.Module):
             and fused.usable(point)
         )
 
+    def _draw_weights(self) -> tuple[tuple[torch.Tensor, ...], ...]:
+        """The weights `fused.ln_draw_step` takes, in its order: the decoder's (input weights of
+        s_j and of a_d, recurrent weights, norms), the memory encoder's, the influence layer's W,
+        the output layer's. Gathered once per drawing: slicing and the norms' shift at every point
+        cost as much as a tenth of a drawing step."""
+        dec, enc, cfg = self.decoder, self.encoder.forward_cell, self.config
+        start, a_start = self._point_start, self._a_start
+        return (
+            (dec.weight_ih[start : start + 5], dec.weight_ih[a_start : a_start + cfg.memory_size],
+             dec.weight_hh, *dec._norms()),
+            (enc.weight_ih, enc.weight_hh, *enc._norms()),
+            (self.influence.W.weight,),
+            (self.output.weight, self.output.bias),
+        )  # fmt: skip
+
     def _fused_step(
         self, point: torch.Tensor, state: DecoderState, step: int, noise: torch.Tensor | None
     ) -> tuple[torch.Tensor, DecoderState, tuple[torch.Tensor, torch.Tensor]]:
         """`decode_step` in one call of `fused.ln_draw_step`: the same equations in one pass."""
-        dec, enc, cfg = self.decoder, self.encoder.forward_cell, self.config
         if noise is None:
-            noise = standard_normal(point.shape[0], cfg.memory_size)
+            noise = standard_normal(point.shape[0], self.config.memory_size)
+        weights = state.draw_weights or self._draw_weights()
+        decoder, encoder, attention, output = weights
         memory = _with_room(state.memory, step)
-        start, a_start = self._point_start, self._a_start
         rnn, memory_rnn = (tuple(t.contiguous() for t in s) for s in (state.rnn, state.memory_rnn))
         y, h, c, enc_h, enc_c, mu, log_var = fused.ln_draw_step(
-            point.contiguous(), state.context, dec.weight_ih[start : start + 5],
-            dec.weight_ih[a_start : a_start + cfg.memory_size], dec.weight_hh, *dec._norms(),
-            *rnn, state.query.contiguous(), enc.weight_ih, enc.weight_hh, *enc._norms(),
-            *memory_rnn, memory, step, self.influence.W.weight, noise.contiguous(),
-            self.output.weight, self.output.bias, LAYER_NORM_EPS,
+            point.contiguous(), state.context, *decoder, *rnn, state.query.contiguous(), *encoder,
+            *memory_rnn, memory, step, *attention, noise.contiguous(), *output, LAYER_NORM_EPS,
         )  # fmt: skip
-        return y, DecoderState((h, c), h, state.context, memory, (enc_h, enc_c)), (mu, log_var)
+        state = DecoderState((h, c), h, state.context, memory, (enc_h, enc_c), weights)
+        return y, state, (mu, log_var)
 
     def _projected(self, inputs: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """The decoder's input projection at every step (L, B, 4H) but for a_d's part: the fixed

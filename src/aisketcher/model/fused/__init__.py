@@ -350,6 +350,13 @@ def ln_draw_step(*args: Tensor | int | float) -> list[Tensor]:
     return extension().ln_draw_step(*args)
 
 
+def sample_points(*args: Tensor | int | float) -> Tensor:
+    """`mixture.sample_points`'s arithmetic as one loop over the rows (see `sample_points` in
+    lstm.cpp): points (B, 5) from y (B, 3 + 6m), uniforms (B, 4), m, tau, the discrete
+    temperature and the bounds on log sigma and rho."""
+    return extension().sample_points(*args)
+
+
 def ln_lstm_sequence(
     xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, gain: Tensor, shift: Tensor,
     cgain: Tensor, cbias: Tensor, masks: Tensor | None, eps: float,

@@ -799,6 +799,57 @@ std::vector<Tensor> ln_influence_backward(
           dw_in.narrow(0, A, AP - A), dw_q, g[0], g[1], g[2], g[3], d_memory};
 }
 
+// ---------------------------------------------------------------------------------------------
+// Drawing points from decoder outputs (eq. 7-8), the loops of `mixture.sample_points` (its NumPy
+// code is the reference): for each row of y (B, 3 + 6m), with four uniforms per row (B, 4), the
+// component k by the inverse CDF of u0 over the mixture weights at logits / soft, the pen state by
+// u1 likewise, and the offset from component k with sigmas scaled by sqrt(tau) and two standard
+// normals by Box-Muller of u2 and u3. Returns stroke-5 points (B, 5).
+
+// The first index whose cumulative softmax weight exceeds u (n = 0..count - 1, clamped).
+inline int64_t inverse_cdf(const float* logits, int64_t count, float soft, float u) {
+  float top = std::numeric_limits<float>::lowest();
+  for (int64_t i = 0; i < count; ++i) top = std::max(top, logits[i] / soft);
+  float total = 0.0f;
+  for (int64_t i = 0; i < count; ++i) total += std::exp(logits[i] / soft - top);
+  const float target = u * total;
+  float cumulative = 0.0f;
+  int64_t below = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    cumulative += std::exp(logits[i] / soft - top);
+    below += cumulative < target;
+  }
+  return std::min(below, count - 1);
+}
+
+Tensor sample_points(const Tensor& y, const Tensor& uniform, int64_t m, double tau, double soft,
+                     double log_sigma_min, double log_sigma_max, double rho_max) {
+  TORCH_CHECK(y.is_contiguous() && uniform.is_contiguous() && y.size(1) == 3 + 6 * m &&
+                  uniform.size(0) == y.size(0) && uniform.size(1) == 4,
+              "fused sampling: y (B, 3 + 6m) and uniforms (B, 4), contiguous");
+  const int64_t B = y.size(0), O = y.size(1);
+  auto points = torch::zeros({B, 5}, y.options());
+  const float temper = static_cast<float>(soft), root_tau = std::sqrt(static_cast<float>(tau));
+  const float lo = log_sigma_min, hi = log_sigma_max, rho_bound = rho_max;
+  for (int64_t b = 0; b < B; ++b) {
+    const float *out = ptr(y) + b * O, *u = ptr(uniform) + b * 4;
+    float* point = ptr(points) + b * 5;
+    const int64_t k = inverse_cdf(out + 3, m, temper, u[0]);
+    const int64_t pen = inverse_cdf(out, 3, temper, u[1]);
+    const float* q = out + 3 + m + k;  // mu_x, mu_y, log sigma_x, log sigma_y, rho at stride m
+    const float sx = std::exp(std::min(std::max(q[2 * m], lo), hi)) * root_tau;
+    const float sy = std::exp(std::min(std::max(q[3 * m], lo), hi)) * root_tau;
+    const float rho = std::min(std::max(std::tanh(q[4 * m]), -rho_bound), rho_bound);
+    const float radius = std::sqrt(-2.0f * std::log1p(-u[2]));
+    const float angle = 2.0f * static_cast<float>(M_PI) * u[3];
+    const float e1 = radius * std::cos(angle), e2 = radius * std::sin(angle);
+    point[0] = q[0] + sx * e1;
+    point[1] = q[m] + sy * (rho * e1 + std::sqrt(1.0f - rho * rho) * e2);
+    point[2 + pen] = 1.0f;
+  }
+  return points;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -815,4 +866,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("influence_backward", &influence_backward);
   m.def("ln_influence_forward", &ln_influence_forward);
   m.def("ln_influence_backward", &ln_influence_backward);
+  m.def("sample_points", &sample_points);
 }
