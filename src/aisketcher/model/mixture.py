@@ -88,15 +88,15 @@ def sample_points(
     numbers come from `generator` (on y's device): four uniforms per row. Only the chosen
     component's parameters are read; choices are made by the inverse CDF of one uniform each.
     The arithmetic is a few dozen operations on tiny arrays per point, and drawing one sketch is
-    nothing but such steps: on the CPU with the fused kernels built it runs as one C++ loop
-    (`fused.sample_points`), else in NumPy, the reference, which costs about a sixth of
+    nothing but such steps: without autograd on the CPU with the fused kernels built it runs as
+    one C++ loop (`fused.sample_points`), else in NumPy, the reference, which costs about a sixth of
     PyTorch's per-operation overhead.
     """
     tau = max(float(temperature), 1e-4)
     soft = tau if discrete_temperature is None else max(float(discrete_temperature), 1e-4)
     batch, m = y.shape[0], num_mixture
     uniform = torch.rand(batch, 4, generator=generator, device=y.device)
-    if fused.usable(y):
+    if not torch.is_grad_enabled() and fused.usable(y):  # drawing: never waits for a build
         bounds = (LOG_SIGMA_MIN, LOG_SIGMA_MAX, RHO_MAX)
         return fused.sample_points(y.detach().contiguous(), uniform, m, tau, soft, *bounds)
     uniform = uniform.cpu().numpy()
