@@ -59,7 +59,7 @@ PATHS = {"fused": "1", "reference": "0"}
 KINDS = {
     "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"),
     "convolutions": ("aten::convolution", "aten::_convolution", "aten::mkldnn_convolution",
-                     "aten::convolution_backward"),
+                     "aten::convolution_backward", "_Conv2x2"),  # _Conv2x2: fused/conv.cpp
     "fused kernels": ("_LayerNorm", "_LSTM", "_Influence"),  # also _LayerNormInfluenceSequence
     # dropout masks (uniform numbers compared with p, `noise.dropout_mask`) and lambda_a, z_s noise
     "random draws": ("aten::uniform_", "aten::ge_", "aten::normal_", "aten::bernoulli"),

@@ -49,6 +49,7 @@ FUSED_NODES = {
     "_LSTMStepBackward",
     "_InfluenceBackward",
     "_LayerNormInfluenceSequenceBackward",
+    "_Conv2x2Backward",
 }
 
 
@@ -139,6 +140,7 @@ def test_a_training_step_of_every_kind_of_model_matches(
     # the default cell's decoder with an influence layer runs as one fused sequence
     influence = {"_LayerNormInfluenceSequenceBackward"} if model.config.use_influence else set()
     assert graphs[0] & {"_InfluenceBackward", "_LayerNormInfluenceSequenceBackward"} == influence
+    assert ("_Conv2x2Backward" in graphs[0]) == model.config.use_autoencoder  # fused/conv.cpp
     assert not graphs[1]  # the reference path: no fused node
 
 

@@ -42,7 +42,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 NAME = "aisketcher_fused_lstm"
-SOURCE = Path(__file__).with_name("lstm.cpp")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("lstm.cpp", "conv.cpp"))
 _lock = threading.Lock()
 _module: ModuleType | None = None
 _settled = False  # loaded, built, or failed for good: `_module` is the answer from now on
@@ -84,7 +84,8 @@ def _library() -> Path:
     """Where this source, these flags and this torch build their library: a new name for any
     change, so a stale build is never loaded and a rebuild never replaces a loaded file."""
     key = hashlib.sha256()
-    key.update(SOURCE.read_bytes())
+    for source in SOURCES:
+        key.update(source.read_bytes())
     key.update(" ".join([*_flags(), torch.__version__, sys.version]).encode())
     name = f"{NAME}_{key.hexdigest()[:12]}"
     root = os.environ.get("TORCH_EXTENSIONS_DIR")
@@ -114,7 +115,7 @@ def _build(directory: Path) -> ModuleType | None:
         directory.mkdir(parents=True, exist_ok=True)
         return cpp_extension.load(
             directory.name,
-            [str(SOURCE)],
+            [str(source) for source in SOURCES],
             extra_cflags=_flags(),
             build_directory=str(directory),
             verbose=False,

@@ -852,6 +852,13 @@ Tensor sample_points(const Tensor& y, const Tensor& uniform, int64_t m, double t
 
 }  // namespace
 
+// The autoencoder's convolutions, in conv.cpp.
+Tensor conv_down(const Tensor& y, const Tensor& m, const Tensor& bias);
+Tensor conv_up(const Tensor& z, const Tensor& mt, const Tensor& bias);
+Tensor conv_same(const Tensor& y, const Tensor& m, const Tensor& bias, bool adjoint);
+std::vector<Tensor> conv_weight_grad(const Tensor& y, const Tensor& z, bool same, int64_t bias_of);
+std::vector<std::pair<int64_t, int64_t>> conv_pairs();
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("ln_forward", &ln_forward);
   m.def("ln_backward", &ln_backward);
@@ -867,4 +874,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("ln_influence_forward", &ln_influence_forward);
   m.def("ln_influence_backward", &ln_influence_backward);
   m.def("sample_points", &sample_points);
+  m.def("conv_down", &conv_down);
+  m.def("conv_up", &conv_up);
+  m.def("conv_same", &conv_same);
+  m.def("conv_weight_grad", &conv_weight_grad);
+  m.def("conv_pairs", &conv_pairs);
 }

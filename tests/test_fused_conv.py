@@ -1,0 +1,127 @@
+"""The autoencoder's 2x2 convolution kernels against PyTorch's nn.Conv2d / nn.ConvTranspose2d
+(oneDNN): same values, same gradients of input, weight and bias, on every layer shape the
+autoencoder has and on the whole autoencoder; the fallback where the kernels do not apply."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from aisketcher.model import fused
+from aisketcher.model.autoencoder import LAYOUT, RasterAutoencoder, reconstruction_error
+from aisketcher.model.fused.conv import kind_of, run_layers
+
+pytestmark = pytest.mark.skipif(fused.extension() is None, reason="no C++ compiler here")
+
+
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """Two threads, so the kernels' row split and per-thread weight-gradient sums run."""
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(1)
+
+
+def _layers(kind: str, c_in: int, c_out: int) -> nn.Sequential:
+    torch.manual_seed(0)
+    if kind == "up":
+        layers = [nn.ConvTranspose2d(c_in, c_out, 2, stride=2)]
+    elif kind == "same":
+        layers = [nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(c_in, c_out, 2)]
+    else:
+        layers = [nn.Conv2d(c_in, c_out, 2, stride=2)]
+    stack = nn.Sequential(*layers).to(memory_format=LAYOUT)
+    with torch.no_grad():
+        for p in stack.parameters():
+            p.normal_()  # biases too, so a dropped or misplaced bias shows
+    return stack
+
+
+def _both(monkeypatch: pytest.MonkeyPatch, stack: nn.Module, x: torch.Tensor) -> list[list]:
+    """Output and the gradients of input and parameters, through the kernels, then PyTorch."""
+    results = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("AISKETCHER_FUSED", switch)
+        stack.zero_grad()
+        xi = x.detach().clone().requires_grad_()
+        out = run_layers(stack, xi)
+        names = set()
+        todo = [out.grad_fn]
+        while todo:
+            node = todo.pop()
+            if node is not None:
+                names.add(type(node).__name__)
+                todo.extend(n for n, _ in node.next_functions)
+        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+        (out * weight).sum().backward()
+        grads = [p.grad.clone() for p in stack.parameters()]
+        results.append([out.detach(), xi.grad, *grads, "_Conv2x2Backward" in names])
+    return results
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> None:
+    scale = b.abs().max().clamp(min=1.0)
+    assert (a - b).abs().max() <= 1e-5 * scale, ((a - b).abs().max(), scale)
+
+
+@pytest.mark.parametrize(
+    "kind, c_in, c_out",
+    [
+        ("down", 1, 4), ("down", 4, 8), ("down", 8, 8),
+        ("same", 4, 4), ("same", 8, 8),
+        ("up", 8, 8), ("up", 8, 4), ("up", 4, 1),
+    ],
+)  # fmt: skip
+def test_each_layer_shape_gives_pytorchs_values_and_gradients(
+    kind: str, c_in: int, c_out: int, monkeypatch: pytest.MonkeyPatch, two_threads: None
+) -> None:
+    stack = _layers(kind, c_in, c_out)
+    # 5 images of 10 x 6 (not square, more rows than one thread's share): index mix-ups show
+    x = torch.randn(5, c_in, 10, 6).contiguous(memory_format=LAYOUT)
+    fast, reference = _both(monkeypatch, stack, x)
+    assert fast[-1] and not reference[-1]  # the kernels ran, then PyTorch alone
+    assert fast[0].shape == reference[0].shape
+    for a, b in zip(fast[:-1], reference[:-1], strict=True):
+        _close(a, b)
+
+
+def test_the_whole_autoencoder_gives_pytorchs_values_and_gradients(
+    monkeypatch: pytest.MonkeyPatch, two_threads: None
+) -> None:
+    torch.manual_seed(0)
+    model = RasterAutoencoder(z_size=16)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # nonzero biases
+    raster = (torch.rand(3, 1, 128, 128) < 0.1).float()
+    results = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("AISKETCHER_FUSED", switch)
+        model.zero_grad()
+        z, recon = model(raster)
+        (reconstruction_error(raster, recon) + z.square().sum()).backward()
+        results.append([z.detach(), recon.detach(), *(p.grad.clone() for p in model.parameters())])
+    for a, b in zip(*results, strict=True):
+        _close(a, b)
+
+
+def test_layers_the_kernels_do_not_hold_run_as_themselves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AISKETCHER_FUSED", "1")
+    assert kind_of(nn.Conv2d(4, 8, 2, stride=2), padded=False) == "down"
+    assert kind_of(nn.Conv2d(4, 4, 2), padded=True) == "same"
+    assert kind_of(nn.ConvTranspose2d(4, 1, 2, stride=2), padded=False) == "up"
+    assert kind_of(nn.Conv2d(3, 8, 2, stride=2), padded=False) is None  # channels not compiled
+    assert kind_of(nn.Conv2d(4, 8, 3, stride=2), padded=False) is None  # 3x3 kernel
+    assert kind_of(nn.Conv2d(4, 8, 2), padded=False) is None  # stride 1 without SAME padding
+    assert kind_of(nn.Conv2d(4, 8, 2, stride=2, bias=False), padded=False) is None
+    assert kind_of(nn.ReLU(), padded=False) is None
+    # an odd side: PyTorch drops the last row and column, and so does the fallback here
+    stack = _layers("down", 4, 8)
+    x = torch.randn(2, 4, 7, 9).contiguous(memory_format=LAYOUT)
+    _close(run_layers(stack, x), stack(x))
+    assert run_layers(stack, x).shape == (2, 8, 3, 4)
