@@ -154,26 +154,35 @@ std::vector<Tensor> weight_grad(const Tensor& y, const Tensor& z, bool same, int
     double* mine = total.data() + at::get_thread_num() * size;
     for (int64_t r = begin; r < end; ++r) {
       const int64_t b = r / H, i = r % H;
-      Vec<Q> acc[4 * P] = {};  // [tap][p], Q lanes
-      float sy[P] = {};
-      Vec<Q> sz = {};
-      for (int64_t j = 0; j < W; ++j) {
-        const Vec<Q> zq = load<Q>(zs + (r * W + j) * Q);
-        sz += zq;
-        for (int a = 0; a < 2; ++a)
-          for (int c = 0; c < 2; ++c) {
-            const int64_t row = stride * i + a, col = stride * j + c;
-            if (row >= height || col >= width) continue;
-            const float* v = ys + ((b * height + row) * width + col) * P;
-            if (!same || (a == 0 && c == 0))  // every y pixel once
-              for (int p = 0; p < P; ++p) sy[p] += v[p];
-            for (int p = 0; p < P; ++p) acc[(a * 2 + c) * P + p] += v[p] * zq;
-          }
+      const float* zr = zs + r * W * Q;
+      Vec<Q> acc[4 * P] = {};  // [a][c][p], Q lanes
+      for (int a = 0; a < 2; ++a) {
+        const int64_t row = stride * i + a;
+        if (row >= height) continue;  // SAME's bottom edge
+        const float* base = ys + (b * height + row) * width * P;
+        Vec<Q>* taps = acc + a * 2 * P;  // (a, 0) then (a, 1): the 2P values at stride * j
+        const int64_t inner = same ? W - 1 : W;
+        for (int64_t j = 0; j < inner; ++j) {
+          const Vec<Q> zq = load<Q>(zr + j * Q);
+          const float* v = base + stride * j * P;
+          for (int t = 0; t < 2 * P; ++t) taps[t] += v[t] * zq;
+        }
+        if (same) {  // the right edge: no column j + 1
+          const Vec<Q> zq = load<Q>(zr + (W - 1) * Q);
+          const float* v = base + (W - 1) * P;
+          for (int t = 0; t < P; ++t) taps[t] += v[t] * zq;
+        }
+        if (bias_of == 0)  // the y side's sum: rows stride * i + a cover every row once
+          for (int64_t k = 0; k < width; ++k)
+            for (int p = 0; p < P; ++p) mine[4 * P * Q + p] += base[k * P + p];
+      }
+      if (bias_of != 0) {
+        Vec<Q> sz = {};
+        for (int64_t j = 0; j < W; ++j) sz += load<Q>(zr + j * Q);
+        for (int q = 0; q < Q; ++q) mine[4 * P * Q + P + q] += sz[q];
       }
       for (int k = 0; k < 4 * P; ++k)
         for (int q = 0; q < Q; ++q) mine[k * Q + q] += acc[k][q];
-      for (int p = 0; p < P; ++p) mine[4 * P * Q + p] += sy[p];
-      for (int q = 0; q < Q; ++q) mine[4 * P * Q + P + q] += sz[q];
     }
   });
   const int n_bias = bias_of == 0 ? P : Q;
