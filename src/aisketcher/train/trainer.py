@@ -315,7 +315,8 @@ class Trainer:
         self.lr_scale = 1.0
         self.skipped_steps = 0
         self.restores = 0
-        # The recurrent cells' kernels this run steps with (builds the fused ones if need be):
+        # The kernels this run steps with (builds the fused ones if need be; they hold the cells and
+        # the autoencoder's convolutions, the record's key keeps its first name):
         # bf16 autocast runs the reference cells, --compile compiles the steps, not the sequences.
         fusable = train_config.precision == "fp32" and fused.usable(next(self.model.parameters()))
         self.kernels = (

@@ -1,8 +1,9 @@
-"""Fused LSTM steps (`lstm.cpp`): the cells' element-wise work in one pass, forward and backward.
+"""Fused kernels: the LSTM cells' element-wise work in one pass, forward and backward (`lstm.cpp`),
+and the autoencoder's 2x2 convolutions (`conv.cpp`, used through `conv.py`).
 
-The C++ source is compiled through `torch.utils.cpp_extension` and cached (in
-``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/aisketcher/fused``, one folder per source, flags and
-torch version), about a minute once per machine.
+The C++ sources are compiled through `torch.utils.cpp_extension` and cached (in
+``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/aisketcher/fused``, one folder per version of the sources, flags and
+torch version) into one module, about a minute once per machine.
 ``AISKETCHER_FUSED`` says when: ``auto`` (the default) builds it the first time a model trains and
 uses it everywhere once built, so a first drawing never waits for a compiler; ``1`` builds it on
 first use of any kind; ``0`` never uses it. The plain-PyTorch cells in `aisketcher.model.cells` stay
@@ -21,7 +22,9 @@ Two granularities, both autograd functions:
 Besides the cells: the influence layer's training step (`influence_step`: attention, mu_a, sigma_a
 and a_d in one pass per row, forward and backward), and for drawing a few sketches with the
 default model its whole decoder step (the memory's encoder step, the influence layer, the cell, the
-output layer) as one call (`ln_draw_step`).
+output layer) as one call (`ln_draw_step`). The CNN autoencoder's stride-2, transposed and
+stride-1 SAME 2x2 convolutions run over channels-last rows with their channel counts compiled in
+(`conv.py`: `run_layers`, falling back to the layers themselves).
 """
 
 from __future__ import annotations
