@@ -125,3 +125,70 @@ def test_layers_the_kernels_do_not_hold_run_as_themselves(
     x = torch.randn(2, 4, 7, 9).contiguous(memory_format=LAYOUT)
     _close(run_layers(stack, x), stack(x))
     assert run_layers(stack, x).shape == (2, 8, 3, 4)
+
+
+def test_stacks_the_kernels_would_misread_run_as_pytorch_runs_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AISKETCHER_FUSED", "1")
+    torch.manual_seed(0)
+    pad = nn.ZeroPad2d((0, 1, 0, 1))
+    stacks = [
+        nn.Sequential(nn.ConvTranspose2d(8, 8, 2, stride=2, output_padding=1)),  # 9 x 9 out
+        nn.Sequential(nn.Conv2d(8, 8, 2, stride=2), pad),  # a padding with no convolution after
+        nn.Sequential(pad, pad, nn.Conv2d(8, 8, 2)),  # two paddings, then SAME
+        nn.Sequential(pad, nn.Conv2d(8, 8, 2, stride=2)),  # a padding before a stride-2 one
+    ]
+    x = torch.randn(2, 8, 4, 4).contiguous(memory_format=LAYOUT)
+    for stack in stacks:
+        expected = stack(x)
+        got = run_layers(stack, x)
+        assert got.shape == expected.shape, stack
+        _close(got, expected)
+    # a hook that changes the output is honoured: the layer runs as itself
+    conv = nn.Conv2d(8, 8, 2, stride=2)
+    conv.register_forward_hook(lambda module, args, out: out * 0)
+    assert kind_of(conv, padded=False) is None
+    assert run_layers(nn.Sequential(conv), x).abs().max() == 0
+
+
+def test_inputs_the_layer_refuses_are_refused_not_read_past_their_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AISKETCHER_FUSED", "1")
+    same = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(8, 8, 2))
+    down = nn.Sequential(nn.Conv2d(8, 8, 2, stride=2))
+    for stack, x in [
+        (same, torch.randn(2, 1, 64, 64)),  # 1 channel where the layer takes 8
+        (down, torch.randn(1, 4, 2, 2)),
+        (same, torch.randn(2, 8, 3, 0)),  # no columns
+    ]:
+        with pytest.raises(RuntimeError):
+            stack(x)  # PyTorch refuses it ...
+        with pytest.raises(RuntimeError):
+            run_layers(stack, x)  # ... and so does the path through the kernels
+    # the kernels check what they index by themselves, whoever calls them
+    ext = fused.extension()
+    taps = torch.randn(2, 2, 8, 8)
+    with pytest.raises(RuntimeError, match="channels"):
+        ext.conv_same(torch.randn(2, 6, 6, 4), taps, torch.empty(0), False)
+    with pytest.raises(RuntimeError, match="empty"):
+        ext.conv_same(torch.randn(2, 6, 0, 8), taps, torch.empty(0), False)
+    with pytest.raises(RuntimeError, match="odd"):
+        ext.conv_down(torch.randn(2, 5, 6, 8), taps, torch.empty(0))
+    with pytest.raises(RuntimeError, match="biases"):
+        ext.conv_down(torch.randn(2, 6, 6, 8), taps, torch.zeros(3))
+    with pytest.raises(RuntimeError, match="float32"):
+        ext.conv_down(torch.randn(2, 6, 6, 8, dtype=torch.float64), taps, torch.empty(0))
+
+
+def test_frozen_layers_still_pass_the_inputs_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    stack = _layers("same", 4, 4).requires_grad_(False)
+    x = torch.randn(3, 4, 6, 6).contiguous(memory_format=LAYOUT)
+    grads = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("AISKETCHER_FUSED", switch)
+        xi = x.clone().requires_grad_()
+        run_layers(stack, xi).square().sum().backward()
+        grads.append(xi.grad)
+    _close(*grads)

@@ -250,10 +250,45 @@ struct Grad {
 
 const float* opt(const Tensor& t) { return t.defined() && t.numel() ? t.data_ptr<float>() : nullptr; }
 
+// The loops index raw pointers, so every shape they rely on is checked first: a mismatch is an
+// error here, never a read past a buffer.
+void check_dense(const Tensor& t, const char* op, const char* what) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.is_contiguous(), op,
+              ": ", what, " must be a contiguous float32 CPU tensor");
+}
+
+// channels < 0: any count.
+void check_image(const Tensor& t, int64_t channels, const char* op) {
+  check_dense(t, op, "the image");
+  TORCH_CHECK(t.dim() == 4, op, ": the image must be (B, H, W, C), got ", t.dim(), " dims");
+  TORCH_CHECK(t.size(1) > 0 && t.size(2) > 0, op, ": the image is empty (", t.size(1), " x ",
+              t.size(2), ")");
+  TORCH_CHECK(channels < 0 || t.size(3) == channels, op, ": the image has ", t.size(3),
+              " channels, the weight takes ", channels);
+}
+
+// Both layouts end in the output channels: Q for (2, 2, P, Q), P for up's (Q, 2, 2, P).
+void check_weight(const Tensor& m, const Tensor& bias, bool rows, const char* op) {
+  check_dense(m, op, "the weight");
+  const bool shape = rows ? m.dim() == 4 && m.size(1) == 2 && m.size(2) == 2
+                          : m.dim() == 4 && m.size(0) == 2 && m.size(1) == 2;
+  TORCH_CHECK(shape, op, ": the weight must be ", rows ? "(Q, 2, 2, P)" : "(2, 2, P, Q)");
+  const int64_t outputs = m.size(3);
+  if (bias.defined() && bias.numel()) {
+    check_dense(bias, op, "the bias");
+    TORCH_CHECK(bias.numel() == outputs, op, ": ", bias.numel(), " biases for ", outputs,
+                " output channels");
+  }
+}
+
 }  // namespace
 
 // z = down(y): y (B, 2H, 2W, P), m (2, 2, P, Q) -> (B, H, W, Q).
 Tensor conv_down(const Tensor& y, const Tensor& m, const Tensor& bias) {
+  check_weight(m, bias, false, "conv_down");
+  check_image(y, m.size(2), "conv_down");
+  TORCH_CHECK(y.size(1) % 2 == 0 && y.size(2) % 2 == 0, "conv_down: odd image size ", y.size(1),
+              " x ", y.size(2));
   const int64_t B = y.size(0), H = y.size(1) / 2, W = y.size(2) / 2, Q = m.size(3);
   auto z = torch::empty({B, H, W, Q}, y.options());
   TORCH_CHECK(dispatch<Down>(m.size(2), Q, y.data_ptr<float>(), m.data_ptr<float>(), opt(bias),
@@ -264,6 +299,8 @@ Tensor conv_down(const Tensor& y, const Tensor& m, const Tensor& bias) {
 
 // y = up(z): z (B, H, W, Q), mt (Q, 2, 2, P) -> (B, 2H, 2W, P).
 Tensor conv_up(const Tensor& z, const Tensor& mt, const Tensor& bias) {
+  check_weight(mt, bias, true, "conv_up");
+  check_image(z, mt.size(0), "conv_up");
   const int64_t B = z.size(0), H = z.size(1), W = z.size(2), P = mt.size(3);
   auto y = torch::empty({B, 2 * H, 2 * W, P}, z.options());
   TORCH_CHECK(dispatch<Up>(P, mt.size(0), z.data_ptr<float>(), mt.data_ptr<float>(), opt(bias),
@@ -276,6 +313,8 @@ Tensor conv_up(const Tensor& z, const Tensor& mt, const Tensor& bias) {
 // and left instead (i - a, j - c): given the forward's weight with its channel axes swapped and its
 // columns c reversed, this maps a gradient of the forward's output back to one of its input.
 Tensor conv_same(const Tensor& y, const Tensor& m, const Tensor& bias, bool adjoint) {
+  check_weight(m, bias, false, "conv_same");
+  check_image(y, m.size(2), "conv_same");
   const int64_t B = y.size(0), H = y.size(1), W = y.size(2), Q = m.size(3);
   auto z = torch::empty({B, H, W, Q}, y.options());
   TORCH_CHECK(dispatch<Same>(m.size(2), Q, y.data_ptr<float>(), m.data_ptr<float>(), opt(bias),
@@ -287,6 +326,12 @@ Tensor conv_same(const Tensor& y, const Tensor& m, const Tensor& bias, bool adjo
 // d m (2, 2, P, Q) and the bias gradient (of the y side if bias_of == 0, else the z side), for
 // down/up (y at twice z's size) or SAME (same size).
 std::vector<Tensor> conv_weight_grad(const Tensor& y, const Tensor& z, bool same, int64_t bias_of) {
+  check_image(y, -1, "conv_weight_grad");
+  check_image(z, -1, "conv_weight_grad");
+  const int64_t scale = same ? 1 : 2;
+  TORCH_CHECK(y.size(0) == z.size(0) && y.size(1) == scale * z.size(1) &&
+                  y.size(2) == scale * z.size(2),
+              "conv_weight_grad: the two sides' sizes do not match");
   std::vector<Tensor> out;
   TORCH_CHECK(dispatch<Grad>(y.size(3), z.size(3), y, z, same, static_cast<int>(bias_of), out),
               "conv_weight_grad: unsupported channels");

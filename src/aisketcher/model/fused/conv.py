@@ -70,6 +70,8 @@ class _Conv2x2(torch.autograd.Function):
                 taps = _taps(weight).transpose(2, 3).flip(1).contiguous()
                 dx = ext.conv_same(gh, taps, _EMPTY, True)
             dx = dx.permute(0, 3, 1, 2)
+        if not any(ctx.needs_input_grad[1:3]):
+            return dx, None, None, None
         if kind == "up":  # the output is the y (larger) side
             dm, db = ext.conv_weight_grad(gh, xh, False, 0)
         else:
@@ -83,14 +85,27 @@ def _pairs() -> frozenset[tuple[int, int]]:
     return frozenset(tuple(pair) for pair in fused.extension().conv_pairs())
 
 
+def _plain(layer: nn.Module) -> bool:
+    """No hooks on `layer`: the kernels would skip them."""
+    return not (layer._forward_hooks or layer._forward_pre_hooks)
+
+
 def kind_of(layer: nn.Module, padded: bool) -> str | None:
     """Which kernel runs `layer` (after a ZeroPad2d((0, 1, 0, 1)) when `padded`), or None when
-    it is not one of the autoencoder's 2x2 shapes with channel counts the kernels hold."""
-    if isinstance(layer, nn.ConvTranspose2d):
-        shape_ok = layer.stride == (2, 2) and layer.padding == (0, 0) and not padded
+    it is not one of the autoencoder's 2x2 shapes with channel counts the kernels hold. Only the
+    plain torch layers without hooks qualify: a subclass or a hook may change what they compute."""
+    if not _plain(layer):
+        return None
+    if type(layer) is nn.ConvTranspose2d:
+        shape_ok = (
+            layer.stride == (2, 2)
+            and layer.padding == (0, 0)
+            and layer.output_padding == (0, 0)
+            and not padded
+        )
         kind, pair = "up", (layer.out_channels, layer.in_channels)
         extra = pair
-    elif isinstance(layer, nn.Conv2d):
+    elif type(layer) is nn.Conv2d:
         kind = "same" if padded else "down"
         shape_ok = layer.stride == ((1, 1) if padded else (2, 2)) and layer.padding == (0, 0)
         pair = (layer.in_channels, layer.out_channels)
@@ -114,22 +129,38 @@ def conv2x2(x: Tensor, layer: nn.Conv2d | nn.ConvTranspose2d, kind: str) -> Tens
     return _Conv2x2.apply(x, layer.weight, layer.bias, kind)
 
 
+def _fits(x: Tensor, layer: nn.Module, kind: str | None) -> bool:
+    """Whether the kernel `kind` takes x as `layer` would: a batch of nonempty images with the
+    layer's input channels, and whole 2x2 patches for "down" (PyTorch drops an odd edge)."""
+    if kind is None or x.dim() != 4 or x.shape[1] != layer.in_channels:
+        return False
+    height, width = x.shape[-2:]
+    if height == 0 or width == 0:
+        return False
+    return kind != "down" or (height % 2 == 0 and width % 2 == 0)
+
+
+def _same_padding(layer: nn.Module) -> bool:
+    """Whether `layer` is the plain ZeroPad2d((0, 1, 0, 1)) that makes a 2x2 convolution SAME."""
+    return type(layer) is nn.ZeroPad2d and layer.padding == (0, 1, 0, 1) and _plain(layer)
+
+
 def run_layers(layers: nn.Sequential, x: Tensor) -> Tensor:
     """The autoencoder's layer stack on x, each 2x2 convolution (with the ZeroPad2d before a SAME
     one) through the kernels where they hold it; every other layer as itself."""
     if not fused.usable(x):
         return layers(x)
-    pad: nn.Module | None = None
+    pad: nn.Module | None = None  # a SAME padding held back for the convolution after it
     for layer in layers:
-        if isinstance(layer, nn.ZeroPad2d) and layer.padding == (0, 1, 0, 1):
+        if pad is not None:
+            kind = kind_of(layer, padded=True)
+            if _fits(x, layer, kind):
+                x, pad = conv2x2(x, layer, kind), None
+                continue
+            x, pad = pad(x), None
+        if _same_padding(layer):
             pad = layer
             continue
-        kind = kind_of(layer, padded=pad is not None)
-        if kind == "down" and (x.shape[-1] % 2 or x.shape[-2] % 2):
-            kind = None  # the kernel reads whole 2x2 patches; PyTorch drops the odd edge
-        if kind is not None:
-            x = conv2x2(x, layer, kind)
-        else:
-            x = layer(pad(x)) if pad is not None else layer(x)
-        pad = None
-    return x
+        kind = kind_of(layer, padded=False)
+        x = conv2x2(x, layer, kind) if _fits(x, layer, kind) else layer(x)
+    return pad(x) if pad is not None else x
