@@ -55,89 +55,103 @@ inline Vec<Q> start(const float* bias) {
   return bias ? load<Q>(bias) : Vec<Q>{};
 }
 
+// row(r) for every output row r = b * H + i, the rows split between threads.
+template <typename Row>
+void each_row(int64_t rows, const Row& row) {
+  at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) row(r);
+  });
+}
+
 // down: one output pixel from the 2x2 patch below-right of (2i, 2j) at stride 2; a patch's row
 // is 2P contiguous values, so each tap row is one accumulate.
 template <int P, int Q>
-void down_rows(const float* y, const float* m, const float* bias, float* z, int64_t H,
-               int64_t begin, int64_t end, int64_t W) {
-  const Vec<Q> first = start<Q>(bias);
-  for (int64_t r = begin; r < end; ++r) {  // r = b * H + i over output rows
-    const int64_t b = r / H, i = r % H;
-    const float* top = y + ((b * 2 * H + 2 * i) * 2 * W) * P;
-    const float* bottom = top + 2 * W * P;
-    float* out = z + r * W * Q;
-    for (int64_t j = 0; j < W; ++j) {
-      Vec<Q> acc = accumulate<2 * P, Q>(first, top + 2 * j * P, m);
-      acc = accumulate<2 * P, Q>(acc, bottom + 2 * j * P, m + 2 * P * Q);
-      store<Q>(out + j * Q, acc);
-    }
+struct Down {
+  static void run(const float* y, const float* m, const float* bias, float* z, int64_t B, int64_t H,
+                  int64_t W) {
+    const Vec<Q> first = start<Q>(bias);
+    each_row(B * H, [&](int64_t r) {
+      const int64_t b = r / H, i = r % H;
+      const float* top = y + ((b * 2 * H + 2 * i) * 2 * W) * P;
+      const float* bottom = top + 2 * W * P;
+      float* out = z + r * W * Q;
+      for (int64_t j = 0; j < W; ++j) {
+        Vec<Q> acc = accumulate<2 * P, Q>(first, top + 2 * j * P, m);
+        acc = accumulate<2 * P, Q>(acc, bottom + 2 * j * P, m + 2 * P * Q);
+        store<Q>(out + j * Q, acc);
+      }
+    });
   }
-}
+};
 
 // up: the 2x2 block of outputs (2i + a, 2j + c) from one input pixel (the adjoint of down); the
 // weight comes as mt[q][a][c][p] so that each input channel adds one row of 4P outputs.
 template <int P, int Q>
-void up_rows(const float* z, const float* mt, const float* bias, float* y, int64_t H,
-             int64_t begin, int64_t end, int64_t W) {
-  float biases[4 * P];
-  for (int t = 0; t < 4 * P; ++t) biases[t] = bias ? bias[t % P] : 0.0f;
-  const Vec<4 * P> first = load<4 * P>(biases);
-  for (int64_t r = begin; r < end; ++r) {
-    const int64_t b = r / H, i = r % H;
-    const float* in = z + r * W * Q;
-    float* top = y + ((b * 2 * H + 2 * i) * 2 * W) * P;
-    float* bottom = top + 2 * W * P;
-    for (int64_t j = 0; j < W; ++j) {
-      float block[4 * P];
-      store<4 * P>(block, accumulate<Q, 4 * P>(first, in + j * Q, mt));
-      std::memcpy(top + 2 * j * P, block, sizeof(float) * 2 * P);
-      std::memcpy(bottom + 2 * j * P, block + 2 * P, sizeof(float) * 2 * P);
-    }
+struct Up {
+  static void run(const float* z, const float* mt, const float* bias, float* y, int64_t B,
+                  int64_t H, int64_t W) {
+    float biases[4 * P];
+    for (int t = 0; t < 4 * P; ++t) biases[t] = bias ? bias[t % P] : 0.0f;
+    const Vec<4 * P> first = load<4 * P>(biases);
+    each_row(B * H, [&](int64_t r) {
+      const int64_t b = r / H, i = r % H;
+      const float* in = z + r * W * Q;
+      float* top = y + ((b * 2 * H + 2 * i) * 2 * W) * P;
+      float* bottom = top + 2 * W * P;
+      for (int64_t j = 0; j < W; ++j) {
+        float block[4 * P];
+        store<4 * P>(block, accumulate<Q, 4 * P>(first, in + j * Q, mt));
+        std::memcpy(top + 2 * j * P, block, sizeof(float) * 2 * P);
+        std::memcpy(bottom + 2 * j * P, block + 2 * P, sizeof(float) * 2 * P);
+      }
+    });
   }
-}
+};
 
 // Stride 1 SAME: z[i, j] from y[i..i+1, j..j+1] (zero past the edges). With `adjoint`, the
 // gradient of y from that of z: y'[i, j] from z'[i-1..i, j-1..j]. Per tap row both read 2P
 // contiguous values, or P at the one edge column: forward taps (a, 0), (a, 1) at columns j, j + 1;
 // adjoint taps (a, 1), (a, 0) at j - 1, j, which the caller's weight holds in that order.
 template <int P, int Q>
-void same_rows(const float* y, const float* m, const float* bias, float* z, int64_t H,
-               int64_t begin, int64_t end, int64_t W, bool adjoint) {
-  const Vec<Q> first = start<Q>(bias);
-  const int64_t step = adjoint ? -1 : 1;
-  for (int64_t r = begin; r < end; ++r) {
-    const int64_t b = r / H, i = r % H;
-    const float *rows[2], *taps[2];  // the tap rows a inside the image, and their weights
-    int valid = 0;
-    for (int a = 0; a < 2; ++a) {
-      const int64_t row = i + step * a;
-      if (row < 0 || row >= H) continue;
-      rows[valid] = y + ((b * H + row) * W) * P;
-      taps[valid++] = m + a * 2 * P * Q;
-    }
-    float* out = z + r * W * Q;
-    const int64_t edge = adjoint ? 0 : W - 1;  // the column with one neighbour
-    const int64_t shift = adjoint ? -1 : 0;    // where a pixel's 2P values start
-    auto pixel = [&](int64_t j) {
-      Vec<Q> acc = first;
-      for (int k = 0; k < valid; ++k)
-        acc = j == edge ? accumulate<P, Q>(acc, rows[k] + j * P, taps[k] + (adjoint ? P * Q : 0))
-                        : accumulate<2 * P, Q>(acc, rows[k] + (j + shift) * P, taps[k]);
-      store<Q>(out + j * Q, acc);
-    };
-    pixel(edge);
-    const int64_t lo = adjoint ? 1 : 0, hi = adjoint ? W : W - 1;
-    if (valid == 2) {  // the interior: both tap rows, no edge column
-      const float *top = rows[0] + shift * P, *bottom = rows[1] + shift * P;
-      for (int64_t j = lo; j < hi; ++j) {
-        Vec<Q> acc = accumulate<2 * P, Q>(first, top + j * P, taps[0]);
-        store<Q>(out + j * Q, accumulate<2 * P, Q>(acc, bottom + j * P, taps[1]));
+struct Same {
+  static void run(const float* y, const float* m, const float* bias, float* z, int64_t B, int64_t H,
+                  int64_t W, bool adjoint) {
+    const Vec<Q> first = start<Q>(bias);
+    const int64_t step = adjoint ? -1 : 1;
+    each_row(B * H, [&](int64_t r) {
+      const int64_t b = r / H, i = r % H;
+      const float *rows[2], *taps[2];  // the tap rows a inside the image, and their weights
+      int valid = 0;
+      for (int a = 0; a < 2; ++a) {
+        const int64_t row = i + step * a;
+        if (row < 0 || row >= H) continue;
+        rows[valid] = y + ((b * H + row) * W) * P;
+        taps[valid++] = m + a * 2 * P * Q;
       }
-    } else {
-      for (int64_t j = lo; j < hi; ++j) pixel(j);
-    }
+      float* out = z + r * W * Q;
+      const int64_t edge = adjoint ? 0 : W - 1;  // the column with one neighbour
+      const int64_t shift = adjoint ? -1 : 0;    // where a pixel's 2P values start
+      auto pixel = [&](int64_t j) {
+        Vec<Q> acc = first;
+        for (int k = 0; k < valid; ++k)
+          acc = j == edge ? accumulate<P, Q>(acc, rows[k] + j * P, taps[k] + (adjoint ? P * Q : 0))
+                          : accumulate<2 * P, Q>(acc, rows[k] + (j + shift) * P, taps[k]);
+        store<Q>(out + j * Q, acc);
+      };
+      pixel(edge);
+      const int64_t lo = adjoint ? 1 : 0, hi = adjoint ? W : W - 1;
+      if (valid == 2) {  // the interior: both tap rows, no edge column
+        const float *top = rows[0] + shift * P, *bottom = rows[1] + shift * P;
+        for (int64_t j = lo; j < hi; ++j) {
+          Vec<Q> acc = accumulate<2 * P, Q>(first, top + j * P, taps[0]);
+          store<Q>(out + j * Q, accumulate<2 * P, Q>(acc, bottom + j * P, taps[1]));
+        }
+      } else {
+        for (int64_t j = lo; j < hi; ++j) pixel(j);
+      }
+    });
   }
-}
+};
 
 // Weight gradients: sum over pixels of y-side (P) times z-side (Q) at each tap, per thread in
 // float over a row and in double across rows; also the bias gradient of the side `bias_of`.
@@ -211,36 +225,6 @@ bool dispatch(int64_t p, int64_t q, Args&&... args) {
 }
 
 template <int P, int Q>
-struct Down {
-  static void run(const float* y, const float* m, const float* bias, float* z, int64_t B, int64_t H,
-                  int64_t W) {
-    at::parallel_for(0, B * H, 8, [&](int64_t begin, int64_t end) {
-      down_rows<P, Q>(y, m, bias, z, H, begin, end, W);
-    });
-  }
-};
-
-template <int P, int Q>
-struct Up {
-  static void run(const float* z, const float* m, const float* bias, float* y, int64_t B, int64_t H,
-                  int64_t W) {
-    at::parallel_for(0, B * H, 8, [&](int64_t begin, int64_t end) {
-      up_rows<P, Q>(z, m, bias, y, H, begin, end, W);
-    });
-  }
-};
-
-template <int P, int Q>
-struct Same {
-  static void run(const float* y, const float* m, const float* bias, float* z, int64_t B, int64_t H,
-                  int64_t W, bool adjoint) {
-    at::parallel_for(0, B * H, 8, [&](int64_t begin, int64_t end) {
-      same_rows<P, Q>(y, m, bias, z, H, begin, end, W, adjoint);
-    });
-  }
-};
-
-template <int P, int Q>
 struct Grad {
   static void run(const Tensor& y, const Tensor& z, bool same, int bias_of,
                   std::vector<Tensor>& out) {
@@ -248,7 +232,9 @@ struct Grad {
   }
 };
 
-const float* opt(const Tensor& t) { return t.defined() && t.numel() ? t.data_ptr<float>() : nullptr; }
+const float* opt(const Tensor& t) {
+  return t.defined() && t.numel() ? t.data_ptr<float>() : nullptr;
+}
 
 // The loops index raw pointers, so every shape they rely on is checked first: a mismatch is an
 // error here, never a read past a buffer.
