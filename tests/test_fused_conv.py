@@ -4,8 +4,6 @@ autoencoder has and on the whole autoencoder; the fallback where the kernels do 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -13,16 +11,9 @@ from torch import nn
 from aisketcher.model import fused
 from aisketcher.model.autoencoder import LAYOUT, RasterAutoencoder, reconstruction_error
 from aisketcher.model.fused.conv import kind_of, run_layers
+from test_fused import fused_nodes
 
 pytestmark = pytest.mark.skipif(fused.extension() is None, reason="no C++ compiler here")
-
-
-@pytest.fixture
-def two_threads() -> Iterator[None]:
-    """Two threads, so the kernels' row split and per-thread weight-gradient sums run."""
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(1)
 
 
 def _layers(kind: str, c_in: int, c_out: int) -> nn.Sequential:
@@ -48,17 +39,10 @@ def _both(monkeypatch: pytest.MonkeyPatch, stack: nn.Module, x: torch.Tensor) ->
         stack.zero_grad()
         xi = x.detach().clone().requires_grad_()
         out = run_layers(stack, xi)
-        names = set()
-        todo = [out.grad_fn]
-        while todo:
-            node = todo.pop()
-            if node is not None:
-                names.add(type(node).__name__)
-                todo.extend(n for n, _ in node.next_functions)
         weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
         (out * weight).sum().backward()
         grads = [p.grad.clone() for p in stack.parameters()]
-        results.append([out.detach(), xi.grad, *grads, "_Conv2x2Backward" in names])
+        results.append([out.detach(), xi.grad, *grads, "_Conv2x2Backward" in fused_nodes(out)])
     return results
 
 
@@ -76,8 +60,9 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> None:
     ],
 )  # fmt: skip
 def test_each_layer_shape_gives_pytorchs_values_and_gradients(
-    kind: str, c_in: int, c_out: int, monkeypatch: pytest.MonkeyPatch, two_threads: None
+    kind: str, c_in: int, c_out: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    torch.set_num_threads(2)  # the row split and the per-thread weight-gradient sums run
     stack = _layers(kind, c_in, c_out)
     # 5 images of 10 x 6 (not square, more rows than one thread's share): index mix-ups show
     x = torch.randn(5, c_in, 10, 6).contiguous(memory_format=LAYOUT)
@@ -89,8 +74,9 @@ def test_each_layer_shape_gives_pytorchs_values_and_gradients(
 
 
 def test_the_whole_autoencoder_gives_pytorchs_values_and_gradients(
-    monkeypatch: pytest.MonkeyPatch, two_threads: None
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    torch.set_num_threads(2)
     torch.manual_seed(0)
     model = RasterAutoencoder(z_size=16)
     with torch.no_grad():

@@ -1,9 +1,9 @@
 """Fused kernels: the LSTM cells' element-wise work in one pass, forward and backward (`lstm.cpp`),
 and the autoencoder's 2x2 convolutions (`conv.cpp`, used through `conv.py`).
 
-The C++ sources are compiled through `torch.utils.cpp_extension` and cached (in
-``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/aisketcher/fused``, one folder per version of the sources, flags and
-torch version) into one module, about a minute once per machine.
+The C++ sources are compiled into one module through `torch.utils.cpp_extension` and cached (in
+``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/aisketcher/fused``, one folder per version of the
+sources, flags and torch version), about a minute once per machine.
 ``AISKETCHER_FUSED`` says when: ``auto`` (the default) builds it the first time a model trains and
 uses it everywhere once built, so a first drawing never waits for a compiler; ``1`` builds it on
 first use of any kind; ``0`` never uses it. The plain-PyTorch cells in `aisketcher.model.cells` stay

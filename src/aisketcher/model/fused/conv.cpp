@@ -3,7 +3,7 @@
 // With 1-8 channels a convolution is a few multiply-adds per value moved, so its cost is passes
 // over memory and per-pixel overhead; these loops take the channel counts as template arguments
 // (fully unrolled, vectorised over the output channels) and read each input once per output row.
-// Weights come pre-arranged by the caller (aisketcher/model/fused/__init__.py) as M[a][c][p][q],
+// Weights come pre-arranged by the caller (aisketcher/model/fused/conv.py) as M[a][c][p][q],
 // a 2x2 tap (a down, c across) mapping p input channels to q outputs; the three layer kinds of the
 // paper's autoencoder reduce to three kernels and their adjoints:
 //   stride 2:      z[b,i,j,q]     = sum_{a,c,p} y[b,2i+a,2j+c,p] M[a][c][p][q]   (down)

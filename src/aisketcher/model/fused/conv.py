@@ -19,7 +19,6 @@ from torch.autograd.function import once_differentiable
 from aisketcher.model import fused
 
 _EMPTY = torch.empty(0)
-KINDS = ("down", "up", "same")  # stride-2 conv, stride-2 transposed conv, stride-1 SAME conv
 
 
 def _taps(weight: Tensor) -> Tensor:
