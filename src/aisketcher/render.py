@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
-from aisketcher.sketch import Sketch, stroke3_to_strokes
+from aisketcher.sketch import Sketch, stroke3_on_integer_grid, stroke3_to_strokes
 
 MARGIN = 0.05
 HIGHLIGHT_COLOR = "#d62728"
@@ -365,14 +365,6 @@ def animate_gif(
         )
 
 
-def _one_word(sketches: list[Sketch], labels: Sequence[str] | None) -> str:
-    """The one class name an .ndjson file records for all its drawings."""
-    names = set(labels) if labels is not None else {s.label for s in sketches} - {None}
-    if len(names) > 1:
-        raise SketchDataError(f"an .ndjson file holds one word, got {', '.join(sorted(names))}")
-    return names.pop() if names else "sketch"
-
-
 def save_sketches(
     sketches: SketchLike | Sequence[SketchLike],
     path: str | Path,
@@ -381,13 +373,17 @@ def save_sketches(
     size: int | None = None,
     cols: int | None = None,
     highlight_from: Sequence[int | None] | None = None,
+    split: str = "test",
 ) -> None:
     """Write sketches to `path`, in the format its extension names, atomically.
 
     .svg / .png: one sketch at `size` (default 256) or a grid of `size`-pixel cells (default 128)
     captioned by `labels`, each sketch's points from `highlight_from[i]` on in the highlight colour
-    (a model's continuation of a user's start); .gif: the drawing animated (exactly one sketch); .npz: a sketch-rnn file
-    with the sketches as split "test"; .ndjson: Quick, Draw! lines whose word is the common label.
+    (a model's continuation of a user's start); .gif: the drawing animated (exactly one sketch).
+    .npz: a sketch-rnn file as the official ones (int16 offsets, points rounded to whole units)
+    with the sketches as `split` and the other two splits empty, and each sketch's class recorded
+    (`labels`, else the sketches' own) when every sketch has one; .ndjson: Quick, Draw! lines,
+    each with its sketch's class as the word ("sketch" when it has none).
     """
     path = Path(path)
     single = isinstance(sketches, Sketch) or (
@@ -404,6 +400,7 @@ def save_sketches(
             f"unknown output format {ext or '(none)'!r}: use .svg, .png, .gif, .npz or .ndjson",
             str(path),
         )
+    classes = list(labels) if labels is not None else [s.label for s in items]
     if ext == ".gif" and len(items) != 1:
         raise SketchDataError(f"a .gif animates one sketch, got {len(items)}", str(path))
     if highlight_from is not None and len(highlight_from) != len(items):
@@ -412,29 +409,37 @@ def save_sketches(
         )
     one = len(items) == 1 and labels is None
     first = None if highlight_from is None else highlight_from[0]
-    with atomic_path(path) as tmp:
-        if ext == ".svg":
-            text = (
-                sketch_to_svg(items[0], size or 256, highlight_from=first)
-                if one
-                else grid_svg(items, labels, cols, size or 128, highlight_from=highlight_from)
-            )
-            tmp.write_text(text, encoding="utf-8")
-        elif ext == ".png":
-            image = (
-                render_png(items[0], size or 256, highlight_from=first)
-                if one
-                else grid_png(items, labels, cols, size or 128, highlight_from=highlight_from)
-            )
-            image.save(tmp, format="PNG")
-        elif ext == ".gif":
-            animate_gif(items[0], tmp, size or 256, highlight_from=first)
-        elif ext == ".npz":
-            from aisketcher.formats.npz import write_npz
+    from aisketcher.formats.npz import SPLITS, write_npz
 
-            write_npz(tmp, {"test": [s.stroke3 for s in items]})
-        else:
-            # Imported here: the ndjson module is optional for everything else in this file.
-            from aisketcher.formats.ndjson import write_ndjson
+    if ext == ".npz" and split not in SPLITS:
+        raise SketchDataError(f"unknown split {split!r}: use {', '.join(SPLITS)}", str(path))
+    try:
+        with atomic_path(path) as tmp:
+            if ext == ".svg":
+                text = (
+                    sketch_to_svg(items[0], size or 256, highlight_from=first)
+                    if one
+                    else grid_svg(items, labels, cols, size or 128, highlight_from=highlight_from)
+                )
+                tmp.write_text(text, encoding="utf-8")
+            elif ext == ".png":
+                image = (
+                    render_png(items[0], size or 256, highlight_from=first)
+                    if one
+                    else grid_png(items, labels, cols, size or 128, highlight_from=highlight_from)
+                )
+                image.save(tmp, format="PNG")
+            elif ext == ".gif":
+                animate_gif(items[0], tmp, size or 256, highlight_from=first)
+            elif ext == ".npz":
+                sets = {name: [] for name in SPLITS}
+                sets[split] = [stroke3_on_integer_grid(s.stroke3) for s in items]
+                recorded = None if None in classes else {split: classes}
+                write_npz(tmp, sets, labels=recorded)
+            else:
+                # Imported here: the ndjson module is optional for everything else in this file.
+                from aisketcher.formats.ndjson import write_ndjson
 
-            write_ndjson(tmp, items, _one_word(items, labels))
+                write_ndjson(tmp, items, [c or "sketch" for c in classes])
+    except OSError as exc:
+        raise SketchDataError(f"cannot write: {exc.strerror or exc}", str(path)) from None

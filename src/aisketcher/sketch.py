@@ -103,6 +103,20 @@ def strokes_to_stroke3(strokes: Sequence[np.ndarray | Sequence[Sequence[float]]]
     return offsets.astype(np.float32)
 
 
+def stroke3_on_integer_grid(s3: np.ndarray) -> np.ndarray:
+    """Offsets between the absolute points rounded to whole units, as int16 like the official
+    sketch-rnn files: rounding the points, not each offset, so no error accumulates along the
+    sketch (every point within half a unit of where it was)."""
+    points = np.round(np.cumsum(s3[:, :2].astype(np.float64), axis=0))
+    offsets = np.diff(points, axis=0, prepend=0.0)
+    if len(offsets) and np.abs(offsets).max() >= 32768:
+        raise SketchDataError("offsets beyond the int16 range of a sketch-rnn file")
+    out = np.empty((len(s3), 3), dtype=np.int16)
+    out[:, :2] = offsets
+    out[:, 2] = s3[:, 2] > 0.5
+    return out
+
+
 def stroke3_to_strokes(s3: np.ndarray) -> list[np.ndarray]:
     """Stroke-3 offsets -> absolute strokes (list of (n, 2) float arrays)."""
     absolute = np.cumsum(np.asarray(s3, dtype=np.float64)[:, :2], axis=0)

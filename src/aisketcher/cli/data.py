@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from aisketcher.data.download import DEFAULT_BASE_URL, FORMATS, download_classes
 from aisketcher.data.stats import SplitStats, normalizing_scale_factor, split_stats
 from aisketcher.errors import SketchDataError
 from aisketcher.formats.ndjson import Drawing, NdjsonReader
-from aisketcher.formats.npz import SPLITS, read_npz, write_npz
+from aisketcher.formats.npz import SPLITS, read_npz, read_npz_labels, write_npz
 from aisketcher.formats.reader import read_sketches
 from aisketcher.render import save_sketches
 from aisketcher.sketch import MAX_OFFSET
@@ -77,7 +78,7 @@ def _download(args: argparse.Namespace) -> int:
 def _register_inspect(actions: argparse._SubParsersAction) -> None:
     p = actions.add_parser(
         "inspect",
-        help="counts and statistics of a .npz or .ndjson sketch file",
+        help="counts and statistics of a sketch file (.npz, .ndjson, .svg or .json)",
         description="Print per-split sketch counts, points per sketch and strokes per sketch\n"
         "(min, mean, median, 95th percentile, max), and Sketch-RNN's scale factor: the std of\n"
         f"all dx, dy offsets of the training split (all drawings of an .ndjson) clamped to "
@@ -85,7 +86,12 @@ def _register_inspect(actions: argparse._SubParsersAction) -> None:
         epilog="example:\n  aisketcher data inspect ../shared/data/quickdraw/cat.npz",
         formatter_class=_RAW,
     )
-    p.add_argument("file", type=Path, metavar="FILE", help="a sketch-rnn .npz or an .ndjson file")
+    p.add_argument(
+        "file",
+        type=Path,
+        metavar="FILE",
+        help="a sketch-rnn .npz, an .ndjson, or a drawing the drawing commands take (.svg, .json)",
+    )
     p.add_argument("--skip-bad", action="store_true", help="skip unusable .ndjson lines")
     p.set_defaults(func=_inspect)
 
@@ -105,15 +111,23 @@ def _inspect(args: argparse.Namespace) -> int:
         scale_of = [d.to_sketch().stroke3 for d in drawings]
         rows = {"all": split_stats(scale_of)}
         source = "all drawings"
-    else:
+    elif path.suffix.lower() == ".npz":
         splits = read_npz(path, None)  # every split the file has (drawings are saved as test)
-        print(f"{path}: sketch-rnn .npz, {sum(len(v) for v in splits.values())} sketches")
+        recorded = {name: read_npz_labels(path, name) for name in splits}
+        classes = sorted({c for labels in recorded.values() for c in labels or []})
+        named = f", classes: {', '.join(classes)}" if classes else ""
+        print(f"{path}: sketch-rnn .npz, {sum(len(v) for v in splits.values())} sketches{named}")
         rows = {name: split_stats(sketches) for name, sketches in splits.items()}
         rows["all"] = split_stats([s for sketches in splits.values() for s in sketches])
-        if "train" in splits:
+        if splits.get("train"):
             scale_of, source = splits["train"], "the training split"
         else:
             scale_of, source = [s for v in splits.values() for s in v], "all its sketches"
+    else:  # the one-drawing inputs the drawing commands take (.svg, .json strokes)
+        scale_of = [s.stroke3 for s in read_sketches(path)]
+        print(f"{path}: {path.suffix.lower()[1:]} drawing, {len(scale_of)} sketch(es)")
+        rows = {"all": split_stats(scale_of)}
+        source = "its points"
     _print_stats_table(rows)
     scale = normalizing_scale_factor(scale_of) if scale_of else float("nan")
     print(f"scale factor: {scale:.4f} (std of dx, dy of {source}, clamped to +-{MAX_OFFSET:g})")
@@ -132,7 +146,9 @@ def _print_stats_table(rows: dict[str, SplitStats]) -> None:
 
 
 def _number(value: float) -> str:
-    """Seven characters, one decimal unless it rounds to a whole number."""
+    """Seven characters, one decimal unless it rounds to a whole number; "-" for an empty split."""
+    if math.isnan(value):
+        return f"{'-':>7}"
     value = round(value, 1)
     return f"{value:>7g}" if value.is_integer() else f"{value:>7.1f}"
 

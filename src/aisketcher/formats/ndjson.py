@@ -15,6 +15,7 @@ drawings (see `benchmarks/raw_preprocessing.py`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -258,8 +259,9 @@ def _on_canvas(strokes: list[np.ndarray]) -> list[np.ndarray]:
     return [np.round((s - low) * scale) for s in strokes]
 
 
-def write_ndjson(path: str | Path, sketches: Iterable[Sketch], word: str) -> None:
-    """Write sketches as simplified ndjson lines of class `word`, atomically.
+def write_ndjson(path: str | Path, sketches: Iterable[Sketch], word: str | Sequence[str]) -> None:
+    """Write sketches as simplified ndjson lines of class `word` (one for all, or one per
+    sketch, as a file of several classes has), atomically.
 
     Coordinates are integers on Google's 0..255 canvas: a drawing already on it is written as it
     is (Google's own round-trip exactly); any other is moved to the top-left corner (minimum 0) and
@@ -268,13 +270,15 @@ def write_ndjson(path: str | Path, sketches: Iterable[Sketch], word: str) -> Non
     """
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for number, sketch in enumerate(sketches, start=1):
+        one = isinstance(word, str)
+        words = itertools.repeat(word) if one else word
+        for number, (sketch, name) in enumerate(zip(sketches, words, strict=not one), start=1):
             strokes = [np.round(s) for s in sketch.strokes()]
             if min(s.min() for s in strokes) < 0 or max(s.max() for s in strokes) > CANVAS:
                 strokes = _on_canvas(sketch.strokes())
             drawing = [s.astype(np.int64).T.tolist() for s in strokes]
             record = {
-                "word": word,
+                "word": name,
                 "countrycode": None,
                 "timestamp": None,
                 "recognized": None,

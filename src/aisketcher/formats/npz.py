@@ -12,7 +12,7 @@ import io
 import pickle
 import zipfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -183,10 +183,28 @@ def read_npz(
     return result
 
 
-def write_npz(path: str | Path, splits: Mapping[str, Iterable[np.ndarray]]) -> None:
-    """Write sketches as a sketch-rnn `.npz` (object arrays of int16 when integral, else float32)."""
+# Optional members recording each sketch's class, as a drawn set of several classes needs:
+# `class_names` (a unicode array) and, per split, `<split>_labels` (indices into it). Plain
+# arrays, so sketch-rnn tools that read only train/valid/test are not disturbed.
+CLASS_NAMES = "class_names"
+MAX_CLASS_NAMES = 100_000
+
+
+def _labels_member(split: str) -> str:
+    return f"{split}_labels"
+
+
+def write_npz(
+    path: str | Path,
+    splits: Mapping[str, Iterable[np.ndarray]],
+    labels: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Write sketches as a sketch-rnn `.npz` (object arrays of int16 when integral, else float32),
+    with the class of every sketch of the splits in `labels` when given (read back by
+    `read_npz_labels`)."""
     path = Path(path)
-    arrays = {}
+    arrays: dict[str, np.ndarray] = {}
+    counts = {}
     for split, sketches in splits.items():
         # Validated here so that nothing is written that `read_npz` would refuse.
         items = [validate_stroke3(s, f"{path}:{split}[{i}]") for i, s in enumerate(sketches)]
@@ -195,5 +213,61 @@ def write_npz(path: str | Path, splits: Mapping[str, Iterable[np.ndarray]]) -> N
         for i, s in enumerate(items):
             obj[i] = s.astype(np.int16 if integral else np.float32)
         arrays[split] = obj
+        counts[split] = len(items)
+    if labels:
+        names = sorted({name for split_labels in labels.values() for name in split_labels})
+        index = {name: i for i, name in enumerate(names)}
+        arrays[CLASS_NAMES] = np.array(names, dtype=str)
+        for split, split_labels in labels.items():
+            if len(split_labels) != counts.get(split):
+                raise SketchDataError(
+                    f"{len(split_labels)} labels for {counts.get(split, 0)} sketches of '{split}'",
+                    str(path),
+                )
+            arrays[_labels_member(split)] = np.array(
+                [index[name] for name in split_labels], dtype=np.int32
+            )
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
+
+
+def _plain_member(archive: zipfile.ZipFile, member: str, source: str) -> np.ndarray | None:
+    """A small non-object member of the archive, or None when the archive has none."""
+    try:
+        info = archive.getinfo(f"{member}.npy")
+    except KeyError:
+        return None
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise SketchDataError(f"'{member}' is {info.file_size} bytes, refusing", source)
+    try:
+        with archive.open(info) as stream:
+            return npy_format.read_array(stream, allow_pickle=False)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+        raise SketchDataError(f"corrupt member '{member}': {exc}", source) from None
+    except ValueError as exc:  # an object array, or a header NumPy cannot parse
+        raise SketchDataError(f"unreadable member '{member}': {exc}", source) from None
+
+
+def read_npz_labels(path: str | Path, split: str) -> list[str] | None:
+    """The class of every sketch of `split`, when the file records them (`write_npz` with
+    labels), else None. A record that does not fit the file is refused, naming it."""
+    path = require_file(path)
+    name = str(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SketchDataError(f"not a readable .npz (zip) file: {exc}", name) from None
+    with archive:
+        names = _plain_member(archive, CLASS_NAMES, name)
+        indices = _plain_member(archive, _labels_member(split), name)
+        if names is None or indices is None:
+            return None
+        if names.dtype.kind != "U" or names.ndim != 1 or len(names) > MAX_CLASS_NAMES:
+            raise SketchDataError(f"'{CLASS_NAMES}' is not a list of class names", name)
+        if indices.dtype.kind not in "iu" or indices.ndim != 1:
+            raise SketchDataError(f"'{_labels_member(split)}' is not a list of indices", name)
+        if len(indices) and not (indices.min() >= 0 and indices.max() < len(names)):
+            raise SketchDataError(
+                f"'{_labels_member(split)}' points past the {len(names)} class names", name
+            )
+        return [str(names[i]) for i in indices]

@@ -58,9 +58,18 @@ def read_sketches(
     path = require_file(path)
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        from aisketcher.formats.npz import read_npz
+        from aisketcher.formats.npz import read_npz, read_npz_labels
 
-        return [Sketch(s) for s in read_npz(path, [split])[split][:limit]]
+        arrays = read_npz(path, [split])[split]
+        labels = read_npz_labels(path, split)
+        if labels is None:
+            return [Sketch(s) for s in arrays[:limit]]
+        if len(labels) != len(arrays):
+            raise SketchDataError(
+                f"{len(labels)} recorded classes for {len(arrays)} sketches of '{split}'",
+                str(path),
+            )
+        return [Sketch(s, c) for s, c in zip(arrays[:limit], labels, strict=False)]
     if suffix == ".ndjson":
         from aisketcher.formats.ndjson import iter_ndjson
 
