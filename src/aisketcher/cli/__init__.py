@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from importlib import metadata
 
 from aisketcher.errors import SketchDataError
 
@@ -18,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
         "  aisketcher data inspect ../shared/data/quickdraw/cat.npz",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--version", action="version", version=f"aisketcher {metadata.version('aisketcher')}"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data.register(sub)
     train.register(sub)
@@ -27,11 +32,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """A warning as the user reads it: one line, without the Python source that raised it."""
+    print(f"aisketcher: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argparse.Namespace(command="")
     try:
-        args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            args = build_parser().parse_args(argv)
+            return int(args.func(args) or 0)
     except SketchDataError as exc:
         print(f"aisketcher: error: {exc}", file=sys.stderr)
         return 2

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import os
 import re
+import tempfile
 from pathlib import Path
 
 from aisketcher.limits import MAX_TEMPERATURE, MIN_TEMPERATURE
@@ -37,13 +40,27 @@ def device(text: str) -> str:
 
 
 def output_file(text: str) -> str:
-    """A path whose suffix names a format the drawing commands write."""
+    """A path whose suffix names a format the drawing commands write, in a folder that can be
+    written (or created): checked before any work, not after the drawing."""
     suffix = Path(text).suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise argparse.ArgumentTypeError(
             f"unknown output format {suffix or '(no suffix)'!r} in '{text}': use "
             + ", ".join(OUTPUT_SUFFIXES)
         )
+    folder = Path(text).absolute().parent
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write '{text}': {existing} is not a folder")
+    try:
+        if existing == folder:  # a file made and removed at once: the surest test of writing
+            tempfile.TemporaryFile(dir=folder).close()
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(
+            f"cannot write '{text}': {exc.strerror or exc} in {existing}"
+        ) from None
     return text
 
 

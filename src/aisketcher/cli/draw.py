@@ -18,6 +18,7 @@ from aisketcher.cli.arguments import (
     unit_interval,
 )
 from aisketcher.errors import SketchDataError
+from aisketcher.formats.npz import SPLITS
 from aisketcher.sketch import Sketch
 
 if TYPE_CHECKING:
@@ -37,6 +38,10 @@ def _load(
     model's own list, read from its files before torch loads)."""
     from aisketcher.model_info import match_class, model_classes
 
+    if Path(args.out).suffix.lower() == ".gif" and not one_sketch:
+        raise SketchDataError(
+            "a .gif animates one sketch and this writes several: write .svg or .png", args.out
+        )
     known = model_classes(args.model)
     if known is not None:
         for name in classes or []:
@@ -47,10 +52,6 @@ def _load(
     from aisketcher.api import Sketcher
     from aisketcher.train.trainer import resolve_device
 
-    if Path(args.out).suffix.lower() == ".gif" and not one_sketch:
-        raise SketchDataError(
-            "a .gif animates one sketch and this writes several: write .svg or .png", args.out
-        )
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)  # for encoding inputs; drawing runs on one (sampler.py)
     return Sketcher.load(args.model, device=str(device))
@@ -69,7 +70,13 @@ def _save(
         None if out.suffix.lower() in (".npz", ".ndjson") else [s.label or "" for s in sketches]
     )
     save_sketches(
-        sketches, out, labels=labels, size=args.size, cols=cols, highlight_from=highlight_from
+        sketches,
+        out,
+        labels=labels,
+        size=args.size,
+        cols=cols,
+        highlight_from=highlight_from,
+        split=getattr(args, "npz_split", "test"),
     )
     print(f"{out}: {len(sketches)} sketch(es)")
 
@@ -106,16 +113,25 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from aisketcher.formats.reader import read_sketches
+    from aisketcher.model_info import model_classes
 
-    sketcher = _load(args, one_sketch=False, classes=[args.cls] if args.cls else None)
-    inputs = read_sketches(args.input, split=args.split, limit=args.index + args.count)[
-        args.index :
-    ]
-    if not inputs:
-        raise SketchDataError(f"no sketches at index {args.index}", args.input)
-    cls = args.cls or (sketcher.class_names[0] if len(sketcher.class_names) == 1 else None)
+    found = read_sketches(args.input, split=args.split, limit=args.index + args.count)
+    inputs = found[args.index :]
+    if len(inputs) < args.count:
+        where = f"split '{args.split}' of " if Path(args.input).suffix.lower() == ".npz" else ""
+        held = f"{where}the file holds {len(found)} sketch(es)"
+        raise SketchDataError(
+            f"--index {args.index} is past the end: {held}"
+            if not inputs
+            else f"--count {args.count} from --index {args.index} goes past the end ({held}): "
+            f"at most --count {len(inputs)}",
+            args.input,
+        )
+    known = model_classes(args.model)
+    cls = args.cls or (known[0] if known is not None and len(known) == 1 else None)
     if cls is None and any(s.label is None for s in inputs):
-        raise SketchDataError("the input sketches carry no class: give --class")
+        raise SketchDataError("the input sketches carry no class: give --class", args.input)
+    sketcher = _load(args, one_sketch=False, classes=[cls] if cls else None)
     outputs = sketcher.reconstruct(inputs, cls, temperature=args.temperature, seed=args.seed)
     if Path(args.out).suffix.lower() in (".npz", ".ndjson"):
         _save(outputs, args)
@@ -127,11 +143,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from aisketcher.latents import TRANSLATE_PULL
-
-    sketcher = _load(args, one_sketch=False, classes=args.classes)
     item = _input(args)
     item.label = "input"
+    sketcher = _load(args, one_sketch=False, classes=args.classes)
+    from aisketcher.latents import TRANSLATE_PULL  # torch: only once the inputs are good
+
     classes = args.classes or None
     outputs = sketcher.translate(
         item,
@@ -146,8 +162,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    sketcher = _load(args, one_sketch=False, classes=[args.cls])
     item = _input(args)
+    sketcher = _load(args, one_sketch=False, classes=[args.cls])
     outputs = sketcher.complete(
         item, args.cls, args.count, temperature=args.temperature, seed=args.seed
     )
@@ -159,9 +175,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    sketcher = _load(args, one_sketch=args.steps == 1, classes=args.classes)
     a = _input(args, args.a, args.a_index)
     b = _input(args, args.b, args.b_index)
+    sketcher = _load(args, one_sketch=args.steps == 1, classes=args.classes)
     classes = (args.classes[0], args.classes[-1]) if args.classes else None
     if classes is None and (a.label is None or b.label is None):
         classes = (sketcher.class_names[0], sketcher.class_names[0])
@@ -278,6 +294,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("classes", nargs="*", help="class names (default: all the model's classes)")
     p.add_argument("--count", type=positive_int, default=1, help="sketches per class (default 1)")
+    p.add_argument(
+        "--split",
+        dest="npz_split",
+        choices=SPLITS,
+        default="test",
+        help="the split of an .npz output that holds the drawings, the other two written empty "
+        "(default test, the split the input options read)",
+    )
     _common(p, "sketches.svg")
     p.set_defaults(func=cmd_draw)
 
@@ -353,8 +377,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--a", required=True, help="first sketch file")
     p.add_argument("--b", required=True, help="second sketch file")
-    p.add_argument("--a-index", type=non_negative_int, default=0)
-    p.add_argument("--b-index", type=non_negative_int, default=0)
+    p.add_argument(
+        "--a-index", type=non_negative_int, default=0, help="which sketch of the a file (default 0)"
+    )
+    p.add_argument(
+        "--b-index", type=non_negative_int, default=0, help="which sketch of the b file (default 0)"
+    )
     p.add_argument("--split", default="test", help="split of .npz inputs")
     p.add_argument(
         "--classes", type=_classes, default=None, help="classes of a and b, e.g. cat,pig"
@@ -376,7 +404,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", help="run directory")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument(
+        "--checkpoint",
+        default="best",
+        choices=["best", "last"],
+        help="best: the lowest validation loss so far (default; last when the run has not "
+        "validated yet); last: the latest step",
+    )
     p.add_argument(
         "--half", action="store_true", help="store the weights as float16 (half the size)"
     )
