@@ -3,8 +3,8 @@ which classes a model knows, and how a class name given by a user matches one of
 
 from __future__ import annotations
 
-import difflib
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -32,17 +32,48 @@ def model_classes(source: str | Path | None) -> list[str] | None:
 
 
 def match_class(name: str | int, known: list[str]) -> int:
-    """The index of `name` (spaces or underscores alike) or of a class index among `known`."""
+    """The index of `name` among `known` (case, and spaces, underscores or hyphens between words,
+    aside), or a class index checked against them; an unknown name's error suggests the known
+    names a typo away from it, and no others."""
     if isinstance(name, int):
         if not 0 <= name < len(known):
             raise SketchDataError(f"class index {name} out of range 0..{len(known) - 1}")
         return name
-    key = name.strip().replace(" ", "_")
-    names = [n.replace(" ", "_") for n in known]
-    if key in names:
-        return names.index(key)
-    near = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    if name in known:  # as spelt: decides between names that differ only in case
+        return known.index(name)
+    key = _key(name)
+    keys = [_key(n) for n in known]
+    if keys.count(key) == 1:
+        return keys.index(key)
+    # A typo is an edit or two, more in a long name; a different word is further away however
+    # many letters it shares ("zebra" and "camera" share "e", "r", "a").
+    allowed = 1 + len(key) // 5
+    near = sorted(
+        (d, i)
+        for i, k in enumerate(keys)
+        # The lengths' difference is the fewest edits: most names need no counting.
+        if abs(len(k) - len(key)) <= allowed and (d := _typo_distance(key, k)) <= allowed
+    )
+    hint = f"; did you mean {', '.join(known[i] for _, i in near[:3])}?" if near else ""
     raise SketchDataError(
         f"the model does not know class '{name}' (it knows: {', '.join(known)}){hint}"
     )
+
+
+def _key(name: str) -> str:
+    """A class name as compared: without case, words joined by one underscore."""
+    return re.sub(r"[\s_-]+", "_", name.strip()).casefold()
+
+
+def _typo_distance(a: str, b: str) -> int:
+    """Edits from a to b: a letter inserted, deleted or replaced, or two neighbours swapped."""
+    before = previous = list(range(len(b) + 1))  # the rows for a[: i - 2] and a[: i - 1]
+    for i, x in enumerate(a, 1):
+        row = [i]
+        for j, y in enumerate(b, 1):
+            edits = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (x != y))
+            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                edits = min(edits, before[j - 2] + 1)
+            row.append(edits)
+        before, previous = previous, row
+    return previous[-1]
