@@ -79,12 +79,12 @@ def test_the_count_a_file_can_give_is_what_reconstruct_draws(three: Path, tmp_pa
     assert len(np.load(out, allow_pickle=True, encoding="latin1")["test"]) == 3
 
 
-def test_a_warning_is_one_line_without_python_source(tmp_path: Path) -> None:
+def test_a_long_start_warns_in_one_line_and_keeps_its_colours(tmp_path: Path) -> None:
     start = tmp_path / "long.json"
     t = np.linspace(0, 6 * np.pi, 900)
     spiral = np.column_stack([128 + t * 6 * np.cos(t), 128 + t * 6 * np.sin(t)])
     start.write_text(json.dumps({"strokes": [spiral.round(1).tolist()]}))
-    argv = ["complete", "--input", str(start), "--class", "cat", "--count", "1", "--seed", "1"]
+    argv = ["complete", "--input", str(start), "--class", "cat", "--count", "2", "--seed", "1"]
     done = subprocess.run(
         [sys.executable, "-m", "aisketcher", *argv, "--out", str(tmp_path / "c.svg")],
         capture_output=True,
@@ -94,6 +94,10 @@ def test_a_warning_is_one_line_without_python_source(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("aisketcher: warning: the sketch has 900")
     assert "UserWarning" not in done.stderr and ".py:" not in done.stderr
+    # The simplified start stays black and the model's ending red, as for a short start.
+    cells = (tmp_path / "c.svg").read_text().split("<g transform=")[1:]
+    assert len(cells) == 3 and "#d62728" not in cells[0]
+    assert all("#d62728" in c and 'stroke="black"' in c for c in cells[1:])
 
 
 def test_version(capsys: pytest.CaptureFixture) -> None:

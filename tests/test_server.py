@@ -18,9 +18,19 @@ from PIL import Image
 
 from aisketcher.api import Sketcher
 from aisketcher.server.app import ServerLimits, create_app, running
+from aisketcher.sketch import strokes_to_stroke3
 
 # An open shape on a 400-pixel canvas: two lines meeting at a corner.
 CORNER = [[[100, 100], [200, 104], [300, 110]], [[100, 100], [110, 200], [120, 300]]]
+# A start far from the origin (offsets beyond what the model is fed), in fractions of a pixel.
+FAR = [[[1500.5, 1200.25], [1600.75, 1210.5], [1700.25, 1300]], [[300.3, 110.7], [320.1, 180]]]
+FAR_STROKE3 = [
+    [1500.5, 1200.25, 0],
+    [100.25, 10.25, 0],
+    [99.5, 89.5, 1],
+    [-1399.95, -1189.3, 0],
+    [19.8, 69.3, 1],
+]
 
 
 @pytest.fixture(scope="module")
@@ -118,18 +128,36 @@ def test_draw_gives_the_python_apis_sketches_for_a_seed(url: str, sketcher: Sket
         assert len(got["stroke3"]) == len(want)
 
 
-def test_complete_continues_the_users_strokes_in_their_frame(url: str) -> None:
+def test_complete_continues_the_users_own_points_in_their_frame(url: str) -> None:
     body = {"sketch": {"strokes": CORNER}, "class": "cat", "count": 2, "seed": 1}
     answer = ok(url, "/api/complete", body)
     assert ok(url, "/api/complete", body) == answer  # a seed repeats a completion exactly
-    for sketch in answer["sketches"]:
-        # Simplified (ends kept, the middle points are within 2 px of the lines) and mapped back.
-        start = sketch["strokes"][:2]
-        assert sketch["prefix_points"] == 4 and [len(s) for s in start] == [2, 2]
-        assert np.allclose([s[0] for s in start], [[100, 100], [100, 100]], atol=1)
-        assert np.allclose([s[-1] for s in start], [[300, 110], [120, 300]], atol=1)
-    exact = ok(url, "/api/complete", {**body, "simplify": False, "count": 1})["sketches"][0]
-    assert exact["prefix_points"] == 6 and exact["strokes"][:2] == CORNER
+    unsimplified = ok(url, "/api/complete", {**body, "simplify": False})
+    assert unsimplified != answer  # by default the model sees the start simplified (4 points)...
+    for sketch in answer["sketches"] + unsimplified["sketches"]:
+        # ... but the start comes back as the user drew it, and the model's ending after it.
+        assert sketch["prefix_points"] == 6 and sketch["strokes"][:2] == CORNER
+        assert len(sketch["stroke3"]) > 6
+        assert sketch["stroke3"][:6] == [list(r) for r in strokes_to_stroke3(CORNER)]
+
+
+@pytest.mark.parametrize("sketch", [{"strokes": FAR}, {"stroke3": FAR_STROKE3}])
+def test_complete_keeps_points_far_out_and_fractions_exact(url: str, sketch: dict) -> None:
+    for simplify in (True, False):
+        body = {"sketch": sketch, "class": "cat", "count": 1, "seed": 2, "simplify": simplify}
+        (got,) = ok(url, "/api/complete", body)["sketches"]
+        assert got["prefix_points"] == 5
+        assert got["strokes"][:2] == FAR and got["stroke3"][:5] == FAR_STROKE3
+
+
+@pytest.mark.filterwarnings("ignore:the sketch has 300 points")  # the server warns on its console
+def test_a_start_too_long_for_the_model_comes_back_simplified(url: str) -> None:
+    t = np.linspace(0, 2 * np.pi, 300)
+    circle = np.column_stack([100 + 80 * np.cos(t), 100 + 80 * np.sin(t)]).round(2).tolist()
+    body = {"sketch": [circle], "class": "cat", "count": 1, "seed": 0, "simplify": False}
+    (got,) = ok(url, "/api/complete", body)["sketches"]
+    assert got["prefix_points"] < 300  # the model's simplified start, as the Python API's
+    assert np.allclose(got["strokes"][0][0], circle[0], atol=1)
 
 
 def test_translate_redraws_as_each_class(url: str, sketcher: Sketcher) -> None:
@@ -278,6 +306,29 @@ def test_out_of_range_or_malformed_requests_are_refused_clearly(
 def test_malformed_json_is_refused(url: str, raw: bytes) -> None:
     status, detail = refused(url, "/api/complete", raw=raw)
     assert status in (400, 422) and detail
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/draw", '{"class": "cat", "temperature": %s}', "temperature"),
+        (
+            "/api/complete",
+            '{"sketch": [[[1, 2]]], "class": "cat", "temperature": %s}',
+            "temperature",
+        ),
+        ("/api/translate", '{"sketch": [[[1, 2]]], "class_pull": %s}', "class_pull"),
+        ("/api/reconstruct", '{"sketches": [[[[1, 2]]]], "temperature": %s}', "temperature"),
+    ],
+)
+def test_a_bounded_number_that_is_nan_or_infinite_is_refused_as_such(
+    url: str, path: str, body: str, field: str, value: str
+) -> None:
+    """Python's json writes NaN and Infinity, and the server's reads them: they are not numbers
+    out of range."""
+    status, detail = refused(url, path, raw=(body % value).encode())
+    assert status == 422 and detail == f"body.{field}: Input should be a finite number"
 
 
 def test_a_body_that_is_not_json_gets_415(url: str) -> None:

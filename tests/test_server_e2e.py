@@ -155,3 +155,15 @@ def test_redraw_as_another_class_takes_the_pull_from_its_slider(browser: webdriv
     assert bodies and all(b["class_pull"] == 1 for b in bodies), sent
     assert status.startswith("Done"), status
     assert sum(points) > 0 and red > 0, (points, red)
+
+
+def test_draw_one_draws_one_whatever_how_many_says(browser: webdriver.Chrome) -> None:
+    with running(create_app(Sketcher.load())) as url:
+        wait = open_page(browser, url, "fish")
+        count = browser.find_element(By.ID, "count")
+        count.clear()
+        count.send_keys("3")
+        status, red, points = press_and_wait(browser, wait, "draw-one")
+    assert len(points) == 1, points
+    assert status.startswith("Done"), status
+    assert points[0] > 0 and red > 0, (points, red)

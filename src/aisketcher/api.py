@@ -12,6 +12,7 @@ divided by the training scale factor, which is stored with every model.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,29 +118,31 @@ class Sketcher:
         return out
 
     # ----- drawing -----
-    def normalise(self, sketch: Sketch) -> np.ndarray:
-        """Pixel-unit sketch -> the model's units (offsets / scale factor).
-
-        A sketch longer than the model takes is first simplified the way the official data is
-        (resampling and RDP, `simplify_to_fit`), with a warning that says so.
-        """
+    def fit(self, sketch: Sketch) -> Sketch:
+        """The sketch as the model can take it: itself, or, when longer than the model takes,
+        simplified the way the official data is (resampling and RDP, `simplify_to_fit`) with a
+        warning that says so."""
         limit = self.model.config.max_seq_len
-        if len(sketch) > limit:
-            from aisketcher.formats.ndjson import simplify_to_fit
+        if len(sketch) <= limit:
+            return sketch
+        from aisketcher.formats.ndjson import simplify_to_fit
 
-            simple = Sketch.from_strokes(simplify_to_fit(sketch.strokes(), limit), sketch.label)
-            if len(simple) > limit:
-                raise SketchDataError(
-                    f"sketch has {len(sketch)} points ({len(simple)} simplified); this model "
-                    f"takes at most {limit}"
-                )
-            warnings.warn(
-                f"the sketch has {len(sketch)} points, more than this model takes ({limit}): "
-                f"simplified to {len(simple)} as Google's data is (resampling and RDP)",
-                stacklevel=3,
+        simple = Sketch.from_strokes(simplify_to_fit(sketch.strokes(), limit), sketch.label)
+        if len(simple) > limit:
+            raise SketchDataError(
+                f"sketch has {len(sketch)} points ({len(simple)} simplified); this model "
+                f"takes at most {limit}"
             )
-            sketch = simple
-        s3 = sketch.clamped().stroke3.copy()
+        warnings.warn(
+            f"the sketch has {len(sketch)} points, more than this model takes ({limit}): "
+            f"simplified to {len(simple)} as Google's data is (resampling and RDP)",
+            stacklevel=4,  # the caller of complete/encode (-> normalise -> fit)
+        )
+        return simple
+
+    def normalise(self, sketch: Sketch) -> np.ndarray:
+        """Pixel-unit sketch -> the model's units (offsets / scale factor), fitted first (`fit`)."""
+        s3 = self.fit(sketch).clamped().stroke3.copy()
         s3[:, :2] /= self.scale_factor
         return s3
 
@@ -249,11 +252,22 @@ class Sketcher:
 
         The user's points prime the decoder and fill the influence memory; z_s and z_r come from
         the class as in `draw`: an encoding of the unfinished start would describe it as a whole
-        sketch, and the decoder would end right after it.
+        sketch, and the decoder would end right after it. Each sketch starts with the user's own
+        points, as given, unless the start had to be simplified to fit the model (a warning
+        says so).
         """
         labels = [self.class_index(cls)] * count
-        prefix_s3 = self.normalise(_as_sketch(prefix))
-        return self._sample(self.class_latent(labels, seed), labels, temperature, seed, prefix_s3)
+        start = _as_sketch(prefix)
+        prefix_s3 = self.normalise(start)
+        sketches = self._sample(
+            self.class_latent(labels, seed), labels, temperature, seed, prefix_s3
+        )
+        if len(prefix_s3) == len(start):  # not simplified
+            # The model's start went through its units and offset clamp; the ending, offsets
+            # from the pen, follows the user's last point just as well.
+            for sketch in sketches:
+                sketch.stroke3[: len(start)] = start.stroke3
+        return sketches
 
     def interpolate(
         self,
@@ -321,6 +335,8 @@ def read_model_config(path: Path) -> tuple[ModelConfig, list[str], float]:
 
 
 def _check_temperature(temperature: float) -> None:
+    if not math.isfinite(temperature):
+        raise SketchDataError(f"temperature must be a finite number, got {temperature}")
     if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
         raise SketchDataError(
             f"temperature must be within [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}], got {temperature}"

@@ -164,12 +164,13 @@ def cmd_translate(args: argparse.Namespace) -> int:
 def cmd_complete(args: argparse.Namespace) -> int:
     item = _input(args)
     sketcher = _load(args, one_sketch=False, classes=[args.cls])
+    start = sketcher.fit(item)  # simplified (with a warning) when longer than the model takes
     outputs = sketcher.complete(
-        item, args.cls, args.count, temperature=args.temperature, seed=args.seed
+        start, args.cls, args.count, temperature=args.temperature, seed=args.seed
     )
     item.label = "start"
     # The start in black, the model's endings in red from where the start ends, as the web app.
-    given = [None] + [len(item)] * len(outputs)
+    given = [None] + [len(start)] * len(outputs)
     _save([item, *outputs], args, cols=len(outputs) + 1, highlight_from=given)
     return 0
 

@@ -338,6 +338,7 @@ def create_app(sketcher: Sketcher, server_limits: ServerLimits | None = None) ->
                 sketcher,
                 sketch,
                 frame,
+                body.sketch.points(),
                 body.cls,
                 body.count,
                 temperature=body.temperature,
@@ -397,7 +398,8 @@ def create_app(sketcher: Sketcher, server_limits: ServerLimits | None = None) ->
 
     @app.post("/api/complete", response_model=SketchesOut, responses=errors, tags=["draw"])
     async def complete(body: CompleteRequest, request: Request) -> dict:
-        """Finish a started drawing several ways; each result starts with the user's points."""
+        """Finish a started drawing several ways; each result starts with the user's points as
+        sent (unless there were more than the model takes: then simplified, as it took them)."""
         return await jobs.collect(request, complete_job(body))
 
     @app.post("/api/complete/stream", responses={**streamed, **errors}, tags=["draw"])

@@ -18,7 +18,7 @@ from aisketcher.api import Sketcher
 from aisketcher.errors import SketchDataError
 from aisketcher.model.sketcher import Latent
 from aisketcher.sampler import Sampler, make_generator
-from aisketcher.sketch import Sketch, strokes_to_stroke3
+from aisketcher.sketch import Sketch
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,30 @@ class Frame:
     def to_client(self, points: np.ndarray) -> np.ndarray:
         return np.asarray(points, dtype=np.float64) / self.scale + np.asarray(self.origin)
 
-    def sketch_out(self, sketch: Sketch, prefix_points: int = 0) -> dict:
-        """A result as JSON: absolute strokes and stroke-3, both in the client's frame."""
-        strokes = [np.round(self.to_client(s), 2) for s in sketch.strokes()]
-        stroke3 = strokes_to_stroke3(strokes)
+    def moved(self, model_point: np.ndarray, client_point: np.ndarray) -> Frame:
+        """This frame shifted so that `model_point` maps onto `client_point`."""
+        x, y = np.asarray(self.origin) + client_point - self.to_client(model_point)
+        return Frame(self.scale, (float(x), float(y)))
+
+    def sketch_out(
+        self, sketch: Sketch, prefix_points: int = 0, start: np.ndarray | None = None
+    ) -> dict:
+        """A result as JSON: absolute strokes and stroke-3, both in the client's frame to 0.01;
+        `start` (absolute points and pens, (n, 3), in that frame) in place of the sketch's first
+        `prefix_points` points: the user's own, as sent."""
+        s3 = sketch.stroke3.astype(np.float64)
+        drawn = np.round(self.to_client(np.cumsum(s3[:, :2], axis=0)), 2)
+        points = np.column_stack([drawn, s3[:, 2]])
+        if start is not None:
+            points = np.vstack([start, points[prefix_points:]])
+            prefix_points = len(start)
+        pens = points[:, 2] > 0.5
+        pens[-1] = True  # a sketch's last point ends its stroke
+        offsets = np.round(np.diff(points[:, :2], axis=0, prepend=np.zeros((1, 2))), 2)
         return {
             "label": sketch.label or "",
-            "strokes": [s.tolist() for s in strokes],
-            "stroke3": [[round(float(x), 2), round(float(y), 2), int(p)] for x, y, p in stroke3],
+            "strokes": [s.tolist() for s in np.split(points[:, :2], np.flatnonzero(pens[:-1]) + 1)],
+            "stroke3": [[x, y, int(p)] for (x, y), p in zip(offsets.tolist(), pens, strict=True)],
             "prefix_points": prefix_points,
         }
 
@@ -56,8 +72,9 @@ class StepSampler:
         temperature: float,
         seed: int | None,
         prefix: np.ndarray | None = None,
+        start: np.ndarray | None = None,
     ) -> None:
-        self.sketcher, self.labels, self.frames = sketcher, labels, frames
+        self.sketcher, self.labels, self.frames, self.start = sketcher, labels, frames, start
         self.sampler = Sampler(
             sketcher.model,
             latent,
@@ -100,7 +117,7 @@ class StepSampler:
         """The finished sketches as JSON (see `Frame.sketch_out`)."""
         sketches = self.sketcher.to_sketches(self.sampler.sketches(), self.labels)
         return [
-            frame.sketch_out(s, self.sampler.prefix_points)
+            frame.sketch_out(s, self.sampler.prefix_points, self.start)
             for frame, s in zip(self.frames, sketches, strict=True)
         ]
 
@@ -120,15 +137,24 @@ def complete(
     sketcher: Sketcher,
     sketch: Sketch,
     frame: Frame,
+    start: np.ndarray,
     cls: str,
     count: int,
     *,
     temperature: float,
     seed: int | None,
 ) -> StepSampler:
-    """`Sketcher.complete`: the user's points, then the model's, from the class's latent."""
+    """`Sketcher.complete`: the user's points, then the model's, from the class's latent.
+
+    `sketch` is the start as the model takes it, `start` as the user sent it (absolute points and
+    pens in the client's frame); results begin with `start` unless the model had to simplify it
+    to fit (then with what the model took, as `Sketcher.complete`'s)."""
     labels = [sketcher.class_index(cls)] * count
     prefix = sketcher.normalise(sketch)
+    fits = len(prefix) == len(sketch)  # not simplified to fit
+    if fits:
+        # The model's ending, offsets from its pen, goes on from the user's own last point.
+        frame = frame.moved(prefix[:, :2].sum(axis=0) * sketcher.scale_factor, start[-1, :2])
     latent = sketcher.class_latent(labels, seed)
     return StepSampler(
         sketcher,
@@ -138,6 +164,7 @@ def complete(
         temperature=temperature,
         seed=seed,
         prefix=prefix,
+        start=start if fits else None,
     )
 
 

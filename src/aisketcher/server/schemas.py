@@ -4,7 +4,8 @@ A sketch is `{"strokes": [[[x, y], ...], ...]}` (absolute points, e.g. a canvas'
 such strokes, or `{"stroke3": [[dx, dy, pen], ...]}`, as in `formats.reader.sketch_from_json`.
 Strokes are simplified by default as Google simplified the Quick, Draw! data the model learnt from
 (scaled to 0..255, resampled, Ramer-Douglas-Peucker), and results are mapped back to the frame
-the strokes came in, so a continuation lines up with the user's drawing.
+the strokes came in, so a continuation lines up with the user's drawing; a completion begins with
+the user's own points, as sent.
 """
 
 from __future__ import annotations
@@ -67,6 +68,17 @@ class SketchIn(BaseModel):
                 raise ValueError(f"{total} points; at most {MAX_POINTS} per sketch")
         return self
 
+    def points(self) -> np.ndarray:
+        """The absolute points and pens (n, 3; pen 1: the stroke ends) in the client's frame:
+        strokes as sent, stroke-3 rows summed (to 0.01, as the answers' numbers)."""
+        if self.stroke3 is not None:
+            rows = np.asarray(self.stroke3, dtype=np.float64)
+            rows[:, :2] = np.round(np.cumsum(rows[:, :2], axis=0), 2)
+            return rows
+        return np.vstack(
+            [np.column_stack([s, np.arange(len(s)) == len(s) - 1]) for s in self.strokes or []]
+        )
+
     def to_sketch(self, simplify: bool) -> tuple[Sketch, Frame]:
         """The sketch in the model's pixel units, and the frame that maps results back."""
         if self.stroke3 is not None or not simplify:
@@ -93,6 +105,7 @@ class Sampling(BaseModel):
         ge=MIN_TEMPERATURE,
         le=MAX_TEMPERATURE,
         strict=True,
+        allow_inf_nan=False,  # NaN and Infinity, as Python's json writes them: not "above 2"
         description="randomness of the drawing",
     )
     seed: int | None = Field(
@@ -124,6 +137,7 @@ class TranslateRequest(Sampling):
         ge=0.0,
         le=1.0,
         strict=True,
+        allow_inf_nan=False,
         description="how far the input's code z_s moves toward the target class's mean code: 0 "
         "the paper's translation, 1 the class's mean code (no effect on a model without a "
         "fitted z_s prior)",
@@ -158,7 +172,10 @@ class SketchOut(BaseModel):
     label: str
     strokes: list[list[tuple[float, float]]] = Field(description="absolute points, client frame")
     stroke3: list[tuple[float, float, int]]
-    prefix_points: int = Field(description="how many leading points the user drew")
+    prefix_points: int = Field(
+        description="how many leading points are the user's (simplified if they were more than "
+        "the model takes)"
+    )
 
 
 class SketchesOut(BaseModel):

@@ -239,7 +239,7 @@ function request(operation) {
   const cls = $("cls").value;
   const count = Math.max(1, Math.min(+$("count").value || 1, state.limits?.max_count ?? 8));
   const temperature = +$("temperature").value;
-  if (operation === "draw") return { class: cls, count, temperature };
+  if (operation === "draw") return { class: cls, count: 1, temperature }; // the "Draw one" button
   const sketch = { strokes: state.strokes };
   if (operation === "complete") return { sketch, class: cls, count, temperature };
   return { sketch, classes: Array(count).fill(cls), temperature, class_pull: +$("pull").value };
