@@ -59,6 +59,27 @@ def test_a_different_name_gets_no_suggestion(name: str) -> None:
     assert "did you mean" not in unknown(name)
 
 
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [("zebar", "'zebra'?"), ("dragn", "'dragon'?"), ("paintcan", "'paint can'?"), ("unicorn2", "")],
+)
+def test_downloads_and_data_folders_suggest_by_the_same_rule(
+    name: str, suggestion: str, quickdraw_dir
+) -> None:
+    """Only the nearest of Quick, Draw!'s 345 names, and only a typo away: "dragn" once got
+    "dragon, brain, rain"."""
+    from aisketcher.data.dataset import load_dataset
+    from aisketcher.data.download import resolve_class
+
+    with pytest.raises(SketchDataError) as info:
+        resolve_class(name)
+    assert str(info.value).endswith(f"did you mean {suggestion}" if suggestion else f"{name!r}")
+    with pytest.raises(SketchDataError) as info:
+        load_dataset([name], quickdraw_dir)
+    hint = suggestion.replace("'", "").replace(" ", "_")
+    assert str(info.value).endswith(f"did you mean {hint}" if hint else ")")
+
+
 def test_a_name_two_classes_share_but_for_case_is_not_guessed() -> None:
     assert match_class("Cat", ["cat", "Cat"]) == 1
     with pytest.raises(SketchDataError, match="did you mean cat, Cat"):
@@ -92,3 +113,9 @@ def test_complete_of_a_start_too_long_for_the_model_says_it_simplified(
     with pytest.warns(UserWarning, match="has 300 points.*simplified to"):
         (sketch,) = sketcher.complete([circle], "cat", count=1, seed=0)
     assert len(sketch.strokes()[0]) < 300
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -0.5, 1.5])
+def test_a_class_pull_that_is_not_from_0_to_1_says_so(sketcher: Sketcher, value: float) -> None:
+    with pytest.raises(SketchDataError, match="class_pull must be a finite number from 0 to 1"):
+        sketcher.translate(sketcher.draw("cat", 1, seed=0)[0], ["pig"], class_pull=value)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from aisketcher.data.batching import collate
+from aisketcher.errors import SketchDataError
 from aisketcher.model.sketcher import Latent, SketchModel
 from aisketcher.raster import rasterize_many
 
@@ -93,8 +94,8 @@ def translation_latent(
 ) -> Latent:
     """Each sketch encoded under its target class `labels[i]`, z_s pulled `class_pull` of the way
     to the class's prior mean when the model has a fitted one (see the module docstring)."""
-    if not 0.0 <= class_pull <= 1.0:
-        raise ValueError(f"class_pull must be between 0 and 1, not {class_pull}")
+    if not 0.0 <= class_pull <= 1.0:  # NaN fails this too
+        raise SketchDataError(f"class_pull must be a finite number from 0 to 1, got {class_pull}")
     latent = encode_sketches(model, sketches, labels)
     label_t = torch.tensor(labels, device=model.output.weight.device)
     prior = model.sketch_prior

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -45,19 +46,28 @@ def match_class(name: str | int, known: list[str]) -> int:
     keys = [_key(n) for n in known]
     if keys.count(key) == 1:
         return keys.index(key)
+    raise SketchDataError(
+        f"the model does not know class '{name}' (it knows: {', '.join(known)})"
+        + did_you_mean(name, known)
+    )
+
+
+def did_you_mean(name: str, known: Sequence[str], *, quoted: bool = False) -> str:
+    """ "; did you mean a, b?" naming the known names nearest `name` (at most three, all at the
+    fewest edits) when they are a typo away, or "" when none is: a suggestion of a different word
+    misleads more than none. `quoted`: the names in quotes (names with spaces)."""
+    key = _key(name)
     # A typo is an edit or two, more in a long name; a different word is further away however
     # many letters it shares ("zebra" and "camera" share "e", "r", "a").
     allowed = 1 + len(key) // 5
     near = sorted(
         (d, i)
-        for i, k in enumerate(keys)
+        for i, k in enumerate(_key(n) for n in known)
         # The lengths' difference is the fewest edits: most names need no counting.
         if abs(len(k) - len(key)) <= allowed and (d := _typo_distance(key, k)) <= allowed
     )
-    hint = f"; did you mean {', '.join(known[i] for _, i in near[:3])}?" if near else ""
-    raise SketchDataError(
-        f"the model does not know class '{name}' (it knows: {', '.join(known)}){hint}"
-    )
+    names = [repr(known[i]) if quoted else known[i] for d, i in near[:3] if d == near[0][0]]
+    return f"; did you mean {', '.join(names)}?" if names else ""
 
 
 def _key(name: str) -> str:

@@ -7,7 +7,6 @@ split only (then stored with whatever is trained on it).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from aisketcher.data.paths import default_data_dir
 from aisketcher.data.stats import normalizing_scale_factor
 from aisketcher.errors import SketchDataError
 from aisketcher.formats.npz import SPLITS, read_npz
+from aisketcher.model_info import did_you_mean
 from aisketcher.sketch import MAX_OFFSET
 
 
@@ -96,9 +96,9 @@ def resolve_class_file(name_or_path: str | Path, data_dir: Path) -> tuple[str, P
             return stem, candidate
     folder = data_dir / "quickdraw" if (data_dir / "quickdraw").is_dir() else data_dir
     known = sorted(p.stem for p in folder.glob("*.npz"))
-    near = difflib.get_close_matches(stem, known, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(near)}?" if near else ""
-    raise SketchDataError(f"unknown class '{text}' (no {stem}.npz in {folder}){hint}")
+    raise SketchDataError(
+        f"unknown class '{text}' (no {stem}.npz in {folder})" + did_you_mean(stem, known)
+    )
 
 
 def parse_class_list(text: str | Sequence[str]) -> list[str]:

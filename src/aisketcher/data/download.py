@@ -7,7 +7,6 @@ Range request on the next attempt or the next run.
 
 from __future__ import annotations
 
-import difflib
 import http.client
 import re
 import time
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from aisketcher.data.categories import QUICKDRAW_CLASSES
 from aisketcher.errors import SketchDataError
+from aisketcher.model_info import did_you_mean
 
 DEFAULT_BASE_URL = "https://storage.googleapis.com/quickdraw_dataset"
 
@@ -55,9 +55,9 @@ def resolve_class(name: str) -> str:
     found = _BY_KEY.get(name.strip().replace("_", " ").lower())
     if found is not None:
         return found
-    close = difflib.get_close_matches(name.replace("_", " "), QUICKDRAW_CLASSES, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise SketchDataError(f"unknown Quick, Draw! class {name!r}{hint}")
+    raise SketchDataError(
+        f"unknown Quick, Draw! class {name!r}" + did_you_mean(name, QUICKDRAW_CLASSES, quoted=True)
+    )
 
 
 def class_url(name: str, fmt: str, base_url: str = DEFAULT_BASE_URL) -> str:
