@@ -55,7 +55,6 @@ def train_config(tmp_path: Path, steps: int, **overrides: object) -> TrainConfig
     fields = dict(
         steps=steps,
         batch_size=3,
-        raster_cache=str(tmp_path / "rasters"),
         eval_every=1000,
         checkpoint_every=1000,
         log_every=1,
@@ -394,16 +393,26 @@ def test_non_finite_weights_never_replace_a_checkpoint(
 # ----- the train command -----
 
 
+# With --classes cat,eye: a run of the train command in about a second (a tiny model, short sketches).
+TINY_SIZES = ["enc_rnn_size=8", "dec_rnn_size=16", "z_size=4", "raster_z_size=4", "num_mixture=2"]
+TINY_RUN = [
+    *("--batch-size", "4", "--max-seq-len", "20", "--eval-every", "1000"),
+    *(a for s in TINY_SIZES for a in ("--set", s)),
+]
+
+
 def test_train_command_runs_and_resumes(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # rasters go here
     out = tmp_path / "run"
     args = ["train", "--classes", "cat,eye", "--data", str(data_dir), "--out", str(out)]
-    small = ["--batch-size", "4", "--max-seq-len", "20", "--eval-every", "1000"]
-    sizes = ["enc_rnn_size=8", "dec_rnn_size=16", "z_size=4", "raster_z_size=4", "num_mixture=2"]
-    sets = [a for s in sizes for a in ("--set", s)]
-    assert main([*args, "--steps", "2", *small, *sets]) == 0
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(2)  # (the one_thread fixture restores its own setting afterwards)
+    assert main([*args, "--steps", "2", *TINY_RUN]) == 0
+    # one thread unless told: the start line says so, and how to change it
+    assert "kernels, 1 CPU thread (the default, fastest when" in capsys.readouterr().out
+    assert torch.get_num_threads() == 1
     for name in ("config.json", "last.safetensors", "metrics.csv"):
         assert (out / name).is_file(), name
     info = json.loads((out / "config.json").read_text())
@@ -414,10 +423,38 @@ def test_train_command_runs_and_resumes(
     assert main([*args, "--steps", "2"]) == 2  # refuses to overwrite a run
     assert "already holds a run" in capsys.readouterr().err
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    torch.set_num_threads(2)  # as torch set itself at import from OMP_NUM_THREADS (as torchrun's)
     assert main(["train", "--out", str(out), "--resume", "--steps", "3"]) == 0
+    assert "kernels, 2 CPU threads (OMP_NUM_THREADS)" in capsys.readouterr().out
+    assert torch.get_num_threads() == 2
     assert read_checkpoint(out / "last.safetensors")[1]["step"] == 3
     steps = [int(r["step"]) for r in metric_rows(out) if r["split"] == "train"]
     assert steps == [2, 3]  # log_every 10: rows at the end of each run
+
+
+def test_resuming_a_finished_run_says_how_to_train_on_and_rewrites_nothing(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    args = ["train", "--classes", "cat,eye", "--data", str(data_dir), "--out", str(out)]
+    assert main([*args, "--steps", "2", *TINY_RUN]) == 0
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    for more in ([], ["--steps", "2"], ["--steps", "1"]):
+        assert main(["train", "--out", str(out), "--resume", *more]) == 0
+        said = capsys.readouterr().out
+        assert f"{out}: the run is already finished at step 2" in said, more
+        assert f"aisketcher train --out {out} --resume --steps M, with M > 2" in said
+        assert "training from" not in said
+    assert "past --steps 1" in said
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+    # a warm start from an exported model that far would make a run without a step: refused
+    assert main(["export", str(out), "--out", str(tmp_path / "model")]) == 0
+    argv = ["train", "--init-from", str(tmp_path / "model"), "--data", str(data_dir)]
+    assert main([*argv, "--out", str(tmp_path / "b"), "--steps", "2", "--batch-size", "4"]) == 2
+    assert "its weights are already at step 2; give --steps M with M > 2" in capsys.readouterr().err
 
 
 def _first_losses(tr: Trainer, steps: int = 2) -> list[float]:
@@ -425,7 +462,7 @@ def _first_losses(tr: Trainer, steps: int = 2) -> list[float]:
     for _ in range(steps):
         terms, _ = tr.train_step()
         assert terms is not None
-        losses.append(float(terms.total))
+        losses.append(terms.total.item())
         tr.step += 1
     return losses
 
@@ -463,7 +500,8 @@ def test_quick_training_validates_and_says_what_its_eta_counts(
     assert info["train"]["eval_every"] == 100 and info["train"]["checkpoint_every"] == 100
     assert info["train"]["steps"] == 2  # an option given wins over the quick setting
     assert (out / "best.safetensors").is_file()  # the last step validates
-    assert "to step 2" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "to step 2" in said and "kernels, 1 CPU thread (--threads)" in said
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,17 +76,55 @@ def _warm_start(trainer: Trainer, source: Path, reset: list[str]) -> None:
         print(f"starting from the weights of {source} (step {trainer.step}), with a new optimizer")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _set_threads(asked: int | None) -> str:
+    """Set torch's CPU threads, and say how many and why: --threads, else OMP_NUM_THREADS (which
+    torch read at import; torchrun sets 1 per process), else one.
+
+    One by default: on a 2-core machine a second thread saved about a quarter while the machine was
+    idle and cost two to four times as much as soon as other work shared the CPU (12 steps of
+    ai-sketcher and the last validation: 18-20 s on one thread; on two, 14 s idle, 41-46 s beside
+    one busy core, up to 95 s beside other training runs)."""
     import torch
 
+    if asked:
+        torch.set_num_threads(asked)
+        why = "--threads"
+    elif os.environ.get("OMP_NUM_THREADS"):
+        why = "OMP_NUM_THREADS"
+    else:
+        torch.set_num_threads(1)
+        why = "the default, fastest when other work shares the CPU; --threads N to change"
+    n = torch.get_num_threads()
+    return f"{n} CPU thread{'s' if n > 1 else ''} ({why})"
+
+
+def _nothing_to_train(args: argparse.Namespace, step: int, steps: int) -> None:
+    """A run that has reached its total of steps: say how to train on, and write nothing (the
+    checkpoints, metrics and logs stay as they are)."""
+    from aisketcher.train import distributed
+
+    past = f", past --steps {steps}" if steps < step else ""
+    if not args.resume:  # a warm start from weights that far: the new run would hold no step
+        raise SketchDataError(
+            f"--init-from {args.init_from}: its weights are already at step {step}{past}; "
+            f"give --steps M with M > {step} (the total, counting the steps they have)"
+        )
+    if distributed.is_main():
+        print(
+            f"{args.out}: the run is already finished at step {step}{past}; nothing to train. "
+            f"To train on, give a larger total: aisketcher train --out {args.out} --resume "
+            f"--steps M, with M > {step}"
+        )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from aisketcher.api import read_model_config
     from aisketcher.data.dataset import load_dataset
     from aisketcher.model.config import make_config
     from aisketcher.train import distributed
     from aisketcher.train.trainer import TrainConfig, Trainer, resolve_device
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = _set_threads(args.threads)
     run_dir = Path(args.out)
     if args.reset and not args.init_from:
         raise SketchDataError("--reset starts a part afresh in a warm start: it needs --init-from")
@@ -154,13 +193,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer = Trainer(model_cfg, train_cfg, dataset, run_dir, resume=args.resume)
         if args.init_from and not args.resume:
             _warm_start(trainer, Path(args.init_from), args.reset)
+        if trainer.step >= train_cfg.steps:
+            _nothing_to_train(args, trainer.step, train_cfg.steps)
+            return 0
         if main:
             until = f", or for {train_cfg.max_minutes:g} minutes" if train_cfg.max_minutes else ""
             print(
                 f"training from step {trainer.step} to step {train_cfg.steps}{until} (the "
                 f"progress bar's ETA counts every step left); validation every "
                 f"{train_cfg.eval_every} steps, checkpoints every {train_cfg.checkpoint_every}; "
-                f"{trainer.kernels} recurrent kernels"
+                f"{trainer.kernels} recurrent kernels, {threads}"
             )
         summary = trainer.fit()
     if main:
@@ -245,7 +287,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threads",
         type=positive_int,
         default=None,
-        help="CPU threads (default: all; 1 is best on a busy machine)",
+        help="CPU threads (default 1, or OMP_NUM_THREADS). On 2 cores, 2 threads trained a "
+        "quarter faster while the machine was idle, and 2-4 times slower once other work shared it",
     )
     p.add_argument(
         "--max-minutes", type=positive_float, default=None, help="stop cleanly after this long"

@@ -434,16 +434,15 @@ def score_modes(
         endings=settings.endings,
     )
     added = [[len(e) - len(starts[i]) for e in ends] for i, ends in zip(few, endings, strict=True)]
+    # Every label here indexes the evaluated classes (`names`), the training sketches' too: a
+    # model's own class indices would pair a class with another's sketches, or with none.
     real_d = nearest_distances(
-        copy_features(sets.real), labels, sets.train_features, model_index[sets.train_labels]
+        copy_features(sets.real), labels, sets.train_features, sets.train_labels
     )
     copies = {}
     for key, (drawn, drawn_labels) in generated.items():
         d = nearest_distances(
-            copy_features(drawn),
-            model_index[drawn_labels],
-            sets.train_features,
-            model_index[sets.train_labels],
+            copy_features(drawn), drawn_labels, sets.train_features, sets.train_labels
         )
         copies[key] = dataclasses.asdict(copy_check(d, real_d))
     return {
