@@ -42,8 +42,8 @@ from aisketcher.data.batching import BatchLoader, length_grouped_batches
 from aisketcher.data.dataset import load_dataset
 from aisketcher.data.paths import default_data_dir
 from aisketcher.model import fused
-from aisketcher.model.config import PRESETS, SIZES, make_config
-from aisketcher.train.trainer import default_raster_cache, split_rasters
+from aisketcher.model.config import PRESETS, SIZES
+from aisketcher.raster import RASTER_SIZE
 from train_step import (
     BATCH_SIZE,
     DEFAULT_CLASSES,
@@ -128,8 +128,7 @@ def main() -> None:
     classes = args.classes.split(",")
     dataset = load_dataset(classes, args.data, max_seq_len=250)
     split = dataset["train"]
-    rasters = split_rasters(split, make_config("ai-sketcher", "small"), default_raster_cache())
-    loader = BatchLoader(split, BATCH_SIZE, rasters=rasters, seed=SEED)
+    loader = BatchLoader(split, BATCH_SIZE, raster_size=RASTER_SIZE, seed=SEED)
     epoch = length_grouped_batches(split.lengths(), BATCH_SIZE, np.random.default_rng(SEED))
     batches, _ = sample_batches(loader, epoch, args.steps)
     lengths = [b.strokes.shape[1] - 1 for b in batches]

@@ -55,8 +55,9 @@ from aisketcher.model.config import PRESETS, SIZES, ModelConfig, make_config
 from aisketcher.model.encoder import reverse_padded
 from aisketcher.model.mixture import Mixture
 from aisketcher.model.sketcher import Latent, ModelOutput
+from aisketcher.raster import RASTER_SIZE
 from aisketcher.train.loss import LossTerms, compute_loss, kl_weight_at
-from aisketcher.train.trainer import TrainConfig, Trainer, default_raster_cache, split_rasters
+from aisketcher.train.trainer import TrainConfig, Trainer
 
 BASELINE = "nn.LSTM"  # the plain torch.nn.LSTM Sketch-RNN
 DEFAULT_CLASSES = "cat,airplane,bicycle,eye,guitar"
@@ -480,7 +481,7 @@ def profile(runners: dict[str, Steppable], batch: Batch, device: torch.device, s
 
 
 def time_grouping(
-    args: argparse.Namespace, dataset: SketchDataset, rasters: np.ndarray | None, run_dir: Path
+    args: argparse.Namespace, dataset: SketchDataset, run_dir: Path
 ) -> dict[str, Any]:
     """Epoch time estimates: length-grouped vs random batches vs padding to 250."""
     device = torch.device(args.device)
@@ -497,7 +498,7 @@ def time_grouping(
     per_epoch: dict[str, int] = {}
     rows_per_batch: dict[str, float] = {}
     for mode, (pad_to, grouped) in modes.items():
-        loader = BatchLoader(split, BATCH_SIZE, rasters=rasters, seed=SEED, pad_to=pad_to)
+        loader = BatchLoader(split, BATCH_SIZE, raster_size=RASTER_SIZE, seed=SEED, pad_to=pad_to)
         rng = np.random.default_rng(SEED)
         if grouped:
             epoch = length_grouped_batches(lengths, BATCH_SIZE, rng)
@@ -555,7 +556,7 @@ def time_allocator(args: argparse.Namespace, tmp_dir: Path) -> dict[str, Any]:
     loader = BatchLoader(
         split,
         BATCH_SIZE,
-        rasters=split_rasters(split, make_config(size=args.alloc_size), default_raster_cache()),
+        raster_size=make_config(size=args.alloc_size).raster_size,
         seed=SEED,
         group_by_length=False,
         pad_to=PAD_LENGTH,
@@ -681,8 +682,7 @@ def main() -> None:
     dataset = load_dataset(args.classes, args.data, max_seq_len=PAD_LENGTH)
     split = dataset["train"]
     # Rasters for the configurations that read them; the others get the same batches without.
-    rasters = split_rasters(split, make_config("ai-sketcher", "small"), default_raster_cache())
-    loader = BatchLoader(split, BATCH_SIZE, rasters=rasters, seed=SEED)
+    loader = BatchLoader(split, BATCH_SIZE, raster_size=RASTER_SIZE, seed=SEED)
     epoch = length_grouped_batches(split.lengths(), BATCH_SIZE, np.random.default_rng(SEED))
     padded = [int(split.lengths()[b].max()) for b in epoch]
     start = time.perf_counter()
@@ -707,7 +707,7 @@ def main() -> None:
         tmp_dir = Path(tmp)
         results["sizes"] = time_sizes(args, dataset, loader, epoch, tmp_dir)
         if not args.no_grouping:
-            grouping = results["grouping"] = time_grouping(args, dataset, rasters, tmp_dir)
+            grouping = results["grouping"] = time_grouping(args, dataset, tmp_dir)
         if not args.no_allocator:
             results["allocator"] = time_allocator(args, tmp_dir)
     results["targets"] = print_targets(results["sizes"], grouping)

@@ -26,6 +26,20 @@ def quickdraw_dir(data_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def sketch_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The sketch store (data/store.py) in a folder of the test session, not the user's cache;
+    commands the tests run in subprocesses inherit it."""
+    path = tmp_path_factory.mktemp("sketch-store")
+    before = os.environ.get("AISKETCHER_STORE")
+    os.environ["AISKETCHER_STORE"] = str(path)
+    yield path
+    if before is None:
+        del os.environ["AISKETCHER_STORE"]
+    else:
+        os.environ["AISKETCHER_STORE"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
 def one_thread_session() -> Iterator[None]:
     """One thread from the start, so module-scoped fixtures (trained models) also run on one."""
     threads = torch.get_num_threads()

@@ -117,5 +117,5 @@ def test_complete_of_a_start_too_long_for_the_model_says_it_simplified(
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -0.5, 1.5])
 def test_a_class_pull_that_is_not_from_0_to_1_says_so(sketcher: Sketcher, value: float) -> None:
-    with pytest.raises(SketchDataError, match="class_pull must be a finite number from 0 to 1"):
+    with pytest.raises(SketchDataError, match="class_pull must be a finite number between 0 and 1"):
         sketcher.translate(sketcher.draw("cat", 1, seed=0)[0], ["pig"], class_pull=value)

@@ -20,7 +20,7 @@ from aisketcher.data.batching import (
 )
 from aisketcher.data.dataset import Split
 from aisketcher.formats.npz import read_npz
-from aisketcher.raster import unpack_rasters
+from aisketcher.raster import rasterize_many
 
 
 @pytest.fixture(scope="module")
@@ -274,15 +274,45 @@ def test_evaluation_loaders_keep_order_and_do_not_augment(cat_split):
     assert loader.rng.bit_generator.state == state  # no random draws at all
 
 
-def test_rasters_are_unpacked_per_batch(cat_split):
-    bits = np.random.default_rng(0).integers(0, 2, size=(len(cat_split), 128, 128), dtype=np.uint8)
-    packed = np.packbits(bits, axis=-1)
-    assert packed.shape == (300, 128, 16)
-    assert np.array_equal(unpack_rasters(packed, 128), bits)
+def test_rasters_are_rendered_per_batch(cat_split):
+    bits = rasterize_many(list(cat_split.sketches), 128)
     for train in (True, False):
-        loader = BatchLoader(cat_split, 32, rasters=packed, train=train, seed=0)
+        loader = BatchLoader(cat_split, 32, raster_size=128, train=train, seed=0)
         batch = loader.next_batch() if train else next(iter(loader))
         assert batch.rasters.shape == (32, 1, 128, 128)
         assert batch.rasters.dtype.is_floating_point
-        # Each raster belongs to the sketch in the same row (labels are sketch indices here).
+        # Each raster is its un-augmented sketch's (labels are sketch indices here).
         assert np.array_equal(batch.rasters[:, 0].numpy(), bits[batch.labels.numpy()])
+
+
+def test_the_loader_state_is_a_few_numbers_whatever_the_split(cat_split):
+    """A checkpoint holds the epoch and position, not the epoch's order (11 MB of JSON for the
+    official files' 700,000 sketches once): its size does not grow with the split."""
+    for split in (Split(cat_split.sketches[:100], np.arange(100)), cat_split):
+        loader = BatchLoader(split, 10, seed=0)
+        for _ in range(13):  # into the second epoch of the smaller split
+            loader.next_batch()
+        state = json.dumps(loader.get_state())
+        assert len(state) < 1000
+        assert json.loads(state)["epoch"] == (1 if len(split) == 100 else 0)
+
+
+def test_every_epoch_is_every_sketch_once_in_an_order_of_its_own(cat_split):
+    loader = BatchLoader(cat_split, 30, seed=5)
+    epochs = [np.concatenate([loader.next_batch().labels for _ in range(10)]) for _ in range(2)]
+    assert all(sorted(e.tolist()) == list(range(300)) for e in epochs)
+    assert not np.array_equal(epochs[0], epochs[1])
+
+
+def test_a_checkpoint_of_the_earlier_loader_resumes_with_its_stored_batches(cat_split):
+    """Checkpoints written before the loader state was (seed, epoch, position) stored the rest
+    of their epoch's batches, last first: those come next, then the epochs go on."""
+    loader = BatchLoader(cat_split, 50, seed=2)
+    rest = [np.arange(250, 300), np.arange(0, 50)]  # as stored: given from the end
+    state = {"rng": loader.rng.bit_generator.state, "queue": [b.tolist() for b in rest]}
+    resumed = BatchLoader(cat_split, 50, seed=2)
+    resumed.set_state(state)
+    assert resumed.next_batch().labels.tolist() == list(range(50))
+    assert resumed.next_batch().labels.tolist() == list(range(250, 300))
+    after = np.concatenate([resumed.next_batch().labels for _ in range(6)])
+    assert sorted(after.tolist()) == list(range(300))  # then a whole new epoch

@@ -55,7 +55,6 @@ def make_trainer(
     fields = dict(
         steps=steps,
         batch_size=BATCH,
-        raster_cache=str(run_dir.parents[1] / "rasters"),  # shared by the single and DDP runs
         eval_every=2,  # validation (rank 0's, shared) decides best.safetensors twice
         checkpoint_every=1000,
         log_every=1,

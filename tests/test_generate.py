@@ -324,7 +324,7 @@ def test_a_run_draws_the_same_from_any_folder(
     monkeypatch.chdir(home)
     data = load_dataset("cat,eye", Path(quickdraw_dir), max_seq_len=40)
     cfg = make_config("ai-sketcher", num_classes=2, max_seq_len=data.longest, **TINY)
-    train = TrainConfig(steps=2, batch_size=4, eval_every=2, raster_cache=str(tmp_path / "r"))
+    train = TrainConfig(steps=2, batch_size=4, eval_every=2)
     Trainer(cfg, train, data, "run", progress=False).fit()
     here = [s.stroke3 for s in Sketcher.load("run").draw("cat", 3, seed=4)]
     elsewhere = tmp_path / "elsewhere"

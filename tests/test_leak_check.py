@@ -25,7 +25,7 @@ def cats(quickdraw_dir: Path):
 def _trained(preset: str, cats, tmp_path: Path) -> SketchModel:
     cfg = make_config(preset, num_classes=1, max_seq_len=cats.longest, **SMALL)
     train = TrainConfig(
-        steps=200, batch_size=20, learning_rate=3e-3, eval_every=10**6, checkpoint_every=10**6
+        steps=300, batch_size=20, learning_rate=3e-3, eval_every=10**6, checkpoint_every=10**6
     )
     trainer = Trainer(cfg, train, cats, tmp_path / preset, progress=False)
     for _ in range(train.steps):

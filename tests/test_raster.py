@@ -12,10 +12,8 @@ from aisketcher import raster as raster_module
 from aisketcher.formats.npz import read_npz
 from aisketcher.raster import (
     MARGIN,
-    cached_rasters,
     rasterize,
     rasterize_many,
-    unpack_rasters,
 )
 
 SIZE = 128
@@ -106,58 +104,3 @@ def test_bad_sketches_raise_sketch_data_error(bad):
 def test_bad_geometry_raises():
     with pytest.raises(SketchDataError):
         rasterize(line(0, 0, 1, 1), size=8, margin=4)
-
-
-def test_cache_hit_returns_identical_rasters_without_recomputing(cats, tmp_path, monkeypatch):
-    first = cached_rasters(cats, tmp_path)
-    files = list(tmp_path.iterdir())
-    assert len(files) == 1 and files[0].suffix == ".npy"
-    assert np.array_equal(first, rasterize_many(cats))
-
-    def fail(*args, **kwargs):
-        raise AssertionError("cache hit must not rasterize")
-
-    monkeypatch.setattr(raster_module, "rasterize_many", fail)
-    again = cached_rasters(cats, tmp_path)
-    assert np.array_equal(again, first)
-    packed = cached_rasters(cats, tmp_path, packed=True)
-    assert packed.shape == (len(cats), SIZE, SIZE // 8)
-    assert np.array_equal(unpack_rasters(packed), first)
-
-
-def test_cache_keys_differ_by_content_and_settings(cats, tmp_path):
-    cached_rasters(cats[:5], tmp_path)
-    cached_rasters(cats[:6], tmp_path)
-    cached_rasters(cats[:5], tmp_path, size=64)
-    changed = [c.copy() for c in cats[:5]]
-    changed[2][1, 0] += 1
-    cached_rasters(changed, tmp_path)
-    assert len(list(tmp_path.iterdir())) == 4
-
-
-@pytest.mark.parametrize(
-    "corrupt",
-    [
-        b"",
-        b"not a numpy file at all",
-        "truncated",
-        "wrong shape",
-        "object array",
-    ],
-)
-def test_corrupt_cache_file_is_recomputed_with_a_warning(cats, tmp_path, corrupt):
-    expected = cached_rasters(cats[:5], tmp_path)
-    (path,) = tmp_path.iterdir()
-    if corrupt == "truncated":
-        path.write_bytes(path.read_bytes()[:300])
-    elif corrupt == "wrong shape":
-        np.save(path, np.zeros((3, 2), dtype=np.uint8))
-    elif corrupt == "object array":
-        np.save(path, np.array([None, 1], dtype=object), allow_pickle=True)
-    else:
-        path.write_bytes(corrupt)
-    with pytest.warns(UserWarning, match="raster cache"):
-        again = cached_rasters(cats[:5], tmp_path)
-    assert np.array_equal(again, expected)
-    assert np.array_equal(cached_rasters(cats[:5], tmp_path), expected)
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]

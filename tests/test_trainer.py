@@ -627,3 +627,23 @@ def test_a_run_saved_before_a_config_field_existed_resumes(
 
     save_file(tensors, str(last), metadata={checkpoint.META_KEY: json.dumps(info)})
     assert trainer(tmp_path, tiny_dataset, "run", 3, resume=True).fit()["step"] == 3
+
+
+def test_validation_reads_a_fixed_sample_of_each_class(
+    tmp_path: Path, short_sketches: SketchDataset
+) -> None:
+    """Bounded at any data size: the official files hold 2,500 validation sketches per class."""
+    run = Trainer(
+        tiny_config(), train_config(tmp_path, 1, valid_per_class=1), short_sketches, tmp_path / "r"
+    )
+    valid = run.valid_loader.split
+    assert np.bincount(valid.labels).tolist() == [1, 1]
+    again = Trainer(
+        tiny_config(), train_config(tmp_path, 1, valid_per_class=1), short_sketches, tmp_path / "s"
+    )
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(
+            valid.take(np.arange(2)), again.valid_loader.split.take(np.arange(2)), strict=True
+        )
+    )

@@ -45,7 +45,7 @@ def model_inputs(
     """Normalised stroke-3 sketches -> (strokes with the start token, lengths, labels, rasters)."""
     cfg = model.config
     rasters = None
-    if cfg.use_autoencoder or cfg.encoder == "cnn":
+    if cfg.reads_rasters:
         rasters = rasterize_many(sketches, cfg.raster_size)
     batch = collate(sketches, np.asarray(labels), rasters).to(model.output.weight.device)
     return batch.strokes, batch.lengths, batch.labels, batch.rasters
@@ -95,7 +95,9 @@ def translation_latent(
     """Each sketch encoded under its target class `labels[i]`, z_s pulled `class_pull` of the way
     to the class's prior mean when the model has a fitted one (see the module docstring)."""
     if not 0.0 <= class_pull <= 1.0:  # NaN fails this too
-        raise SketchDataError(f"class_pull must be a finite number from 0 to 1, got {class_pull}")
+        raise SketchDataError(
+            f"class_pull must be a finite number between 0 and 1, got {class_pull}"
+        )
     latent = encode_sketches(model, sketches, labels)
     label_t = torch.tensor(labels, device=model.output.weight.device)
     prior = model.sketch_prior

@@ -1,4 +1,5 @@
-"""The paper's X_r: each sketch as a binarized square raster (128x128), fast and cached.
+"""The paper's X_r: each sketch as a binarized square raster (128x128), fast enough to render
+with every batch (about 5 ms for 100 sketches on one core; benchmarks/raster.py).
 
 A sketch is scaled to fit (aspect kept) inside a small margin and centred; every pen-down segment is
 stamped with a square `line_width` brush at sub-pixel steps (a DDA line), all sketches of a batch at
@@ -11,14 +12,10 @@ Coordinates use pixel centres: pixel i covers [i - 0.5, i + 0.5), so the image c
 
 from __future__ import annotations
 
-import hashlib
-import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
 from aisketcher.sketch import Sketch
 
@@ -27,8 +24,6 @@ RASTER_SIZE = 128
 # flickers between neighbouring pixels with sub-pixel shifts; two pixels keep strokes solid.
 LINE_WIDTH = 2
 MARGIN = 4
-# Part of every cache key, so a change of the drawing code never serves stale rasters.
-_CACHE_VERSION = 1
 _CHUNK = 128
 
 SketchLike = np.ndarray | Sketch
@@ -134,70 +129,3 @@ def rasterize(
 ) -> np.ndarray:
     """Raster of one stroke-3 sketch, uint8 0/1 of shape (size, size)."""
     return rasterize_many([stroke3], size, line_width=line_width, margin=margin)[0]
-
-
-def unpack_rasters(packed: np.ndarray, size: int = RASTER_SIZE) -> np.ndarray:
-    """Bit-packed rasters (n, size, ceil(size / 8)) -> uint8 0/1 rasters (n, size, size)."""
-    return np.unpackbits(packed, axis=-1, count=size)
-
-
-def _cache_key(arrays: Sequence[np.ndarray], size: int, line_width: int, margin: int) -> str:
-    digest = hashlib.sha1()
-    digest.update(f"raster-v{_CACHE_VERSION}:{size}:{line_width}:{margin}:{len(arrays)}".encode())
-    for arr in arrays:
-        # The length delimits each sketch, so two lists never hash the same concatenated bytes.
-        digest.update(len(arr).to_bytes(8, "little"))
-        digest.update(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
-    return digest.hexdigest()
-
-
-def _load_packed(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
-    """The cached array at `path`, or None (with a warning) when it is missing or unusable."""
-    if not path.exists():
-        return None
-    try:
-        packed = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        warnings.warn(f"raster cache {path} is unreadable ({exc}); recomputing", stacklevel=3)
-        return None
-    if packed.dtype != np.uint8 or packed.shape != shape:
-        warnings.warn(
-            f"raster cache {path} holds {packed.dtype}{packed.shape}, expected uint8{shape};"
-            " recomputing",
-            stacklevel=3,
-        )
-        return None
-    return packed
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
-
-
-def cached_rasters(
-    sketches: Sequence[SketchLike],
-    cache_dir: str | Path,
-    size: int = RASTER_SIZE,
-    *,
-    line_width: int = LINE_WIDTH,
-    margin: int = MARGIN,
-    packed: bool = False,
-) -> np.ndarray:
-    """`rasterize_many(sketches)`, stored in `cache_dir` under a hash of the sketches and settings.
-
-    The whole list is one bit-packed `.npy` file (one file per dataset split, not per sketch, so a
-    load is one read). A missing file is computed and written atomically; a corrupt one is
-    recomputed with a warning. With `packed=True` the bit-packed array (n, size, ceil(size / 8)) is
-    returned as stored, 8x smaller; `unpack_rasters` expands it (e.g. one batch at a time).
-    """
-    arrays = [_as_stroke3(s, i) for i, s in enumerate(sketches)]
-    path = Path(cache_dir) / f"raster-{_cache_key(arrays, size, line_width, margin)}.npy"
-    shape = (len(arrays), size, (size + 7) // 8)
-    bits = _load_packed(path, shape)
-    if bits is None:
-        bits = np.packbits(
-            rasterize_many(arrays, size, line_width=line_width, margin=margin), axis=-1
-        )
-        _save_atomic(path, bits)
-    return bits if packed else unpack_rasters(bits, size)

@@ -182,10 +182,6 @@ class Context:
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name
 
-    @property
-    def raster_cache(self) -> str:
-        return str(self.out / "raster-cache")
-
 
 # ----- training and evaluating one model -----
 def _dataset(ctx: Context, classes: list[str], cache: dict[str, SketchDataset]) -> SketchDataset:
@@ -213,7 +209,6 @@ def _configs(ctx: Context, config: str, dataset: SketchDataset) -> tuple[ModelCo
         checkpoint_every=max(1, min(250, scale.steps)),
         device=ctx.device,
         max_minutes=ctx.max_minutes,
-        raster_cache=ctx.raster_cache,
     )
     return model_cfg, train_cfg
 
@@ -314,7 +309,6 @@ def _settings(ctx: Context, samples: int, figures_on: bool = True) -> EvalSettin
         seed=ctx.seed,
         tsne_per_class=ctx.scale.tsne_per_class,
         data_dir=ctx.data_dir,
-        raster_cache=ctx.raster_cache,
         figures=figures_on,
     )
 

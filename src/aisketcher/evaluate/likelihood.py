@@ -7,15 +7,13 @@ mean over all sketches, i.e. the per-class values weighted by their counts.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from aisketcher.data.batching import BatchLoader
 from aisketcher.data.dataset import Split
 from aisketcher.model.sketcher import SketchModel
-from aisketcher.train.trainer import default_raster_cache, evaluate_loss, split_rasters
+from aisketcher.train.trainer import evaluate_loss
 
 # What a report shows: l_r = l_c + l_s, l_z, l_a, the paper's total; and the parts around them.
 TERMS = ("total", "l_r", "l_c", "l_s", "l_z", "l_a", "l_kl", "l_ae")
@@ -26,14 +24,12 @@ def split_likelihood(
     split: Split,
     *,
     batch_size: int = 100,
-    raster_cache: str | Path | None = None,
 ) -> dict[str, float]:
     """Mean loss terms over one split (labels are the model's class indices)."""
-    cache = Path(raster_cache) if raster_cache else default_raster_cache()
     loader = BatchLoader(
         split,
         batch_size,
-        rasters=split_rasters(split, model.config, cache),
+        raster_size=model.config.raster_size if model.config.reads_rasters else None,
         train=False,
         pad_to=model.config.max_seq_len,
     )
@@ -48,7 +44,6 @@ def likelihood_by_class(
     class_names: dict[int, str],
     *,
     batch_size: int = 100,
-    raster_cache: str | Path | None = None,
 ) -> dict[str, dict[str, float]]:
     """{class name: terms and count} for each model class index in `class_names`, plus "all"."""
     out: dict[str, dict[str, float]] = {}
@@ -58,8 +53,8 @@ def likelihood_by_class(
         keep = np.flatnonzero(split.labels == index)
         if len(keep) == 0:
             continue
-        part = Split([split.sketches[i] for i in keep], split.labels[keep])
-        terms = split_likelihood(model, part, batch_size=batch_size, raster_cache=raster_cache)
+        part = Split(split.take(keep), split.labels[keep])
+        terms = split_likelihood(model, part, batch_size=batch_size)
         out[name] = {**terms, "count": len(keep)}
         for k in TERMS:
             sums[k] += terms[k] * len(keep)

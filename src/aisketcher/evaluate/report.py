@@ -72,16 +72,14 @@ class EvalSettings:
     batch_size: int = 100
     figures: bool = True  # write the PNG figures (the numbers do not depend on them)
     data_dir: str | None = None  # default: the run's own data files, else the default data folder
-    raster_cache: str | None = None  # where rasters are cached: not part of what is measured
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def matches(self, recorded: dict[str, Any]) -> bool:
-        """Whether settings recorded in a report are these, wherever its raster cache was."""
-        return {**recorded, "raster_cache": None} == dataclasses.replace(
-            self, raster_cache=None
-        ).to_dict()
+        """Whether settings recorded in a report are these (an earlier version's report also
+        recorded where it cached rasters, which changed nothing measured)."""
+        return {k: v for k, v in recorded.items() if k != "raster_cache"} == self.to_dict()
 
 
 @dataclass
@@ -277,7 +275,6 @@ def evaluate_run(
         model_split,
         {int(model_index[k]): n for k, n in enumerate(names)},
         batch_size=settings.batch_size,
-        raster_cache=settings.raster_cache,
     )
 
     # ----- generated sets -----

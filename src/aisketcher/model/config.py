@@ -70,6 +70,11 @@ class ModelConfig:
         return self.encoder != "none"
 
     @property
+    def reads_rasters(self) -> bool:
+        """Whether the model takes the raster X_r (the autoencoder's input, the CNN encoder's)."""
+        return self.use_autoencoder or self.encoder == "cnn"
+
+    @property
     def cond_size(self) -> int:
         return self.num_classes if self.conditional else 0
 

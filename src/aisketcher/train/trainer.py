@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +35,6 @@ from aisketcher.model import fused
 from aisketcher.model.cells import RecurrentCell
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import SketchModel
-from aisketcher.raster import cached_rasters
 from aisketcher.train import distributed
 from aisketcher.train.checkpoint import (
     OPTIONAL_BUFFERS,
@@ -48,6 +46,9 @@ from aisketcher.train.checkpoint import (
     write_json,
 )
 from aisketcher.train.loss import LossTerms, compute_loss, kl_weight_at, learning_rate_at
+
+# TrainConfig keys that older runs saved and this version ignores.
+RETIRED_SETTINGS = frozenset({"raster_cache"})
 
 
 class TrainingDiverged(SketchDataError):
@@ -74,7 +75,7 @@ class TrainConfig:
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
     max_bad_steps: int = 5  # consecutive non-finite steps before restoring the last checkpoint
     max_restores: int = 4  # restores with no good step between them before training gives up
-    raster_cache: str | None = None  # folder for cached rasters; default: the user cache
+    valid_per_class: int = 500  # validation sketches per class, a fixed sample (official: 2,500)
     precision: str = "fp32"  # "fp32", or "bf16": autocast's mixed precision (CPU and recent GPUs)
     compile: bool = False  # torch.compile the recurrent cells' step (minutes to compile, see docs)
 
@@ -86,6 +87,9 @@ class TrainConfig:
         """A run's saved training settings, checked: known keys, and counts that are counts."""
         if not isinstance(data, dict):
             raise SketchDataError("no 'train' object in the run's config", source)
+        # Settings of earlier versions that no longer change anything: rasters are rendered with
+        # each batch now, not cached.
+        data = {k: v for k, v in data.items() if k not in RETIRED_SETTINGS}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -113,18 +117,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SketchDataError(f"device '{name}' requested but CUDA is not available")
     return device
-
-
-def default_raster_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "aisketcher" / "rasters"
-
-
-def split_rasters(split: Split, config: ModelConfig, cache: Path) -> np.ndarray | None:
-    """Bit-packed rasters of a split's (un-augmented) sketches when the model reads rasters."""
-    if not (config.use_autoencoder or config.encoder == "cnn"):
-        return None
-    return cached_rasters(split.sketches, cache, config.raster_size, packed=True)
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -280,17 +272,14 @@ class Trainer:
             [p for p in self.model.parameters() if id(p) not in ae_ids],
             [p for p in self.model.parameters() if id(p) in ae_ids],
         ]
-        cache = (
-            Path(train_config.raster_cache) if train_config.raster_cache else default_raster_cache()
-        )
-        with distributed.main_first():  # rank 0 renders the rasters the others read from cache
-            train_rasters = split_rasters(dataset["train"], model_config, cache)
-            valid = dataset.splits.get("valid")
-            valid_rasters = split_rasters(valid, model_config, cache) if valid else None
+        raster_size = model_config.raster_size if model_config.reads_rasters else None
+        valid = dataset.splits.get("valid")
+        if valid is not None:  # bounded: a validation costs the same at any data size
+            valid = valid.sample_per_class(train_config.valid_per_class)
         self.train_loader = BatchLoader(
             dataset["train"],
             train_config.batch_size,
-            rasters=train_rasters,
+            raster_size=raster_size,
             seed=train_config.seed,
             scale=train_config.augment_scale,
             drop=train_config.augment_drop,
@@ -301,7 +290,7 @@ class Trainer:
             BatchLoader(
                 valid,
                 train_config.batch_size,
-                rasters=valid_rasters,
+                raster_size=raster_size,
                 train=False,
                 pad_to=model_config.max_seq_len,  # l_s over all N_max (+ the end) rows, eq. 13
             )
