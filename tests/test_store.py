@@ -37,8 +37,7 @@ def test_a_pack_reads_back_every_sketch_of_its_file(cat: Path, tmp_path: Path) -
         assert len(packed[split]) == len(expected[split])
         for i, sketch in enumerate(expected[split]):
             assert np.array_equal(packed[split].sketch(i), sketch)
-    assert packed["train"].points.dtype == np.int16  # the official files' offsets are whole
-    assert isinstance(packed["train"].points, np.memmap)
+    assert packed["train"].dtype == np.int16  # the official files' offsets are whole
 
 
 def test_the_dataset_on_the_store_is_the_files_sketches_normalised(quickdraw_dir: Path) -> None:
@@ -106,7 +105,7 @@ def _damage(target: Path, how: str) -> None:
 @pytest.mark.parametrize(
     ("how", "reason"),
     [
-        ("truncated", "unreadable"),
+        ("truncated", "truncated"),
         ("edited", "checksum"),
         ("record", "unreadable record"),
         ("version", "format 99"),

@@ -54,8 +54,8 @@ class StoredSketches(Sequence[np.ndarray]):
         )
 
     def take(self, indices: np.ndarray) -> list[np.ndarray]:
-        """`[self[i] for i in indices]`, read with one gather per class pack (a batch of 100 in
-        a fraction of a millisecond instead of a few)."""
+        """`[self[i] for i in indices]`, read and normalised together per class pack (a batch of
+        100 in a fraction of a millisecond instead of a few)."""
         indices = np.asarray(indices, dtype=np.int64)
         which = np.searchsorted(self._starts, indices, side="right") - 1
         out: list[np.ndarray] = [np.empty(0)] * len(indices)
@@ -65,9 +65,7 @@ class StoredSketches(Sequence[np.ndarray]):
             local = self._keep[j][indices[rows] - self._starts[j]]
             starts, ends = part.offsets[local], part.offsets[local + 1]
             sizes = ends - starts
-            # Every point of the chosen sketches, one after another: one read of the memory map.
-            points = np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
-            block = part.points[points].astype(np.float32)
+            block = part.read(starts, ends).astype(np.float32)
             np.clip(block[:, :2], -MAX_OFFSET, MAX_OFFSET, out=block[:, :2])
             block[:, :2] /= self.scale_factor
             for row, sketch in zip(rows, np.split(block, np.cumsum(sizes)[:-1]), strict=True):
@@ -221,8 +219,16 @@ def _offset_sums(part: PackedSplit, keep: np.ndarray) -> tuple[float, float, int
     kept = np.zeros(len(part), dtype=bool)
     kept[keep] = True
     mask = np.repeat(kept, part.lengths())  # each point's sketch kept or not
-    xy = np.clip(np.asarray(part.points[mask, :2], dtype=np.float64), -MAX_OFFSET, MAX_OFFSET)
-    return float(xy.sum()), float(np.square(xy).sum()), xy.size
+    total = squares = 0.0
+    count = at = 0
+    for chunk in part.chunks():
+        xy = chunk[mask[at : at + len(chunk)], :2].astype(np.float64)
+        np.clip(xy, -MAX_OFFSET, MAX_OFFSET, out=xy)
+        total += float(xy.sum())
+        squares += float(np.square(xy).sum())
+        count += xy.size
+        at += len(chunk)
+    return total, squares, count
 
 
 def load_dataset(
