@@ -8,7 +8,9 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("command", ["", "draw", "train", "evaluate", "serve", "data", "complete"])
+@pytest.mark.parametrize(
+    "command", ["", "draw", "train", "evaluate", "serve", "data", "complete", "models"]
+)
 def test_help_does_not_import_torch(command: str) -> None:
     """`--help` and argument errors answer at once: torch (seconds to import) is not loaded."""
     code = (

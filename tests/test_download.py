@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Iterator
@@ -11,7 +12,14 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from aisketcher.data.download import class_url, download_classes, local_filename, resolve_class
+from aisketcher.data.download import (
+    DownloadRefused,
+    class_url,
+    download_classes,
+    download_file,
+    local_filename,
+    resolve_class,
+)
 from aisketcher.errors import SketchDataError
 
 
@@ -25,6 +33,7 @@ class _BucketServer(ThreadingHTTPServer):
         self.drop_first = False  # send half of each file once, then close the connection
         self.always_truncate = False  # announce the full length but never send it all
         self.ignore_range = False
+        self.send_length = True  # False: no Content-Length, the end of the body is the close
         self._dropped: set[str] = set()
 
     @property
@@ -53,7 +62,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if srv.send_length:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if srv.always_truncate or (srv.drop_first and rel not in srv._dropped):
             srv._dropped.add(rel)
@@ -78,13 +88,22 @@ def bucket(tmp_path: Path, data_dir: Path) -> Iterator[_BucketServer]:
     for rel, target in links.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).symlink_to(target)
+    with serving(root) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serving(root: Path) -> Iterator[_BucketServer]:
+    """A `_BucketServer` of `root` on a thread, for the length of the block."""
     server = _BucketServer(root)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def _get(bucket: _BucketServer, classes: list[str], fmt: str, dest: Path, **kw) -> list[Path]:
@@ -161,6 +180,26 @@ def test_truncated_transfer_never_looks_complete(bucket, tmp_path):
     assert not (dest / "cat.npz").exists()
     # What arrived stays as a .part for a later resume, never under the final name.
     assert (dest / "cat.npz.part").exists()
+
+
+@pytest.mark.parametrize("send_length", [True, False])
+def test_a_file_over_the_bound_or_failing_its_check_is_refused_and_not_kept(
+    bucket, tmp_path, data_dir, send_length
+):
+    bucket.send_length = send_length
+    url = f"{bucket.base_url}/sketchrnn/cat.npz"
+    size = (data_dir / "quickdraw/cat.npz").stat().st_size
+    with pytest.raises(DownloadRefused, match=f"larger than {size - 1:,} bytes"):
+        download_file(url, tmp_path / "cat.npz", progress=False, max_bytes=size - 1)
+
+    def refuse(part: Path) -> None:
+        assert part.stat().st_size == size  # checked once complete
+        raise SketchDataError("not what was wanted")
+
+    with pytest.raises(DownloadRefused, match="refused, nothing kept: not what was wanted"):
+        download_file(url, tmp_path / "cat.npz", progress=False, max_bytes=size, check=refuse)
+    assert len(bucket.log) == 2  # neither was retried
+    assert not list(tmp_path.glob("cat.npz*"))
 
 
 def test_missing_file_names_the_url(bucket, tmp_path):

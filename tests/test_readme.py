@@ -29,14 +29,16 @@ def _table_commands() -> list[list[str]]:
 
 
 def test_the_command_table_runs_as_written(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, quickdraw_dir: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, data_dir: Path, quickdraw_dir: Path
 ) -> None:
     """Each command of the README's table, with the files it names made beforehand and only
     budgets shortened (a training run of 2 steps), so that the README cannot drift from the tool."""
     from aisketcher.cli import main
-    from test_download import _BucketServer  # the local stand-in for Google's bucket
+    from aisketcher.google_models import CACHE_ENV, MODELS_URL_ENV
+    from test_download import _BucketServer, serving  # local stand-ins for Google's buckets
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "models-cache"))
     shutil.copy(quickdraw_dir / "cat.npz", "cat.npz")
     Path("start.svg").write_text(
         '<svg xmlns="http://www.w3.org/2000/svg"><path d="M10 10 L60 12 L62 70"/></svg>'
@@ -44,7 +46,7 @@ def test_the_command_table_runs_as_written(
     for name, points in (("a.json", [[10, 10], [60, 12]]), ("b.json", [[0, 0], [30, 40]])):
         Path(name).write_text(json.dumps([points]))
     commands = _table_commands()
-    assert len(commands) == 9  # every row of the table
+    assert len(commands) == 11  # every row of the table
     server = _BucketServer(_bucket(tmp_path / "bucket", quickdraw_dir))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     shortened = {
@@ -52,13 +54,16 @@ def test_the_command_table_runs_as_written(
         "data": ["--base-url", server.base_url],  # for `data download`
     }
     try:
-        for argv in commands:
-            extra = shortened.get(argv[0], []) if argv[:2] != ["data", "inspect"] else []
-            assert main([*argv, *extra]) == 0, argv
+        with serving(data_dir.parent / "models" / "magenta-js") as models:
+            monkeypatch.setenv(MODELS_URL_ENV, models.base_url)  # for `--model google:NAME`
+            for argv in commands:
+                extra = shortened.get(argv[0], []) if argv[:2] != ["data", "inspect"] else []
+                assert main([*argv, *extra]) == 0, argv
     finally:
         server.shutdown()
     assert Path("my_model/model.safetensors").is_file()
     assert Path("data/quickdraw/bicycle.npz").is_file()
+    assert Path("birds.png").is_file() and Path("models-cache/bird.gen.json").is_file()
 
 
 def _bucket(root: Path, quickdraw_dir: Path) -> Path:

@@ -21,7 +21,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from aisketcher.api import Sketcher
+from aisketcher.google_models import CACHE_ENV
 from aisketcher.server.app import create_app, running
+from test_download import serving
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -167,3 +169,37 @@ def test_draw_one_draws_one_whatever_how_many_says(browser: webdriver.Chrome) ->
     assert len(points) == 1, points
     assert status.startswith("Done"), status
     assert points[0] > 0 and red > 0, (points, red)
+
+
+def test_a_google_model_chosen_on_the_page_draws_and_finishes(
+    browser: webdriver.Chrome, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server downloads the chosen model from a local stand-in for Google's bucket."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    with (
+        serving(data_dir.parent / "models" / "magenta-js") as mirror,
+        running(create_app(Sketcher.load(), models_url=mirror.base_url)) as url,
+    ):
+        browser.get(url)
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+        choice = Select(browser.find_element(By.ID, "model-choice"))
+        assert choice.first_selected_option.text == "built-in model"
+        choice.select_by_value("google:bird")
+        wait.until(
+            lambda d: (
+                d.find_element(By.TAG_NAME, "body").get_attribute("data-model") == "google:bird"
+            )
+        )
+        classes = Select(browser.find_element(By.ID, "cls")).options
+        assert [o.get_attribute("value") for o in classes] == ["bird"]
+        assert not browser.find_element(By.ID, "redraw").is_enabled()  # no encoder
+        status, red, points = press_and_wait(browser, wait, "draw-one")
+        assert status.startswith("Done") and len(points) == 1 and points[0] > 0 and red > 0
+        draw_on(browser, browser.find_element(By.ID, "pad"), STROKES)
+        status, red, points = press_and_wait(browser, wait, "finish")
+        assert status.startswith("Done") and sum(points) > 0 and red > 0, (status, points)
+        labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#results .label")]
+        assert labels and all(label.startswith("bird") for label in labels), labels
+    assert mirror.log == [("bird.gen.json", None)]
+    assert (tmp_path / "cache" / "bird.gen.json").is_file()

@@ -1,7 +1,8 @@
 """The Python API: load a model in one call and draw with it.
 
     >>> from aisketcher.api import Sketcher
-    >>> sk = Sketcher.load()                     # the built-in model; or a run dir, or a .gen.json
+    >>> sk = Sketcher.load()                     # the built-in model; or a run dir, a .gen.json
+    >>> owl = Sketcher.load("google:owl")        # one of Google's models, downloaded on first use
     >>> cats = sk.draw("cat", count=4, seed=7)   # list of aisketcher.Sketch
     >>> sk.translate(cats[0], ["pig", "apple"])  # the paper's Figure 2
 
@@ -23,6 +24,7 @@ from safetensors.torch import save_file
 
 from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
+from aisketcher.google_models import google_model, is_google
 from aisketcher.latents import TRANSLATE_PULL, class_latent, encode_sketches, translation_latent
 from aisketcher.limits import MAX_TEMPERATURE, MIN_TEMPERATURE
 from aisketcher.model.config import ModelConfig
@@ -59,15 +61,25 @@ class Sketcher:
     # ----- loading -----
     @classmethod
     def load(
-        cls, source: str | Path | None = None, *, device: str = "cpu", checkpoint: str = "best"
+        cls,
+        source: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        checkpoint: str = "best",
+        models_url: str | None = None,
     ) -> Sketcher:
-        """A run directory, an exported model folder, a magenta-js `.gen.json`, or None (built-in)."""
+        """A run directory, an exported model folder, a magenta-js `.gen.json`, one of Google's
+        pretrained models as `google:NAME` (downloaded into the user's cache on first use, from
+        `models_url`: see `google_models.models_url`), or None (the built-in model)."""
         path = builtin_model_dir() if source is None else Path(source)
+        label = str(path)
+        if is_google(source):
+            path, label = google_model(source, url=models_url), source
         if path.suffix == ".json" and path.is_file():
             from aisketcher.model.magenta_js import load_magenta_js
 
             model, info = load_magenta_js(path)
-            return cls(model.to(device), [info.name], info.input_scale, source=str(path))
+            return cls(model.to(device), [info.name], info.input_scale, source=label)
         if not (path / "config.json").is_file():
             hint = " (the built-in model is missing from this install)" if source is None else ""
             raise SketchDataError(f"not a run or model folder: no config.json{hint}", str(path))
@@ -184,7 +196,8 @@ class Sketcher:
     def _require_encoder(self) -> None:
         if not self.model.config.has_latent:
             raise SketchDataError(
-                "this model has no encoder (decoder only): it can only draw and complete"
+                "this model has no encoder (decoder only): it can only draw and complete",
+                self.source or None,
             )
 
     def reconstruct(

@@ -42,8 +42,8 @@ def match_class(name: str | int, known: list[str]) -> int:
         return name
     if name in known:  # as spelt: decides between names that differ only in case
         return known.index(name)
-    key = _key(name)
-    keys = [_key(n) for n in known]
+    key = name_key(name)
+    keys = [name_key(n) for n in known]
     if keys.count(key) == 1:
         return keys.index(key)
     raise SketchDataError(
@@ -56,13 +56,13 @@ def did_you_mean(name: str, known: Sequence[str], *, quoted: bool = False) -> st
     """ "; did you mean a, b?" naming the known names nearest `name` (at most three, all at the
     fewest edits) when they are a typo away, or "" when none is: a suggestion of a different word
     misleads more than none. `quoted`: the names in quotes (names with spaces)."""
-    key = _key(name)
+    key = name_key(name)
     # A typo is an edit or two, more in a long name; a different word is further away however
     # many letters it shares ("zebra" and "camera" share "e", "r", "a").
     allowed = 1 + len(key) // 5
     near = sorted(
         (d, i)
-        for i, k in enumerate(_key(n) for n in known)
+        for i, k in enumerate(name_key(n) for n in known)
         # The lengths' difference is the fewest edits: most names need no counting.
         if abs(len(k) - len(key)) <= allowed and (d := _typo_distance(key, k)) <= allowed
     )
@@ -70,8 +70,8 @@ def did_you_mean(name: str, known: Sequence[str], *, quoted: bool = False) -> st
     return f"; did you mean {', '.join(names)}?" if names else ""
 
 
-def _key(name: str) -> str:
-    """A class name as compared: without case, words joined by one underscore."""
+def name_key(name: str) -> str:
+    """A name as compared: without case, words joined by one underscore."""
     return re.sub(r"[\s_-]+", "_", name.strip()).casefold()
 
 

@@ -17,6 +17,7 @@ from aisketcher.cli.arguments import (
     temperature,
     unit_interval,
 )
+from aisketcher.cli.models import MODEL_HELP, add_models_url, local_model
 from aisketcher.errors import SketchDataError
 from aisketcher.formats.npz import SPLITS
 from aisketcher.sketch import Sketch
@@ -24,25 +25,25 @@ from aisketcher.sketch import Sketch
 if TYPE_CHECKING:
     from aisketcher.api import Sketcher
 
-MODEL_HELP = (
-    "a run directory, an exported model folder, or a magenta-js .gen.json file "
-    "(default: the built-in 20-class AI-Sketcher model)"
-)
-
 
 def _load(
-    args: argparse.Namespace, *, one_sketch: bool, classes: list[str] | None = None
+    args: argparse.Namespace,
+    *,
+    one_sketch: bool,
+    classes: list[str] | None = None,
+    encoder_for: str | None = None,
 ) -> Sketcher:
     """The model, once the arguments that need no model are known to be good (`one_sketch`:
     whether the output file will hold a single sketch; `classes`: names to check against the
-    model's own list, read from its files before torch loads)."""
+    model's own list, read from its files before torch loads; `encoder_for`: the mode, when it
+    needs an encoder)."""
     from aisketcher.model_info import match_class, model_classes
 
     if Path(args.out).suffix.lower() == ".gif" and not one_sketch:
         raise SketchDataError(
             "a .gif animates one sketch and this writes several: write .svg or .png", args.out
         )
-    known = model_classes(args.model)
+    known = model_classes(local_model(args, encoder_for))
     if known is not None:
         for name in classes or []:
             match_class(name, known)
@@ -54,7 +55,7 @@ def _load(
 
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)  # for encoding inputs; drawing runs on one (sampler.py)
-    return Sketcher.load(args.model, device=str(device))
+    return Sketcher.load(args.model, device=str(device), models_url=args.models_url)
 
 
 def _save(
@@ -131,7 +132,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     cls = args.cls or (known[0] if known is not None and len(known) == 1 else None)
     if cls is None and any(s.label is None for s in inputs):
         raise SketchDataError("the input sketches carry no class: give --class", args.input)
-    sketcher = _load(args, one_sketch=False, classes=[cls] if cls else None)
+    sketcher = _load(
+        args, one_sketch=False, classes=[cls] if cls else None, encoder_for="reconstruct"
+    )
     outputs = sketcher.reconstruct(inputs, cls, temperature=args.temperature, seed=args.seed)
     if Path(args.out).suffix.lower() in (".npz", ".ndjson"):
         _save(outputs, args)
@@ -145,7 +148,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def cmd_translate(args: argparse.Namespace) -> int:
     item = _input(args)
     item.label = "input"
-    sketcher = _load(args, one_sketch=False, classes=args.classes)
+    sketcher = _load(args, one_sketch=False, classes=args.classes, encoder_for="translate")
     from aisketcher.latents import TRANSLATE_PULL  # torch: only once the inputs are good
 
     classes = args.classes or None
@@ -178,7 +181,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
 def cmd_interpolate(args: argparse.Namespace) -> int:
     a = _input(args, args.a, args.a_index)
     b = _input(args, args.b, args.b_index)
-    sketcher = _load(args, one_sketch=args.steps == 1, classes=args.classes)
+    sketcher = _load(
+        args, one_sketch=args.steps == 1, classes=args.classes, encoder_for="interpolate"
+    )
     classes = (args.classes[0], args.classes[-1]) if args.classes else None
     if classes is None and (a.label is None or b.label is None):
         classes = (sketcher.class_names[0], sketcher.class_names[0])
@@ -244,6 +249,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser, out_example: str) -> None:
     p.add_argument("--model", default=None, help=MODEL_HELP)
+    add_models_url(p)
     p.add_argument(
         "--temperature", type=temperature, default=0.4, help="randomness, 0.01-2 (default 0.4)"
     )
@@ -290,7 +296,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "every drawing is new.",
         epilog="examples:\n  aisketcher draw cat --count 20 --seed 7 --temperature 0.4 --out cats.svg\n"
         "  aisketcher draw --count 5 --out grid.png            # every class, one row each\n"
-        "  aisketcher draw bicycle --model ../shared/models/magenta-js/bicycle.gen.json --out b.svg",
+        "  aisketcher draw bicycle --model ../shared/models/magenta-js/bicycle.gen.json --out b.svg\n"
+        "  aisketcher draw owl --model google:owl --out owl.svg   # Google's, downloaded once",
         formatter_class=fmt,
     )
     p.add_argument("classes", nargs="*", help="class names (default: all the model's classes)")

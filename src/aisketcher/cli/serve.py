@@ -6,7 +6,7 @@ import argparse
 
 from aisketcher.cli import arguments
 from aisketcher.cli.arguments import port, positive_int
-from aisketcher.cli.draw import MODEL_HELP
+from aisketcher.cli.models import MODEL_HELP, add_models_url
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -18,8 +18,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # Sampling is a chain of small operations: one thread each is fastest, and workers run side by side.
     torch.set_num_threads(1)
-    sketcher = Sketcher.load(args.model, device=str(resolve_device(args.device)))
-    app = create_app(sketcher, ServerLimits(workers=args.workers, max_jobs=args.max_jobs))
+    device = str(resolve_device(args.device))
+    sketcher = Sketcher.load(args.model, device=device, models_url=args.models_url)
+    limits = ServerLimits(workers=args.workers, max_jobs=args.max_jobs)
+    app = create_app(sketcher, limits, models_url=args.models_url)
     sock = listen(args.host, args.port)
     print(
         f"aisketcher: drawing with {sketcher.source} at {url_of(sock)}  (Ctrl-C to stop)",
@@ -35,13 +37,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the web app: draw with the model in a browser",
         description="Serves a page where you sketch with a mouse, pen or finger and the model "
         "finishes the drawing, redraws it as another class, or draws one from scratch, point by "
-        "point. The JSON API it uses is described at /api/openapi.json. Nothing is loaded from "
-        "other sites. Listens on the loopback address unless --host says otherwise.",
+        "point; the page also offers Google's pretrained Sketch-RNN models, downloaded by the "
+        "server on first use. The JSON API it uses is described at /api/openapi.json. The page "
+        "loads nothing from other sites. Listens on the loopback address unless --host says "
+        "otherwise.",
         epilog="examples:\n  aisketcher serve                       # then open http://127.0.0.1:8000/\n"
         "  aisketcher serve --run runs/demo --port 8080",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--run", "--model", dest="model", default=None, help=MODEL_HELP)
+    add_models_url(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=port, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument(

@@ -1,18 +1,21 @@
 """Download official Quick, Draw! files, one per class, resumably and atomically.
 
-A file is written to `<name>.part` and renamed only once its size matches what the server announced,
-so a file with the final name is always complete; an interrupted `.part` is resumed with an HTTP
-Range request on the next attempt or the next run.
+A file is written to `<name>.part` and renamed only once its size matches what the server announced
+(and, where the caller asks, once its content passes a check), so a file with the final name is
+always complete; an interrupted `.part` is resumed with an HTTP Range request on the next attempt or
+the next run. A file over a caller's size bound or failing its check is refused and its `.part`
+removed: nothing of it is kept.
 """
 
 from __future__ import annotations
 
 import http.client
+import math
 import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -48,6 +51,10 @@ _TRANSIENT = (
 
 class _IncompleteDownload(Exception):
     """The transfer ended before the announced size; the `.part` file is kept for resuming."""
+
+
+class DownloadRefused(SketchDataError):
+    """The file arrived, or began to, but is not one to keep (too large, or failed its check)."""
 
 
 def resolve_class(name: str) -> str:
@@ -114,13 +121,25 @@ def download_classes(
 
 
 def download_file(
-    url: str, path: Path, *, retries: int = 3, progress: bool = True, backoff_s: float = 1.0
+    url: str,
+    path: Path,
+    *,
+    retries: int = 3,
+    progress: bool = True,
+    backoff_s: float = 1.0,
+    max_bytes: int | None = None,
+    check: Callable[[Path], object] | None = None,
 ) -> None:
-    """Fetch `url` into `path` through `path.part`, resuming and retrying; see the module doc."""
+    """Fetch `url` into `path` through `path.part`, resuming and retrying; see the module doc.
+
+    `max_bytes`: a larger file is refused as soon as the server announces it or the bytes pass the
+    bound. `check`: called on the complete `.part` before the rename; a SketchDataError from it
+    refuses the file. A refusal is a DownloadRefused, never retried.
+    """
     part = path.with_name(path.name + ".part")
     for attempt in range(retries + 1):
         try:
-            _fetch(url, part, progress)
+            _fetch(url, part, progress, max_bytes)
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code == 404:
@@ -136,6 +155,12 @@ def download_file(
         except (*_TRANSIENT, _IncompleteDownload) as exc:
             error = exc
         else:
+            if check is not None:
+                try:
+                    check(part)
+                except SketchDataError as exc:
+                    part.unlink()
+                    raise DownloadRefused(f"refused, nothing kept: {exc.problem}", url) from None
             part.replace(path)
             return
         if attempt < retries:
@@ -152,8 +177,9 @@ def _format(fmt: str) -> tuple[str, str]:
         ) from None
 
 
-def _fetch(url: str, part: Path, progress: bool) -> None:
+def _fetch(url: str, part: Path, progress: bool, max_bytes: int | None) -> None:
     """One attempt: extend `part` from where it stops (or rewrite it) up to the announced size."""
+    limit = math.inf if max_bytes is None else max_bytes
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url)
     if offset:
@@ -165,6 +191,8 @@ def _fetch(url: str, part: Path, progress: bool) -> None:
             offset = 0  # the server ignored Range (or none was sent) and sends the whole file
             length = response.headers.get("Content-Length", "")
             total = int(length) if length.isdigit() else None
+        if total is not None and total > limit:
+            _refuse_size(part, url, limit)
         with (
             open(part, "ab" if offset else "wb") as out,
             tqdm(
@@ -180,9 +208,18 @@ def _fetch(url: str, part: Path, progress: bool) -> None:
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 bar.update(len(chunk))
+                if out.tell() > limit:  # a server that announced no size, or a wrong one
+                    break
     size = part.stat().st_size
+    if size > limit:
+        _refuse_size(part, url, limit)
     if total is not None and size != total:
         raise _IncompleteDownload(f"received {size} of {total} bytes")
+
+
+def _refuse_size(part: Path, url: str, limit: float) -> None:
+    part.unlink(missing_ok=True)
+    raise DownloadRefused(f"refused, nothing kept: larger than {limit:,.0f} bytes", url)
 
 
 def _resumed_size(response: http.client.HTTPResponse, offset: int, part: Path) -> int | None:

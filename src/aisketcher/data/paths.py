@@ -1,4 +1,4 @@
-"""Where sketch data lives by default."""
+"""Where sketch data, and what aisketcher caches for the user, live by default."""
 
 from __future__ import annotations
 
@@ -16,4 +16,10 @@ def default_data_dir() -> Path:
     dev = Path("../shared/data")
     if dev.is_dir():
         return dev
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aisketcher" / "data"
+    return user_cache_dir() / "data"
+
+
+def user_cache_dir() -> Path:
+    """aisketcher's folder in the user's cache: `$XDG_CACHE_HOME/aisketcher` (an empty variable
+    counts as unset, as the XDG spec says), else `~/.cache/aisketcher`."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aisketcher"

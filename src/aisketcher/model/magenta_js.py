@@ -17,15 +17,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from aisketcher.errors import SketchDataError
-from aisketcher.model.cells import LSTMCell
 from aisketcher.model.config import make_config
-from aisketcher.model.sketcher import SketchModel
+
+if TYPE_CHECKING:
+    from aisketcher.model.sketcher import SketchModel
 
 # Decoder-only files say mode 2 (format version 6) or "gen" (version 2); the weights are laid out
 # alike. magenta-js itself reads neither field ("pre-trained models have a version between 1-6").
@@ -168,6 +168,13 @@ def read_magenta_js(path: str | Path) -> tuple[MagentaInfo, list[np.ndarray]]:
 
 def load_magenta_js(path: str | Path) -> tuple[SketchModel, MagentaInfo]:
     """A magenta-js decoder-only model as our "sketch-rnn-decoder" SketchModel (in eval mode)."""
+    # torch only here: reading and checking a file (as the model cache does before keeping one,
+    # and the CLI before torch loads) needs NumPy alone.
+    import torch
+
+    from aisketcher.model.cells import LSTMCell
+    from aisketcher.model.sketcher import SketchModel
+
     info, (out_w, out_b, w_xh, w_hh, bias) = read_magenta_js(path)
     config = make_config(
         "sketch-rnn-decoder",

@@ -34,16 +34,20 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from aisketcher.api import Sketcher, builtin_model_dir
+from aisketcher.api import Sketcher
 from aisketcher.errors import SketchDataError
+from aisketcher.google_model_names import GOOGLE_MODELS
+from aisketcher.google_models import GOOGLE_PREFIX, cached_models
 from aisketcher.render import render_png, sketch_to_svg
 from aisketcher.server import sampling
+from aisketcher.server.models import ModelShelf, label
 from aisketcher.server.sampling import StepSampler
 from aisketcher.server.schemas import (
     MAX_ROWS,
     CompleteRequest,
     DrawRequest,
     Health,
+    ModelChoices,
     ModelInfo,
     ReconstructRequest,
     RenderRequest,
@@ -261,10 +265,14 @@ def _static_dir() -> Path:
     return Path(str(resources.files("aisketcher.server") / "static"))
 
 
-def create_app(sketcher: Sketcher, server_limits: ServerLimits | None = None) -> FastAPI:
-    """The web app for one model: the page at `/`, the JSON API under `/api/`."""
+def create_app(
+    sketcher: Sketcher, server_limits: ServerLimits | None = None, *, models_url: str | None = None
+) -> FastAPI:
+    """The web app for a model: the page at `/`, the JSON API under `/api/`. Requests may name
+    one of Google's models instead, fetched from `models_url` (see `google_models.models_url`)."""
     cfg = server_limits or ServerLimits()
     jobs = _Jobs(cfg.workers, cfg.max_jobs)
+    shelf = ModelShelf(sketcher, models_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -305,16 +313,31 @@ def create_app(sketcher: Sketcher, server_limits: ServerLimits | None = None) ->
         return HTMLResponse(html, headers={"Content-Security-Policy": PAGE_POLICY})
 
     @app.get("/api/model", response_model=ModelInfo, tags=["model"])
-    async def model_info() -> dict:
-        """The model's classes and the limits of this server."""
-        source = sketcher.source
-        builtin = Path(source) == builtin_model_dir()
+    async def model_info(model: str | None = None) -> dict:
+        """A model's classes (the server's own, or `model`: google:NAME, loaded now, downloaded
+        on first use) and the limits of this server."""
+        chosen = sketcher
+        if model is not None:  # loading takes a slot and a worker, as drawing does
+            jobs.acquire()
+            try:
+                chosen = await jobs.run(shelf.get, model)
+            finally:
+                jobs.release()
         return {
-            "source": "built-in model" if builtin else Path(source).name,
-            "classes": sketcher.class_names,
-            "max_seq_len": sketcher.model.config.max_seq_len,
-            "has_encoder": sketcher.model.config.has_latent,
+            "source": label(chosen),
+            "classes": chosen.class_names,
+            "max_seq_len": chosen.model.config.max_seq_len,
+            "has_encoder": chosen.model.config.has_latent,
             "limits": limits(),
+        }
+
+    @app.get("/api/models", response_model=ModelChoices, tags=["model"])
+    async def model_choices() -> dict:
+        """The models a request may name: the server's own (by naming none) and Google's."""
+        return {
+            "default": label(sketcher),
+            "google": [GOOGLE_PREFIX + name for name in GOOGLE_MODELS],
+            "cached": [GOOGLE_PREFIX + name for name in cached_models()],
         }
 
     @app.get("/api/health", response_model=Health, tags=["model"])
@@ -322,20 +345,22 @@ def create_app(sketcher: Sketcher, server_limits: ServerLimits | None = None) ->
         return {"status": "ok", "jobs": jobs.active, "max_jobs": jobs.max_jobs}
 
     def draw_job(body: DrawRequest) -> Callable[[], StepSampler]:
-        return functools.partial(
-            sampling.draw,
-            sketcher,
-            body.cls,
-            body.count,
-            temperature=body.temperature,
-            seed=body.seed,
-        )
+        def build() -> StepSampler:
+            return sampling.draw(
+                shelf.get(body.model),
+                body.cls,
+                body.count,
+                temperature=body.temperature,
+                seed=body.seed,
+            )
+
+        return build
 
     def complete_job(body: CompleteRequest) -> Callable[[], StepSampler]:
         def build() -> StepSampler:
             sketch, frame = body.sketch.to_sketch(body.simplify)
             return sampling.complete(
-                sketcher,
+                shelf.get(body.model),
                 sketch,
                 frame,
                 body.sketch.points(),
@@ -348,13 +373,13 @@ def create_app(sketcher: Sketcher, server_limits: ServerLimits | None = None) ->
         return build
 
     def translate_job(body: TranslateRequest) -> Callable[[], StepSampler]:
-        if body.classes is None and len(sketcher.class_names) > MAX_ROWS:
-            raise SketchDataError(f"the model has more than {MAX_ROWS} classes: name some")
-
         def build() -> StepSampler:
+            chosen = shelf.get(body.model)
+            if body.classes is None and len(chosen.class_names) > MAX_ROWS:
+                raise SketchDataError(f"the model has more than {MAX_ROWS} classes: name some")
             sketch, frame = body.sketch.to_sketch(body.simplify)
             return sampling.translate(
-                sketcher,
+                chosen,
                 sketch,
                 frame,
                 body.classes,
@@ -369,7 +394,7 @@ def create_app(sketcher: Sketcher, server_limits: ServerLimits | None = None) ->
         def build() -> StepSampler:
             pairs = [s.to_sketch(body.simplify) for s in body.sketches]
             return sampling.reconstruct(
-                sketcher,
+                shelf.get(body.model),
                 [p[0] for p in pairs],
                 [p[1] for p in pairs],
                 body.cls,

@@ -42,6 +42,7 @@ Point = tuple[Coordinate, Coordinate]
 Stroke = Annotated[list[Point], Field(min_length=1, max_length=MAX_POINTS)]
 Row3 = tuple[Coordinate, Coordinate, Annotated[int, Field(ge=0, le=1)]]
 ClassName = Annotated[str, Field(min_length=1, max_length=64)]
+ModelName = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class SketchIn(BaseModel):
@@ -110,6 +111,11 @@ class Sampling(BaseModel):
     )
     seed: int | None = Field(
         None, ge=0, le=MAX_SEED, strict=True, description="repeats a result exactly"
+    )
+    model: ModelName | None = Field(
+        None,
+        description="one of Google's pretrained models as google:NAME (`/api/models` lists them; "
+        "the server downloads one on first use); default: the server's own model",
     )
 
 
@@ -188,6 +194,12 @@ class ModelInfo(BaseModel):
     max_seq_len: int
     has_encoder: bool
     limits: dict[str, int | float]
+
+
+class ModelChoices(BaseModel):
+    default: str = Field(description="the server's own model, drawn with when a request names none")
+    google: list[str] = Field(description="Google's pretrained models, as google:NAME")
+    cached: list[str] = Field(description="those of them the server has downloaded already")
 
 
 class Health(BaseModel):

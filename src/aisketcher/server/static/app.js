@@ -9,7 +9,10 @@ const MIN_STEP = 1.5; // pad pixels between recorded points: finer detail is sim
 
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
-const state = { strokes: [], current: null, limits: null, controller: null };
+// model: the model chosen on the page, "" for the server's own (requests then name none).
+const state = {
+  strokes: [], current: null, limits: null, controller: null, model: "", hasEncoder: true,
+};
 
 function status(text, isError = false) {
   $("status").textContent = text;
@@ -239,10 +242,12 @@ function request(operation) {
   const cls = $("cls").value;
   const count = Math.max(1, Math.min(+$("count").value || 1, state.limits?.max_count ?? 8));
   const temperature = +$("temperature").value;
-  if (operation === "draw") return { class: cls, count: 1, temperature }; // the "Draw one" button
+  const model = state.model || undefined; // left out of the JSON: the server's own model
+  if (operation === "draw") return { class: cls, count: 1, temperature, model }; // "Draw one"
   const sketch = { strokes: state.strokes };
-  if (operation === "complete") return { sketch, class: cls, count, temperature };
-  return { sketch, classes: Array(count).fill(cls), temperature, class_pull: +$("pull").value };
+  if (operation === "complete") return { sketch, class: cls, count, temperature, model };
+  const classes = Array(count).fill(cls);
+  return { sketch, classes, temperature, class_pull: +$("pull").value, model };
 }
 
 async function run(operation) {
@@ -316,15 +321,8 @@ $("cls").addEventListener("change", () => {
   document.querySelector(".cls-name").textContent = $("cls").selectedOptions[0].textContent;
 });
 
-async function start() {
-  fitCanvas(pad);
-  redrawPad();
-  const response = await fetch("/api/model");
-  if (!response.ok) {
-    status(`Cannot reach the model: ${await problem(response)}`, true);
-    return;
-  }
-  const info = await response.json();
+// The model's classes and limits on the page; `body[data-model]` says which model they are of.
+function showModel(info) {
   state.limits = info.limits;
   $("count").max = info.limits.max_count;
   $("temperature").min = Math.max(info.limits.min_temperature, 0.05);
@@ -334,10 +332,72 @@ async function start() {
     ...info.classes.map((c) => new Option(c.replaceAll("_", " "), c)),
   );
   $("cls").dispatchEvent(new Event("change"));
-  if (!info.has_encoder) {
-    $("redraw").disabled = true;
-    $("redraw").title = "This model has no encoder: it cannot redraw a sketch.";
+  state.hasEncoder = info.has_encoder;
+  $("redraw").title = info.has_encoder
+    ? ""
+    : "This model has no encoder (Google's models draw and finish only): it cannot redraw.";
+  document.body.dataset.model = info.source;
+}
+
+// The buttons, off while a model loads; "Redraw as" only for a model with an encoder.
+function setBusy(busy) {
+  for (const button of document.querySelectorAll(".actions button")) button.disabled = busy;
+  if (!state.hasEncoder) $("redraw").disabled = true;
+}
+
+async function fetchModel(model) {
+  const query = model ? `?model=${encodeURIComponent(model)}` : "";
+  const response = await fetch(`/api/model${query}`);
+  if (!response.ok) throw new Error(await problem(response));
+  return response.json();
+}
+
+// The choice of model: the server's own, then Google's (the server downloads one on first use).
+async function listModels() {
+  const response = await fetch("/api/models");
+  if (!response.ok) throw new Error(await problem(response));
+  const choices = await response.json();
+  const cached = new Set(choices.cached);
+  const google = document.createElement("optgroup");
+  google.label = "Google's Sketch-RNN models (draw and finish only)";
+  google.append(
+    ...choices.google.map((m) => {
+      const name = m.replace(/^google:/, "").replaceAll("_", " ");
+      return new Option(cached.has(m) ? name : `${name} (download)`, m);
+    }),
+  );
+  $("model-choice").replaceChildren(new Option(choices.default, ""), google);
+}
+
+$("model-choice").addEventListener("change", async () => {
+  const model = $("model-choice").value;
+  setBusy(true);
+  status(`Loading ${model || "the server's model"}…`);
+  try {
+    showModel(await fetchModel(model));
+    state.model = model;
+    const option = $("model-choice").selectedOptions[0];
+    option.textContent = option.textContent.replace(/ \(download\)$/, "");
+    status(`Drawing with ${model || "the server's model"}.`);
+  } catch (error) {
+    $("model-choice").value = state.model;
+    status(`Cannot load that model: ${error.message}`, true);
+  } finally {
+    setBusy(false);
   }
+});
+
+async function start() {
+  fitCanvas(pad);
+  redrawPad();
+  try {
+    showModel(await fetchModel(""));
+    await listModels();
+  } catch (error) {
+    status(`Cannot reach the model: ${error.message}`, true);
+    return;
+  }
+  setBusy(false);
   document.body.dataset.ready = "true";
 }
 
