@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
+from aisketcher.data.paths import user_cache_dir
 from aisketcher.errors import SketchDataError
 from aisketcher.formats.npz import SPLITS, read_npz
 
@@ -49,8 +50,7 @@ def default_store_dir() -> Path:
     env = os.environ.get(STORE_ENV)
     if env:
         return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "aisketcher" / "sketches"
+    return user_cache_dir() / "sketches"
 
 
 @dataclass(frozen=True)

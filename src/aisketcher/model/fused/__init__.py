@@ -44,6 +44,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from aisketcher.data.paths import user_cache_dir
+
 NAME = "aisketcher_fused_lstm"
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("lstm.cpp", "conv.cpp"))
 _lock = threading.Lock()
@@ -92,8 +94,7 @@ def _library() -> Path:
     key.update(" ".join([*_flags(), torch.__version__, sys.version]).encode())
     name = f"{NAME}_{key.hexdigest()[:12]}"
     root = os.environ.get("TORCH_EXTENSIONS_DIR")
-    cache = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return (cache if root else cache / "aisketcher" / "fused") / name / f"{name}.so"
+    return (Path(root) if root else user_cache_dir() / "fused") / name / f"{name}.so"
 
 
 def _import(library: Path) -> ModuleType | None:
