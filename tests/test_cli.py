@@ -66,3 +66,24 @@ def test_argument_errors_answer_before_torch_loads(argv: list[str], tmp_path) ->
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=tmp_path)
+
+
+def test_every_option_has_help_and_every_command_an_example() -> None:
+    import argparse
+
+    from aisketcher.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, f"{path} {name}")
+            elif not action.help and not isinstance(action, argparse._HelpAction):
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+        if not (parser.epilog and "example" in parser.epilog):
+            missing.append(f"{path}: no example")
+
+    walk(build_parser(), "aisketcher")
+    assert missing == []

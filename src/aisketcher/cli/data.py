@@ -165,8 +165,12 @@ def _register_convert(actions: argparse._SubParsersAction) -> None:
         "  aisketcher data convert 'paint can.ndjson' cat.ndjson --out two.npz --split 0.8,0.1,0.1",
         formatter_class=_RAW,
     )
-    p.add_argument("inputs", nargs="+", type=Path, metavar="IN.ndjson")
-    p.add_argument("--out", type=Path, required=True, metavar="OUT.npz")
+    p.add_argument(
+        "inputs", nargs="+", type=Path, metavar="IN.ndjson", help="Quick, Draw! .ndjson files"
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="OUT.npz", help="the sketch-rnn file to write"
+    )
     p.add_argument("--split", default="0.8,0.1,0.1", help="train,valid,test fractions")
     p.add_argument("--split-seed", type=seed, default=0, help="shuffle seed (default: 0)")
     p.add_argument("--skip-bad", action="store_true", help="skip unusable lines instead of failing")
@@ -239,7 +243,13 @@ def _register_render(actions: argparse._SubParsersAction) -> None:
     which.add_argument(
         "--grid", type=positive_int, metavar="N", help="draw the first N x N sketches"
     )
-    p.add_argument("--out", type=Path, required=True, metavar="OUT.(svg|png|gif)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="OUT.(svg|png|gif)",
+        help="the picture to write; its extension picks the format",
+    )
     p.add_argument(
         "--size", type=picture_size, metavar="PX", help="picture or grid cell size (256 / 128)"
     )

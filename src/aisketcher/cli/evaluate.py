@@ -217,7 +217,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--temperature", type=temperature, default=0.4, help="sampling temperature (0.4)"
     )
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument(
+        "--seed",
+        type=seed,
+        default=0,
+        help="seeds the drawings and the samples of real sketches: same seed, same numbers (0)",
+    )
     p.add_argument(
         "--data", default=None, help="data folder (default: the run's files, or ../shared/data)"
     )
@@ -234,6 +239,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "classifier",
         help="the sketch classifier behind the evaluation metrics",
         description="A compact CNN over rasterized sketches, used by `aisketcher evaluate`.",
+        epilog="examples:\n"
+        "  aisketcher classifier train --classes cat,airplane,bicycle,eye,guitar --out runs/clf\n"
+        "  aisketcher evaluate runs/demo --classifier runs/clf\n"
+        "run 'aisketcher classifier train --help' for its options",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     csub = c.add_subparsers(dest="classifier_command", metavar="COMMAND", required=True)
     t = csub.add_parser(
@@ -252,8 +262,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--data", default=None, help="data folder (default $AISKETCHER_DATA or ../shared/data)"
     )
     t.add_argument("--out", required=True, help="output folder")
-    t.add_argument("--epochs", type=positive_int, default=12)
-    t.add_argument("--batch-size", type=positive_int, default=64)
+    t.add_argument(
+        "--epochs", type=positive_int, default=12, help="passes over the training split (12)"
+    )
+    t.add_argument("--batch-size", type=positive_int, default=64, help="rasters per batch (64)")
     t.add_argument("--raster-size", type=positive_int, default=64, help="input image side (64)")
     t.add_argument(
         "--max-per-class",
@@ -261,7 +273,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="train on at most this many per class",
     )
-    t.add_argument("--seed", type=seed, default=0)
+    t.add_argument(
+        "--seed", type=seed, default=0, help="seeds the weights, order and augmentation (0)"
+    )
     t.add_argument("--device", default="cpu", type=arguments.device, help=arguments.DEVICE_HELP)
     t.set_defaults(func=cmd_classifier_train)
 
@@ -286,7 +300,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--repeat-seeds 1 --repeats-only",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    e.add_argument("name", choices=["ablation", "multiclass", "diversity", "all"])
+    e.add_argument(
+        "name",
+        choices=["ablation", "multiclass", "diversity", "all"],
+        help="which experiment (all: the three)",
+    )
     e.add_argument(
         "--scale",
         default="cpu",

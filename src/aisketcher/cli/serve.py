@@ -59,5 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="drawings in progress or waiting before new ones get 503 (default 16)",
     )
     p.add_argument("--device", default="cpu", type=arguments.device, help=arguments.DEVICE_HELP)
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="how much the server logs (default info: one line per request)",
+    )
     p.set_defaults(func=cmd_serve)

@@ -281,7 +281,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lr", type=positive_float, default=1e-3, help="Adam learning rate (paper 0.001)"
     )
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument(
+        "--seed",
+        type=seed,
+        default=0,
+        help="seeds the weights, the batch order and the augmentation: the same seed and "
+        "settings train the same model (default 0)",
+    )
     p.add_argument("--device", default=None, type=arguments.device, help=arguments.DEVICE_HELP)
     p.add_argument(
         "--threads",
