@@ -61,6 +61,7 @@ def test_the_command_table_runs_as_written(
                 assert main([*argv, *extra]) == 0, argv
     finally:
         server.shutdown()
+        server.server_close()
     assert Path("my_model/model.safetensors").is_file()
     assert Path("data/quickdraw/bicycle.npz").is_file()
     assert Path("birds.png").is_file() and Path("models-cache/bird.gen.json").is_file()

@@ -169,8 +169,8 @@ def test_save_one_or_a_grid(cats, tmp_path, ext):
         assert len(one.findall(f"{SVG}path")) == cats[0].num_strokes
         assert len(grid.findall(f"{SVG}g")) == 5
     else:
-        assert Image.open(tmp_path / "one.png").size == (96, 96)
-        assert Image.open(tmp_path / "grid.png").width == 5 * 128
+        with Image.open(tmp_path / "one.png") as one_png, Image.open(tmp_path / "grid.png") as grid:
+            assert one_png.size == (96, 96) and grid.width == 5 * 128
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"grid{ext}", f"one{ext}"]
 
 

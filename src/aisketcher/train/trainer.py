@@ -418,6 +418,10 @@ class Trainer:
             raise SketchDataError("the model config differs from the run's", str(path))
         if info["data"]["classes"] != self.dataset.class_names:
             raise SketchDataError("the classes differ from the run's", str(path))
+        metrics = self.run_dir / "metrics.csv"
+        if metrics.is_file() and metrics.stat().st_size:  # a run's whole folder is checked, even
+            with open(metrics, newline="") as fh:  # when it has nothing left to train
+                _check_metrics_header(next(csv.reader(fh), None), metrics)
         self._load(path)
 
     # ----- the loop -----
@@ -629,6 +633,14 @@ class Trainer:
 METRICS_HEADER = ["step", "split", "lr", "kl_weight", *LossTerms.field_names()]
 
 
+def _check_metrics_header(header: list[str] | None, path: Path) -> None:
+    if header != METRICS_HEADER:
+        raise SketchDataError(
+            "not this trainer's metrics file (its header differs); move it away to go on",
+            str(path),
+        )
+
+
 def _trim_metrics(path: Path, step: int) -> bool:
     """Make metrics.csv end at `step` (a resumed run redoes the steps after its checkpoint, whose
     rows would otherwise be there twice); returns whether it needs its header. A file that is not
@@ -637,11 +649,7 @@ def _trim_metrics(path: Path, step: int) -> bool:
         return True
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
-    if not rows or rows[0] != METRICS_HEADER:
-        raise SketchDataError(
-            "not this trainer's metrics file (its header differs); move it away to go on",
-            str(path),
-        )
+    _check_metrics_header(rows[0] if rows else None, path)
     try:
         kept = [rows[0], *(r for r in rows[1:] if int(r[0]) <= step)]
     except (ValueError, IndexError):
