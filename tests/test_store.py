@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -153,7 +155,7 @@ def test_an_interrupted_pack_leaves_nothing_half_written(
     monkeypatch.setattr(np, "save", failing_save)
     with pytest.raises(SketchDataError, match=r"cannot write the sketch store.*No space"):
         open_class(cat, store=store)
-    assert list(store.iterdir()) == []  # no pack, no temporary folder
+    assert [p for p in store.iterdir() if p.is_dir()] == []  # no pack, no temporary folder
     monkeypatch.setattr(np, "save", real_save)
     assert len(open_class(cat, store=store)["valid"]) == 220
 
@@ -173,3 +175,22 @@ def test_data_pack_packs_and_then_keeps(cat: Path, tmp_path: Path, capsys) -> No
     stamp = (pack_dir(cat, store) / "meta.json").stat().st_mtime_ns
     assert main(argv) == 0
     assert (pack_dir(cat, store) / "meta.json").stat().st_mtime_ns == stamp  # kept as it was
+
+
+def test_processes_starting_together_pack_a_class_once(cat: Path, tmp_path: Path) -> None:
+    """As the ranks of a data-parallel run do: one packs, the others wait and read its pack."""
+    store = tmp_path / "store"
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('error')\n"  # a repack would warn: none may happen
+        "from aisketcher.data.store import open_class\n"
+        "print(len(open_class(sys.argv[1], store=sys.argv[2])['train']))\n"
+    )
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(cat), str(store)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    assert [run.communicate()[0].strip() for run in runs] == ["1756"] * 3
+    assert [p.name for p in store.iterdir() if p.is_dir()] == [pack_dir(cat, store).name]

@@ -22,6 +22,7 @@ and rebuilt, never read.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ import uuid
 import warnings
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,21 +251,35 @@ def _open_pack(
     return out
 
 
+@contextmanager
+def _locked(target: Path) -> Iterator[None]:
+    """One process at a time checks or packs a class: the ranks of a data-parallel run (or two
+    runs) starting together pack it once, and none reads a pack another is replacing."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(f".{target.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def open_class(
     source: str | Path, splits: tuple[str, ...] | None = SPLITS, store: str | Path | None = None
 ) -> dict[str, PackedSplit]:
-    """The splits (None: all the file has) of one sketch-rnn class file from its pack, packing it first when there is no
-    pack, or the pack is stale or damaged (a warning says which file and why: nothing damaged is
-    ever read)."""
+    """The splits (None: all the file has) of one sketch-rnn class file from its pack, packing it
+    first when there is no pack, or the pack is stale or damaged (a warning says which file and
+    why: nothing damaged is ever read)."""
     source = Path(source)
     target = pack_dir(source, Path(store) if store is not None else default_store_dir())
-    if target.exists():
-        try:
-            return _open_pack(target, source, splits)
-        except _Unusable as exc:
-            warnings.warn(f"repacking {source}: {exc}", stacklevel=2)
     try:
-        _write_pack(source, target)
+        with _locked(target):
+            if target.exists():
+                try:
+                    return _open_pack(target, source, splits)
+                except _Unusable as exc:
+                    warnings.warn(f"repacking {source}: {exc}", stacklevel=2)
+            _write_pack(source, target)
     except OSError as exc:
         raise SketchDataError(f"cannot write the sketch store: {exc}", str(target)) from None
     try:
