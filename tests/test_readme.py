@@ -46,18 +46,18 @@ def test_the_command_table_runs_as_written(
     for name, points in (("a.json", [[10, 10], [60, 12]]), ("b.json", [[0, 0], [30, 40]])):
         Path(name).write_text(json.dumps([points]))
     commands = _table_commands()
-    assert len(commands) == 11  # every row of the table
+    assert len(commands) == 12  # every row of the table
     server = _BucketServer(_bucket(tmp_path / "bucket", quickdraw_dir))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     shortened = {
         "train": ["--steps", "2", "--batch-size", "8", "--data", str(quickdraw_dir)],
-        "data": ["--base-url", server.base_url],  # for `data download`
+        "data download": ["--base-url", server.base_url],
     }
     try:
         with serving(data_dir.parent / "models" / "magenta-js") as models:
             monkeypatch.setenv(MODELS_URL_ENV, models.base_url)  # for `--model google:NAME`
             for argv in commands:
-                extra = shortened.get(argv[0], []) if argv[:2] != ["data", "inspect"] else []
+                extra = shortened.get(" ".join(argv[:2]), shortened.get(argv[0], []))
                 assert main([*argv, *extra]) == 0, argv
     finally:
         server.shutdown()
