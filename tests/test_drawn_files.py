@@ -136,3 +136,17 @@ def test_write_npz_refuses_labels_that_do_not_fit(tmp_path: Path) -> None:
     write_npz(tmp_path / "x.npz", {"test": [sketch]}, labels={"test": ["a"]})
     with zipfile.ZipFile(tmp_path / "x.npz") as archive:
         assert sorted(archive.namelist()) == ["class_names.npy", "test.npy", "test_labels.npy"]
+
+
+def test_data_inspect_takes_the_drawings_the_drawing_commands_take(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    start = tmp_path / "start.json"
+    start.write_text(json.dumps({"strokes": [[[10, 10], [60, 12], [62, 70]], [[5, 5], [9, 40]]]}))
+    svg = tmp_path / "start.svg"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg"><circle cx="50" cy="50" r="20"/></svg>')
+    for path in (start, svg):
+        assert main(["data", "inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{start}: json drawing, 1 sketch(es)" in out and f"{svg}: svg drawing" in out
+    assert "all           1               5" in out  # 5 points, 2 strokes
