@@ -685,10 +685,14 @@ def fit_priors(
     # Encoded shortest first, so that each batch pads little; the codes go back in `keep` order.
     order = np.argsort([len(sketches[i]) for i in keep], kind="stable")
     was_training = model.training
-    parts = [
-        encode_sketches(model, [sketches[keep[i]] for i in part], labels[keep[part]].tolist())
-        for part in np.array_split(order, max(1, len(order) // 256))
-    ]
+    parts = []
+    for part in np.array_split(order, max(1, len(order) // 256)):
+        latent = encode_sketches(
+            model, [sketches[keep[i]] for i in part], labels[keep[part]].tolist()
+        )
+        # The codes are what is fitted: the latent's reconstructed rasters (64 KB a sketch) and
+        # encoder states are let go, or this fit's memory would grow with the number of classes.
+        parts.append(dataclasses.replace(latent, raster_recon=None, memory=None))
     model.train(was_training)
     back = torch.from_numpy(np.argsort(order))  # row i of the codes: sketch keep[i]
     if model.sketch_prior is not None:
