@@ -17,6 +17,7 @@ from aisketcher.model.autoencoder import (
 from aisketcher.model.config import PRESETS, ModelConfig, make_config
 from aisketcher.model.encoder import SketchEncoder
 from aisketcher.model.influence import AttentionTape, InfluenceLayer
+from aisketcher.model.inputs import DecoderInputs, Latent
 from aisketcher.model.priors import ClassGaussian
 from aisketcher.model.sketcher import SketchModel
 from aisketcher.sketch import stroke3_to_stroke5
@@ -287,6 +288,25 @@ def test_decoder_input_size_is_eq5() -> None:
     paper = tiny_config("ai-sketcher-paper-memory")  # a_d from bidirectional states, 2 x 16
     assert paper.decoder_input_size == 8 + 8 + 2 * 16 + 2 + 5
     assert tiny_config("sketch-rnn-decoder").decoder_input_size == 5
+
+
+def test_eq5_parts_are_named_where_the_decoder_reads_them() -> None:
+    """`DecoderInputs` names z's slices: the fixed parts' projection reads the latent's fields
+    there, a_d and s_i at zero; the model's fused decoder exists for the kernels' design only."""
+    model = SketchModel(tiny_config())
+    inputs = model.decoder_inputs
+    assert [name for name, _ in inputs.parts] == ["z_s", "z_r", "a_d", "c", "s"]
+    assert inputs.rows("a_d") == slice(16, 32) and inputs.rows("s") == slice(34, 39)
+    assert inputs.initial_size == 8 + 2  # [z_s; c]
+    assert DecoderInputs.of(tiny_config("sketch-rnn-decoder")).parts == (("s", 5),)
+    latent = Latent(torch.eye(2), torch.randn(2, 8), None, None, torch.randn(2, 8), *[None] * 3)
+    z = torch.cat([latent.z_s, latent.z_r, torch.zeros(2, 16), latent.c, torch.zeros(2, 5)], 1)
+    context = model.initial_state(latent, 2).context
+    torch.testing.assert_close(context, model.decoder.input_projection(z), rtol=0, atol=0)
+    assert model.fused is not None
+    for other in (dict(cell="lstm"), dict(cell="hyper"), dict(influence_sigma="learned")):
+        assert SketchModel(tiny_config(**other)).fused is None
+    assert SketchModel(tiny_config("ai-sketcher-no-influence")).fused is None
 
 
 @pytest.mark.parametrize("preset", ["ai-sketcher", "ai-sketcher-paper-memory", "sketch-rnn"])

@@ -175,7 +175,7 @@ class _GatedCell(RecurrentCell):
             g = noise.dropout(g, self.dropout)
         return g
 
-    def _dropout_mask(self, h: Tensor, steps: int = 0) -> Tensor | None:
+    def dropout_mask(self, h: Tensor, steps: int = 0) -> Tensor | None:
         """The candidate's dropout mask for one step (B, H), or `steps` of them (T, B, H), drawn
         as `_candidate` draws; None when no dropout applies."""
         if not (self.training and self.dropout > 0.0):
@@ -223,9 +223,7 @@ class LSTMCell(_GatedCell):
     def recurrence(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state
         if fused.usable(xp):
-            h, c = fused.lstm_step(
-                xp, h, c, self.weight_hh, self._dropout_mask(h), self.forget_bias
-            )
+            h, c = fused.lstm_step(xp, h, c, self.weight_hh, self.dropout_mask(h), self.forget_bias)
             return h, (h, c)
         i, j, f, o = torch.addmm(xp, h, self.weight_hh).chunk(4, 1)
         c = c * torch.sigmoid(f + self.forget_bias) + torch.sigmoid(i) * self._candidate(j)
@@ -236,7 +234,7 @@ class LSTMCell(_GatedCell):
         h, c = state
         if not fused.usable(xps):
             return super().run(xps, state)
-        masks = self._dropout_mask(h, xps.shape[0])
+        masks = self.dropout_mask(h, xps.shape[0])
         hs, c = fused.lstm_sequence(xps, h, c, self.weight_hh, masks, self.forget_bias)
         return hs, (hs[-1], c)
 
@@ -297,9 +295,7 @@ class LayerNormLSTMCell(_GatedCell):
         # sigmoid over all four blocks (j's is unused), the forget bias inside the gate shift.
         h, c = state
         if fused.usable(xp):
-            h, c = fused.ln_lstm_step(
-                xp, h, c, self.weight_hh, *self._norms(), self._dropout_mask(h), LAYER_NORM_EPS
-            )
+            h, c = fused.ln_lstm_step(xp, h, c, self.weight_hh, self.norms(), self.dropout_mask(h))
             return h, (h, c)
         hid = self.hidden_size
         gates = F.layer_norm(
@@ -317,17 +313,17 @@ class LayerNormLSTMCell(_GatedCell):
         h, c = state
         if not fused.usable(xps):
             return super().run(xps, state)
-        masks = self._dropout_mask(h, xps.shape[0])
-        hs, c = fused.ln_lstm_sequence(
-            xps, h, c, self.weight_hh, *self._norms(), masks, LAYER_NORM_EPS
-        )
+        masks = self.dropout_mask(h, xps.shape[0])
+        hs, c = fused.ln_lstm_sequence(xps, h, c, self.weight_hh, self.norms(), masks)
         return hs, (hs[-1], c)
 
-    def _norms(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The fused kernels' norm parameters: gate gain, gate shift (bias + forget bias on the f
-        block, as a (4H) vector), cell gain, cell bias."""
+    def norms(self) -> fused.LnNorms:
+        """The norms as the fused kernels take them: the gate shift is the gate bias with the
+        forget bias added on the f block."""
         shift = (self.gate_norm_bias.view(4, -1) + self._forget_shift).reshape(-1)
-        return self.gate_norm_gain, shift, self.cell_norm_gain, self.cell_norm_bias
+        return fused.LnNorms(
+            self.gate_norm_gain, shift, self.cell_norm_gain, self.cell_norm_bias, LAYER_NORM_EPS
+        )
 
     def state_from_vector(self, v: Tensor) -> State:
         h, c = v.split(self.hidden_size, 1)

@@ -13,6 +13,7 @@ from typing import Any
 
 from aisketcher.errors import SketchDataError
 from aisketcher.fields import mistyped
+from aisketcher.model.inputs import DecoderInputs
 
 
 @dataclass
@@ -80,15 +81,8 @@ class ModelConfig:
 
     @property
     def decoder_input_size(self) -> int:
-        """Size of z = [z_s; z_r; a_d; c; s_i] (eq. 5)."""
-        size = 5 + self.cond_size
-        if self.has_latent:
-            size += self.z_size
-        if self.use_autoencoder:
-            size += self.raster_z_size
-        if self.use_influence:
-            size += self.memory_size
-        return size
+        """Size of z = [z_s; z_r; a_d; c; s_i] (eq. 5; its parts: `DecoderInputs`)."""
+        return DecoderInputs.of(self).size
 
     def validate(self) -> ModelConfig:
         """Every field of the type it is declared with and within RANGES (a config file from

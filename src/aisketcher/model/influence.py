@@ -126,6 +126,11 @@ class InfluenceLayer(nn.Module):
         # The padding mask of the last `lengths` seen, kept while decoding goes on step by step.
         self._padding: tuple[torch.Tensor, int, torch.Tensor] | None = None
 
+    @property
+    def paper_sigma(self) -> bool:
+        """Whether sigma_a = exp(tanh(mu_a) / 2) (eq. 10), the form the fused kernels compute."""
+        return self.log_var is None
+
     def first_query(self, batch: int) -> torch.Tensor:
         return self.initial_query.expand(batch, -1)
 
@@ -149,7 +154,7 @@ class InfluenceLayer(nn.Module):
             hidden = self._padding_mask(lengths, memory.shape[1])[:, :seen]
         projected = self.W(query)
         if tape is not None and torch.is_grad_enabled():
-            if self.log_var is None and fused.usable(projected):
+            if self.paper_sigma and fused.usable(projected):
                 if noise is None:
                     noise = standard_normal_like(projected)
                 limit = torch.full((projected.shape[0],), seen, device=projected.device)
@@ -159,7 +164,7 @@ class InfluenceLayer(nn.Module):
             mu = _TapedAttention.apply(projected, tape.memory, hidden, seen, tape, step)
         else:
             mu = _attend(projected, memory[:, :seen], hidden)[1]
-        log_var = torch.tanh(mu) if self.log_var is None else self.log_var(mu)  # eq. 10: sigma_a
+        log_var = torch.tanh(mu) if self.paper_sigma else self.log_var(mu)  # eq. 10: sigma_a
         if noise is None:
             noise = standard_normal_like(mu)
         return mu + torch.exp(log_var / 2) * noise, mu, log_var  # eq. 9: a_d = mu_a + sigma_a * l_a

@@ -2,87 +2,28 @@
 
 Every baseline is this class with parts switched off (see config.PRESETS). Tensors are batch-major
 at the boundary. Training and sampling live outside (train/, sampler.py); they use `encode`,
-`initial_state`, `decode` and `decode_step`.
+`initial_state`, `decode` and `decode_step`. Those are the paper's equations in PyTorch; where the
+fused kernels compute the same (`self.fused`, fused/decoder.py), they hand the call over.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aisketcher.model import fused
 from aisketcher.model.autoencoder import RasterAutoencoder, RasterEncoder
-from aisketcher.model.cells import LAYER_NORM_EPS, make_cell
+from aisketcher.model.cells import make_cell
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.encoder import EncoderStates, SketchEncoder
+from aisketcher.model.fused.decoder import FusedDecoder
 from aisketcher.model.influence import AttentionTape, InfluenceLayer
+from aisketcher.model.inputs import DecoderInputs, DecoderState, Latent, with_room
 from aisketcher.model.mixture import Mixture
 from aisketcher.model.noise import standard_normal, standard_normal_like
 from aisketcher.model.priors import ClassGaussian
-
-
-@dataclass
-class Latent:
-    """Everything the decoder conditions on that is fixed per sketch, for one batch."""
-
-    c: torch.Tensor | None  # (B, k) one-hot class vector
-    z_s: torch.Tensor | None  # (B, n_z) eq. 4
-    mu_s: torch.Tensor | None  # (B, n_z) eq. 3
-    log_var_s: torch.Tensor | None  # (B, n_z) log sigma_s^2
-    z_r: torch.Tensor | None  # (B, z_r) raster features
-    raster_recon: torch.Tensor | None  # (B, 1, S, S) X_r'
-    # The paper-literal memory (influence_memory "bidirectional") only: every encoder state of
-    # the input sketch. The default memory is not fixed per sketch: the decoder builds it from
-    # the points it is given or draws (DecoderState.memory).
-    memory: torch.Tensor | None  # (B, T, 2H)
-    memory_lengths: torch.Tensor | None  # (B,)
-
-    def rows(self, index: torch.Tensor) -> Latent:
-        """The latent of the batch rows `index` only."""
-        return Latent(*(_rows(getattr(self, f.name), index) for f in fields(self)))
-
-
-@dataclass
-class DecoderState:
-    rnn: tuple[torch.Tensor, ...]
-    query: torch.Tensor | None  # h_dec of the previous step, the influence layer's query
-    context: torch.Tensor  # the decoder's input projection of the inputs fixed per sketch
-    # The "drawn" memory while decoding step by step: row t = the encoder's forward state after
-    # points 1..t (rows past the current step are unused room), and that RNN's own state.
-    memory: torch.Tensor | None = None  # (B, capacity, H)
-    memory_rnn: tuple[torch.Tensor, ...] | None = None
-    # The fused drawing step's weights (`SketchModel._draw_weights`), gathered at its first step.
-    draw_weights: tuple[tuple[torch.Tensor, ...], ...] | None = None
-
-    def rows(self, index: torch.Tensor) -> DecoderState:
-        """The state of the batch rows `index` only."""
-        memory_rnn = (
-            None if self.memory_rnn is None else tuple(_rows(t, index) for t in self.memory_rnn)
-        )
-        return DecoderState(
-            tuple(_rows(t, index) for t in self.rnn),
-            _rows(self.query, index),
-            _rows(self.context, index),
-            _rows(self.memory, index),
-            memory_rnn,
-            self.draw_weights,
-        )
-
-
-def _with_room(memory: torch.Tensor, step: int) -> torch.Tensor:
-    """`memory` with a row `step`: room doubles, so that a long drawing copies O(T) rows."""
-    if memory.shape[1] > step:
-        return memory
-    room = memory.new_zeros(memory.shape[0], max(2 * memory.shape[1], step + 16), memory.shape[2])
-    room[:, : memory.shape[1]] = memory
-    return room
-
-
-def _rows(t: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
-    return None if t is None else t.index_select(0, index.to(t.device))
 
 
 @dataclass
@@ -124,14 +65,16 @@ class SketchModel(nn.Module):
             if cfg.use_influence
             else None
         )
+        self.decoder_inputs = DecoderInputs.of(cfg)  # z = [z_s; z_r; a_d; c; s_i] (eq. 5)
         self.decoder = make_cell(
-            cfg.cell, cfg.decoder_input_size, cfg.dec_rnn_size, dropout=dropout
+            cfg.cell, self.decoder_inputs.size, cfg.dec_rnn_size, dropout=dropout
         )
-        init_in = (cfg.z_size if cfg.has_latent else 0) + cfg.cond_size
+        init_in = self.decoder_inputs.initial_size
         self.to_initial_state = nn.Linear(init_in, self.decoder.state_size) if init_in else None
         self.output = nn.Linear(cfg.dec_rnn_size, 3 + 6 * cfg.num_mixture)  # eq. 6
         self.autoencoder_frozen = False
-        self._point_start = cfg.decoder_input_size - 5  # s_i is the last part of z
+        # The fused kernels of this design, chosen once; None: the equations below alone.
+        self.fused = FusedDecoder.of(self)
 
     @property
     def drawn_memory(self) -> bool:
@@ -188,35 +131,24 @@ class SketchModel(nn.Module):
         return Latent(c, z_s, mu, log_var, z_r, recon, memory, lengths)
 
     # ----- decoding -----
-    # The decoder's input z = [z_s; z_r; a_d; c; s_i] (eq. 5). Only a_d and s_i change from step to
-    # step, so the rest is projected once per sketch (`DecoderState.context`) and each step adds
-    # the projections of a_d and s_i alone.
+    # The decoder's input z = [z_s; z_r; a_d; c; s_i] (eq. 5), laid out by `decoder_inputs`. Only
+    # a_d and s_i change from step to step, so the rest is projected once per sketch
+    # (`DecoderState.context`) and each step adds the projections of a_d and s_i alone.
     def initial_state(self, latent: Latent, batch: int) -> DecoderState:
         """h_0 = tanh(W [z_s; c] + b), or zeros for the decoder-only model."""
-        parts = [t for t in (latent.z_s, latent.c) if t is not None]
-        device, dtype = self.output.weight.device, self.output.weight.dtype
+        like = self.output.weight
         if self.to_initial_state is None:
-            rnn = self.decoder.initial_state(batch, device, dtype)
+            rnn = self.decoder.initial_state(batch, like.device, like.dtype)
         else:
-            rnn = self.decoder.state_from_vector(
-                torch.tanh(self.to_initial_state(torch.cat(parts, -1)))
-            )
+            initial = torch.cat(self.decoder_inputs.initial(latent), -1)
+            rnn = self.decoder.state_from_vector(torch.tanh(self.to_initial_state(initial)))
         query = self.influence.first_query(batch) if self.influence is not None else None
-        a_slot = [] if self.influence is None else [torch.zeros(batch, self.config.memory_size)]
-        known = [latent.z_s, latent.z_r, *a_slot, latent.c, torch.zeros(batch, 5)]
-        z = torch.cat([t.to(device, dtype) for t in known if t is not None], -1)
+        context = self.decoder.input_projection(self.decoder_inputs.fixed(latent, batch, like))
         memory = memory_rnn = None
         if self.drawn_memory:
-            memory = torch.zeros(batch, 0, self.config.enc_rnn_size, device=device, dtype=dtype)
-            memory_rnn = self.encoder.forward_cell.initial_state(batch, device, dtype)
-        return DecoderState(rnn, query, self.decoder.input_projection(z), memory, memory_rnn)
-
-    @property
-    def _a_start(self) -> int:
-        cfg = self.config
-        return (cfg.z_size if cfg.has_latent else 0) + (
-            cfg.raster_z_size if cfg.use_autoencoder else 0
-        )
+            memory = like.new_zeros(batch, 0, self.config.enc_rnn_size)
+            memory_rnn = self.encoder.forward_cell.initial_state(batch, like.device, like.dtype)
+        return DecoderState(rnn, query, context, memory, memory_rnn)
 
     def _influence_step(
         self,
@@ -236,7 +168,7 @@ class SketchModel(nn.Module):
         else:
             a_d, mu_a, log_var_a = self.influence(query, memory, lengths, step, noise, tape)
             stats = (mu_a, log_var_a)
-        return self.decoder.partial_projection(a_d, self._a_start), stats
+        return self.decoder.partial_projection(a_d, self.decoder_inputs.start("a_d")), stats
 
     def _remember(self, point: torch.Tensor, state: DecoderState, step: int) -> DecoderState:
         """The "drawn" memory gains row `step`: the forward encoder state after reading point
@@ -246,94 +178,17 @@ class SketchModel(nn.Module):
             h = memory_rnn[0]
         else:
             h, memory_rnn = self.encoder.forward_cell.step(point, memory_rnn)
-        memory = _with_room(state.memory, step)
+        memory = with_room(state.memory, step)
         memory[:, step] = h
         return DecoderState(state.rnn, state.query, state.context, memory, memory_rnn)
-
-    def _fused_drawing(self, point: torch.Tensor) -> bool:
-        """Whether `decode_step` can run as one fused call: drawing (no autograd, no dropout) a
-        few rows of the default design on a CPU with the kernels built."""
-        cfg = self.config
-        return (
-            not torch.is_grad_enabled()
-            and not self.training
-            and point.shape[0] <= fused.DRAW_ROWS
-            and cfg.cell == "layer_norm"
-            and self.drawn_memory
-            and self.influence.causal
-            and self.influence.log_var is None
-            and fused.usable(point)
-        )
-
-    def _draw_weights(self) -> tuple[tuple[torch.Tensor, ...], ...]:
-        """The weights `fused.ln_draw_step` takes, in its order: the decoder's (input weights of
-        s_j and of a_d, recurrent weights, norms), the memory encoder's, the influence layer's W,
-        the output layer's. Gathered once per drawing: slicing and the norms' shift at every point
-        cost as much as a tenth of a drawing step."""
-        dec, enc, cfg = self.decoder, self.encoder.forward_cell, self.config
-        start, a_start = self._point_start, self._a_start
-        return (
-            (dec.weight_ih[start : start + 5], dec.weight_ih[a_start : a_start + cfg.memory_size],
-             dec.weight_hh, *dec._norms()),
-            (enc.weight_ih, enc.weight_hh, *enc._norms()),
-            (self.influence.W.weight,),
-            (self.output.weight, self.output.bias),
-        )  # fmt: skip
-
-    def _fused_step(
-        self, point: torch.Tensor, state: DecoderState, step: int, noise: torch.Tensor | None
-    ) -> tuple[torch.Tensor, DecoderState, tuple[torch.Tensor, torch.Tensor]]:
-        """`decode_step` in one call of `fused.ln_draw_step`: the same equations in one pass."""
-        if noise is None:
-            noise = standard_normal(point.shape[0], self.config.memory_size)
-        weights = state.draw_weights or self._draw_weights()
-        decoder, encoder, attention, output = weights
-        memory = _with_room(state.memory, step)
-        rnn, memory_rnn = (tuple(t.contiguous() for t in s) for s in (state.rnn, state.memory_rnn))
-        y, h, c, enc_h, enc_c, mu, log_var = fused.ln_draw_step(
-            point.contiguous(), state.context, *decoder, *rnn, state.query.contiguous(), *encoder,
-            *memory_rnn, memory, step, *attention, noise.contiguous(), *output, LAYER_NORM_EPS,
-        )  # fmt: skip
-        state = DecoderState((h, c), h, state.context, memory, (enc_h, enc_c), weights)
-        return y, state, (mu, log_var)
 
     def _projected(self, inputs: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """The decoder's input projection at every step (L, B, 4H) but for a_d's part: the fixed
         inputs' (`state.context`) and the points'."""
-        points = self.decoder.partial_projection(inputs.transpose(0, 1), self._point_start)
-        return state.context.unsqueeze(0) + points
-
-    def _fused_decoding(self, inputs: torch.Tensor) -> bool:
-        """Whether teacher-forced decoding in training can run as `fused.ln_influence_sequence`:
-        layer-normalised cells, sigma_a = exp(tanh(mu_a) / 2), float32 on a CPU with the kernels."""
-        return (
-            torch.is_grad_enabled()
-            and self.config.cell == "layer_norm"
-            and self.influence.log_var is None
-            and fused.usable(inputs)
+        points = self.decoder.partial_projection(
+            inputs.transpose(0, 1), self.decoder_inputs.start("s")
         )
-
-    def _fused_decode(
-        self,
-        inputs: torch.Tensor,
-        state: DecoderState,
-        memory: torch.Tensor,
-        lengths: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`decode`'s loop in one fused call: hs (L, B, H), mu_a, log sigma_a^2 (L, B, n_a)."""
-        batch, steps = inputs.shape[:2]
-        dec, size, start = self.decoder, self.config.memory_size, self._point_start
-        noises, masks = [], []
-        for _ in range(steps):  # in the loop's order: lambda_a, then the step's dropout mask
-            noises.append(standard_normal(batch, size))
-            masks.append(dec._dropout_mask(state.rnn[0]))
-        limits = self.influence.read_limits(steps, memory.shape[1], lengths, batch)
-        return fused.ln_influence_sequence(
-            state.context, inputs.transpose(0, 1), *state.rnn, state.query, dec.weight_hh,
-            dec.weight_ih[self._a_start : self._a_start + size], dec.weight_ih[start : start + 5],
-            self.influence.W.weight, *dec._norms(), None if masks[0] is None else torch.stack(masks),
-            memory, limits, torch.stack(noises).to(inputs), LAYER_NORM_EPS,
-        )  # fmt: skip
+        return state.context.unsqueeze(0) + points
 
     def decode_step(
         self,
@@ -344,9 +199,9 @@ class SketchModel(nn.Module):
         influence_noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, DecoderState, tuple[torch.Tensor, torch.Tensor] | None]:
         """One step: point s_j (B, 5), j = `step` -> output y_j (B, 3 + 6m) for s_{j+1}, new state."""
-        if self.influence is not None and self._fused_drawing(point):
-            return self._fused_step(point, state, step, influence_noise)
-        xp = state.context + self.decoder.partial_projection(point, self._point_start)
+        if self.fused is not None and self.fused.draws(point):
+            return self.fused.draw_step(point, state, step, influence_noise)
+        xp = state.context + self.decoder.partial_projection(point, self.decoder_inputs.start("s"))
         stats = None
         if self.influence is not None:
             memory, lengths = latent.memory, latent.memory_lengths
@@ -389,8 +244,8 @@ class SketchModel(nn.Module):
             memory = torch.cat([drawn.new_zeros(drawn.shape[0], 1, drawn.shape[2]), drawn], 1)
         elif not self.drawn_memory:
             memory, lengths = latent.memory, latent.memory_lengths
-        if memory is not None and self._fused_decoding(inputs):
-            hs, mu_a, log_var_a = self._fused_decode(inputs, state, memory, lengths)
+        if self.fused is not None and self.fused.trains(inputs, memory):
+            hs, mu_a, log_var_a = self.fused.decode(inputs, state, memory, lengths)
             y = self.output(hs.transpose(0, 1))
             mixture = Mixture.from_output(y, self.config.num_mixture)
             return mixture, mu_a.transpose(0, 1), log_var_a.transpose(0, 1)

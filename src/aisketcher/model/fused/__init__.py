@@ -25,6 +25,10 @@ default model its whole decoder step (the memory's encoder step, the influence l
 output layer) as one call (`ln_draw_step`). The CNN autoencoder's stride-2, transposed and
 stride-1 SAME 2x2 convolutions run over channels-last rows with their channel counts compiled in
 (`conv.py`: `run_layers`, falling back to the layers themselves).
+
+The cells and layers call their own kernels. The model's decoder as a whole (its training loop,
+its drawing step) runs on them through one dispatcher, `decoder.py` (`FusedDecoder`), which also
+names the structures those kernels take.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -165,8 +169,19 @@ def usable(x: Tensor) -> bool:
     )
 
 
-def _mask(mask: Tensor | None) -> Tensor:
+def as_mask(mask: Tensor | None) -> Tensor:
+    """A dropout mask as the kernels take it: an empty tensor for none."""
     return _EMPTY if mask is None else mask.contiguous()
+
+
+class LnNorms(NamedTuple):
+    """A layer-normalised LSTM cell's norms (lstm.cpp `LnView`)."""
+
+    gain: Tensor  # (4H) of the gates
+    shift: Tensor  # (4H) the gates' bias, the forget bias added on the f block
+    cell_gain: Tensor  # (H) of the new cell
+    cell_bias: Tensor  # (H)
+    eps: float  # inside the square root
 
 
 class _LayerNormStep(torch.autograd.Function):
@@ -242,17 +257,17 @@ class _LSTMSequence(torch.autograd.Function):
 
 
 def ln_lstm_step(
-    xp: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, gain: Tensor, shift: Tensor,
-    cgain: Tensor, cbias: Tensor, mask: Tensor | None, eps: float,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
+    xp: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, norms: LnNorms, mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """One layer-normalised LSTM step: (h', c') from projected input xp (B, 4H) and (h, c)."""
     xp, h, c = xp.contiguous(), h.contiguous(), c.contiguous()
+    gain, shift, cgain, cbias, eps = norms
     if not torch.is_grad_enabled():  # sampling: no autograd bookkeeping at all
         out = extension().ln_forward(
-            torch.addmm(xp, h, w_hh), c, gain, shift, cgain, cbias, _mask(mask), eps, False
+            torch.addmm(xp, h, w_hh), c, gain, shift, cgain, cbias, as_mask(mask), eps, False
         )
         return out[0], out[1]
-    return _LayerNormStep.apply(xp, h, c, w_hh, gain, shift, cgain, cbias, _mask(mask), eps)
+    return _LayerNormStep.apply(xp, h, c, w_hh, gain, shift, cgain, cbias, as_mask(mask), eps)
 
 
 def lstm_step(
@@ -261,9 +276,9 @@ def lstm_step(
     """One plain LSTM step (the forget bias added inside)."""
     xp, h, c = xp.contiguous(), h.contiguous(), c.contiguous()
     if not torch.is_grad_enabled():
-        out = extension().lstm_forward(torch.addmm(xp, h, w_hh), c, _mask(mask), forget_bias)
+        out = extension().lstm_forward(torch.addmm(xp, h, w_hh), c, as_mask(mask), forget_bias)
         return out[0], out[1]
-    return _LSTMStep.apply(xp, h, c, w_hh, _mask(mask), forget_bias)
+    return _LSTMStep.apply(xp, h, c, w_hh, as_mask(mask), forget_bias)
 
 
 class _Influence(torch.autograd.Function):
@@ -296,63 +311,24 @@ def influence_step(
     return _Influence.apply(query.contiguous(), memory, limit, noise.contiguous(), tape, step)
 
 
-class _LayerNormInfluenceSequence(torch.autograd.Function):
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, context, points, h0, c0, q0, w_hh, w_a, w_s, w_q, gain, shift, cgain, cbias,
-        masks, memory, limits, noise, eps,
-    ):  # fmt: skip
-        hs, cs, mu, log_var, inputs, alpha, proj, *saved = extension().ln_influence_forward(
-            context, points, h0, c0, q0, w_hh, w_a, w_s, w_q, gain, shift, cgain, cbias, masks,
-            memory, limits, noise, eps,
-        )  # fmt: skip
-        ctx.save_for_backward(
-            h0, q0, w_hh, w_a, w_q, gain, cgain, masks, memory, limits, noise, hs, cs, log_var,
-            inputs, alpha, proj, *saved, w_s,
-        )  # fmt: skip
-        return hs, mu, log_var
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, dhs: Tensor, d_mu: Tensor, d_lv: Tensor):  # type: ignore[override]
-        *saved, w_s = ctx.saved_tensors
-        dgates, *grads, d_memory = extension().ln_influence_backward(
-            dhs.contiguous(), d_mu.contiguous(), d_lv.contiguous(), *saved
-        )
-        d_points = dgates @ w_s.t() if ctx.needs_input_grad[1] else None
-        d_context, *grads = grads
-        return d_context, d_points, *grads, None, d_memory, None, None, None
-
-
-def ln_influence_sequence(
-    context: Tensor, points: Tensor, h0: Tensor, c0: Tensor, q0: Tensor, w_hh: Tensor,
-    w_a: Tensor, w_s: Tensor, w_q: Tensor, gain: Tensor, shift: Tensor, cgain: Tensor,
-    cbias: Tensor, masks: Tensor | None, memory: Tensor, limits: Tensor, noise: Tensor,
-    eps: float,
-) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    """The default decoder's teacher-forced loop (layer-normalised cell, influence layer with
-    sigma_a = exp(tanh(mu_a) / 2)) in one call each way: hs (L, B, H), mu_a and log sigma_a^2
-    (L, B, A) from the projection of the inputs fixed per sketch (B, 4H), the points s_j
-    (L, B, 5), the state h0, c0, the first query q0 (B, H), the weights W_hh (H, 4H), W_a (A, 4H),
-    W_s (5, 4H) and the influence layer's W (A, H), the norms, the dropout masks (L, B, H) or
-    None, the memory (B, T, A), how many of its rows each step reads (L, B) and lambda_a
-    (L, B, A). See `ln_influence_forward` in lstm.cpp."""
-    return _LayerNormInfluenceSequence.apply(
-        context.contiguous(), points.contiguous(), h0.contiguous(), c0.contiguous(),
-        q0.contiguous(), w_hh, w_a, w_s, w_q, gain, shift, cgain, cbias, _mask(masks),
-        memory.contiguous(), limits.contiguous(), noise.contiguous(), eps,
-    )  # fmt: skip
-
-
-DRAW_ROWS = (
-    8  # up to this many rows a drawing step's loops beat batched products (measured: 16 do not)
-)
-
-
-def ln_draw_step(*args: Tensor | int | float) -> list[Tensor]:
-    """One drawing step of the default model as one call (see `ln_draw_step` in lstm.cpp):
-    y, h', c', the memory cell's h', c', mu_a, log sigma_a^2; the memory's row is written."""
-    return extension().ln_draw_step(*args)
+def ln_draw_step(
+    weights: Any,
+    point: Tensor,
+    context: Tensor,
+    rnn: tuple[Tensor, ...],
+    query: Tensor,
+    memory_rnn: tuple[Tensor, ...],
+    memory: Tensor,
+    step: int,
+    noise: Tensor,
+) -> list[Tensor]:
+    """One drawing step of the default model as one call (see `ln_draw_step` in lstm.cpp) with
+    its weights as lstm.cpp holds them (`fused.decoder.DrawWeights`) and a `DecoderState`'s
+    parts: y, h', c', the memory cell's h', c', mu_a, log sigma_a^2; the memory's row `step` is
+    written."""
+    return extension().ln_draw_step(
+        weights, point, context, rnn, query, memory_rnn, memory, step, noise
+    )
 
 
 def sample_points(*args: Tensor | int | float) -> Tensor:
@@ -363,13 +339,13 @@ def sample_points(*args: Tensor | int | float) -> Tensor:
 
 
 def ln_lstm_sequence(
-    xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, gain: Tensor, shift: Tensor,
-    cgain: Tensor, cbias: Tensor, masks: Tensor | None, eps: float,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
+    xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, norms: LnNorms, masks: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """Outputs (T, B, H) and the final cell of a layer-normalised LSTM over xp (T, B, 4H)."""
+    gain, shift, cgain, cbias, eps = norms
     return _LayerNormSequence.apply(
         xp.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, gain, shift, cgain, cbias,
-        _mask(masks), eps,
+        as_mask(masks), eps,
     )  # fmt: skip
 
 
@@ -378,5 +354,5 @@ def lstm_sequence(
 ) -> tuple[Tensor, Tensor]:
     """Outputs (T, B, H) and the final cell of a plain LSTM over xp (T, B, 4H)."""
     return _LSTMSequence.apply(
-        xp.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, _mask(masks), forget_bias
+        xp.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, as_mask(masks), forget_bias
     )

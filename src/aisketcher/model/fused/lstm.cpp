@@ -515,35 +515,78 @@ inline void attend_row(const float* q, const float* mem, int64_t n, int64_t A, c
   for (int64_t k = 0; k < A; ++k) a[k] = mu[k] + std::exp(0.5f * lv[k]) * noise[k];
 }
 
-// Arguments: the point s_j (B, 5); the decoder's projection of the inputs fixed per sketch
-// (B, 4H); its input weights for s_j (5, 4H) and for a_d (n_a, 4H), recurrent weights (H, 4H),
-// norms, state h, c (B, H); the query h_dec_{j-1} (B, H); the encoder's forward cell: input
-// weights (5, 4E), recurrent weights (E, 4E), norms, state (B, E); the memory (B, room, E),
-// whose row j this step writes (room > j); the influence layer's W (n_a, H); lambda_a (B, n_a);
-// the output layer (O, H), (O). Returns y (B, O), h', c', the encoder's h', c', mu_a, log sigma_a^2.
-std::vector<Tensor> ln_draw_step(
-    const Tensor& point, const Tensor& context, const Tensor& w_point, const Tensor& w_a,
-    const Tensor& w_hh, const Tensor& gain, const Tensor& shift, const Tensor& cgain,
-    const Tensor& cbias, const Tensor& h, const Tensor& c, const Tensor& query,
-    const Tensor& enc_w_ih, const Tensor& enc_w_hh, const Tensor& enc_gain,
-    const Tensor& enc_shift, const Tensor& enc_cgain, const Tensor& enc_cbias,
-    const Tensor& enc_h, const Tensor& enc_c, const Tensor& memory, int64_t step,
-    const Tensor& w_att, const Tensor& noise, const Tensor& w_out, const Tensor& b_out,
-    double eps) {
-  const int64_t B = h.size(0), H = h.size(1), E = enc_h.size(1), A = w_att.size(0);
-  const int64_t O = w_out.size(0), room = memory.size(1);
+// A layer-normalised LSTM cell as the drawing step takes it, read by field name from an `LnCell`
+// (aisketcher/model/fused/decoder.py): the input weights of the inputs the step adds itself
+// (I, 4H), the recurrent weights (H, 4H) and the norms (an `LnNorms`).
+struct LnCell {
+  Tensor w_in, w_hh, gain, shift, cgain, cbias;
+  double eps;
+  LnView view() const { return ln_view(gain, shift, cgain, cbias, eps); }
+};
+
+Tensor field(const py::handle& structure, const char* name) {
+  return structure.attr(name).cast<Tensor>();
+}
+
+LnCell ln_cell(const py::handle& cell) {
+  const py::object norms = cell.attr("norms");
+  return {field(cell, "w_in"),      field(cell, "w_hh"),       field(norms, "gain"),
+          field(norms, "shift"),    field(norms, "cell_gain"), field(norms, "cell_bias"),
+          norms.attr("eps").cast<double>()};
+}
+
+// The drawing step's weights, read by field name from a `DrawWeights` once per drawing:
+// the decoder's cell (its `w_in`: the rows of s_j in its input weights, 5 x 4H), the rows of a_d
+// (n_a, 4H) and the influence layer's W (n_a, H); the encoder's forward cell that makes the
+// memory (its `w_in`: 5 x 4E); the output layer (O, H), (O).
+struct DrawWeights {
+  LnCell decoder;
+  Tensor w_a, w_query;
+  LnCell memory;
+  Tensor w_out, b_out;
+
+  explicit DrawWeights(const py::object& w) {
+    const py::object influence_decoder = w.attr("decoder");
+    decoder = ln_cell(influence_decoder.attr("cell"));
+    w_a = field(influence_decoder, "w_a");
+    w_query = field(influence_decoder, "w_query");
+    memory = ln_cell(w.attr("memory"));
+    w_out = field(w, "w_out");
+    b_out = field(w, "b_out");
+    TORCH_CHECK(w_query.size(0) == memory.w_hh.size(0) && w_a.size(0) == w_query.size(0) &&
+                    decoder.w_in.size(0) == 5 && memory.w_in.size(0) == 5,
+                "fused drawing: unexpected sizes");
+    for (const Tensor* t : {&decoder.w_in, &w_a, &decoder.w_hh, &memory.w_in, &memory.w_hh,
+                            &w_query, &w_out})
+      TORCH_CHECK(t->is_contiguous(), "fused drawing: contiguous weights only");
+  }
+};
+
+using CellState = std::pair<Tensor, Tensor>;  // (h, c)
+
+// One step for rows of the point s_j (B, 5), j = `step`, from the state: the decoder's projection
+// of the inputs fixed per sketch (B, 4H), its cell's (h, c) (B, H), the query h_dec_{j-1} (B, H),
+// the memory encoder's (h, c) (B, E) and the memory (B, room, E), whose row j this step writes
+// (room > j); lambda_a (B, n_a). Returns y (B, O), h', c', the encoder's h', c', mu_a and
+// log sigma_a^2.
+std::vector<Tensor> ln_draw_step(const DrawWeights& w, const Tensor& point_in,
+                                 const Tensor& context, const CellState& rnn,
+                                 const Tensor& query_in, const CellState& memory_rnn,
+                                 const Tensor& memory, int64_t step, const Tensor& noise_in) {
+  const Tensor point = point_in.contiguous(), query = query_in.contiguous();
+  const Tensor h = rnn.first.contiguous(), c = rnn.second.contiguous();
+  const Tensor enc_h = memory_rnn.first.contiguous(), enc_c = memory_rnn.second.contiguous();
+  const Tensor noise = noise_in.contiguous();
+  const int64_t B = h.size(0), H = h.size(1), E = enc_h.size(1), A = w.w_query.size(0);
+  const int64_t O = w.w_out.size(0), room = memory.size(1);
   TORCH_CHECK(step >= 0 && step < room, "fused drawing: the memory has no row for this step");
-  TORCH_CHECK(A == E && w_a.size(0) == A && w_point.size(0) == 5 && enc_w_ih.size(0) == 5,
-              "fused drawing: unexpected sizes");
-  for (const Tensor* t : {&point, &context, &w_point, &w_a, &w_hh, &h, &c, &query, &enc_w_ih,
-                          &enc_w_hh, &enc_h, &enc_c, &memory, &w_att, &noise, &w_out})
-    TORCH_CHECK(t->is_contiguous(), "fused drawing: contiguous inputs only");
+  TORCH_CHECK(memory.is_contiguous() && context.is_contiguous(),
+              "fused drawing: contiguous memory and context only");
   auto o = h.options();
   auto y = torch::empty({B, O}, o), h_out = torch::empty({B, H}, o), c_out = torch::empty({B, H}, o);
   auto eh_out = enc_h.clone(), ec_out = enc_c.clone();
   auto mu = torch::empty({B, A}, o), log_var = torch::empty({B, A}, o);
-  const auto dec = ln_view(gain, shift, cgain, cbias, eps);
-  const auto enc = ln_view(enc_gain, enc_shift, enc_cgain, enc_cbias, eps);
+  const auto dec = w.decoder.view(), enc = w.memory.view();
   std::vector<float> gates(4 * H), enc_gates(4 * E), projected(A), scores(step + 1), a(A);
   for (int64_t b = 0; b < B; ++b) {
     const float* s = ptr(point) + b * 5;
@@ -552,24 +595,24 @@ std::vector<Tensor> ln_draw_step(
     // the zero state, whose input is S0).
     if (step > 0) {
       std::fill(enc_gates.begin(), enc_gates.end(), 0.0f);
-      add_xw(s, 5, ptr(enc_w_ih), 4 * E, enc_gates.data());
-      add_xw(ptr(enc_h) + b * E, E, ptr(enc_w_hh), 4 * E, enc_gates.data());
+      add_xw(s, 5, ptr(w.memory.w_in), 4 * E, enc_gates.data());
+      add_xw(ptr(enc_h) + b * E, E, ptr(w.memory.w_hh), 4 * E, enc_gates.data());
       ln_rows_forward(enc_gates.data(), ptr(enc_c) + b * E, nullptr, enc, 1,
                       ptr(eh_out) + b * E, ptr(ec_out) + b * E, LnSaved{});
     }
     std::memcpy(mem + step * E, ptr(eh_out) + b * E, E * sizeof(float));
     // Eq. 9-11 over rows 0..j, the query projected by W first.
-    linear(ptr(w_att), nullptr, A, H, ptr(query) + b * H, projected.data());
+    linear(ptr(w.w_query), nullptr, A, H, ptr(query) + b * H, projected.data());
     attend_row(projected.data(), mem, step + 1, A, ptr(noise) + b * A, scores.data(),
                ptr(mu) + b * A, ptr(log_var) + b * A, a.data());
     // Eq. 5: the gates from the fixed inputs' projection, s_j, a_d and h_dec_{j-1}.
     std::memcpy(gates.data(), ptr(context) + b * 4 * H, 4 * H * sizeof(float));
-    add_xw(s, 5, ptr(w_point), 4 * H, gates.data());
-    add_xw(a.data(), A, ptr(w_a), 4 * H, gates.data());
-    add_xw(ptr(h) + b * H, H, ptr(w_hh), 4 * H, gates.data());
+    add_xw(s, 5, ptr(w.decoder.w_in), 4 * H, gates.data());
+    add_xw(a.data(), A, ptr(w.w_a), 4 * H, gates.data());
+    add_xw(ptr(h) + b * H, H, ptr(w.decoder.w_hh), 4 * H, gates.data());
     ln_rows_forward(gates.data(), ptr(c) + b * H, nullptr, dec, 1, ptr(h_out) + b * H,
                     ptr(c_out) + b * H, LnSaved{});
-    linear(ptr(w_out), ptr(b_out), O, H, ptr(h_out) + b * H, ptr(y) + b * O);
+    linear(ptr(w.w_out), ptr(w.b_out), O, H, ptr(h_out) + b * H, ptr(y) + b * O);
   }
   return {y, h_out, c_out, eh_out, ec_out, mu, log_var};
 }
@@ -868,6 +911,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("ln_sequence_backward", &ln_sequence_backward);
   m.def("lstm_sequence_forward", &lstm_sequence_forward);
   m.def("lstm_sequence_backward", &lstm_sequence_backward);
+  py::class_<DrawWeights>(m, "DrawWeights").def(py::init<const py::object&>());
   m.def("ln_draw_step", &ln_draw_step);
   m.def("influence_forward", &influence_forward);
   m.def("influence_backward", &influence_backward);
