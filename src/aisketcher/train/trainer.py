@@ -686,7 +686,7 @@ def fit_priors(
     order = np.argsort([len(sketches[i]) for i in keep], kind="stable")
     was_training = model.training
     parts = []
-    for part in np.array_split(order, max(1, len(order) // 256)):
+    for part in _padded_parts(np.array([len(sketches[keep[i]]) for i in order]), order):
         latent = encode_sketches(
             model, [sketches[keep[i]] for i in part], labels[keep[part]].tolist()
         )
@@ -704,6 +704,24 @@ def fit_priors(
         model.sketch_prior.fit(codes, keep_labels)
     if model.raster_prior is not None:
         model.raster_prior.fit(torch.cat([p.z_r for p in parts])[back], keep_labels)
+
+
+# Sketches encoded at once when fitting the priors: at most 256, and at most this many padded
+# points, so that the memory of one encoding does not grow with the longest sketch sampled.
+FIT_PADDED_POINTS = 256 * 64
+
+
+def _padded_parts(lengths: np.ndarray, order: np.ndarray) -> list[np.ndarray]:
+    """`order` (sketch indices by increasing length; `lengths[i]` is sketch `order[i]`'s) cut into
+    parts of at most 256 sketches and at most FIT_PADDED_POINTS once padded to their longest."""
+    parts, start = [], 0
+    for end in range(1, len(order) + 1):
+        size = end - start
+        if size > 256 or (size * lengths[end - 1] > FIT_PADDED_POINTS and size > 1):
+            parts.append(order[start : end - 1])
+            start = end - 1
+    parts.append(order[start:])
+    return parts
 
 
 def refit_checkpoint_priors(path: Path, train: Split) -> bool:
