@@ -55,17 +55,9 @@ def test_a_missing_extra_is_named_with_the_command_that_installs_it(
     ],
 )
 def test_argument_errors_answer_before_torch_loads(argv: list[str], tmp_path) -> None:
-    code = (
-        "import sys\n"
-        "from aisketcher.cli import main\n"
-        "try:\n"
-        f"    code = main({argv!r})\n"
-        "except SystemExit as exc:\n"
-        "    code = exc.code\n"
-        "assert code == 2, code\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=tmp_path)
+    from test_errors_first import refused_before_torch
+
+    refused_before_torch(argv, tmp_path)
 
 
 def test_every_option_has_help_and_every_command_an_example() -> None:

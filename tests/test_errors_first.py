@@ -17,7 +17,7 @@ from aisketcher.cli import main
 from aisketcher.formats.npz import write_npz
 
 
-def _refused_before_torch(argv: list[str], cwd: Path) -> str:
+def refused_before_torch(argv: list[str], cwd: Path) -> str:
     """Run the CLI in a fresh interpreter; it must exit 2 without importing torch. Its stderr."""
     code = (
         "import sys\n"
@@ -63,7 +63,7 @@ def test_bad_inputs_and_outputs_are_refused_before_the_model_loads(
     (tmp_path / "start.json").write_text(json.dumps({"strokes": [[[10, 10], [60, 12]]]}))
     (tmp_path / "bad.json").write_text("{not json")
     (tmp_path / "folder.svg").write_text("a file, not a folder")
-    assert message in _refused_before_torch(argv, tmp_path)
+    assert message in refused_before_torch(argv, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "bad.json",
         "folder.svg",
