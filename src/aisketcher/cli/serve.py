@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from aisketcher.cli import arguments
-from aisketcher.cli.arguments import port, positive_int
+from aisketcher.cli.arguments import non_negative_int, port, positive_float, positive_int
 from aisketcher.cli.models import MODEL_HELP, add_models_url
+from aisketcher.server.connection_limits import ConnectionLimits
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -27,7 +28,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"aisketcher: drawing with {sketcher.source} at {url_of(sock)}  (Ctrl-C to stop)",
         flush=True,
     )
-    serve(app, sock, log_level=args.log_level)
+    connections = ConnectionLimits(
+        header_timeout_s=args.header_timeout, per_client=args.max_connections_per_client
+    )
+    serve(app, sock, log_level=args.log_level, limits=connections)
     return 0
 
 
@@ -57,6 +61,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=16,
         help="drawings in progress or waiting before new ones get 503 (default 16)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=positive_float,
+        default=ConnectionLimits.header_timeout_s,
+        metavar="SECONDS",
+        help="a request whose headers are not all in this long after its first byte gets 408 "
+        f"and its connection is closed (default {ConnectionLimits.header_timeout_s:g})",
+    )
+    p.add_argument(
+        "--max-connections-per-client",
+        type=non_negative_int,
+        default=ConnectionLimits.per_client,
+        metavar="N",
+        help="open connections one client address may hold; one more gets 429 and is closed "
+        f"(default {ConnectionLimits.per_client}; 0: no cap, e.g. behind a reverse proxy that "
+        "caps them itself, since every connection then comes from the proxy)",
     )
     p.add_argument("--device", default="cpu", type=arguments.device, help=arguments.DEVICE_HELP)
     p.add_argument(

@@ -5,7 +5,7 @@ thread pool a few decoder steps at a time, so requests share the workers fairly 
 keeps answering. Streams (`.../stream`) send NDJSON lines as the model draws: `start`, `points`
 (new points `[row, x, y, pen]`, pen 1 = the stroke ends there), then `done` with the finished
 sketches (or `error`). A stream's drawing finishes on its own, whoever reads it; a client that
-goes away cancels it.
+goes away cancels it. What each connection and client address may hold is in `connections`.
 """
 
 from __future__ import annotations
@@ -25,14 +25,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import h11
-import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from aisketcher.api import Sketcher
 from aisketcher.errors import SketchDataError
@@ -40,6 +37,8 @@ from aisketcher.google_model_names import GOOGLE_MODELS
 from aisketcher.google_models import GOOGLE_PREFIX, cached_models
 from aisketcher.render import render_png, sketch_to_svg
 from aisketcher.server import sampling
+from aisketcher.server.connection_limits import ConnectionLimits
+from aisketcher.server.connections import LINGER_S, allow_open_files, make_server
 from aisketcher.server.models import ModelShelf, label
 from aisketcher.server.sampling import StepSampler
 from aisketcher.server.schemas import (
@@ -71,7 +70,8 @@ STREAM_DESCRIPTION = (
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """What one server takes on at once; the per-request limits are in `schemas`."""
+    """What one server takes on at once; the per-request limits are in `schemas`, those of each
+    connection and client address in `connection_limits`."""
 
     max_body_bytes: int = 1_000_000
     body_timeout_s: float = 10.0
@@ -79,9 +79,8 @@ class ServerLimits:
     max_jobs: int = 16
 
 
-# What a refused body may still send before the answer (see _BodyLimit._drain).
+# What a refused body may still send before the answer, within LINGER_S (see _BodyLimit._drain).
 LINGER_BYTES = 16 * 1024 * 1024
-LINGER_S = 1.0
 
 # UTF-8, UTF-16 and UTF-32 byte-order marks: JSON over a network must not start with one.
 BYTE_ORDER_MARKS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
@@ -481,77 +480,6 @@ def _picture(body: RenderRequest) -> bytes:
     return buffer.getvalue()
 
 
-class _GuardedProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with two more clocks, so no connection holds its place for good.
-
-    - A connection that sends nothing is closed after the keep-alive timeout: uvicorn starts that
-      timer only after a response, so sockets opened and left idle would otherwise stay.
-    - A request whose headers are not complete within `HEADER_TIMEOUT_S` of its first byte gets
-      408 and is closed: uvicorn cancels its keep-alive timer at a request's first byte and starts
-      it again only after a response, so a request whose headers never end ("slowloris") held its
-      connection for good. The body has its own clock in `_BodyLimit`.
-    """
-
-    _header_clock: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.timeout_keep_alive_task = self.loop.call_later(
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
-        )
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:  # the request line and headers have arrived
-            self._stop_header_clock()
-        elif self._header_clock is None and not self.transport.is_closing():
-            self._header_clock = self.loop.call_later(HEADER_TIMEOUT_S, self._headers_too_slow)
-
-    def on_response_complete(self) -> None:
-        self._stop_header_clock()
-        super().on_response_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_header_clock()
-        super().connection_lost(exc)
-
-    def _stop_header_clock(self) -> None:
-        if self._header_clock is not None:
-            self._header_clock.cancel()
-            self._header_clock = None
-
-    def _headers_too_slow(self) -> None:
-        self._header_clock = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
-            return
-        body = json.dumps({"detail": f"request headers not received within {HEADER_TIMEOUT_S:g} s"})
-        self.transport.write(
-            b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body.encode())
-        )
-        self.transport.close()
-
-
-# Open connections before uvicorn answers 503: far more than idle sockets a client can hold for
-# the keep-alive timeout; the drawing work itself is bounded by the app's own slots.
-MAX_CONNECTIONS = 1024
-KEEP_ALIVE_S = 5
-# From a request's first byte to its last header.
-HEADER_TIMEOUT_S = 10.0
-
-
-def _server(app: FastAPI, log_level: str) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app,
-        log_level=log_level,
-        http=_GuardedProtocol,
-        limit_concurrency=MAX_CONNECTIONS,
-        timeout_keep_alive=KEEP_ALIVE_S,
-        access_log=False,
-    )
-    return uvicorn.Server(config)
-
-
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket (port 0: any free port)."""
     try:
@@ -565,25 +493,33 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
-def serve(app: FastAPI, sock: socket.socket, log_level: str = "info") -> None:
+def serve(
+    app: FastAPI,
+    sock: socket.socket,
+    log_level: str = "info",
+    limits: ConnectionLimits | None = None,
+) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM)."""
-    _server(app, log_level).run(sockets=[sock])
+    allow_open_files()
+    make_server(app, limits or ConnectionLimits(), log_level).run(sockets=[sock])
 
 
 @contextlib.contextmanager
-def running(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
+def running(
+    app: FastAPI, host: str = "127.0.0.1", limits: ConnectionLimits | None = None
+) -> Iterator[str]:
     """Serve `app` from a background thread on a free port; yields its URL (tests, notebooks)."""
     sock = listen(host, 0)
-    server = _server(app, "warning")
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    background = make_server(app, limits or ConnectionLimits(), "warning")
+    thread = threading.Thread(target=background.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        while not server.started:
+        while not background.started:
             if not thread.is_alive():
                 raise RuntimeError("the server did not start")
             thread.join(0.01)
         yield url_of(sock)
     finally:
-        server.should_exit = True
+        background.should_exit = True
         thread.join(10)
         sock.close()
