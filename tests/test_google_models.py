@@ -25,7 +25,7 @@ from aisketcher.google_models import (
 )
 from aisketcher.model_info import builtin_model_dir
 from test_download import serving
-from test_errors_first import _refused_before_torch
+from test_errors_first import refused_before_torch
 
 # The six models in ../shared/models/magenta-js (see its README).
 SHARED = ("bicycle", "bird", "dog", "rabbit", "rain", "sheep")
@@ -167,9 +167,9 @@ def test_class_names_are_checked_before_torch_loads(
 ) -> None:
     cache.mkdir()
     shutil.copy(models_dir / "bird.gen.json", cache)
-    err = _refused_before_torch(["draw", "unicorn", "--model", "google:bird"], tmp_path)
+    err = refused_before_torch(["draw", "unicorn", "--model", "google:bird"], tmp_path)
     assert "does not know class 'unicorn' (it knows: bird)" in err
-    err = _refused_before_torch(["draw", "bird", "--model", "google:brid"], tmp_path)
+    err = refused_before_torch(["draw", "bird", "--model", "google:brid"], tmp_path)
     assert "no Sketch-RNN model named 'brid'; did you mean bird?" in err
 
 
