@@ -41,12 +41,7 @@ class StoredSketches(Sequence[np.ndarray]):
             return self.take(np.arange(len(self))[i])
         if not -len(self) <= i < len(self):
             raise IndexError(f"sketch {i} of {len(self)}")
-        i %= len(self)
-        j = int(np.searchsorted(self._starts, i, side="right")) - 1
-        s = self._parts[j].sketch(int(self._keep[j][i - self._starts[j]])).astype(np.float32)
-        np.clip(s[:, :2], -MAX_OFFSET, MAX_OFFSET, out=s[:, :2])
-        s[:, :2] /= self.scale_factor
-        return s
+        return self.take(np.array([i % len(self)]))[0]
 
     def lengths(self) -> np.ndarray:
         return np.concatenate(
@@ -118,8 +113,10 @@ class Split:
             for members in (np.flatnonzero(self.labels == k) for k in np.unique(self.labels))
         ]
         indices = np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
-        if len(indices) == len(self):
-            return self
+        return self if len(indices) == len(self) else self.subset(indices)
+
+    def subset(self, indices: np.ndarray) -> Split:
+        """The sketches at sorted `indices`, read on demand when the split's are."""
         sketches = (
             self.sketches.subset(indices)
             if isinstance(self.sketches, StoredSketches)

@@ -92,9 +92,6 @@ class PackedSplit:
             os.close(fd)
         return out
 
-    def sketch(self, i: int) -> np.ndarray:
-        return self.read(self.offsets[i : i + 1], self.offsets[i + 1 : i + 2])
-
     def chunks(self, rows: int = 1 << 20) -> Iterator[np.ndarray]:
         """Every point in order, `rows` at a time (a whole class without holding it)."""
         total = int(self.offsets[-1])

@@ -53,7 +53,7 @@ def likelihood_by_class(
         keep = np.flatnonzero(split.labels == index)
         if len(keep) == 0:
             continue
-        part = Split(split.take(keep), split.labels[keep])
+        part = split.subset(keep)
         terms = split_likelihood(model, part, batch_size=batch_size)
         out[name] = {**terms, "count": len(keep)}
         for k in TERMS:
