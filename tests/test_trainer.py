@@ -647,3 +647,12 @@ def test_validation_reads_a_fixed_sample_of_each_class(
             valid.take(np.arange(2)), again.valid_loader.split.take(np.arange(2)), strict=True
         )
     )
+
+
+@pytest.mark.parametrize("field", ["max_seq_len", "num_classes"])
+def test_set_refuses_the_fields_the_data_decides(field: str, tmp_path: Path, capsys) -> None:
+    """It ended in a TypeError traceback (the field was given twice)."""
+    from aisketcher.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "r"), "--set", f"{field}=99"]) == 2
+    assert f"--set {field}: " in capsys.readouterr().err

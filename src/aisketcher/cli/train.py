@@ -23,6 +23,13 @@ DEFAULT_CLASSES = (
 )
 
 
+# Model fields the training data decides, which --set cannot change.
+DATA_FIELDS = {
+    "num_classes": "the number of --classes decides it",
+    "max_seq_len": "the longest training sketch decides it (--max-seq-len drops longer ones)",
+}
+
+
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
     """`--set cell=lstm --set dec_rnn_size=512` -> typed ModelConfig overrides."""
     out: dict[str, Any] = {}
@@ -30,6 +37,8 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise SketchDataError(f"--set expects FIELD=VALUE, got '{item}'")
+        if key.strip() in DATA_FIELDS:
+            raise SketchDataError(f"--set {key.strip()}: {DATA_FIELDS[key.strip()]}")
         try:
             out[key.strip()] = json.loads(value)
         except (ValueError, RecursionError):  # not JSON: the text itself (then type-checked)
