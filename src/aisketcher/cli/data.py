@@ -319,13 +319,13 @@ def _register_pack(actions: argparse._SubParsersAction) -> None:
 def _pack(args: argparse.Namespace) -> int:
     import time
 
-    from aisketcher.data.dataset import resolve_class_file
+    from aisketcher.data.dataset import class_folder, resolve_class_file
     from aisketcher.data.paths import default_data_dir
     from aisketcher.data.store import default_store_dir, open_class, pack_size
 
     root = args.data if args.data is not None else default_data_dir()
     if args.classes == ["all"]:
-        folder = root / "quickdraw" if (root / "quickdraw").is_dir() else root
+        folder = class_folder(root)
         paths = sorted(folder.glob("*.npz"))
         if not paths:
             raise SketchDataError("no .npz class files", str(folder))

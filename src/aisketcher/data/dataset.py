@@ -164,6 +164,11 @@ def class_file_name(name: str) -> str:
     return name.strip().replace(" ", "_")
 
 
+def class_folder(data_dir: Path) -> Path:
+    """The folder of a data folder's class files: its `quickdraw/` when it has one."""
+    return data_dir / "quickdraw" if (data_dir / "quickdraw").is_dir() else data_dir
+
+
 def resolve_class_file(name_or_path: str | Path, data_dir: Path) -> tuple[str, Path]:
     """A class name (looked up in `data_dir`, or its `quickdraw/` folder) or an `.npz` path."""
     text = str(name_or_path)
@@ -183,7 +188,7 @@ def resolve_class_file(name_or_path: str | Path, data_dir: Path) -> tuple[str, P
         candidate = folder / f"{stem}.npz"
         if candidate.is_file():
             return stem, candidate
-    folder = data_dir / "quickdraw" if (data_dir / "quickdraw").is_dir() else data_dir
+    folder = class_folder(data_dir)
     known = sorted(p.stem for p in folder.glob("*.npz"))
     raise SketchDataError(
         f"unknown class '{text}' (no {stem}.npz in {folder})" + did_you_mean(stem, known)
