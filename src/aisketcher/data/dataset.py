@@ -46,7 +46,7 @@ class StoredSketches(Sequence[np.ndarray]):
     def lengths(self) -> np.ndarray:
         return np.concatenate(
             [part.lengths()[keep] for part, keep in zip(self._parts, self._keep, strict=True)]
-        )
+        ).astype(np.int32)
 
     def take(self, indices: np.ndarray) -> list[np.ndarray]:
         """`[self[i] for i in indices]`, read and normalised together per class pack (a batch of
@@ -211,8 +211,9 @@ def parse_class_list(text: str | Sequence[str]) -> list[str]:
 
 
 def _kept(part: PackedSplit, max_seq_len: int) -> np.ndarray:
-    """Indices of the sketches of at most `max_seq_len` points (magenta drops longer ones)."""
-    return np.flatnonzero(part.lengths() <= max_seq_len)
+    """Indices of the sketches of at most `max_seq_len` points (magenta drops longer ones);
+    int32, as the lengths below: these arrays are the memory that grows with the data."""
+    return np.flatnonzero(part.lengths() <= max_seq_len).astype(np.int32)
 
 
 def _offset_sums(part: PackedSplit, keep: np.ndarray) -> tuple[float, float, int]:
