@@ -247,6 +247,29 @@ def test_train_can_start_from_an_exported_model(tmp_path: Path, data, quickdraw_
     assert main(["train", "--out", str(tmp_path / "x"), "--reset", "autoencoder"]) == 2
 
 
+def test_a_warm_start_may_change_the_classes_and_add_class_guidance(
+    tmp_path: Path, data, quickdraw_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_dir = tiny_sketcher("ai-sketcher", data).export(tmp_path / "m", record={"step": 7})
+    out = tmp_path / "run"
+    argv = ["train", "--init-from", str(model_dir), "--data", str(quickdraw_dir), "--out", str(out)]
+    more = ["--classes", "eye,apple", "--set", "class_dropout=0.2", "--steps", "8"]
+    assert main([*argv, *more, "--batch-size", "4", "--threads", "1"]) == 0
+    assert "classes it never saw start as its average class: apple" in capsys.readouterr().out
+    info = json.loads((out / "config.json").read_text())
+    assert info["data"]["classes"] == ["eye", "apple"] and info["model"]["class_dropout"] == 0.2
+    drawn = tmp_path / "g.svg"
+    for w in ("0", "2.5"):
+        assert (
+            main(["draw", "apple", "--model", str(out), "--guidance", w, "--out", str(drawn)]) == 0
+        )
+    assert (
+        main(["draw", "cat", "--model", str(model_dir), "--guidance", "2", "--out", str(drawn)])
+        == 2
+    )
+    assert "needs a model trained with class dropout" in capsys.readouterr().err
+
+
 def test_complete_files_show_the_models_strokes_in_red(tmp_path: Path, data) -> None:
     """As in the web app: the user's start in black, the model's continuation in red."""
     sketcher = tiny_sketcher("ai-sketcher", data)

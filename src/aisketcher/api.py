@@ -58,6 +58,16 @@ class Sketcher:
         self.scale_factor = scale_factor
         self.source = source
 
+    @property
+    def guidance(self) -> float:
+        """w, the class guidance of every drawing (the model's `config.guidance`, see
+        `sampler.Sampler`); 1 draws as the paper's model, > 1 moves further from "no class"."""
+        return self.model.config.guidance
+
+    @guidance.setter
+    def guidance(self, w: float) -> None:
+        self.model.config.guidance = self.model.config.checked_guidance(w)
+
     # ----- loading -----
     @classmethod
     def load(

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from aisketcher.data.batching import START_TOKEN
-from aisketcher.model.mixture import sample_points
+from aisketcher.model.mixture import guided_output, sample_points
 from aisketcher.model.sketcher import Latent, SketchModel
 from aisketcher.sketch import stroke3_to_stroke5, stroke5_to_stroke3
 
@@ -53,6 +53,10 @@ class Sampler:
 
     Random draws (the influence layer's lambda_a and the points) come from `generator` in a fixed
     order, so a seed gives the same sketches whoever steps the sampler.
+
+    With class guidance (`guidance` w != 1, default the model's `config.guidance`) every row is
+    decoded twice, under its class and under "no class", both fed the same points, and each point
+    is drawn from the guided output (`guided_output`).
     """
 
     @torch.no_grad()
@@ -66,20 +70,27 @@ class Sampler:
         generator: torch.Generator | None = None,
         prefix: np.ndarray | None = None,
         max_steps: int | None = None,
+        guidance: float | None = None,
     ) -> None:
         self.model = model.eval()
         self.latent = latent
         self.count = count
         self.temperature = temperature
+        cfg = model.config
+        self.guidance = cfg.checked_guidance(cfg.guidance if guidance is None else guidance)
+        self.guided = self.guidance != 1.0
         device = model.output.weight.device
         self.generator = generator or make_generator(device, None)
         self.max_steps = max_steps or model.config.max_seq_len
-        self.state = model.initial_state(latent, count)
+        if self.guided:
+            latent = _with_no_class_rows(model, latent)
+        self.state = model.initial_state(latent, 2 * count if self.guided else count)
         self.point = torch.as_tensor(START_TOKEN, device=device).expand(count, 5).clone()
         self.steps = 0  # points fed to the decoder so far (the prefix's and the drawn)
         self.rows: list[torch.Tensor] = []  # (count, 5) per step, kept on the device
         self.done = np.zeros(count, dtype=bool)  # in NumPy: a check per step costs less there
-        # The rows still decoded (`state`, `point` and `_latent` hold these rows only).
+        # The rows still decoded (`state`, `point` and `_latent` hold these rows only; when
+        # guided, `state` and `_latent` hold them, then them again under "no class").
         self.active = np.arange(count)
         self._latent = latent
         self._ended = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0], device=device).expand(count, 5)
@@ -88,14 +99,19 @@ class Sampler:
             self._feed(prefix)
 
     def _decode(self) -> torch.Tensor:
-        noise = None
+        rows, point, noise = len(self.active), self.point, None
         if self.model.influence is not None:
-            size = (len(self.active), self.model.config.memory_size)
+            size = (rows, self.model.config.memory_size)
             noise = torch.randn(size, generator=self.generator, device=self.point.device)
+        if self.guided:  # the "no class" rows follow their classed rows, with the same draws
+            point = torch.cat([point, point])
+            noise = None if noise is None else torch.cat([noise, noise])
         y, self.state, _ = self.model.decode_step(
-            self.point, self.state, self._latent, self.steps, influence_noise=noise
+            point, self.state, self._latent, self.steps, influence_noise=noise
         )
         self.steps += 1
+        if self.guided:
+            y = guided_output(y[:rows], y[rows:], self.guidance)
         return y
 
     @torch.no_grad()
@@ -141,10 +157,12 @@ class Sampler:
         if not going.any() or going.sum() > 0.75 * len(self.active):
             return
         keep = torch.from_numpy(np.flatnonzero(going)).to(self.point.device)
+        self.point = self.point.index_select(0, keep)
+        if self.guided:
+            keep = torch.cat([keep, keep + len(self.active)])
         self.active = self.active[going]
         self.state = self.state.rows(keep)
         self._latent = self._latent.rows(keep)
-        self.point = self.point.index_select(0, keep)
 
     def run(self) -> list[np.ndarray]:
         """Step until every row has ended, on one thread; the sketches (see `sketches`)."""
@@ -162,6 +180,18 @@ class Sampler:
         return [_nonempty(stroke5_to_stroke3(row)) for row in drawn]
 
 
+def _with_no_class_rows(model: SketchModel, latent: Latent) -> Latent:
+    """The latent's rows, then the same rows again under "no class" (the slot class dropout
+    trained): what class guidance moves away from."""
+    rows = latent.c.shape[0]
+    index = torch.arange(rows, device=latent.c.device)
+    both = latent.rows(torch.cat([index, index]))
+    both.c = both.c.clone()
+    both.c[rows:] = 0.0
+    both.c[rows:, model.no_class] = 1.0
+    return both
+
+
 def _nonempty(s3: np.ndarray) -> np.ndarray:
     return s3 if len(s3) else np.array([[0.0, 0.0, 1.0]], dtype=np.float32)
 
@@ -174,9 +204,17 @@ def sample(
     temperature: float = 0.4,
     seed: int | None = None,
     prefix: np.ndarray | None = None,
+    guidance: float | None = None,
 ) -> list[np.ndarray]:
-    """Draw `count` sketches to the end (normalised stroke-3), seeded."""
+    """Draw `count` sketches to the end (normalised stroke-3), seeded; `guidance` None: the
+    model's."""
     generator = make_generator(model.output.weight.device, seed)
     return Sampler(
-        model, latent, count, temperature=temperature, generator=generator, prefix=prefix
+        model,
+        latent,
+        count,
+        temperature=temperature,
+        generator=generator,
+        prefix=prefix,
+        guidance=guidance,
     ).run()

@@ -112,6 +112,24 @@ def temperature(text: str) -> float:
     return value
 
 
+def guidance(text: str) -> float:
+    """A class-guidance weight w in [0, 100] (1: the paper's conditional model)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not 0.0 <= value <= 100.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"guidance must be within [0, 100], got {text}")
+    return value
+
+
+GUIDANCE_HELP = (
+    "class guidance w: the drawing moves from the model's 'no class' prediction w times as far "
+    "as to its class's (1: the paper's model; > 1: more typical of the class, less varied). "
+    "Needs a model trained with class dropout; default: the model's own"
+)
+
+
 def port(text: str) -> int:
     """A TCP port, 0 (any free one) to 65535."""
     value = non_negative_int(text)

@@ -55,7 +55,10 @@ def _load(
 
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)  # for encoding inputs; drawing runs on one (sampler.py)
-    return Sketcher.load(args.model, device=str(device), models_url=args.models_url)
+    sketcher = Sketcher.load(args.model, device=str(device), models_url=args.models_url)
+    if args.guidance is not None:
+        sketcher.guidance = args.guidance
+    return sketcher
 
 
 def _save(
@@ -252,6 +255,9 @@ def _common(p: argparse.ArgumentParser, out_example: str) -> None:
     add_models_url(p)
     p.add_argument(
         "--temperature", type=temperature, default=0.4, help="randomness, 0.01-2 (default 0.4)"
+    )
+    p.add_argument(
+        "--guidance", type=arguments.guidance, default=None, help=arguments.GUIDANCE_HELP
     )
     p.add_argument("--seed", type=seed, default=None, help="seed for repeatable drawings")
     p.add_argument(

@@ -26,6 +26,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         split=args.split,
         samples=args.samples,
         temperature=args.temperature,
+        guidance=args.guidance,
         seed=args.seed,
         data_dir=args.data,
     )
@@ -216,6 +217,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--temperature", type=temperature, default=0.4, help="sampling temperature (0.4)"
+    )
+    p.add_argument(
+        "--guidance", type=arguments.guidance, default=None, help=arguments.GUIDANCE_HELP
     )
     p.add_argument(
         "--seed",

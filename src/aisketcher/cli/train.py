@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -68,12 +69,16 @@ def _new_train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _warm_start(trainer: Trainer, source: Path, reset: list[str]) -> None:
-    """Weights from another run or exported model, but the parts in `reset` start afresh;
-    schedules continue from its step count."""
+    """Weights from another run or exported model (c's slots by class name, see
+    train/warm_start.py), but the parts in `reset` start afresh; schedules continue from its step
+    count."""
     from aisketcher.api import Sketcher
     from aisketcher.train import distributed
+    from aisketcher.train.warm_start import warm_start
 
-    trainer.model.load_state_dict(Sketcher.load(source).model.state_dict())
+    model = Sketcher.load(source)
+    classes = trainer.dataset.class_names
+    new = warm_start(trainer.model, model.model, classes, model.class_names, str(source))
     for part in reset:
         module = getattr(trainer.model, part)
         if module is None:
@@ -83,6 +88,8 @@ def _warm_start(trainer: Trainer, source: Path, reset: list[str]) -> None:
     trainer.step = int(info.get("record", {}).get("step") or info.get("step") or 0)
     if distributed.is_main():
         print(f"starting from the weights of {source} (step {trainer.step}), with a new optimizer")
+        if new:
+            print(f"classes it never saw start as its average class: {', '.join(new)}")
 
 
 def _set_threads(asked: int | None) -> str:
@@ -129,7 +136,7 @@ def _nothing_to_train(args: argparse.Namespace, step: int, steps: int) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from aisketcher.api import read_model_config
     from aisketcher.data.dataset import load_dataset
-    from aisketcher.model.config import make_config
+    from aisketcher.model.config import ModelConfig, make_config
     from aisketcher.train import distributed
     from aisketcher.train.trainer import TrainConfig, Trainer, resolve_device
 
@@ -170,10 +177,20 @@ def cmd_train(args: argparse.Namespace) -> int:
                     "--init-from takes a run or exported model folder (with config.json)",
                     str(source),
                 )
-            model_cfg, classes, scale = read_model_config(source / "config.json")
+            # Its N_max and scale factor (the units of its outputs); --classes and --set may
+            # differ (c's slots are matched by class name, see _warm_start).
+            source_cfg, classes, scale = read_model_config(source / "config.json")
             dataset = load_dataset(
-                classes, args.data, max_seq_len=model_cfg.max_seq_len, scale_factor=scale
+                args.classes or classes,
+                args.data,
+                max_seq_len=source_cfg.max_seq_len,
+                scale_factor=scale,
             )
+            overrides = _parse_overrides(args.set)
+            ModelConfig.check_fields(overrides)
+            model_cfg = dataclasses.replace(
+                source_cfg, num_classes=dataset.num_classes, **overrides
+            ).validate()
         else:
             classes = args.classes or (QUICK["classes"] if args.quick else DEFAULT_CLASSES)
             dataset = load_dataset(classes, args.data, max_seq_len=args.max_seq_len)
@@ -275,7 +292,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--init-from",
         default=None,
         metavar="MODEL",
-        help="start from a run's or exported model's weights (its config, classes and scale factor)",
+        help="start from a run's or exported model's weights, config and scale factor; --classes "
+        "(default: its classes) and --set may differ, e.g. --set class_dropout=0.1",
     )
     p.add_argument(
         "--steps",

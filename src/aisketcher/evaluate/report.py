@@ -63,6 +63,7 @@ class EvalSettings:
     split: str = "test"  # evaluated split; the other of test/valid gives the floors
     samples: int = 100  # real sketches per class (at most), and as many generated
     temperature: float = 0.4  # sampling temperature of drawings and reconstructions
+    guidance: float | None = None  # class guidance w of every drawing (None: the model's own)
     seed: int = 0
     k: int = 3  # neighbours of the precision/recall manifolds
     tsne_per_class: int = 30  # latents per class in the t-SNE (paper: 30)
@@ -78,8 +79,10 @@ class EvalSettings:
 
     def matches(self, recorded: dict[str, Any]) -> bool:
         """Whether settings recorded in a report are these (an earlier version's report also
-        recorded where it cached rasters, which changed nothing measured)."""
-        return {k: v for k, v in recorded.items() if k != "raster_cache"} == self.to_dict()
+        recorded where it cached rasters, which changed nothing measured, and predates
+        guidance, which was then always the model's own)."""
+        earlier = {"guidance": None, **recorded}
+        return {k: v for k, v in earlier.items() if k != "raster_cache"} == self.to_dict()
 
 
 @dataclass
@@ -260,6 +263,8 @@ def evaluate_run(
     out.mkdir(parents=True, exist_ok=True)
     digest = checkpoint_digest(source)  # of the bytes about to be loaded, not of a later rewrite
     sketcher = Sketcher.load(source, device=device)
+    if settings.guidance is not None:
+        sketcher.guidance = settings.guidance
     info = _run_info(source)
     names = settings.classes or list(sketcher.class_names)
     model_index = np.array([sketcher.class_index(n) for n in names])
@@ -336,6 +341,7 @@ def evaluate_run(
             "classes": list(sketcher.class_names),
             "step": checkpoint_step(source),
             "checkpoint_sha256": digest,
+            "guidance": sketcher.guidance,  # the w every drawing here was made with
         },
         "classes": names,
         "settings": settings.to_dict(),

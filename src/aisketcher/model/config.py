@@ -44,8 +44,12 @@ class ModelConfig:
     # --- sampling ---
     discrete_temperature: str = "paper"  # pen and mixture logits / T ("paper", spec section 3)
     # or / (0.5 + 0.5 T) ("magenta-js", as magenta-js draws; imported models use it)
+    guidance: float = 1.0  # w, class guidance (not in the paper): the output moved from the
+    # "no class" prediction w times as far as to the class's; 1 is the paper's model
     # --- regularisation ---
     recurrent_dropout: float = 0.1  # drop prob. on the LSTM candidate (magenta keep 0.9)
+    class_dropout: float = 0.0  # share of training sketches whose c is the learned "no class"
+    # (not in the paper: classifier-free guidance's training; > 0 allows guidance != 1)
     # --- loss (eq. 12-14) ---
     kl_tolerance: float = 0.2  # epsilon, the KL floor (paper 0.20)
     kl_weight: float = 1.0  # alpha after annealing (paper 1.00)
@@ -76,8 +80,14 @@ class ModelConfig:
         return self.use_autoencoder or self.encoder == "cnn"
 
     @property
+    def guided(self) -> bool:
+        """Whether c has the "no class" slot that class guidance draws with."""
+        return self.conditional and self.class_dropout > 0
+
+    @property
     def cond_size(self) -> int:
-        return self.num_classes if self.conditional else 0
+        """Size of c: one slot per class, and one for "no class" when trained with class dropout."""
+        return (self.num_classes + self.guided) if self.conditional else 0
 
     @property
     def decoder_input_size(self) -> int:
@@ -96,6 +106,7 @@ class ModelConfig:
                 problems.append(f"{name} must be within [{low:g}, {high:g}], got {value!r}")
         if problems:
             raise SketchDataError(f"invalid model config: {'; '.join(problems)}")
+        self.checked_guidance(self.guidance)
         checks = {
             "encoder": self.encoder in ("rnn", "cnn", "none"),
             "cell": self.cell in ("lstm", "layer_norm", "hyper"),
@@ -108,11 +119,26 @@ class ModelConfig:
             "autoencoder_mode": self.autoencoder_mode in ("joint", "pretrain"),
             "raster_output": self.raster_output in ("linear", "sigmoid"),
             "use_influence needs encoder 'rnn'": not self.use_influence or self.encoder == "rnn",
+            "class_dropout needs a conditional model": self.class_dropout == 0 or self.conditional,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise SketchDataError(f"invalid model config ({', '.join(bad)}): {self}")
         return self
+
+    def checked_guidance(self, w: float) -> float:
+        """w, if this model can draw with class guidance w (1 always; else it needs the "no class"
+        slot that class dropout trains)."""
+        low, high = RANGES["guidance"]
+        if not low <= w <= high:  # NaN fails this too
+            raise SketchDataError(f"guidance must be between {low:g} and {high:g}, got {w}")
+        if w != 1 and not self.guided:
+            raise SketchDataError(
+                f"guidance {w:g} needs a model trained with class dropout (class_dropout > 0, "
+                "which learns the 'no class' prediction it moves away from); this one was not: "
+                "use guidance 1"
+            )
+        return float(w)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -162,6 +188,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "influence_beta": (0.0, 1e3),
     "autoencoder_weight": (0.0, 1e6),
     "autoencoder_pretrain_steps": (0, 10**9),
+    "guidance": (0.0, 100.0),
+    "class_dropout": (0.0, 0.99),
 }
 
 # Each preset switches parts of the same model on or off (paper section "Experiments").

@@ -74,6 +74,15 @@ class Mixture:
         return F.log_softmax(self.pen_logits, dim=-1)
 
 
+def guided_output(y: torch.Tensor, y_free: torch.Tensor, w: float) -> torch.Tensor:
+    """Class guidance of a decoder output y (B, 3 + 6m) (classifier-free guidance, Ho & Salimans
+    2022, applied to eq. 6): every parameter moves from the "no class" output `y_free` to
+    y_free + w (y - y_free), w = 1 being y itself and w > 1 going past it, away from what no
+    particular class would draw. The pen and mixture logits, the means, log sigma and rho before
+    its tanh are all unbounded, so any w gives a valid mixture."""
+    return torch.lerp(y_free, y, w)
+
+
 def sample_points(
     y: torch.Tensor,
     num_mixture: int,

@@ -62,6 +62,14 @@ def standard_normal(*shape: int) -> torch.Tensor:
     return torch.randn(full)[rows]
 
 
+def uniform(count: int, device: torch.device) -> torch.Tensor:
+    """`count` numbers uniform in [0, 1), one per batch row (torch.rand)."""
+    if _shard is None:
+        return torch.rand(count, device=device)
+    full, rows = _global(_shard, (count,))
+    return torch.rand(full, device=device)[rows]
+
+
 def dropout_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     """The mask training-mode dropout applies to x: each entry kept with probability 1 - p, kept
     entries 1 / (1 - p); under a shard the mask is drawn for the global batch.

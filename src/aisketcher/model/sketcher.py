@@ -22,7 +22,7 @@ from aisketcher.model.fused.decoder import FusedDecoder
 from aisketcher.model.influence import AttentionTape, InfluenceLayer
 from aisketcher.model.inputs import DecoderInputs, DecoderState, Latent, with_room
 from aisketcher.model.mixture import Mixture
-from aisketcher.model.noise import standard_normal, standard_normal_like
+from aisketcher.model.noise import standard_normal, standard_normal_like, uniform
 from aisketcher.model.priors import ClassGaussian
 
 
@@ -83,9 +83,21 @@ class SketchModel(nn.Module):
 
     # ----- encoding -----
     def class_vector(self, labels: torch.Tensor) -> torch.Tensor | None:
-        if not self.config.conditional:
+        """c, one-hot. A model trained with class dropout has one more slot, "no class"
+        (`no_class`), which replaces the class of a `class_dropout` share of training sketches:
+        it learns the unconditional prediction that class guidance moves away from."""
+        cfg = self.config
+        if not cfg.conditional:
             return None
-        return F.one_hot(labels, self.config.num_classes).float()
+        if self.training and cfg.class_dropout > 0:
+            dropped = uniform(labels.shape[0], labels.device) < cfg.class_dropout
+            labels = labels.masked_fill(dropped, self.no_class)
+        return F.one_hot(labels, cfg.cond_size).float()
+
+    @property
+    def no_class(self) -> int:
+        """The label of c's "no class" slot (models trained with class dropout)."""
+        return self.config.num_classes
 
     def encode(
         self,
