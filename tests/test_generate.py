@@ -419,7 +419,7 @@ def test_class_only_drawing_takes_z_s_from_the_fitted_prior_unless_standard(data
     assert not model.sketch_prior.fitted  # never fitted: the paper's N(0, I)
     torch.testing.assert_close(class_latent(model, [0, 1], 7).z_s, torch.tensor(noise).float())
     train = data["train"]
-    fit_priors(model, train.sketches, train.labels)
+    fit_priors(model, train)
     assert model.sketch_prior.fitted
     # Its mean is the class's mean posterior sample: mu_s averaged, within 4 standard errors.
     for k in (0, 1):

@@ -656,3 +656,30 @@ def test_set_refuses_the_fields_the_data_decides(field: str, tmp_path: Path, cap
 
     assert main(["train", "--out", str(tmp_path / "r"), "--set", f"{field}=99"]) == 2
     assert f"--set {field}: " in capsys.readouterr().err
+
+
+def test_validation_and_prior_fits_stay_bounded_at_any_number_of_classes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """345 classes of 500 validation sketches were 1,725 batches per validation, and the prior fit
+    encoded 256 sketches of each class at every checkpoint (88,000): both are bounded in all."""
+    from aisketcher.train import trainer
+
+    assert trainer.validation_per_class(1) == 500
+    assert trainer.validation_per_class(20) == 500  # the built-in model's recipe
+    assert 345 * trainer.validation_per_class(345) <= trainer.VALID_SKETCHES
+    model = SketchModel(make_config("ai-sketcher", "small", num_classes=345))
+    labels = np.repeat(np.arange(345), 300)
+    sketch = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], dtype=np.float32)
+    encoded = []
+
+    def encode(model: SketchModel, sketches: list, labels: list) -> object:
+        encoded.append(len(sketches))
+        n = len(sketches)
+        codes = torch.zeros(n, model.config.z_size)
+        return type("L", (), {"mu_s": codes, "log_var_s": codes, "z_r": codes})()
+
+    monkeypatch.setattr(trainer, "encode_sketches", encode)
+    trainer.fit_priors(model, Split([sketch] * len(labels), labels))
+    assert sum(encoded) == 345 * 64 and max(encoded) <= 256
+    assert model.sketch_prior.fitted

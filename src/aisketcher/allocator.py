@@ -26,19 +26,38 @@ TOP_PAD = 64 * 1024 * 1024
 ENV_SWITCH = "AISKETCHER_MALLOC"  # set to 0 to keep the C library's defaults
 
 
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the kernel (glibc's malloc_trim), after a phase whose
+    allocations differ from a training step's (a validation, a prior fit): their freed blocks
+    would otherwise stay resident beside the step's, so that the peak would grow with the number
+    of batches such a phase runs until fragmentation settles."""
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None and os.environ.get(ENV_SWITCH, "1") != "0":
+        trim.argtypes = [ctypes.c_size_t]
+        trim(0)
+
+
 def tune_allocator() -> bool:
     """Apply the settings through mallopt; True when glibc took all of them.
 
     Without glibc (macOS, musl) or with AISKETCHER_MALLOC=0 this does nothing. Settings given by
     the user through glibc's own MALLOC_*_ variables win: those parameters are left alone.
     """
-    if os.environ.get(ENV_SWITCH, "1") == "0" or not sys.platform.startswith("linux"):
+    libc = _libc()
+    if os.environ.get(ENV_SWITCH, "1") == "0" or libc is None:
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int

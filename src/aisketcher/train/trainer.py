@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from aisketcher import __version__
-from aisketcher.allocator import tune_allocator
+from aisketcher.allocator import release_free_memory, tune_allocator
 from aisketcher.atomic import atomic_path
 from aisketcher.data.batching import Batch, BatchLoader
 from aisketcher.data.dataset import SketchDataset, Split
@@ -55,6 +55,16 @@ class TrainingDiverged(SketchDataError):
     """Training cannot make a finite step: it stops, leaving the checkpoints as they were."""
 
 
+# Validation sketches by default, over all classes: a validation then costs about what 50 training
+# steps do, at any number of classes (345 classes x 500 took 1,725 batches).
+VALID_SKETCHES = 10_000
+VALID_PER_CLASS = (20, 500)
+
+
+def validation_per_class(classes: int) -> int:
+    return int(np.clip(VALID_SKETCHES // max(classes, 1), *VALID_PER_CLASS))
+
+
 @dataclass
 class TrainConfig:
     steps: int = 100_000  # optimizer steps in all (a resumed run counts those already done)
@@ -75,7 +85,8 @@ class TrainConfig:
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
     max_bad_steps: int = 5  # consecutive non-finite steps before restoring the last checkpoint
     max_restores: int = 4  # restores with no good step between them before training gives up
-    valid_per_class: int = 500  # validation sketches per class, a fixed sample (official: 2,500)
+    valid_per_class: int | None = None  # validation sample per class, fixed (None: VALID_SKETCHES
+    # over the classes, 20-500 a class; the official files hold 2,500)
     precision: str = "fp32"  # "fp32", or "bf16": autocast's mixed precision (CPU and recent GPUs)
     compile: bool = False  # torch.compile the recurrent cells' step (minutes to compile, see docs)
 
@@ -103,6 +114,8 @@ class TrainConfig:
                 bad.append(name)
         counts = ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every")
         bad += [k for k in counts if k not in bad and getattr(config, k) < 1]
+        if "valid_per_class" not in bad and config.valid_per_class == 0:
+            bad.append("valid_per_class")
         if "learning_rate" not in bad and not 0 < config.learning_rate < 1e3:
             bad.append("learning_rate")
         if bad:
@@ -199,6 +212,7 @@ def evaluate_loss(
                 model.train(was_training)
                 return None
             terms = batch_loss(model, batch.to(device), 0, train=False).as_floats()
+            release_free_memory()  # or the peak grows over the first batches (allocator.py)
             n = len(batch.lengths)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v * n
@@ -275,7 +289,9 @@ class Trainer:
         raster_size = model_config.raster_size if model_config.reads_rasters else None
         valid = dataset.splits.get("valid")
         if valid is not None:  # bounded: a validation costs the same at any data size
-            valid = valid.sample_per_class(train_config.valid_per_class)
+            valid = valid.sample_per_class(
+                train_config.valid_per_class or validation_per_class(dataset.num_classes)
+            )
         self.train_loader = BatchLoader(
             dataset["train"],
             train_config.batch_size,
@@ -378,8 +394,7 @@ class Trainer:
         if self._prior_fitted_at == self.step:
             return  # "best" and "last" saved at the same step share one fit
         self._prior_fitted_at = self.step
-        train = self.dataset["train"]
-        fit_priors(self.model, train.sketches, train.labels)
+        fit_priors(self.model, self.dataset["train"])
 
     def _load(self, path: Path) -> None:
         """Weights, optimizer, RNG and loader state from a checkpoint; anything in it that does
@@ -669,41 +684,54 @@ class _NoLog:
     writerow = add_scalar = close = _ignore
 
 
+# Sketches encoded per prior fit, over all classes: 256 a class up to 64 classes, then fewer, but
+# never under 64 (the codes' size at the small model): the fit runs at every checkpoint, and at
+# 345 classes x 256 it took two minutes and 670 MB.
+FIT_SKETCHES = 16_384
+FIT_PER_CLASS = (64, 256)
+
+
 @torch.no_grad()
-def fit_priors(
-    model: SketchModel, sketches: list[np.ndarray], labels: np.ndarray, per_class: int = 256
-) -> None:
+def fit_priors(model: SketchModel, train: Split, per_class: int | None = None) -> None:
     """Fit the priors of class-only drawing on up to `per_class` training sketches per class
-    (normalised stroke-3; more than the codes have features, for the full covariance), encoded
-    once for both: model.sketch_prior on posterior samples mu_s + sigma_s * eps (mu_s alone for
-    a model that is not variational), model.raster_prior on z_r. The noise comes from its own
-    generator, so fitting at a checkpoint leaves the run's random stream as it was."""
+    (default from FIT_SKETCHES; more than the codes have features, for the full covariance),
+    encoded once for both: model.sketch_prior on posterior samples mu_s + sigma_s * eps (mu_s
+    alone for a model that is not variational), model.raster_prior on z_r. The noise comes from
+    its own generator, so fitting at a checkpoint leaves the run's random stream as it was."""
     if model.sketch_prior is None and model.raster_prior is None:
         return
-    keep = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in np.unique(labels)])
+    labels = train.labels
+    classes = np.unique(labels)
+    if per_class is None:
+        per_class = int(np.clip(FIT_SKETCHES // max(len(classes), 1), *FIT_PER_CLASS))
+    keep = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in classes])
     keep_labels = torch.from_numpy(labels[keep]).to(model.output.weight.device)
     # Encoded shortest first, so that each batch pads little; the codes go back in `keep` order.
-    order = np.argsort([len(sketches[i]) for i in keep], kind="stable")
+    lengths = train.lengths()[keep]
+    order = np.argsort(lengths, kind="stable")
     was_training = model.training
-    parts = []
-    for part in _padded_parts(np.array([len(sketches[keep[i]]) for i in order]), order):
-        latent = encode_sketches(
-            model, [sketches[keep[i]] for i in part], labels[keep[part]].tolist()
-        )
-        # The codes are what is fitted: the latent's reconstructed rasters (64 KB a sketch) and
-        # encoder states are let go, or this fit's memory would grow with the number of classes.
-        parts.append(dataclasses.replace(latent, raster_recon=None, memory=None))
+    mu, log_var, z_r = [], [], []
+    for part in _padded_parts(lengths[order], order):
+        rows = keep[part]
+        latent = encode_sketches(model, train.take(rows), labels[rows].tolist())
+        # Only the codes are kept: the rest of a latent (c, reconstructed rasters, encoder
+        # states) would make this fit's memory grow with the number of classes.
+        mu.append(latent.mu_s)
+        log_var.append(latent.log_var_s)
+        z_r.append(latent.z_r)
+        del latent
+        release_free_memory()
     model.train(was_training)
     back = torch.from_numpy(np.argsort(order))  # row i of the codes: sketch keep[i]
     if model.sketch_prior is not None:
-        codes = torch.cat([p.mu_s for p in parts])[back]
+        codes = torch.cat(mu)[back]
         if model.config.variational:
-            log_var = torch.cat([p.log_var_s for p in parts])[back]
+            spread = (0.5 * torch.cat(log_var)[back]).exp()
             eps = torch.randn(codes.shape, generator=torch.Generator().manual_seed(0)).to(codes)
-            codes = codes + eps * (0.5 * log_var).exp()
+            codes = codes + eps * spread
         model.sketch_prior.fit(codes, keep_labels)
     if model.raster_prior is not None:
-        model.raster_prior.fit(torch.cat([p.z_r for p in parts])[back], keep_labels)
+        model.raster_prior.fit(torch.cat(z_r)[back], keep_labels)
 
 
 # Sketches encoded at once when fitting the priors: at most 256, and at most this many padded
@@ -734,7 +762,7 @@ def refit_checkpoint_priors(path: Path, train: Split) -> bool:
     priors = [p for p in (model.sketch_prior, model.raster_prior) if p is not None]
     if all(p.fitted for p in priors):
         return False
-    fit_priors(model, train.sketches, train.labels)
+    fit_priors(model, train)
     state = model.state_dict()
     tensors.update({f"model.{k}": state[k] for k in OPTIONAL_BUFFERS if k in state})
     rewrite_checkpoint(path, tensors, info)
