@@ -100,7 +100,7 @@ def test_draw_downloads_once_then_draws_offline(
         assert main([*argv, "--models-url", mirror.base_url]) == 0  # from the cache
         assert mirror.log == [("bird.gen.json", None)]
     assert (cache / "bird.gen.json").read_bytes() == (models_dir / "bird.gen.json").read_bytes()
-    assert kept(cache) == ["bird.gen.json"]
+    assert kept(cache) == ["bird.gen.json", "bird.gen.json.sha256"]
     assert first.read_bytes() == reference.read_bytes()
     monkeypatch.setenv(MODELS_URL_ENV, dead_url())
     offline = tmp_path / "offline.svg"
@@ -208,7 +208,7 @@ def test_a_truncated_download_is_refused_then_resumed(
         Sketcher.load("google:bird", models_url=mirror.base_url)
         assert mirror.log[-1][1] is not None  # the next use resumed where the last stopped
     assert (cache / "bird.gen.json").read_bytes() == (models_dir / "bird.gen.json").read_bytes()
-    assert kept(cache) == ["bird.gen.json"]
+    assert kept(cache) == ["bird.gen.json", "bird.gen.json.sha256"]
 
 
 def test_a_cut_download_of_unknown_length_is_refused_as_malformed(
@@ -273,6 +273,35 @@ def test_offline_with_nothing_cached_names_the_url_and_a_mirror(
     err = one_line_error(capsys)
     assert f"{url}/bird.gen.json" in err and "not cached" in err
     assert f"{MODELS_URL_ENV} (or --models-url)" in err and "bird.gen.json" in err
+
+
+def test_a_download_that_never_ends_is_bounded_in_time(
+    cache: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(google_models, "MAX_MODEL_SECONDS", 0.5)
+    with serving(models_dir) as mirror:
+        mirror.misbehave["bird.gen.json"] = "trickle"  # within every other bound, for ever
+        with pytest.raises(SketchDataError, match=r"not finished within 0.5 s") as info:
+            Sketcher.load("google:bird", models_url=mirror.base_url)
+    assert "\n" not in str(info.value) and cached_models() == []
+
+
+def test_a_cache_entry_changed_on_disk_is_refused(cache: Path, models_dir: Path) -> None:
+    """An edit that leaves a well-formed model (a weight's base64 changed) reads as any model
+    would: the SHA-256 recorded at the download tells it apart."""
+    Sketcher.load("google:bird", models_url=str(models_dir))
+    entry = cache / "bird.gen.json"
+    text = entry.read_text()
+    at = text.rindex('"') - 100  # inside the last weight's base64
+    entry.write_text(text[:at] + ("B" if text[at] == "A" else "A") + text[at + 1 :])
+    with pytest.raises(SketchDataError) as info:
+        Sketcher.load("google:bird", models_url=dead_url())
+    message = str(info.value)
+    assert message.startswith(f"{entry}: the cached copy of google:bird is damaged (it changed ")
+    assert "bird.gen.json.sha256" in message and "delete it" in message and "\n" not in message
+    entry.unlink()  # as the message says: downloaded again, and recorded again
+    Sketcher.load("google:bird", models_url=str(models_dir))
+    assert kept(cache) == ["bird.gen.json", "bird.gen.json.sha256"]
 
 
 def test_a_damaged_cache_entry_is_reported_on_load(cache: Path, models_dir: Path) -> None:
