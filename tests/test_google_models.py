@@ -245,10 +245,13 @@ def _malformed(models_dir: Path) -> dict[str, bytes]:
         "mode 0": json.dumps(vae).encode(),
         "do not match": json.dumps(shapes).encode(),
         "weight 4 holds": json.dumps(weights).encode(),
+        "max_seq_len": json.dumps([{**good[0], "max_seq_len": 10**12}, *good[1:]]).encode(),
     }
 
 
-@pytest.mark.parametrize("problem", ["not JSON", "mode 0", "do not match", "weight 4 holds"])
+@pytest.mark.parametrize(
+    "problem", ["not JSON", "mode 0", "do not match", "weight 4 holds", "max_seq_len"]
+)
 def test_a_malformed_download_is_refused(
     problem: str, cache: Path, models_dir: Path, tmp_path: Path
 ) -> None:

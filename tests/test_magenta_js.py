@@ -108,6 +108,8 @@ def _broken_files() -> dict[str, object]:
         "bool mode": [{**info, "mode": True}, shapes, weights],
         "wrong version": [{**info, "version": 7}, shapes, weights],
         "bad scale": [{**info, "scale_factor": -1}, shapes, weights],
+        "NaN scale": [{**info, "scale_factor": float("nan")}, shapes, weights],
+        "absurd length": [{**info, "max_seq_len": 10**12}, shapes, weights],
         "no name": [{k: v for k, v in info.items() if k != "name"}, shapes, weights],
         "wrong shapes": [info, [[H, 15], [15], [6, 4 * H], [H, 4 * H], [4 * H]], weights],
         "four shapes": [info, shapes[:4], weights[:4]],
