@@ -83,6 +83,55 @@ def test_a_bad_config_is_refused_naming_the_file(
     assert "config.json" in capsys.readouterr().err
 
 
+def _first_weight(change):
+    """Weights whose first floating-point tensor is `change(tensor)`."""
+
+    def changed(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        name = next(k for k, v in tensors.items() if v.is_floating_point() and v.numel() > 1)
+        return {**tensors, name: change(tensors[name].clone())}
+
+    return changed
+
+
+def _nan(tensor: torch.Tensor) -> torch.Tensor:
+    tensor.view(-1)[1] = float("nan")
+    return tensor
+
+
+# Weights from elsewhere (a model.safetensors changed after export), and what the refusal says.
+WEIGHT_CASES = {
+    "a NaN weight": (_first_weight(_nan), "NaN or infinite"),
+    "an infinite weight": (_first_weight(lambda t: t.fill_(float("inf"))), "NaN or infinite"),
+    "integer weights": (_first_weight(lambda t: t.round().to(torch.int32)), "not floating point"),
+    "a wrong shape": (_first_weight(lambda t: t.reshape(-1)[:-1].clone()), "do not fit"),
+    "a weight missing": (lambda tensors: dict(list(tensors.items())[1:]), "do not fit"),
+}
+
+
+def with_weights(folder: Path, out: Path, change) -> Path:
+    """A copy of the model folder whose weights are `change(tensors)`."""
+    from safetensors.torch import load_file, save_file
+
+    out.mkdir()
+    (out / "config.json").write_bytes((folder / "config.json").read_bytes())
+    tensors = change(load_file(str(folder / "model.safetensors")))
+    save_file(tensors, str(out / "model.safetensors"), metadata={"aisketcher": "{}"})
+    return out
+
+
+@pytest.mark.parametrize("case", list(WEIGHT_CASES))
+def test_bad_weights_are_refused_naming_the_file(
+    case: str, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    change, message = WEIGHT_CASES[case]
+    bad = with_weights(folder, tmp_path / "changed", change)
+    with pytest.raises(SketchDataError, match=message) as exc:
+        Sketcher.load(bad)
+    assert str(exc.value).startswith(f"{bad / 'model.safetensors'}: ")
+    assert main(["draw", "cat", "--model", str(bad), "--out", str(tmp_path / "x.svg")]) == 2
+    assert "model.safetensors" in capsys.readouterr().err
+
+
 def test_the_good_folder_loads(folder: Path) -> None:
     assert Sketcher.load(folder).class_names == ["cat", "eye"]
 

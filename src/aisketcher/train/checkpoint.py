@@ -129,6 +129,12 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sourc
         state.setdefault("raster_prior.scale", torch.diag_embed(std))  # unless refitted since
     defaults = model.state_dict()
     state.update({k: defaults[k] for k in OPTIONAL_BUFFERS if k in defaults and k not in state})
+    for name, value in state.items():  # load_state_dict would cast integers and copy NaN
+        if name in defaults and defaults[name].is_floating_point():
+            if not value.is_floating_point():
+                raise SketchDataError(f"weight {name} is {value.dtype}, not floating point", source)
+            if not torch.isfinite(value).all():
+                raise SketchDataError(f"weight {name} holds NaN or infinite values", source)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
