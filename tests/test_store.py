@@ -5,6 +5,7 @@ atomically, and the dataset built on it equal to the sketches of the files thems
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -142,6 +143,35 @@ def test_a_source_changed_after_packing_is_packed_again(cat: Path, tmp_path: Pat
     write_npz(cat, {s: v[:10] for s, v in fewer.items()})
     with pytest.warns(UserWarning, match="packed from an earlier state"):
         assert len(open_class(cat, store=store)["train"]) == 10
+
+
+def _savez(path: Path, splits: dict[str, list[np.ndarray]]) -> None:
+    """As the official files are written: object arrays, uncompressed (the size follows the
+    sketches' shapes, not their values)."""
+    arrays = {}
+    for name, sketches in splits.items():
+        arrays[name] = np.empty(len(sketches), dtype=object)
+        arrays[name][:] = sketches
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def test_a_source_rewritten_to_its_old_size_and_time_is_packed_again(
+    cat: Path, tmp_path: Path
+) -> None:
+    """The same size and the modification time put back (`touch -r`, or a copy keeping times):
+    the status-change time, which no one can set, still tells."""
+    store = tmp_path / "store"
+    splits = read_npz(cat)
+    _savez(cat, splits)
+    before = cat.stat()
+    first = stored(open_class(cat, store=store)["train"], 0)
+    _savez(cat, {s: [x * np.array([-1, 1, 1], x.dtype) for x in v] for s, v in splits.items()})
+    os.utime(cat, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (cat.stat().st_size, cat.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    with pytest.warns(UserWarning, match="packed from an earlier state"):
+        again = stored(open_class(cat, store=store)["train"], 0)
+    assert np.array_equal(again[:, 0], -first[:, 0])
 
 
 def test_an_interrupted_pack_leaves_nothing_half_written(
