@@ -98,6 +98,18 @@ def test_convert_bad_line(capsys, tmp_path, data_dir):
     assert sum(len(v) for v in read_npz(out).values()) == 9
 
 
+def test_convert_on_a_full_disk_says_so_and_keeps_the_old_file(capsys, tmp_path, data_dir):
+    from test_store import full_disk
+
+    source = data_dir / "quickdraw-ndjson/simplified/cat.ndjson"
+    out = tmp_path / "cat.npz"
+    out.write_bytes(b"an earlier file")
+    with full_disk(np, "savez_compressed"):
+        code, _, err = _run(capsys, "data", "convert", source, "--out", out)
+    assert code == 2 and err == f"aisketcher: error: {out}: cannot write: No space left on device\n"
+    assert out.read_bytes() == b"an earlier file" and sorted(tmp_path.iterdir()) == [out]
+
+
 def test_convert_rejects_bad_split(capsys, tmp_path, data_dir):
     src = data_dir / "quickdraw-ndjson/simplified/cat.ndjson"
     code, _, err = _run(

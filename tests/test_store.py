@@ -4,12 +4,15 @@ atomically, and the dataset built on it equal to the sketches of the files thems
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -174,24 +177,35 @@ def test_a_source_rewritten_to_its_old_size_and_time_is_packed_again(
     assert np.array_equal(again[:, 0], -first[:, 0])
 
 
-def test_an_interrupted_pack_leaves_nothing_half_written(
-    cat: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextlib.contextmanager
+def full_disk(
+    owner: object, name: str, after: int = 0, error: type[Exception] = OSError
+) -> Iterator[None]:
+    """The writer `owner.name` fails as on a full disk once it has written `after` times (`error`:
+    what the writer raises then; OSError(ENOSPC) for Python's and NumPy's own)."""
+    real, calls = getattr(owner, name), []
+
+    def failing(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) > after:
+            raise error(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    setattr(owner, name, failing)
+    try:
+        yield
+    finally:
+        setattr(owner, name, real)
+
+
+def test_an_interrupted_pack_leaves_nothing_half_written(cat: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    calls = []
-    real_save = np.save
-
-    def failing_save(path, array) -> None:
-        calls.append(path)
-        if len(calls) == 3:
-            raise OSError(28, "No space left on device")
-        real_save(path, array)
-
-    monkeypatch.setattr(np, "save", failing_save)
-    with pytest.raises(SketchDataError, match=r"cannot write the sketch store.*No space"):
+    with (
+        full_disk(np, "save", after=2),
+        pytest.raises(SketchDataError, match=r"cannot write the sketch store.*No space"),
+    ):
         open_class(cat, store=store)
     assert [p for p in store.iterdir() if p.is_dir()] == []  # no pack, no temporary folder
-    monkeypatch.setattr(np, "save", real_save)
     assert len(open_class(cat, store=store)["valid"]) == 220
 
 

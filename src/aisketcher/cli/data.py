@@ -216,7 +216,10 @@ def _convert(args: argparse.Namespace) -> int:
         sketches = [d.to_sketch().stroke3 for d in drawings]
         for name, part in split_sketches(sketches, fractions, args.split_seed).items():
             merged[name].extend(part)
-    write_npz(args.out, merged)
+    try:
+        write_npz(args.out, merged)
+    except OSError as exc:  # a full disk: the file already there, if any, is as it was
+        raise SketchDataError(f"cannot write: {exc.strerror or exc}", str(args.out)) from None
     counts = " / ".join(str(len(merged[name])) for name in SPLITS)
     print(f"{args.out}: {counts} sketches (train / valid / test)")
     return 0
