@@ -132,6 +132,31 @@ def test_bad_weights_are_refused_naming_the_file(
     assert "model.safetensors" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("writer", ["weights", "config"])
+def test_an_export_on_a_full_disk_leaves_the_model_there_intact(
+    writer: str, folder: Path, tmp_path: Path
+) -> None:
+    from safetensors import SafetensorError
+
+    import aisketcher.api as api
+    from test_store import full_disk
+
+    target = tmp_path / "model"
+    Sketcher.load(folder).export(target)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    sketcher = Sketcher(Sketcher.load(folder).model, ["dog", "owl"], 5.0)  # another model
+    failing = (
+        full_disk(api, "save_file", error=SafetensorError)
+        if writer == "weights"
+        else full_disk(Path, "write_text")
+    )
+    with failing, pytest.raises(SketchDataError, match="No space left") as exc:
+        sketcher.export(target)
+    assert str(exc.value).startswith(f"{target}: could not write the model")
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before  # no temporary left
+    assert Sketcher.load(target).class_names == ["cat", "eye"]
+
+
 def test_the_good_folder_loads(folder: Path) -> None:
     assert Sketcher.load(folder).class_names == ["cat", "eye"]
 

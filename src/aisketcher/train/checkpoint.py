@@ -35,11 +35,13 @@ def _atomic_write(path: Path, write: Any) -> None:
         ) from None
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+def json_text(data: dict[str, Any]) -> str:
+    """How the JSON files beside checkpoints and in model folders are written."""
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
-    _atomic_write(path, write)
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(json_text(data)))
 
 
 def _optimizer_split(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
