@@ -211,7 +211,7 @@ def test_a_truncated_download_is_refused_then_resumed(
     assert kept(cache) == ["bird.gen.json", "bird.gen.json.sha256"]
 
 
-def test_a_cut_download_of_unknown_length_is_refused_as_malformed(
+def test_a_cut_download_of_unknown_length_is_refused_asmalformed(
     cache: Path, models_dir: Path
 ) -> None:
     with serving(models_dir) as mirror:
@@ -235,7 +235,7 @@ def test_an_oversized_download_is_refused(
     assert kept(cache) == []
 
 
-def _malformed(models_dir: Path) -> dict[str, bytes]:
+def malformed(models_dir: Path) -> dict[str, bytes]:
     good = json.loads((models_dir / "bird.gen.json").read_text())
     vae = [{**good[0], "mode": 0}, *good[1:]]
     shapes = [good[0], [[512, 123], [123], [5, 2048], [512, 2048], [2047]], good[2]]
@@ -257,7 +257,7 @@ def test_a_malformed_download_is_refused(
 ) -> None:
     bucket = tmp_path / "bucket"
     bucket.mkdir()
-    (bucket / "bird.gen.json").write_bytes(_malformed(models_dir)[problem])
+    (bucket / "bird.gen.json").write_bytes(malformed(models_dir)[problem])
     with pytest.raises(SketchDataError) as info:
         Sketcher.load("google:bird", models_url=str(bucket))
     message = str(info.value)

@@ -96,7 +96,7 @@ def test_tiny_file_matches_magenta_js_equations(tmp_path: Path) -> None:
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5)
 
 
-def _broken_files() -> dict[str, object]:
+def broken_files() -> dict[str, object]:
     data, _ = _tiny_model_json()
     info, shapes, weights = data
     cut = weights[2][: len(weights[2]) - 3]  # not a multiple of 4: bad padding
@@ -121,14 +121,17 @@ def _broken_files() -> dict[str, object]:
     }
 
 
-@pytest.mark.parametrize("case", list(_broken_files()))
+@pytest.mark.parametrize("case", list(broken_files()))
 def test_bad_files_name_the_file(tmp_path: Path, case: str) -> None:
-    path = _write(tmp_path / "bad.gen.json", _broken_files()[case])
+    path = _write(tmp_path / "bad.gen.json", broken_files()[case])
     with pytest.raises(SketchDataError, match=re.escape(str(path))):
         load_magenta_js(path)
 
 
-@pytest.mark.parametrize("text", [b"", b"not json", b'[{"mode": 2', b"\xff\xfe\x00", b"[" * 100000])
+NOT_JSON = [b"", b"not json", b'[{"mode": 2', b"\xff\xfe\x00", b"[" * 100000]
+
+
+@pytest.mark.parametrize("text", NOT_JSON)
 def test_not_json(tmp_path: Path, text: bytes) -> None:
     path = tmp_path / "bad.gen.json"
     path.write_bytes(text)

@@ -88,7 +88,8 @@ def test_a_per_class_sample_is_seeded_and_bounded(quickdraw_dir: Path) -> None:
     assert train.sample_per_class(10**6) is train  # no class has more: the split itself
 
 
-def _damage(target: Path, how: str) -> None:
+def damage(target: Path, how: str) -> None:
+    """Damage a pack as `how` (a key of DAMAGE) says."""
     points = target / "train.points.npy"
     if how == "truncated":
         points.write_bytes(points.read_bytes()[:-100])
@@ -102,9 +103,12 @@ def _damage(target: Path, how: str) -> None:
         meta = json.loads((target / "meta.json").read_text())
         meta["version"] = 99
         (target / "meta.json").write_text(json.dumps(meta))
-    elif how == "offsets":
+    elif how in ("offsets", "range"):
         offsets = np.load(target / "train.offsets.npy")
-        offsets[5], offsets[6] = offsets[6], offsets[5]
+        if how == "offsets":
+            offsets[5], offsets[6] = offsets[6], offsets[5]
+        else:
+            offsets[-1] += 10**9  # past the end of the points
         np.save(target / "train.offsets.npy", offsets)
         meta = json.loads((target / "meta.json").read_text())
         from aisketcher.data.store import _crc32
@@ -113,23 +117,25 @@ def _damage(target: Path, how: str) -> None:
         (target / "meta.json").write_text(json.dumps(meta))
 
 
-@pytest.mark.parametrize(
-    ("how", "reason"),
-    [
-        ("truncated", "truncated"),
-        ("edited", "checksum"),
-        ("record", "unreadable record"),
-        ("version", "format 99"),
-        ("offsets", "out of order"),
-    ],
-)
+# Damage done to a pack (see damage), and what the warning that repacks it says.
+DAMAGE = {
+    "truncated": "truncated",
+    "edited": "checksum",
+    "record": "unreadable record",
+    "version": "format 99",
+    "offsets": "out of order",
+    "range": "out of order or range",
+}
+
+
+@pytest.mark.parametrize(("how", "reason"), DAMAGE.items())
 def test_a_damaged_pack_is_named_and_packed_again(
     cat: Path, tmp_path: Path, how: str, reason: str
 ) -> None:
     store = tmp_path / "store"
     open_class(cat, store=store)
     target = pack_dir(cat, store)
-    _damage(target, how)
+    damage(target, how)
     with pytest.warns(UserWarning, match=f"repacking {cat}: {target}.*{reason}"):
         packed = open_class(cat, store=store)
     expected = read_npz(cat, ["train"])["train"]
