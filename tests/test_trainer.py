@@ -457,6 +457,36 @@ def test_resuming_a_finished_run_says_how_to_train_on_and_rewrites_nothing(
     assert "its weights are already at step 2; give --steps M with M > 2" in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("default")  # the CLI prints warnings as one line
+def test_resume_refuses_settings_other_than_the_runs_and_names_the_options_it_does_not_use(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    args = ["train", "--classes", "cat,eye", "--data", str(data_dir), "--out", str(out)]
+    assert main([*args, "--steps", "2", *TINY_RUN]) == 0
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    # --lr was ignored on --resume: the run went on at its own rate without a word
+    resume = ["train", "--out", str(out), "--resume", "--steps", "4"]
+    assert main([*resume, "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"aisketcher: error: {out / 'config.json'}: --lr asks for ")
+    assert "learning_rate 0.01, the run has 0.001" in err and err.count("\n") == 1
+    assert main([*resume, "--no-length-grouping"]) == 2
+    assert "group_by_length False, the run has True" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+    # The command line that made the run, resumed: its settings are the run's own; the model
+    # and data options are not used, and it says so.
+    assert main([*args, *TINY_RUN, "--steps", "3", "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "aisketcher: warning: --classes, --data, --max-seq-len, --set not used: a resumed run "
+        f"keeps the model and data of its {out / 'config.json'}"
+    ) in err
+    assert read_checkpoint(out / "last.safetensors")[1]["step"] == 3
+
+
 def _first_losses(tr: Trainer, steps: int = 2) -> list[float]:
     losses = []
     for _ in range(steps):
