@@ -128,6 +128,7 @@ def test_bad_weights_are_refused_naming_the_file(
     with pytest.raises(SketchDataError, match=message) as exc:
         Sketcher.load(bad)
     assert str(exc.value).startswith(f"{bad / 'model.safetensors'}: ")
+    assert "\n" not in str(exc.value)
     assert main(["draw", "cat", "--model", str(bad), "--out", str(tmp_path / "x.svg")]) == 2
     assert "model.safetensors" in capsys.readouterr().err
 

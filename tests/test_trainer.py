@@ -246,7 +246,19 @@ def test_checkpoint_without_metadata_or_with_foreign_weights(tmp_path: Path) -> 
     tensors, _ = read_checkpoint(path)
     with pytest.raises(SketchDataError, match="weights do not fit") as err:
         checkpoint.load_weights(torch.nn.Linear(4, 2), tensors, str(path))
-    assert str(path) in str(err.value)
+    assert str(err.value) == (
+        f"{path}: weights do not fit the model: weight is [2, 3], the model's [2, 4]"
+    )
+    with pytest.raises(SketchDataError) as err:
+        checkpoint.load_weights(torch.nn.Bilinear(3, 3, 2), tensors, str(path))
+    assert str(err.value) == (  # in one line: torch's own message runs over several
+        f"{path}: weights do not fit the model: weight is [2, 3], the model's [2, 3, 3]"
+    )
+    del tensors["model.bias"]
+    tensors["model.extra"] = torch.zeros(1)
+    with pytest.raises(SketchDataError) as err:
+        checkpoint.load_weights(torch.nn.Linear(3, 2), tensors, str(path))
+    assert "missing bias; not the model's: extra" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

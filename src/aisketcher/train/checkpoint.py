@@ -131,6 +131,9 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sourc
         state.setdefault("raster_prior.scale", torch.diag_embed(std))  # unless refitted since
     defaults = model.state_dict()
     state.update({k: defaults[k] for k in OPTIONAL_BUFFERS if k in defaults and k not in state})
+    misfits = _misfits(state, defaults)  # load_state_dict's own account runs over many lines
+    if misfits:
+        raise SketchDataError(f"weights do not fit the model: {misfits}", source)
     for name, value in state.items():  # load_state_dict would cast integers and copy NaN
         if name in defaults and defaults[name].is_floating_point():
             if not value.is_floating_point():
@@ -140,7 +143,27 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sourc
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise SketchDataError(f"weights do not fit the model: {exc}", source) from None
+        problem = " ".join(str(exc).split())
+        raise SketchDataError(f"weights do not fit the model: {problem}", source) from None
+
+
+def _misfits(state: dict[str, torch.Tensor], model: dict[str, torch.Tensor]) -> str:
+    """Weights missing, not the model's, or of another shape, in a line ("" when none)."""
+
+    def some(names: list[str]) -> str:
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return ", ".join(names[:3]) + more
+
+    missing = [k for k in model if k not in state]
+    foreign = [k for k in state if k not in model]
+    shapes = [
+        f"{k} is {list(state[k].shape)}, the model's {list(model[k].shape)}"
+        for k in model
+        if k in state and state[k].shape != model[k].shape
+    ]
+    problems = [f"missing {some(missing)}"] if missing else []
+    problems += [f"not the model's: {some(foreign)}"] if foreign else []
+    return "; ".join([*problems, *shapes[:3]])
 
 
 def restore_training_state(
