@@ -266,6 +266,16 @@ def test_a_download_that_never_ends_is_bounded(bucket, tmp_path, monkeypatch, ho
     assert not (tmp_path / "cat.npz").exists()
 
 
+def test_a_destination_that_cannot_be_written_is_named_in_one_line(bucket, tmp_path):
+    (tmp_path / "file").write_text("a file, not a folder")
+    with pytest.raises(SketchDataError, match="is a file, not a folder") as info:
+        _get(bucket, ["cat"], "sketchrnn", tmp_path / "file")
+    assert str(info.value).startswith(f"{tmp_path / 'file'}: ")
+    (tmp_path / "out" / "cat.npz.part").mkdir(parents=True)  # a folder where the download goes
+    with pytest.raises(SketchDataError, match=r"cannot write cat.npz.part: Is a directory"):
+        _get(bucket, ["cat"], "sketchrnn", tmp_path / "out")
+
+
 def test_missing_file_names_the_url(bucket, tmp_path):
     with pytest.raises(SketchDataError, match="404") as info:
         _get(bucket, ["dog"], "sketchrnn", tmp_path / "out")

@@ -111,7 +111,14 @@ def download_classes(
         raise SketchDataError(f"retries must be >= 0, got {retries}")
     names = [resolve_class(c) for c in classes]
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SketchDataError("is a file, not a folder to download into", str(dest)) from None
+    except OSError as exc:
+        raise SketchDataError(
+            f"cannot download into it: {exc.strerror or exc}", str(dest)
+        ) from None
     paths = []
     for name in names:
         path = dest / local_filename(name, fmt)
@@ -170,6 +177,10 @@ def download_file(
                 raise SketchDataError(f"HTTP {exc.code} {reason}: {url}") from None
         except (*_TRANSIENT, _IncompleteDownload) as exc:
             error = exc
+        except OSError as exc:  # writing it: a full disk, a folder in the way
+            raise SketchDataError(
+                f"cannot write {part.name}: {exc.strerror or exc}", str(path.parent)
+            ) from None
         except _TooLong:
             raise SketchDataError(
                 f"download not finished within {max_seconds:g} s (what arrived is kept in "
