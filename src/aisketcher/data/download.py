@@ -260,7 +260,7 @@ def _fetch(
                 if now - window >= _STALL_S:
                     if received < _STALL_BYTES:
                         raise _IncompleteDownload(
-                            f"stalled: {received} bytes in the last {now - window:.0f} s"
+                            f"stalled: {received} bytes in the last {now - window:.1f} s"
                         )
                     window, received = now, 0
     size = part.stat().st_size
