@@ -154,7 +154,7 @@ def test_a_source_changed_after_packing_is_packed_again(cat: Path, tmp_path: Pat
         assert len(open_class(cat, store=store)["train"]) == 10
 
 
-def _savez(path: Path, splits: dict[str, list[np.ndarray]]) -> None:
+def savez(path: Path, splits: dict[str, list[np.ndarray]]) -> None:
     """As the official files are written: object arrays, uncompressed (the size follows the
     sketches' shapes, not their values)."""
     arrays = {}
@@ -172,10 +172,10 @@ def test_a_source_rewritten_to_its_old_size_and_time_is_packed_again(
     the status-change time, which no one can set, still tells."""
     store = tmp_path / "store"
     splits = read_npz(cat)
-    _savez(cat, splits)
+    savez(cat, splits)
     before = cat.stat()
     first = stored(open_class(cat, store=store)["train"], 0)
-    _savez(cat, {s: [x * np.array([-1, 1, 1], x.dtype) for x in v] for s, v in splits.items()})
+    savez(cat, {s: [x * np.array([-1, 1, 1], x.dtype) for x in v] for s, v in splits.items()})
     os.utime(cat, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert (cat.stat().st_size, cat.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     with pytest.warns(UserWarning, match="packed from an earlier state"):
@@ -194,7 +194,9 @@ def full_disk(
     def failing(*args: object, **kwargs: object) -> object:
         calls.append(1)
         if len(calls) > after:
-            raise error(errno.ENOSPC, "No space left on device")
+            if issubclass(error, OSError):
+                raise error(errno.ENOSPC, "No space left on device")
+            raise error(f"I/O error: No space left on device (os error {errno.ENOSPC})")
         return real(*args, **kwargs)
 
     setattr(owner, name, failing)
