@@ -307,6 +307,15 @@ def test_a_cache_entry_changed_on_disk_is_refused(cache: Path, models_dir: Path)
     assert kept(cache) == ["bird.gen.json", "bird.gen.json.sha256"]
 
 
+def test_a_cache_that_is_a_file_is_named_in_one_line(cache: Path, models_dir: Path) -> None:
+    cache.write_text("a file where the cache folder would be")
+    with pytest.raises(SketchDataError) as info:
+        Sketcher.load("google:bird", models_url=str(models_dir))
+    assert str(info.value) == (
+        f"{cache}: the models cache cannot be here (a file): point {CACHE_ENV} at a folder"
+    )
+
+
 def test_a_damaged_cache_entry_is_reported_on_load(cache: Path, models_dir: Path) -> None:
     cache.mkdir()
     (cache / "bird.gen.json").write_bytes((models_dir / "bird.gen.json").read_bytes()[:5000])

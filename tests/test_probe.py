@@ -719,6 +719,12 @@ CASES: list[Case] = [
         "do not match",
         "mirror",
     ),
+    *google(
+        "bird",
+        "google: a cache folder that is a file",
+        names="existing.svg",
+        during=(env(AISKETCHER_MODELS_CACHE="existing.svg"),),
+    ),
     case("models, with damaged cache entries", "models", accept=True),
     case("models --models-url without a value", "models --models-url", "expected one argument"),
     # Data files from the network.
@@ -796,6 +802,12 @@ CASES: list[Case] = [
         "store-full",
         during=(disk_full(np, "save", after=2),),
         keeps=all_of(no_partial("store-full"), pack_whole("store-full-data/eye.npz", "store-full")),
+    ),
+    case(
+        "data pack into a store that is a file",
+        "data pack eye --data {store-full-data} --store {existing.svg}",
+        "cannot write the sketch store",
+        "existing.svg",
     ),
     case("data pack an unknown class", "data pack unicorn --data {store-full-data}", "unicorn"),
     case("data pack from no folder", "data pack all --data {nothing}", "", "nothing"),

@@ -151,7 +151,14 @@ def _record_digest(part: Path) -> None:
 
 def _download(name: str, path: Path, url: str | None, progress: bool) -> None:
     where = model_url(name, url)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problem = "a file" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise SketchDataError(
+            f"the models cache cannot be here ({problem}): point {CACHE_ENV} at a folder",
+            str(path.parent),
+        ) from None
     try:
         download_file(
             where,
