@@ -50,6 +50,14 @@ def test_inspect_ndjson(capsys, data_dir):
     assert _table(out)["all"][0] == "500"
 
 
+def test_inspect_an_empty_file_says_it_holds_nothing(capsys, tmp_path):
+    empty = tmp_path / "empty.ndjson"
+    empty.write_text("")
+    code, out, _ = _run(capsys, "data", "inspect", empty)
+    assert code == 0 and "0 drawings" in out and "nan" not in out
+    assert out.endswith("scale factor: none (no sketches)\n")
+
+
 def test_inspect_corrupt_file_exits_2_naming_it(capsys, tmp_path, quickdraw_dir):
     bad = tmp_path / "broken.npz"
     bad.write_bytes((quickdraw_dir / "cat.npz").read_bytes()[:5000])

@@ -130,7 +130,10 @@ def _inspect(args: argparse.Namespace) -> int:
         rows = {"all": split_stats(scale_of)}
         source = "its points"
     _print_stats_table(rows)
-    scale = normalizing_scale_factor(scale_of) if scale_of else float("nan")
+    if not scale_of:  # an empty file: nothing to take a standard deviation of
+        print("scale factor: none (no sketches)")
+        return 0
+    scale = normalizing_scale_factor(scale_of)
     print(f"scale factor: {scale:.4f} (std of dx, dy of {source}, clamped to +-{MAX_OFFSET:g})")
     return 0
 
