@@ -275,6 +275,8 @@ def files(root: Path, data_dir: Path, run: Path) -> Paths:
     put("long.ndjson", GOOD_LINE + "\n" + LONG_LINE + "\n")
     put("huge.ndjson", GOOD_LINE + "\n" + HUGE_LINE + "\n")
     put("existing.svg", "")
+    for suffix in (".json", ".svg", ".npz", ".ndjson", ".gen.json"):
+        put(f"empty{suffix}", "")
     put("bad-eval.json", "{not json")
     out["nothing"] = root / "no-such-file"
     inputs(root)  # REFUSED_FIRST's, which name them relative to the folder they run in
@@ -369,6 +371,9 @@ def _stores(root: Path, data_dir: Path, out: Paths) -> None:
     os.utime(cat, ns=(before.st_atime_ns, before.st_mtime_ns))
     open_class(store("full", "cat", "eye").with_name("eye.npz"), store=root / "store-full")
     store("train-full", "cat")
+    cat = store("file", "cat")
+    pack_dir(cat, root / "store-file").parent.mkdir()
+    pack_dir(cat, root / "store-file").write_text("a file where the pack's folder goes")
 
 
 def _google(root: Path, models: Path, out: Paths) -> None:
@@ -1081,6 +1086,31 @@ CASES: list[Case] = [
     case("a FIFO named .npz", "read_sketches {fifo.npz}", "not a regular file", "fifo.npz"),
     case("a folder named .npz", "data inspect {folder.npz}", "is a folder", "folder.npz"),
     case("no such file", "read_sketches {nothing}", "no such file", "nothing"),
+    *(
+        c
+        for suffix in (".json", ".svg", ".npz")
+        for c in through(f"an empty {suffix} file", "data inspect", f"empty{suffix}")
+    ),
+    case("an empty .ndjson file: no drawings", "data inspect {empty.ndjson}", accept=True),
+    case("an empty .ndjson file: no drawings", "read_sketches {empty.ndjson}", accept=True),
+    case("an empty .ndjson file", f"{COMPLETE} {{empty.ndjson}}", "0 sketches", "empty.ndjson"),
+    *through("an empty .gen.json", "draw tiny --model", "empty.gen.json", loader="Sketcher.load"),
+    case("render a .json drawing", "data render {good.json} --out {out}.svg", accept=True),
+    case("convert what is not ndjson", "data convert {tiny.npz} --out {out}.npz", "", "tiny.npz"),
+    case(
+        "interpolate --a-index past the end",
+        "interpolate --a {three.npz} --a-index 99 --b {good.json}",
+        "out of range",
+        "three.npz",
+    ),
+    case(
+        "store: a pack that is a file",
+        "data pack cat --data {store-file-data} --store {store-file}",
+        "unreadable record",
+        "store-file-data/cat.npz",
+        warns=True,
+        keeps=pack_whole("store-file-data/cat.npz", "store-file"),
+    ),
     case("a malformed ndjson line", "data inspect {malformed.ndjson}", ":2:", "malformed.ndjson"),
     case("a 300,000-point ndjson line", "data inspect {long.ndjson}", ":2:", "long.ndjson"),
     case("a 300,000-point ndjson line", "read_sketches {long.ndjson}", ":2:", "long.ndjson"),
@@ -1307,6 +1337,15 @@ REQUESTS: list[Request] = [
         "an empty sketch", "/api/complete/stream", {"sketch": [], "class": "cat"}, 422, "sketch"
     ),
     Request("an empty sketch", "/api/reconstruct/stream", {"sketches": [[]]}, 422, "strokes"),
+    Request("null", "/api/draw", b"null", 422, "body"),
+    Request("no model named", "/api/model?model=", None, 422, "google:NAME"),
+    Request(
+        "a model name of 71 characters",
+        "/api/draw",
+        {"class": "cat", "model": "google:" + "x" * 64},
+        422,
+        "model",
+    ),
     Request(
         "a body as text", "/api/draw", b'{"class": "cat"}', 415, "JSON", content_type="text/plain"
     ),
