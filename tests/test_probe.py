@@ -312,7 +312,8 @@ def files(root: Path, data_dir: Path, run: Path) -> Paths:
         copy = root / f"run-{name}"
         shutil.copytree(run, copy)
         damage_run(copy)
-        out[f"run-{name}"] = copy
+        shutil.copytree(copy, root / f"run-{name}.orig")  # what a refused resume must leave
+        out[f"run-{name}"], out[f"run-{name}.orig"] = copy, root / f"run-{name}.orig"
     shutil.copytree(run, root / "run-keep")
     out["run-keep"] = root / "run-keep"
     for name in ("model-good", "model-good.orig"):
@@ -1033,7 +1034,13 @@ CASES: list[Case] = [
     ),
     # Runs damaged between sittings, and a run the next sitting must not lose.
     *(
-        case(f"resume: {name}", RESUME % name, says, f"run-{name}")
+        case(
+            f"resume: {name}",
+            RESUME % name,
+            says,
+            f"run-{name}",
+            keeps=same(f"run-{name}", f"run-{name}.orig"),
+        )
         for name, (_, says) in RUN_DAMAGE.items()
     ),
     case(
