@@ -10,6 +10,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# What the hostile-input probe (test_probe.py) reports: printed at the end of every run.
+PROBE_TALLY = pytest.StashKey[list[str]]()
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +57,17 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def probe_tally(request: pytest.FixtureRequest) -> list[str]:
+    """Lines the probe adds to the terminal summary: its tally per entry point."""
+    return request.config.stash.setdefault(PROBE_TALLY, [])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = terminalreporter.config.stash.get(PROBE_TALLY, [])
+    if lines:
+        terminalreporter.section("hostile-input probe (tests/test_probe.py)")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -50,6 +50,14 @@ def test_inspect_ndjson(capsys, data_dir):
     assert _table(out)["all"][0] == "500"
 
 
+def test_inspect_an_empty_file_says_it_holds_nothing(capsys, tmp_path):
+    empty = tmp_path / "empty.ndjson"
+    empty.write_text("")
+    code, out, _ = _run(capsys, "data", "inspect", empty)
+    assert code == 0 and "0 drawings" in out and "nan" not in out
+    assert out.endswith("scale factor: none (no sketches)\n")
+
+
 def test_inspect_corrupt_file_exits_2_naming_it(capsys, tmp_path, quickdraw_dir):
     bad = tmp_path / "broken.npz"
     bad.write_bytes((quickdraw_dir / "cat.npz").read_bytes()[:5000])
@@ -96,6 +104,18 @@ def test_convert_bad_line(capsys, tmp_path, data_dir):
     code, stdout, _ = _run(capsys, "data", "convert", path, "--out", out, "--skip-bad")
     assert code == 0 and "skipped 1 bad line" in stdout
     assert sum(len(v) for v in read_npz(out).values()) == 9
+
+
+def test_convert_on_a_full_disk_says_so_and_keeps_the_old_file(capsys, tmp_path, data_dir):
+    from test_store import full_disk
+
+    source = data_dir / "quickdraw-ndjson/simplified/cat.ndjson"
+    out = tmp_path / "cat.npz"
+    out.write_bytes(b"an earlier file")
+    with full_disk(np, "savez_compressed"):
+        code, _, err = _run(capsys, "data", "convert", source, "--out", out)
+    assert code == 2 and err == f"aisketcher: error: {out}: cannot write: No space left on device\n"
+    assert out.read_bytes() == b"an earlier file" and sorted(tmp_path.iterdir()) == [out]
 
 
 def test_convert_rejects_bad_split(capsys, tmp_path, data_dir):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,6 +35,9 @@ class _BucketServer(ThreadingHTTPServer):
         self.always_truncate = False  # announce the full length but never send it all
         self.ignore_range = False
         self.send_length = True  # False: no Content-Length, the end of the body is the close
+        # File name -> how it is answered instead: "loop" (a redirect to itself), "trickle" (the
+        # length announced, then a byte at a time, forever), "endless" (bytes without end).
+        self.misbehave: dict[str, str] = {}
         self._dropped: set[str] = set()
 
     @property
@@ -49,6 +53,10 @@ class _Handler(BaseHTTPRequestHandler):
         rel = unquote(urlsplit(self.path).path).lstrip("/")
         byte_range = self.headers.get("Range")
         srv.log.append((rel, byte_range))
+        how = srv.misbehave.get(Path(rel).name)
+        if how is not None:
+            self._misbehave(how)
+            return
         file = srv.root / rel
         if not file.is_file():
             self.send_error(404)
@@ -69,6 +77,27 @@ class _Handler(BaseHTTPRequestHandler):
             srv._dropped.add(rel)
             body = body[: len(body) // 2]
         self.wfile.write(body)
+
+    def _misbehave(self, how: str) -> None:
+        if how == "loop":
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.end_headers()
+            return
+        self.send_response(200)
+        if how == "trickle":
+            self.send_header("Content-Length", "3000000")
+        self.end_headers()
+        try:
+            while True:  # until the client gives up
+                if how == "trickle":
+                    self.wfile.write(b"[")
+                    self.wfile.flush()
+                    time.sleep(0.01)
+                else:
+                    self.wfile.write(b" " * (1 << 16))
+        except OSError:
+            pass
 
     def log_message(self, format: str, *args: object) -> None:
         """Keep the test output quiet."""
@@ -200,6 +229,51 @@ def test_a_file_over_the_bound_or_failing_its_check_is_refused_and_not_kept(
         download_file(url, tmp_path / "cat.npz", progress=False, max_bytes=size, check=refuse)
     assert len(bucket.log) == 2  # neither was retried
     assert not list(tmp_path.glob("cat.npz*"))
+
+
+def test_a_redirect_loop_is_refused_in_one_line(bucket, tmp_path):
+    bucket.misbehave["cat.npz"] = "loop"
+    with pytest.raises(SketchDataError) as info:
+        _get(bucket, ["cat"], "sketchrnn", tmp_path / "out")
+    message = str(info.value)
+    assert message.startswith(f"{bucket.base_url}/sketchrnn/cat.npz: redirect not followed")
+    assert "infinite loop" in message and "\n" not in message
+    assert len(bucket.log) <= 11  # urllib's ten redirects, not retried
+    assert not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("how", ["trickle", "endless"])
+def test_a_download_that_never_ends_is_bounded(bucket, tmp_path, monkeypatch, how):
+    """A server trickling a byte at a time stalls each attempt; one sending without end is cut at
+    the caller's size bound; and the caller's time bounds the whole."""
+    import aisketcher.data.download as download
+
+    monkeypatch.setattr(download, "_STALL_S", 0.3)
+    bucket.misbehave["cat.npz"] = how
+    url = f"{bucket.base_url}/sketchrnn/cat.npz"
+    started = time.monotonic()
+    if how == "trickle":
+        with pytest.raises(SketchDataError, match=r"failed after 2 attempts \(stalled: \d+ bytes"):
+            download_file(url, tmp_path / "cat.npz", retries=1, progress=False, backoff_s=0)
+        assert (tmp_path / "cat.npz.part").exists()  # kept for a resume, never as the file
+        with pytest.raises(SketchDataError, match=r"not finished within 0.2 s"):
+            download_file(url, tmp_path / "x.npz", progress=False, backoff_s=0, max_seconds=0.2)
+    else:
+        with pytest.raises(DownloadRefused, match="larger than 1,000,000 bytes"):
+            download_file(url, tmp_path / "cat.npz", progress=False, max_bytes=1_000_000)
+        assert not list(tmp_path.glob("cat.npz*"))
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "cat.npz").exists()
+
+
+def test_a_destination_that_cannot_be_written_is_named_in_one_line(bucket, tmp_path):
+    (tmp_path / "file").write_text("a file, not a folder")
+    with pytest.raises(SketchDataError, match="is a file, not a folder") as info:
+        _get(bucket, ["cat"], "sketchrnn", tmp_path / "file")
+    assert str(info.value).startswith(f"{tmp_path / 'file'}: ")
+    (tmp_path / "out" / "cat.npz.part").mkdir(parents=True)  # a folder where the download goes
+    with pytest.raises(SketchDataError, match=r"cannot write cat.npz.part: Is a directory"):
+        _get(bucket, ["cat"], "sketchrnn", tmp_path / "out")
 
 
 def test_missing_file_names_the_url(bucket, tmp_path):

@@ -95,7 +95,8 @@ def test_points_are_rounded_not_offsets() -> None:
         stroke3_on_integer_grid(np.array([[40000.0, 0, 1]], dtype=np.float32))
 
 
-def _npz(path: Path, **arrays: np.ndarray) -> Path:
+def npz_with_record(path: Path, **arrays: np.ndarray) -> Path:
+    """A file of two sketches in its test split, with `arrays` (a class record) beside them."""
     sketch = np.array([[1, 2, 0], [3, 4, 1]], dtype=np.int16)
     test = np.empty(2, dtype=object)
     test[0], test[1] = sketch, sketch
@@ -103,27 +104,28 @@ def _npz(path: Path, **arrays: np.ndarray) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    ("arrays", "problem"),
-    [
-        ({"class_names": np.array([b"cat"], dtype=object), "test_labels": np.zeros(2)}, "member"),
-        ({"class_names": np.array(["cat"]), "test_labels": np.array([0, 1])}, "points past"),
-        ({"class_names": np.array(["cat"]), "test_labels": np.array([0])}, "1 recorded classes"),
-        ({"class_names": np.array(["cat"]), "test_labels": np.array([0.0, 0.0])}, "indices"),
-        ({"class_names": np.array([1, 2]), "test_labels": np.array([0, 1])}, "class names"),
-    ],
-)
+# Class records that do not fit their sketches, and what the refusal says.
+BAD_CLASS_RECORDS: list[tuple[dict, str]] = [
+    ({"class_names": np.array([b"cat"], dtype=object), "test_labels": np.zeros(2)}, "member"),
+    ({"class_names": np.array(["cat"]), "test_labels": np.array([0, 1])}, "points past"),
+    ({"class_names": np.array(["cat"]), "test_labels": np.array([0])}, "1 recorded classes"),
+    ({"class_names": np.array(["cat"]), "test_labels": np.array([0.0, 0.0])}, "indices"),
+    ({"class_names": np.array([1, 2]), "test_labels": np.array([0, 1])}, "class names"),
+]
+
+
+@pytest.mark.parametrize(("arrays", "problem"), BAD_CLASS_RECORDS)
 def test_a_bad_class_record_is_refused_naming_the_file(
     tmp_path: Path, arrays: dict, problem: str
 ) -> None:
-    path = _npz(tmp_path / "bad.npz", **arrays)
+    path = npz_with_record(tmp_path / "bad.npz", **arrays)
     with pytest.raises(SketchDataError, match=problem) as info:
         read_sketches(path)
     assert str(path) in str(info.value)
 
 
 def test_a_file_without_a_class_record_reads_as_before(tmp_path: Path) -> None:
-    path = _npz(tmp_path / "plain.npz")
+    path = npz_with_record(tmp_path / "plain.npz")
     assert read_npz_labels(path, "test") is None
     assert [s.label for s in read_sketches(path)] == [None, None]
 

@@ -34,35 +34,36 @@ def refused_before_torch(argv: list[str], cwd: Path) -> str:
     return done.stderr
 
 
-@pytest.fixture
-def three(tmp_path: Path) -> Path:
-    """A sketch-rnn file of three sketches in its test split."""
+# Command lines refused before the model loads (run beside the files of `inputs`).
+REFUSED_FIRST: list[tuple[list[str], str]] = [
+    (["complete", "--input", "missing.svg", "--class", "cat"], "missing.svg: no such file"),
+    (["translate", "--input", "missing.json"], "missing.json: no such file"),
+    (["interpolate", "--a", "start.json", "--b", "missing.ndjson"], "no such file"),
+    (["reconstruct", "--input", "bad.json", "--class", "cat"], "bad.json: not valid JSON"),
+    (["complete", "--input", "start.json", "--class", "cat", "--out", "x.gif"], "one sketch"),
+    (["draw", "cat", "--out", "folder.svg/x.svg"], "is not a folder"),
+    (["draw", "cat", "--out", "/proc/x.svg"], "cannot write '/proc/x.svg'"),
+    (["reconstruct", "--input", "three.npz", "--count", "4"], "at most --count 3"),
+    (["reconstruct", "--input", "three.npz", "--index", "3"], "holds 3 sketch(es)"),
+    (["reconstruct", "--input", "three.npz"], "carry no class: give --class"),
+]
+
+
+def inputs(folder: Path) -> None:
+    """The files REFUSED_FIRST's command lines name: a start, a broken JSON, a file where a
+    folder would be, and three.npz, three sketches in its test split."""
+    (folder / "start.json").write_text(json.dumps({"strokes": [[[10, 10], [60, 12]]]}))
+    (folder / "bad.json").write_text("{not json")
+    (folder / "folder.svg").write_text("a file, not a folder")
     sketch = np.array([[10, 10, 0], [20, 5, 1], [-5, 15, 1]], dtype=np.int16)
-    write_npz(tmp_path / "three.npz", {"test": [sketch] * 3})
-    return tmp_path / "three.npz"
+    write_npz(folder / "three.npz", {"test": [sketch] * 3})
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["complete", "--input", "missing.svg", "--class", "cat"], "missing.svg: no such file"),
-        (["translate", "--input", "missing.json"], "missing.json: no such file"),
-        (["interpolate", "--a", "start.json", "--b", "missing.ndjson"], "no such file"),
-        (["reconstruct", "--input", "bad.json", "--class", "cat"], "bad.json: not valid JSON"),
-        (["complete", "--input", "start.json", "--class", "cat", "--out", "x.gif"], "one sketch"),
-        (["draw", "cat", "--out", "folder.svg/x.svg"], "is not a folder"),
-        (["draw", "cat", "--out", "/proc/x.svg"], "cannot write '/proc/x.svg'"),
-        (["reconstruct", "--input", "three.npz", "--count", "4"], "at most --count 3"),
-        (["reconstruct", "--input", "three.npz", "--index", "3"], "holds 3 sketch(es)"),
-        (["reconstruct", "--input", "three.npz"], "carry no class: give --class"),
-    ],
-)
+@pytest.mark.parametrize(("argv", "message"), REFUSED_FIRST)
 def test_bad_inputs_and_outputs_are_refused_before_the_model_loads(
-    argv: list[str], message: str, tmp_path: Path, three: Path
+    argv: list[str], message: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "start.json").write_text(json.dumps({"strokes": [[[10, 10], [60, 12]]]}))
-    (tmp_path / "bad.json").write_text("{not json")
-    (tmp_path / "folder.svg").write_text("a file, not a folder")
+    inputs(tmp_path)
     assert message in refused_before_torch(argv, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "bad.json",
@@ -72,7 +73,9 @@ def test_bad_inputs_and_outputs_are_refused_before_the_model_loads(
     ]  # nothing written
 
 
-def test_the_count_a_file_can_give_is_what_reconstruct_draws(three: Path, tmp_path: Path) -> None:
+def test_the_count_a_file_can_give_is_what_reconstruct_draws(tmp_path: Path) -> None:
+    inputs(tmp_path)
+    three = tmp_path / "three.npz"
     out = tmp_path / "r.npz"
     argv = ["reconstruct", "--input", str(three), "--class", "cat", "--count", "3"]
     assert main([*argv, "--out", str(out)]) == 0

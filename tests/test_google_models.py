@@ -100,7 +100,7 @@ def test_draw_downloads_once_then_draws_offline(
         assert main([*argv, "--models-url", mirror.base_url]) == 0  # from the cache
         assert mirror.log == [("bird.gen.json", None)]
     assert (cache / "bird.gen.json").read_bytes() == (models_dir / "bird.gen.json").read_bytes()
-    assert kept(cache) == ["bird.gen.json"]
+    assert kept(cache) == ["bird.gen.json", "bird.gen.json.sha256"]
     assert first.read_bytes() == reference.read_bytes()
     monkeypatch.setenv(MODELS_URL_ENV, dead_url())
     offline = tmp_path / "offline.svg"
@@ -208,10 +208,10 @@ def test_a_truncated_download_is_refused_then_resumed(
         Sketcher.load("google:bird", models_url=mirror.base_url)
         assert mirror.log[-1][1] is not None  # the next use resumed where the last stopped
     assert (cache / "bird.gen.json").read_bytes() == (models_dir / "bird.gen.json").read_bytes()
-    assert kept(cache) == ["bird.gen.json"]
+    assert kept(cache) == ["bird.gen.json", "bird.gen.json.sha256"]
 
 
-def test_a_cut_download_of_unknown_length_is_refused_as_malformed(
+def test_a_cut_download_of_unknown_length_is_refused_asmalformed(
     cache: Path, models_dir: Path
 ) -> None:
     with serving(models_dir) as mirror:
@@ -235,7 +235,7 @@ def test_an_oversized_download_is_refused(
     assert kept(cache) == []
 
 
-def _malformed(models_dir: Path) -> dict[str, bytes]:
+def malformed(models_dir: Path) -> dict[str, bytes]:
     good = json.loads((models_dir / "bird.gen.json").read_text())
     vae = [{**good[0], "mode": 0}, *good[1:]]
     shapes = [good[0], [[512, 123], [123], [5, 2048], [512, 2048], [2047]], good[2]]
@@ -245,16 +245,19 @@ def _malformed(models_dir: Path) -> dict[str, bytes]:
         "mode 0": json.dumps(vae).encode(),
         "do not match": json.dumps(shapes).encode(),
         "weight 4 holds": json.dumps(weights).encode(),
+        "max_seq_len": json.dumps([{**good[0], "max_seq_len": 10**12}, *good[1:]]).encode(),
     }
 
 
-@pytest.mark.parametrize("problem", ["not JSON", "mode 0", "do not match", "weight 4 holds"])
+@pytest.mark.parametrize(
+    "problem", ["not JSON", "mode 0", "do not match", "weight 4 holds", "max_seq_len"]
+)
 def test_a_malformed_download_is_refused(
     problem: str, cache: Path, models_dir: Path, tmp_path: Path
 ) -> None:
     bucket = tmp_path / "bucket"
     bucket.mkdir()
-    (bucket / "bird.gen.json").write_bytes(_malformed(models_dir)[problem])
+    (bucket / "bird.gen.json").write_bytes(malformed(models_dir)[problem])
     with pytest.raises(SketchDataError) as info:
         Sketcher.load("google:bird", models_url=str(bucket))
     message = str(info.value)
@@ -273,6 +276,44 @@ def test_offline_with_nothing_cached_names_the_url_and_a_mirror(
     err = one_line_error(capsys)
     assert f"{url}/bird.gen.json" in err and "not cached" in err
     assert f"{MODELS_URL_ENV} (or --models-url)" in err and "bird.gen.json" in err
+
+
+def test_a_download_that_never_ends_is_bounded_in_time(
+    cache: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(google_models, "MAX_MODEL_SECONDS", 0.5)
+    with serving(models_dir) as mirror:
+        mirror.misbehave["bird.gen.json"] = "trickle"  # within every other bound, for ever
+        with pytest.raises(SketchDataError, match=r"not finished within 0.5 s") as info:
+            Sketcher.load("google:bird", models_url=mirror.base_url)
+    assert "\n" not in str(info.value) and cached_models() == []
+
+
+def test_a_cache_entry_changed_on_disk_is_refused(cache: Path, models_dir: Path) -> None:
+    """An edit that leaves a well-formed model (a weight's base64 changed) reads as any model
+    would: the SHA-256 recorded at the download tells it apart."""
+    Sketcher.load("google:bird", models_url=str(models_dir))
+    entry = cache / "bird.gen.json"
+    text = entry.read_text()
+    at = text.rindex('"') - 100  # inside the last weight's base64
+    entry.write_text(text[:at] + ("B" if text[at] == "A" else "A") + text[at + 1 :])
+    with pytest.raises(SketchDataError) as info:
+        Sketcher.load("google:bird", models_url=dead_url())
+    message = str(info.value)
+    assert message.startswith(f"{entry}: the cached copy of google:bird is damaged (it changed ")
+    assert "bird.gen.json.sha256" in message and "delete it" in message and "\n" not in message
+    entry.unlink()  # as the message says: downloaded again, and recorded again
+    Sketcher.load("google:bird", models_url=str(models_dir))
+    assert kept(cache) == ["bird.gen.json", "bird.gen.json.sha256"]
+
+
+def test_a_cache_that_is_a_file_is_named_in_one_line(cache: Path, models_dir: Path) -> None:
+    cache.write_text("a file where the cache folder would be")
+    with pytest.raises(SketchDataError) as info:
+        Sketcher.load("google:bird", models_url=str(models_dir))
+    assert str(info.value) == (
+        f"{cache}: the models cache cannot be here (a file): point {CACHE_ENV} at a folder"
+    )
 
 
 def test_a_damaged_cache_entry_is_reported_on_load(cache: Path, models_dir: Path) -> None:

@@ -96,7 +96,7 @@ def test_tiny_file_matches_magenta_js_equations(tmp_path: Path) -> None:
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5)
 
 
-def _broken_files() -> dict[str, object]:
+def broken_files() -> dict[str, object]:
     data, _ = _tiny_model_json()
     info, shapes, weights = data
     cut = weights[2][: len(weights[2]) - 3]  # not a multiple of 4: bad padding
@@ -108,6 +108,8 @@ def _broken_files() -> dict[str, object]:
         "bool mode": [{**info, "mode": True}, shapes, weights],
         "wrong version": [{**info, "version": 7}, shapes, weights],
         "bad scale": [{**info, "scale_factor": -1}, shapes, weights],
+        "NaN scale": [{**info, "scale_factor": float("nan")}, shapes, weights],
+        "absurd length": [{**info, "max_seq_len": 10**12}, shapes, weights],
         "no name": [{k: v for k, v in info.items() if k != "name"}, shapes, weights],
         "wrong shapes": [info, [[H, 15], [15], [6, 4 * H], [H, 4 * H], [4 * H]], weights],
         "four shapes": [info, shapes[:4], weights[:4]],
@@ -119,14 +121,17 @@ def _broken_files() -> dict[str, object]:
     }
 
 
-@pytest.mark.parametrize("case", list(_broken_files()))
+@pytest.mark.parametrize("case", list(broken_files()))
 def test_bad_files_name_the_file(tmp_path: Path, case: str) -> None:
-    path = _write(tmp_path / "bad.gen.json", _broken_files()[case])
+    path = _write(tmp_path / "bad.gen.json", broken_files()[case])
     with pytest.raises(SketchDataError, match=re.escape(str(path))):
         load_magenta_js(path)
 
 
-@pytest.mark.parametrize("text", [b"", b"not json", b'[{"mode": 2', b"\xff\xfe\x00", b"[" * 100000])
+NOT_JSON = [b"", b"not json", b'[{"mode": 2', b"\xff\xfe\x00", b"[" * 100000]
+
+
+@pytest.mark.parametrize("text", NOT_JSON)
 def test_not_json(tmp_path: Path, text: bytes) -> None:
     path = tmp_path / "bad.gen.json"
     path.write_bytes(text)

@@ -83,6 +83,81 @@ def test_a_bad_config_is_refused_naming_the_file(
     assert "config.json" in capsys.readouterr().err
 
 
+def _first_weight(change):
+    """Weights whose first floating-point tensor is `change(tensor)`."""
+
+    def changed(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        name = next(k for k, v in tensors.items() if v.is_floating_point() and v.numel() > 1)
+        return {**tensors, name: change(tensors[name].clone())}
+
+    return changed
+
+
+def _nan(tensor: torch.Tensor) -> torch.Tensor:
+    tensor.view(-1)[1] = float("nan")
+    return tensor
+
+
+# Weights from elsewhere (a model.safetensors changed after export), and what the refusal says.
+WEIGHT_CASES = {
+    "a NaN weight": (_first_weight(_nan), "NaN or infinite"),
+    "an infinite weight": (_first_weight(lambda t: t.fill_(float("inf"))), "NaN or infinite"),
+    "integer weights": (_first_weight(lambda t: t.round().to(torch.int32)), "not floating point"),
+    "a wrong shape": (_first_weight(lambda t: t.reshape(-1)[:-1].clone()), "do not fit"),
+    "a weight missing": (lambda tensors: dict(list(tensors.items())[1:]), "do not fit"),
+}
+
+
+def with_weights(folder: Path, out: Path, change) -> Path:
+    """A copy of the model folder whose weights are `change(tensors)`."""
+    from safetensors.torch import load_file, save_file
+
+    out.mkdir()
+    (out / "config.json").write_bytes((folder / "config.json").read_bytes())
+    tensors = change(load_file(str(folder / "model.safetensors")))
+    save_file(tensors, str(out / "model.safetensors"), metadata={"aisketcher": "{}"})
+    return out
+
+
+@pytest.mark.parametrize("case", list(WEIGHT_CASES))
+def test_bad_weights_are_refused_naming_the_file(
+    case: str, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    change, message = WEIGHT_CASES[case]
+    bad = with_weights(folder, tmp_path / "changed", change)
+    with pytest.raises(SketchDataError, match=message) as exc:
+        Sketcher.load(bad)
+    assert str(exc.value).startswith(f"{bad / 'model.safetensors'}: ")
+    assert "\n" not in str(exc.value)
+    assert main(["draw", "cat", "--model", str(bad), "--out", str(tmp_path / "x.svg")]) == 2
+    assert "model.safetensors" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("writer", ["weights", "config"])
+def test_an_export_on_a_full_disk_leaves_the_model_there_intact(
+    writer: str, folder: Path, tmp_path: Path
+) -> None:
+    from safetensors import SafetensorError
+
+    import aisketcher.api as api
+    from test_store import full_disk
+
+    target = tmp_path / "model"
+    Sketcher.load(folder).export(target)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    sketcher = Sketcher(Sketcher.load(folder).model, ["dog", "owl"], 5.0)  # another model
+    failing = (
+        full_disk(api, "save_file", error=SafetensorError)
+        if writer == "weights"
+        else full_disk(Path, "write_text")
+    )
+    with failing, pytest.raises(SketchDataError, match="No space left") as exc:
+        sketcher.export(target)
+    assert str(exc.value).startswith(f"{target}: could not write the model")
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before  # no temporary left
+    assert Sketcher.load(target).class_names == ["cat", "eye"]
+
+
 def test_the_good_folder_loads(folder: Path) -> None:
     assert Sketcher.load(folder).class_names == ["cat", "eye"]
 

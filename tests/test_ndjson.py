@@ -139,25 +139,32 @@ def _line(drawing: object, **fields: object) -> str:
 GOOD = _line([[[0, 10, 20], [0, 5, 0]]])
 
 
-@pytest.mark.parametrize(
-    ("bad", "message"),
-    [
-        ('{"word": "cat", "drawing": [[[0, 1], [0 1]]]}', "not valid JSON"),
-        (_line(None), "missing key(s): drawing"),
-        (_line([[[0, float("nan")], [0, 1]]]), "NaN"),
-        (_line([]), "non-empty list"),
-        (_line([[[0, 1, 2], [0, 1]]]), "different lengths (3/2)"),
-        (_line([[[0, 1], [0, 1], [0]]]), "different lengths (2/2/1)"),
-        (_line([[[], []]]), "non-empty lists of numbers"),
-        (_line([[["0", "1"], [0, 1]]]), "non-empty lists of numbers"),
-        (_line([[[0, 1]]]), "[xs, ys]"),
-        (_line([[[0, 1], [0, 1]]], word=3), "'word' must be a string"),
-        ("[1, 2]", "not a JSON object"),
-        (_line([[[0, 1], [0, 1]], [[0, 1], [0, 1], [5, 9]]]), "mixes raw"),
-    ],
-)
+# Bad lines, and a fragment of the refusal; a file holds one as its line 3 (see bad_file).
+BAD_LINES: list[tuple[str, str]] = [
+    ('{"word": "cat", "drawing": [[[0, 1], [0 1]]]}', "not valid JSON"),
+    (_line(None), "missing key(s): drawing"),
+    (_line([[[0, float("nan")], [0, 1]]]), "NaN"),
+    (_line([]), "non-empty list"),
+    (_line([[[0, 1, 2], [0, 1]]]), "different lengths (3/2)"),
+    (_line([[[0, 1], [0, 1], [0]]]), "different lengths (2/2/1)"),
+    (_line([[[], []]]), "non-empty lists of numbers"),
+    (_line([[["0", "1"], [0, 1]]]), "non-empty lists of numbers"),
+    (_line([[[0, 1]]]), "[xs, ys]"),
+    (_line([[[0, 1], [0, 1]]], word=3), "'word' must be a string"),
+    ("[1, 2]", "not a JSON object"),
+    (_line([[[0, 1], [0, 1]], [[0, 1], [0, 1], [5, 9]]]), "mixes raw"),
+]
+
+
+def bad_file(path: Path, bad: str) -> Path:
+    """An ndjson file whose third line is `bad`, among good ones."""
+    path.write_text("\n".join([GOOD, GOOD, bad, GOOD]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_LINES)
 def test_bad_line_names_file_and_line(tmp_path: Path, bad: str, message: str) -> None:
-    path = _write(tmp_path, [GOOD, GOOD, bad, GOOD])
+    path = bad_file(tmp_path / "drawings.ndjson", bad)
     with pytest.raises(SketchDataError) as info:
         read_ndjson(path)
     assert str(info.value).startswith(f"{path}:3: ")

@@ -167,35 +167,23 @@ def test_missing_key_lists_the_keys(tmp_path):
     assert len(read_npz(path, ["train"])["train"]) == 1
 
 
-@pytest.mark.parametrize(
-    ("bad", "fragment"),
-    [
-        (np.array([["1", "2", "0"]]), "must be numeric"),
-        (np.zeros((4, 2), dtype=np.int16), "shape (N, 3)"),
-        (np.zeros((4,), dtype=np.int16), "shape (N, 3)"),
-        (np.array([[1.0, np.nan, 0.0]]), "NaN or infinite"),
-        (np.array([[np.inf, 1.0, 1.0]]), "NaN or infinite"),
-        (np.zeros((0, 3), dtype=np.int16), "empty sketch"),
-        (np.array([[1, 2, 2]], dtype=np.int16), "pen state"),
-        (np.array([[1 + 1j, 2, 1]]), "must be real"),
-        (objects(GOOD, GOOD), "must be numeric"),
-        ([[1, 2, 1]], "is a list, not an array"),
-        ("1,2,1", "is a str, not an array"),
-    ],
-    ids=[
-        "strings",
-        "shape-N-2",
-        "one-dimensional",
-        "nan",
-        "inf",
-        "empty",
-        "pen-2",
-        "complex",
-        "nested-objects",
-        "list",
-        "str",
-    ],
-)
+# A bad sketch in a file's split, and a fragment of the refusal (which names file, split, index).
+BAD_SKETCHES: dict[str, tuple[object, str]] = {
+    "strings": (np.array([["1", "2", "0"]]), "must be numeric"),
+    "shape-N-2": (np.zeros((4, 2), dtype=np.int16), "shape (N, 3)"),
+    "one-dimensional": (np.zeros((4,), dtype=np.int16), "shape (N, 3)"),
+    "nan": (np.array([[1.0, np.nan, 0.0]]), "NaN or infinite"),
+    "inf": (np.array([[np.inf, 1.0, 1.0]]), "NaN or infinite"),
+    "empty": (np.zeros((0, 3), dtype=np.int16), "empty sketch"),
+    "pen-2": (np.array([[1, 2, 2]], dtype=np.int16), "pen state"),
+    "complex": (np.array([[1 + 1j, 2, 1]]), "must be real"),
+    "nested-objects": (objects(GOOD, GOOD), "must be numeric"),
+    "list": ([[1, 2, 1]], "is a list, not an array"),
+    "str": ("1,2,1", "is a str, not an array"),
+}
+
+
+@pytest.mark.parametrize(("bad", "fragment"), BAD_SKETCHES.values(), ids=BAD_SKETCHES.keys())
 def test_bad_sketch_names_file_split_and_index(tmp_path, bad, fragment):
     path = save(tmp_path / "bad.npz", train=objects(GOOD, bad), valid=objects(), test=objects())
     message = str(refused(path, f"{path}:train", fragment))

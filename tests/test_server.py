@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from aisketcher.api import Sketcher
-from aisketcher.server.app import ServerLimits, create_app, running
+from aisketcher.server.app import BYTE_ORDER_MARKS, ServerLimits, create_app, running
 from aisketcher.sketch import strokes_to_stroke3
 
 # An open shape on a 400-pixel canvas: two lines meeting at a corner.
@@ -238,49 +238,51 @@ def many_strokes(n: int, length: int = 2) -> list:
     return [[[i * 7.0, j * 3.0] for j in range(length)] for i in range(n)]
 
 
-@pytest.mark.parametrize(
-    ("path", "body", "says"),
-    [
-        ("/api/draw", {"class": "cat", "count": 0}, "count"),
-        ("/api/draw", {"class": "cat", "count": 9}, "count"),
-        ("/api/draw", {"class": "cat", "temperature": 0}, "temperature"),
-        ("/api/draw", {"class": "cat", "temperature": 2.5}, "temperature"),
-        ("/api/draw", {"class": "cat", "seed": -1}, "seed"),
-        ("/api/draw", {"class": "cat", "seed": 2**40}, "seed"),
-        ("/api/draw", {"class": "kat"}, "did you mean cat"),
-        ("/api/draw", {"count": 1}, "class"),
-        ("/api/draw", {"class": "cat", "colour": "red"}, "colour"),
-        ("/api/draw", {"class": "x" * 65}, "class"),
-        ("/api/draw", ["cat"], "body"),
-        ("/api/complete", {"sketch": [], "class": "cat"}, "strokes"),
-        ("/api/complete", {"sketch": [[]], "class": "cat"}, "strokes"),
-        ("/api/complete", {"sketch": [[[1, 2, 3]]], "class": "cat"}, "strokes"),
-        ("/api/complete", {"sketch": [[["a", 2]]], "class": "cat"}, "strokes"),
-        ("/api/complete", {"sketch": [[[1e7, 2]]], "class": "cat"}, "strokes"),
-        ("/api/complete", {"sketch": {}, "class": "cat"}, "exactly one"),
-        (
-            "/api/complete",
-            {"sketch": {"strokes": CORNER, "stroke3": [[1, 1, 1]]}, "class": "cat"},
-            "exactly one",
-        ),
-        ("/api/complete", {"sketch": {"stroke3": [[1, 1, 2]]}, "class": "cat"}, "stroke3"),
-        ("/api/complete", {"sketch": many_strokes(201), "class": "cat"}, "200"),
-        ("/api/complete", {"sketch": many_strokes(50, 101), "class": "cat"}, "5000"),
-        ("/api/complete", {"sketch": [[[0, 0], [5000, 0]] * 100], "class": "cat"}, "too much ink"),
-        ("/api/complete", {"sketch": many_strokes(150), "class": "cat"}, "at most 220"),
-        ("/api/translate", {"sketch": CORNER, "classes": []}, "classes"),
-        ("/api/translate", {"sketch": CORNER, "classes": ["cat"] * 21}, "classes"),
-        ("/api/translate", {"sketch": CORNER, "classes": ["cat", "dog"]}, "dog"),
-        ("/api/translate", {"sketch": CORNER, "class_pull": 1.5}, "class_pull"),
-        ("/api/translate", {"sketch": CORNER, "class_pull": "0.5"}, "class_pull"),
-        ("/api/reconstruct", {"sketches": [CORNER] * 21, "class": "cat"}, "sketches"),
-        ("/api/reconstruct", {"sketches": [], "class": "cat"}, "sketches"),
-        ("/api/render", {"sketch": CORNER, "size": 16}, "size"),
-        ("/api/render", {"sketch": CORNER, "size": 4096}, "size"),
-        ("/api/render", {"sketch": CORNER, "format": "gif"}, "format"),
-        ("/api/render", {"sketch": CORNER, "highlight_from": -1}, "highlight_from"),
-    ],
-)
+# Out of range or malformed: (route, body, a fragment of the 422's detail); each goes to the
+# route's stream too (but /api/render's, which has none).
+BAD_BODIES: list[tuple[str, object, str]] = [
+    ("/api/draw", {"class": "cat", "count": 0}, "count"),
+    ("/api/draw", {"class": "cat", "count": 9}, "count"),
+    ("/api/draw", {"class": "cat", "temperature": 0}, "temperature"),
+    ("/api/draw", {"class": "cat", "temperature": 2.5}, "temperature"),
+    ("/api/draw", {"class": "cat", "seed": -1}, "seed"),
+    ("/api/draw", {"class": "cat", "seed": 2**40}, "seed"),
+    ("/api/draw", {"class": "kat"}, "did you mean cat"),
+    ("/api/draw", {"count": 1}, "class"),
+    ("/api/draw", {"class": "cat", "colour": "red"}, "colour"),
+    ("/api/draw", {"class": "x" * 65}, "class"),
+    ("/api/draw", ["cat"], "body"),
+    ("/api/complete", {"sketch": [], "class": "cat"}, "strokes"),
+    ("/api/complete", {"sketch": [[]], "class": "cat"}, "strokes"),
+    ("/api/complete", {"sketch": [[[1, 2, 3]]], "class": "cat"}, "strokes"),
+    ("/api/complete", {"sketch": [[["a", 2]]], "class": "cat"}, "strokes"),
+    ("/api/complete", {"sketch": [[[1e7, 2]]], "class": "cat"}, "strokes"),
+    ("/api/complete", {"sketch": {}, "class": "cat"}, "exactly one"),
+    (
+        "/api/complete",
+        {"sketch": {"strokes": CORNER, "stroke3": [[1, 1, 1]]}, "class": "cat"},
+        "exactly one",
+    ),
+    ("/api/complete", {"sketch": {"stroke3": [[1, 1, 2]]}, "class": "cat"}, "stroke3"),
+    ("/api/complete", {"sketch": many_strokes(201), "class": "cat"}, "200"),
+    ("/api/complete", {"sketch": many_strokes(50, 101), "class": "cat"}, "5000"),
+    ("/api/complete", {"sketch": [[[0, 0], [5000, 0]] * 100], "class": "cat"}, "too much ink"),
+    ("/api/complete", {"sketch": many_strokes(150), "class": "cat"}, "at most 220"),
+    ("/api/translate", {"sketch": CORNER, "classes": []}, "classes"),
+    ("/api/translate", {"sketch": CORNER, "classes": ["cat"] * 21}, "classes"),
+    ("/api/translate", {"sketch": CORNER, "classes": ["cat", "dog"]}, "dog"),
+    ("/api/translate", {"sketch": CORNER, "class_pull": 1.5}, "class_pull"),
+    ("/api/translate", {"sketch": CORNER, "class_pull": "0.5"}, "class_pull"),
+    ("/api/reconstruct", {"sketches": [CORNER] * 21, "class": "cat"}, "sketches"),
+    ("/api/reconstruct", {"sketches": [], "class": "cat"}, "sketches"),
+    ("/api/render", {"sketch": CORNER, "size": 16}, "size"),
+    ("/api/render", {"sketch": CORNER, "size": 4096}, "size"),
+    ("/api/render", {"sketch": CORNER, "format": "gif"}, "format"),
+    ("/api/render", {"sketch": CORNER, "highlight_from": -1}, "highlight_from"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "says"), BAD_BODIES)
 def test_out_of_range_or_malformed_requests_are_refused_clearly(
     url: str, path: str, body: object, says: str
 ) -> None:
@@ -291,36 +293,35 @@ def test_out_of_range_or_malformed_requests_are_refused_clearly(
         assert refused(url, f"{path}/stream", body) == (status, detail)
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b"{",
-        b"",
-        b"\xff\xfe",
-        b'{"sketch": [[[NaN, 1], [2, 2]]], "class": "cat"}',
-        b'{"sketch": [[[1e400, 1], [2, 2]]], "class": "cat"}',
-        b"[" * 100_000,
-    ],
-)
+# Bodies that are not JSON, or not the JSON the API reads (to /api/complete: a 400 or a 422).
+MALFORMED_JSON = [
+    b"{",
+    b"",
+    b"\xff\xfe",
+    b'{"sketch": [[[NaN, 1], [2, 2]]], "class": "cat"}',
+    b'{"sketch": [[[1e400, 1], [2, 2]]], "class": "cat"}',
+    b"[" * 100_000,
+]
+
+
+@pytest.mark.parametrize("raw", MALFORMED_JSON)
 def test_malformed_json_is_refused(url: str, raw: bytes) -> None:
     status, detail = refused(url, "/api/complete", raw=raw)
     assert status in (400, 422) and detail
 
 
-@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
-@pytest.mark.parametrize(
-    ("path", "body", "field"),
-    [
-        ("/api/draw", '{"class": "cat", "temperature": %s}', "temperature"),
-        (
-            "/api/complete",
-            '{"sketch": [[[1, 2]]], "class": "cat", "temperature": %s}',
-            "temperature",
-        ),
-        ("/api/translate", '{"sketch": [[[1, 2]]], "class_pull": %s}', "class_pull"),
-        ("/api/reconstruct", '{"sketches": [[[[1, 2]]]], "temperature": %s}', "temperature"),
-    ],
-)
+# Python's json writes NaN and Infinity: (route, body with %s for one of them, the field).
+NON_FINITE_VALUES = ["NaN", "Infinity", "-Infinity"]
+NON_FINITE = [
+    ("/api/draw", '{"class": "cat", "temperature": %s}', "temperature"),
+    ("/api/complete", '{"sketch": [[[1, 2]]], "class": "cat", "temperature": %s}', "temperature"),
+    ("/api/translate", '{"sketch": [[[1, 2]]], "class_pull": %s}', "class_pull"),
+    ("/api/reconstruct", '{"sketches": [[[[1, 2]]]], "temperature": %s}', "temperature"),
+]
+
+
+@pytest.mark.parametrize("value", NON_FINITE_VALUES)
+@pytest.mark.parametrize(("path", "body", "field"), NON_FINITE)
 def test_a_bounded_number_that_is_nan_or_infinite_is_refused_as_such(
     url: str, path: str, body: str, field: str, value: str
 ) -> None:
@@ -408,22 +409,23 @@ def test_busy_server_answers_503_and_frees_slots_of_gone_clients(sketcher: Sketc
         assert len(ok(base, "/api/draw", {"class": "cat", "seed": 1})["sketches"]) == 1
 
 
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("/api/draw", {"class": "cat", "count": "4"}),
-        ("/api/draw", {"class": "cat", "seed": "7"}),
-        ("/api/draw", {"class": "cat", "temperature": "0.4"}),
-        ("/api/complete", {"sketch": CORNER, "class": "cat", "simplify": "yes"}),
-        ("/api/render", {"sketch": CORNER, "size": 128.0}),
-    ],
-)
+# Numbers (and a flag) as strings, or a size as a float: refused, not converted (a 422).
+STRING_NUMBERS = [
+    ("/api/draw", {"class": "cat", "count": "4"}),
+    ("/api/draw", {"class": "cat", "seed": "7"}),
+    ("/api/draw", {"class": "cat", "temperature": "0.4"}),
+    ("/api/complete", {"sketch": CORNER, "class": "cat", "simplify": "yes"}),
+    ("/api/render", {"sketch": CORNER, "size": 128.0}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), STRING_NUMBERS)
 def test_numbers_sent_as_strings_are_refused(url: str, path: str, body: dict) -> None:
     status, message = refused(url, path, body)
     assert status == 422, message
 
 
-@pytest.mark.parametrize("mark", [b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"])
+@pytest.mark.parametrize("mark", BYTE_ORDER_MARKS)
 def test_a_body_with_a_byte_order_mark_is_refused(url: str, mark: bytes) -> None:
     status, detail = refused(url, "/api/draw", raw=mark + b'{"class": "cat"}')
     assert status == 400 and "byte-order mark" in detail

@@ -4,11 +4,15 @@ atomically, and the dataset built on it equal to the sketches of the files thems
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +88,8 @@ def test_a_per_class_sample_is_seeded_and_bounded(quickdraw_dir: Path) -> None:
     assert train.sample_per_class(10**6) is train  # no class has more: the split itself
 
 
-def _damage(target: Path, how: str) -> None:
+def damage(target: Path, how: str) -> None:
+    """Damage a pack as `how` (a key of DAMAGE) says."""
     points = target / "train.points.npy"
     if how == "truncated":
         points.write_bytes(points.read_bytes()[:-100])
@@ -98,9 +103,12 @@ def _damage(target: Path, how: str) -> None:
         meta = json.loads((target / "meta.json").read_text())
         meta["version"] = 99
         (target / "meta.json").write_text(json.dumps(meta))
-    elif how == "offsets":
+    elif how in ("offsets", "range"):
         offsets = np.load(target / "train.offsets.npy")
-        offsets[5], offsets[6] = offsets[6], offsets[5]
+        if how == "offsets":
+            offsets[5], offsets[6] = offsets[6], offsets[5]
+        else:
+            offsets[-1] += 10**9  # past the end of the points
         np.save(target / "train.offsets.npy", offsets)
         meta = json.loads((target / "meta.json").read_text())
         from aisketcher.data.store import _crc32
@@ -109,23 +117,25 @@ def _damage(target: Path, how: str) -> None:
         (target / "meta.json").write_text(json.dumps(meta))
 
 
-@pytest.mark.parametrize(
-    ("how", "reason"),
-    [
-        ("truncated", "truncated"),
-        ("edited", "checksum"),
-        ("record", "unreadable record"),
-        ("version", "format 99"),
-        ("offsets", "out of order"),
-    ],
-)
+# Damage done to a pack (see damage), and what the warning that repacks it says.
+DAMAGE = {
+    "truncated": "truncated",
+    "edited": "checksum",
+    "record": "unreadable record",
+    "version": "format 99",
+    "offsets": "out of order",
+    "range": "out of order or range",
+}
+
+
+@pytest.mark.parametrize(("how", "reason"), DAMAGE.items())
 def test_a_damaged_pack_is_named_and_packed_again(
     cat: Path, tmp_path: Path, how: str, reason: str
 ) -> None:
     store = tmp_path / "store"
     open_class(cat, store=store)
     target = pack_dir(cat, store)
-    _damage(target, how)
+    damage(target, how)
     with pytest.warns(UserWarning, match=f"repacking {cat}: {target}.*{reason}"):
         packed = open_class(cat, store=store)
     expected = read_npz(cat, ["train"])["train"]
@@ -144,24 +154,66 @@ def test_a_source_changed_after_packing_is_packed_again(cat: Path, tmp_path: Pat
         assert len(open_class(cat, store=store)["train"]) == 10
 
 
-def test_an_interrupted_pack_leaves_nothing_half_written(
-    cat: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def savez(path: Path, splits: dict[str, list[np.ndarray]]) -> None:
+    """As the official files are written: object arrays, uncompressed (the size follows the
+    sketches' shapes, not their values)."""
+    arrays = {}
+    for name, sketches in splits.items():
+        arrays[name] = np.empty(len(sketches), dtype=object)
+        arrays[name][:] = sketches
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def test_a_source_rewritten_to_its_old_size_and_time_is_packed_again(
+    cat: Path, tmp_path: Path
 ) -> None:
+    """The same size and the modification time put back (`touch -r`, or a copy keeping times):
+    the status-change time, which no one can set, still tells."""
     store = tmp_path / "store"
-    calls = []
-    real_save = np.save
+    splits = read_npz(cat)
+    savez(cat, splits)
+    before = cat.stat()
+    first = stored(open_class(cat, store=store)["train"], 0)
+    savez(cat, {s: [x * np.array([-1, 1, 1], x.dtype) for x in v] for s, v in splits.items()})
+    os.utime(cat, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (cat.stat().st_size, cat.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    with pytest.warns(UserWarning, match="packed from an earlier state"):
+        again = stored(open_class(cat, store=store)["train"], 0)
+    assert np.array_equal(again[:, 0], -first[:, 0])
 
-    def failing_save(path, array) -> None:
-        calls.append(path)
-        if len(calls) == 3:
-            raise OSError(28, "No space left on device")
-        real_save(path, array)
 
-    monkeypatch.setattr(np, "save", failing_save)
-    with pytest.raises(SketchDataError, match=r"cannot write the sketch store.*No space"):
+@contextlib.contextmanager
+def full_disk(
+    owner: object, name: str, after: int = 0, error: type[Exception] = OSError
+) -> Iterator[None]:
+    """The writer `owner.name` fails as on a full disk once it has written `after` times (`error`:
+    what the writer raises then; OSError(ENOSPC) for Python's and NumPy's own)."""
+    real, calls = getattr(owner, name), []
+
+    def failing(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) > after:
+            if issubclass(error, OSError):
+                raise error(errno.ENOSPC, "No space left on device")
+            raise error(f"I/O error: No space left on device (os error {errno.ENOSPC})")
+        return real(*args, **kwargs)
+
+    setattr(owner, name, failing)
+    try:
+        yield
+    finally:
+        setattr(owner, name, real)
+
+
+def test_an_interrupted_pack_leaves_nothing_half_written(cat: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with (
+        full_disk(np, "save", after=2),
+        pytest.raises(SketchDataError, match=r"cannot write the sketch store.*No space"),
+    ):
         open_class(cat, store=store)
     assert [p for p in store.iterdir() if p.is_dir()] == []  # no pack, no temporary folder
-    monkeypatch.setattr(np, "save", real_save)
     assert len(open_class(cat, store=store)["valid"]) == 220
 
 

@@ -74,26 +74,27 @@ def test_curves_are_flattened_onto_the_curve() -> None:
     assert cubic[-1].tolist() == [20, 0] and len(cubic) > 8
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("this is not xml <", "not well-formed XML"),
-        ("<svg><path d='M0 0'></svg>", "not well-formed XML"),
-        (SVG.format("<text>hello</text>"), "no strokes"),
-        ("<html><path d='M0 0 L1 1'/></html>", "not <svg>"),
-        (SVG.format('<path d="M0 0 L 1 x"/>'), "unexpected 'x'"),
-        (SVG.format('<path d="M0 0 L 1"/>'), "needs 2 numbers"),
-        (SVG.format('<path d="0 0 L 1 1"/>'), "without a command"),
-        (SVG.format('<polyline points="0 0 1"/>'), "odd number"),
-        (SVG.format('<path d="M0 0 L 1e999 0"/>'), "out of range"),
-        (SVG.format('<line x1="1e400"/>'), "out of range"),
-        (SVG.format('<g transform="shear(2)"><path d="M0 0 L1 1"/></g>'), "transform"),
-        (SVG.format('<path d="L 1 1"/>'), "must start with a moveto"),
-        (SVG.format('<circle r="big"/>'), "not a length"),
-        (SVG.format('<g id="a"><use href="#a"/></g>'), "refers to an element that contains it"),
-        (SVG.format("<g>" * 120 + '<path d="M0 0 L1 1"/>' + "</g>" * 120), "nested more than"),
-    ],
-)
+# SVG files that are not sketches, and a fragment of the refusal (which names the file).
+BAD_SVGS: list[tuple[str, str]] = [
+    ("this is not xml <", "not well-formed XML"),
+    ("<svg><path d='M0 0'></svg>", "not well-formed XML"),
+    (SVG.format("<text>hello</text>"), "no strokes"),
+    ("<html><path d='M0 0 L1 1'/></html>", "not <svg>"),
+    (SVG.format('<path d="M0 0 L 1 x"/>'), "unexpected 'x'"),
+    (SVG.format('<path d="M0 0 L 1"/>'), "needs 2 numbers"),
+    (SVG.format('<path d="0 0 L 1 1"/>'), "without a command"),
+    (SVG.format('<polyline points="0 0 1"/>'), "odd number"),
+    (SVG.format('<path d="M0 0 L 1e999 0"/>'), "out of range"),
+    (SVG.format('<line x1="1e400"/>'), "out of range"),
+    (SVG.format('<g transform="shear(2)"><path d="M0 0 L1 1"/></g>'), "transform"),
+    (SVG.format('<path d="L 1 1"/>'), "must start with a moveto"),
+    (SVG.format('<circle r="big"/>'), "not a length"),
+    (SVG.format('<g id="a"><use href="#a"/></g>'), "refers to an element that contains it"),
+    (SVG.format("<g>" * 120 + '<path d="M0 0 L1 1"/>' + "</g>" * 120), "nested more than"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_SVGS)
 def test_bad_svg_names_the_file(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.svg"
     path.write_text(text)

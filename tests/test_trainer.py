@@ -246,7 +246,19 @@ def test_checkpoint_without_metadata_or_with_foreign_weights(tmp_path: Path) -> 
     tensors, _ = read_checkpoint(path)
     with pytest.raises(SketchDataError, match="weights do not fit") as err:
         checkpoint.load_weights(torch.nn.Linear(4, 2), tensors, str(path))
-    assert str(path) in str(err.value)
+    assert str(err.value) == (
+        f"{path}: weights do not fit the model: weight is [2, 3], the model's [2, 4]"
+    )
+    with pytest.raises(SketchDataError) as err:
+        checkpoint.load_weights(torch.nn.Bilinear(3, 3, 2), tensors, str(path))
+    assert str(err.value) == (  # in one line: torch's own message runs over several
+        f"{path}: weights do not fit the model: weight is [2, 3], the model's [2, 3, 3]"
+    )
+    del tensors["model.bias"]
+    tensors["model.extra"] = torch.zeros(1)
+    with pytest.raises(SketchDataError) as err:
+        checkpoint.load_weights(torch.nn.Linear(3, 2), tensors, str(path))
+    assert "missing bias; not the model's: extra" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -433,14 +445,32 @@ def test_train_command_runs_and_resumes(
     assert steps == [2, 3]  # log_every 10: rows at the end of each run
 
 
+def _two_steps(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The command line of a run of two steps in tmp_path/run (TINY_RUN), run."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    args = [
+        "train",
+        "--classes",
+        "cat,eye",
+        "--data",
+        str(data_dir),
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    assert main([*args, "--steps", "2", *TINY_RUN]) == 0
+    return args
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def test_resuming_a_finished_run_says_how_to_train_on_and_rewrites_nothing(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _two_steps(tmp_path, data_dir, monkeypatch)
     out = tmp_path / "run"
-    args = ["train", "--classes", "cat,eye", "--data", str(data_dir), "--out", str(out)]
-    assert main([*args, "--steps", "2", *TINY_RUN]) == 0
-    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    files = _files(out)
     capsys.readouterr()
     for more in ([], ["--steps", "2"], ["--steps", "1"]):
         assert main(["train", "--out", str(out), "--resume", *more]) == 0
@@ -449,12 +479,40 @@ def test_resuming_a_finished_run_says_how_to_train_on_and_rewrites_nothing(
         assert f"aisketcher train --out {out} --resume --steps M, with M > 2" in said
         assert "training from" not in said
     assert "past --steps 1" in said
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+    assert _files(out) == files
     # a warm start from an exported model that far would make a run without a step: refused
     assert main(["export", str(out), "--out", str(tmp_path / "model")]) == 0
     argv = ["train", "--init-from", str(tmp_path / "model"), "--data", str(data_dir)]
     assert main([*argv, "--out", str(tmp_path / "b"), "--steps", "2", "--batch-size", "4"]) == 2
     assert "its weights are already at step 2; give --steps M with M > 2" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("default")  # the CLI prints warnings as one line
+def test_resume_refuses_settings_other_than_the_runs_and_names_the_options_it_does_not_use(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    args = _two_steps(tmp_path, data_dir, monkeypatch)
+    out = tmp_path / "run"
+    files = _files(out)
+    capsys.readouterr()
+    # --lr was ignored on --resume: the run went on at its own rate without a word
+    resume = ["train", "--out", str(out), "--resume", "--steps", "4"]
+    assert main([*resume, "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"aisketcher: error: {out / 'config.json'}: --lr asks for ")
+    assert "learning_rate 0.01, the run has 0.001" in err and err.count("\n") == 1
+    assert main([*resume, "--no-length-grouping"]) == 2
+    assert "group_by_length False, the run has True" in capsys.readouterr().err
+    assert _files(out) == files
+    # The command line that made the run, resumed: its settings are the run's own; the model
+    # and data options are not used, and it says so.
+    assert main([*args, *TINY_RUN, "--steps", "3", "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "aisketcher: warning: --classes, --data, --max-seq-len, --set not used: a resumed run "
+        f"keeps the model and data of its {out / 'config.json'}"
+    ) in err
+    assert read_checkpoint(out / "last.safetensors")[1]["step"] == 3
 
 
 def _first_losses(tr: Trainer, steps: int = 2) -> list[float]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from aisketcher.atomic import atomic_path
@@ -32,7 +33,7 @@ from aisketcher.model.sketcher import Latent, SketchModel
 from aisketcher.model_info import builtin_model_dir, match_class
 from aisketcher.sampler import sample
 from aisketcher.sketch import Sketch
-from aisketcher.train.checkpoint import load_weights, read_checkpoint, write_json
+from aisketcher.train.checkpoint import json_text, load_weights, read_checkpoint
 
 SketchInput = Sketch | np.ndarray | Sequence
 WEIGHTS_FILE = "model.safetensors"
@@ -129,14 +130,24 @@ class Sketcher:
             f"model.{k}": v.detach().cpu().to(dtype).contiguous()
             for k, v in self.model.state_dict().items()
         }
-        with atomic_path(out / WEIGHTS_FILE) as tmp:
-            save_file(tensors, str(tmp), metadata={"aisketcher": "{}"})
         info = {
             "model": self.model.config.to_dict(),
             "data": {"classes": self.class_names, "scale_factor": self.scale_factor},
             **({"record": record} if record else {}),
         }
-        write_json(out / "config.json", info)
+        # Both files are written whole before either replaces a model already there: a full
+        # disk leaves that model as it was, never its weights with the new config.
+        try:
+            with (
+                atomic_path(out / WEIGHTS_FILE) as weights,
+                atomic_path(out / "config.json", fsync=True) as config,
+            ):
+                save_file(tensors, str(weights), metadata={"aisketcher": "{}"})
+                config.write_text(json_text(info))
+        except (OSError, SafetensorError) as exc:
+            raise SketchDataError(
+                f"could not write the model ({exc}); a model already there is intact", str(out)
+            ) from None
         return out
 
     # ----- drawing -----

@@ -2,17 +2,20 @@
 
 magenta-js and ml5.js draw with about a hundred decoder-only Sketch-RNN models that Google trained
 on whole Quick, Draw! classes and keeps as `<name>.gen.json` files in a public bucket. The first use
-of a name downloads its file into the user's cache (resumably and atomically, bounded in size, and
-kept only once it reads as a well-formed magenta-js model); later uses read the cache, offline. A
-mirror, or a local folder, holding `<name>.gen.json` can stand in for the bucket.
+of a name downloads its file into the user's cache (resumably and atomically, bounded in size and
+time, and kept only once it reads as a well-formed magenta-js model), with its SHA-256 beside it
+(`<name>.gen.json.sha256`); later uses read the cache, offline, and refuse an entry changed on disk
+since. A mirror, or a local folder, holding `<name>.gen.json` can stand in for the bucket.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import TypeGuard
 
+from aisketcher.atomic import atomic_path
 from aisketcher.data.download import DownloadRefused, download_file
 from aisketcher.data.paths import user_cache_dir
 from aisketcher.errors import SketchDataError
@@ -32,6 +35,8 @@ CACHE_ENV = "AISKETCHER_MODELS_CACHE"
 # A decoder of 2048 units, four times the 512 of Google's smaller models, takes 45.5 MB in this
 # format (17.1 million int16 weights in base64): a larger download is not one of these models.
 MAX_MODEL_BYTES = 50_000_000
+# The whole download, every attempt: 45.5 MB in 15 minutes is 50 kB/s, a slow link's pace.
+MAX_MODEL_SECONDS = 900.0
 # A model file is small: a failed transfer is worth two quick retries, not data download's wait.
 RETRIES = 2
 BACKOFF_S = 0.5
@@ -84,13 +89,21 @@ def cached_models() -> list[str]:
 def google_model(source: str, *, url: str | None = None, progress: bool = False) -> Path:
     """The cached file of `google:NAME`, downloaded from `url` (see `models_url`) on first use.
 
-    A cached file is read again (12 ms for a 3 MB model) so that a damaged one is reported here,
-    in one line; a cached model is used whatever `url` says.
+    A cached file is read again (12 ms for a 3 MB model) and checked against the SHA-256 recorded
+    when it was downloaded, so that a damaged or changed one is reported here, in one line; a
+    cached model is used whatever `url` says. (A file put in the cache by hand has no record: it
+    is read, not checksummed.)
     """
     name = google_name(source)
     path = cache_dir() / f"{name}{SUFFIX}"
     if path.is_file():
         try:
+            recorded = _recorded_digest(path)
+            if recorded is not None and recorded != _digest(path):
+                raise SketchDataError(
+                    "it changed since it was downloaded: its SHA-256 is not the one in "
+                    f"{_digest_path(path).name}"
+                )
             read_magenta_js(path)
         except SketchDataError as exc:
             raise SketchDataError(
@@ -103,9 +116,49 @@ def google_model(source: str, *, url: str | None = None, progress: bool = False)
     return path
 
 
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise SketchDataError(f"cannot read: {exc.strerror or exc}") from None
+
+
+def _recorded_digest(path: Path) -> str | None:
+    """The SHA-256 recorded beside a cached model at its download; None for a file without one."""
+    try:
+        return _digest_path(path).read_text().strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SketchDataError(f"its checksum file is unreadable ({exc})") from None
+
+
+def _record_digest(part: Path) -> None:
+    """The download's check: a well-formed model, whose SHA-256 is then written beside the name
+    it is about to take (before the rename: a cached model is never without its record)."""
+    read_magenta_js(part)
+    final = part.with_name(part.name.removesuffix(".part"))
+    try:
+        with atomic_path(_digest_path(final)) as tmp:
+            tmp.write_text(_digest(part) + "\n")
+    except OSError as exc:
+        raise SketchDataError(f"cannot record its checksum: {exc.strerror or exc}") from None
+
+
 def _download(name: str, path: Path, url: str | None, progress: bool) -> None:
     where = model_url(name, url)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problem = "a file" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise SketchDataError(
+            f"the models cache cannot be here ({problem}): point {CACHE_ENV} at a folder",
+            str(path.parent),
+        ) from None
     try:
         download_file(
             where,
@@ -114,7 +167,8 @@ def _download(name: str, path: Path, url: str | None, progress: bool) -> None:
             progress=progress,
             backoff_s=BACKOFF_S,
             max_bytes=MAX_MODEL_BYTES,
-            check=read_magenta_js,  # kept only if it reads as a decoder-only magenta-js model
+            max_seconds=MAX_MODEL_SECONDS,
+            check=_record_digest,  # kept only if it reads as a decoder-only magenta-js model
         )
     except DownloadRefused:
         raise

@@ -130,7 +130,10 @@ def _inspect(args: argparse.Namespace) -> int:
         rows = {"all": split_stats(scale_of)}
         source = "its points"
     _print_stats_table(rows)
-    scale = normalizing_scale_factor(scale_of) if scale_of else float("nan")
+    if not scale_of:  # an empty file: nothing to take a standard deviation of
+        print("scale factor: none (no sketches)")
+        return 0
+    scale = normalizing_scale_factor(scale_of)
     print(f"scale factor: {scale:.4f} (std of dx, dy of {source}, clamped to +-{MAX_OFFSET:g})")
     return 0
 
@@ -216,7 +219,10 @@ def _convert(args: argparse.Namespace) -> int:
         sketches = [d.to_sketch().stroke3 for d in drawings]
         for name, part in split_sketches(sketches, fractions, args.split_seed).items():
             merged[name].extend(part)
-    write_npz(args.out, merged)
+    try:
+        write_npz(args.out, merged)
+    except OSError as exc:  # a full disk: the file already there, if any, is as it was
+        raise SketchDataError(f"cannot write: {exc.strerror or exc}", str(args.out)) from None
     counts = " / ".join(str(len(merged[name])) for name in SPLITS)
     print(f"{args.out}: {counts} sketches (train / valid / test)")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,57 @@ def _new_train_config(args: argparse.Namespace) -> TrainConfig:
         precision=args.precision,
         compile=args.compile,
     )
+
+
+# The training settings a run keeps (TrainConfig's fields, by the option that sets each) and the
+# options that make its model and data: --resume continues a run as it was saved, so an option
+# asking for another setting is refused, and one that would make another model is not used.
+RUN_SETTINGS = {
+    "batch_size": "batch_size",
+    "lr": "learning_rate",
+    "seed": "seed",
+    "eval_every": "eval_every",
+    "checkpoint_every": "checkpoint_every",
+    "no_length_grouping": "group_by_length",
+    "balance_classes": "balance_classes",
+    "precision": "precision",
+    "compile": "compile",
+}
+RUN_MODEL = (
+    "config",
+    "size",
+    "classes",
+    "quick",
+    "data",
+    "init_from",
+    "max_seq_len",
+    "set",
+    "reset",
+)
+
+
+def _check_resume(args: argparse.Namespace, saved: TrainConfig, info_path: Path) -> None:
+    """Options given with --resume (other than --steps, --max-minutes, --device, --threads):
+    a setting other than the run's is refused, model and data options are said to be unused."""
+    given = [d for d in (*RUN_SETTINGS, *RUN_MODEL) if getattr(args, d) != args.defaults[d]]
+    asked = _new_train_config(args)
+    for dest in given:
+        field = RUN_SETTINGS.get(dest)
+        if field is not None and getattr(asked, field) != getattr(saved, field):
+            raise SketchDataError(
+                f"--{dest.replace('_', '-')} asks for {field} {getattr(asked, field)}, the run "
+                f"has {getattr(saved, field)}: --resume continues a run as it was (it takes "
+                "--steps, --max-minutes, --device and --threads); --init-from starts a new one "
+                "from its weights",
+                str(info_path),
+            )
+    unused = [f"--{d.replace('_', '-')}" for d in given if d in RUN_MODEL]
+    if unused:
+        warnings.warn(
+            f"{', '.join(unused)} not used: a resumed run keeps the model and data of its "
+            f"{info_path}",
+            stacklevel=2,
+        )
 
 
 def _warm_start(trainer: Trainer, source: Path, reset: list[str]) -> None:
@@ -157,6 +209,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if isinstance(train_fields, dict):
             train_fields = {**train_fields, **{k: v for k, v in overrides.items() if v is not None}}
         train_cfg = TrainConfig.from_dict(train_fields, str(info_path))
+        _check_resume(args, train_cfg, info_path)
         data = info["data"]
         sources, max_len = data.get("sources"), data.get("max_seq_len")
         if not isinstance(sources, list) or type(max_len) is not int:
@@ -379,4 +432,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FIELD=VALUE",
         help="override a model config field, e.g. cell=lstm",
     )
-    p.set_defaults(func=cmd_train)
+    # What --resume compares its options with (see _check_resume).
+    p.set_defaults(
+        func=cmd_train, defaults={d: p.get_default(d) for d in (*RUN_SETTINGS, *RUN_MODEL)}
+    )

@@ -4,7 +4,9 @@ A file is written to `<name>.part` and renamed only once its size matches what t
 (and, where the caller asks, once its content passes a check), so a file with the final name is
 always complete; an interrupted `.part` is resumed with an HTTP Range request on the next attempt or
 the next run. A file over a caller's size bound or failing its check is refused and its `.part`
-removed: nothing of it is kept.
+removed: nothing of it is kept. A transfer that stalls (less than `_STALL_BYTES` in `_STALL_S`, a
+server trickling forever) ends as a failed attempt, and a caller may bound the whole download's
+time: no download runs forever.
 """
 
 from __future__ import annotations
@@ -35,7 +37,11 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 
 _CHUNK = 1 << 16
-_TIMEOUT_S = 60.0
+_TIMEOUT_S = 60.0  # for the connection and each read
+# An attempt that receives less than this in this long has stalled: a dead link, or a server
+# trickling a byte at a time (each read within _TIMEOUT_S, the whole never ending).
+_STALL_BYTES = 64 * 1024
+_STALL_S = 60.0
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 # Lower case, underscores as spaces -> official spelling, so `paint_can` and `the mona lisa` work.
 _BY_KEY = {name.lower(): name for name in QUICKDRAW_CLASSES}
@@ -50,7 +56,8 @@ _TRANSIENT = (
 
 
 class _IncompleteDownload(Exception):
-    """The transfer ended before the announced size; the `.part` file is kept for resuming."""
+    """The transfer ended before the announced size, or stalled; the `.part` file is kept for
+    resuming."""
 
 
 class DownloadRefused(SketchDataError):
@@ -104,7 +111,14 @@ def download_classes(
         raise SketchDataError(f"retries must be >= 0, got {retries}")
     names = [resolve_class(c) for c in classes]
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SketchDataError("is a file, not a folder to download into", str(dest)) from None
+    except OSError as exc:
+        raise SketchDataError(
+            f"cannot download into it: {exc.strerror or exc}", str(dest)
+        ) from None
     paths = []
     for name in names:
         path = dest / local_filename(name, fmt)
@@ -128,22 +142,31 @@ def download_file(
     progress: bool = True,
     backoff_s: float = 1.0,
     max_bytes: int | None = None,
+    max_seconds: float | None = None,
     check: Callable[[Path], object] | None = None,
 ) -> None:
     """Fetch `url` into `path` through `path.part`, resuming and retrying; see the module doc.
 
     `max_bytes`: a larger file is refused as soon as the server announces it or the bytes pass the
-    bound. `check`: called on the complete `.part` before the rename; a SketchDataError from it
-    refuses the file. A refusal is a DownloadRefused, never retried.
+    bound. `max_seconds`: the whole download, every attempt, ends by then (what arrived is kept
+    as the `.part` for a later resume). `check`: called on the complete `.part` before the
+    rename; a SketchDataError from it refuses the file. A refusal is a DownloadRefused, never
+    retried.
     """
     part = path.with_name(path.name + ".part")
+    deadline = math.inf if max_seconds is None else time.monotonic() + max_seconds
     for attempt in range(retries + 1):
         try:
-            _fetch(url, part, progress, max_bytes)
+            _fetch(url, part, progress, max_bytes, deadline)
         except urllib.error.HTTPError as exc:
             exc.close()
+            reason = " ".join(str(exc.reason).split())  # urllib's own can run over lines
             if exc.code == 404:
                 raise SketchDataError(f"not found (HTTP 404): {url}") from None
+            if 300 <= exc.code < 400:  # a redirect urllib would not follow: a loop, or elsewhere
+                raise SketchDataError(
+                    f"redirect not followed (HTTP {exc.code}: {reason})", url
+                ) from None
             if exc.code == 416:
                 # The .part does not fit the file on the server (it changed?): start over.
                 part.unlink(missing_ok=True)
@@ -151,9 +174,19 @@ def download_file(
             elif exc.code == 429 or exc.code >= 500:
                 error = exc
             else:
-                raise SketchDataError(f"HTTP {exc.code} {exc.reason}: {url}") from None
+                raise SketchDataError(f"HTTP {exc.code} {reason}: {url}") from None
         except (*_TRANSIENT, _IncompleteDownload) as exc:
             error = exc
+        except OSError as exc:  # writing it: a full disk, a folder in the way
+            raise SketchDataError(
+                f"cannot write {part.name}: {exc.strerror or exc}", str(path.parent)
+            ) from None
+        except _TooLong:
+            raise SketchDataError(
+                f"download not finished within {max_seconds:g} s (what arrived is kept in "
+                f"{part.name} and resumed next time)",
+                url,
+            ) from None
         else:
             if check is not None:
                 try:
@@ -164,7 +197,7 @@ def download_file(
             part.replace(path)
             return
         if attempt < retries:
-            time.sleep(backoff_s * 2**attempt)
+            time.sleep(min(backoff_s * 2**attempt, max(deadline - time.monotonic(), 0)))
     raise SketchDataError(f"download failed after {retries + 1} attempts ({error}): {url}")
 
 
@@ -177,14 +210,23 @@ def _format(fmt: str) -> tuple[str, str]:
         ) from None
 
 
-def _fetch(url: str, part: Path, progress: bool, max_bytes: int | None) -> None:
+class _TooLong(Exception):
+    """The caller's time for the whole download ran out."""
+
+
+def _fetch(
+    url: str, part: Path, progress: bool, max_bytes: int | None, deadline: float = math.inf
+) -> None:
     """One attempt: extend `part` from where it stops (or rewrite it) up to the announced size."""
     limit = math.inf if max_bytes is None else max_bytes
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url)
     if offset:
         request.add_header("Range", f"bytes={offset}-")
-    with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
+    if time.monotonic() >= deadline:
+        raise _TooLong
+    timeout = min(_TIMEOUT_S, max(deadline - time.monotonic(), 0.001))
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         if response.status == 206:
             total = _resumed_size(response, offset, part)
         else:
@@ -205,11 +247,22 @@ def _fetch(url: str, part: Path, progress: bool, max_bytes: int | None) -> None:
                 disable=not progress,
             ) as bar,
         ):
-            while chunk := response.read(_CHUNK):
+            window, received = time.monotonic(), 0
+            # read1: what has arrived, at once (read waits for a whole chunk, or for ever)
+            while chunk := response.read1(_CHUNK):
                 out.write(chunk)
                 bar.update(len(chunk))
                 if out.tell() > limit:  # a server that announced no size, or a wrong one
                     break
+                now, received = time.monotonic(), received + len(chunk)
+                if now >= deadline:
+                    raise _TooLong
+                if now - window >= _STALL_S:
+                    if received < _STALL_BYTES:
+                        raise _IncompleteDownload(
+                            f"stalled: {received} bytes in the last {now - window:.1f} s"
+                        )
+                    window, received = now, 0
     size = part.stat().st_size
     if size > limit:
         _refuse_size(part, url, limit)

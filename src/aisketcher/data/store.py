@@ -6,7 +6,8 @@ once into a folder of NumPy `.npy` files, read a batch at a time by positioned r
 operating system's page cache keeps what is read often):
 
     <store>/<stem>-<hash of the source path>/
-        meta.json            format version, the source's identity (path, size, mtime), per split
+        meta.json            format version, the source's identity (path, size, modification and
+                             status-change times), per split
                              the count of sketches and points, the arrays' CRC-32
         <split>.points.npy   (P, 3) every sketch's stroke-3 rows one after another (int16 when
                              the file's offsets are whole numbers, as the official ones; else float32)
@@ -15,7 +16,9 @@ operating system's page cache keeps what is read often):
 NumPy's `.npy` over Arrow/Parquet: no new dependency, a format every tool reads (`np.load` with
 mmap_mode), and a batch of 100 sketches read from them in a fraction of a millisecond. A pack is written into a temporary folder and renamed
 into place, so a pack is whole or absent (an interrupted packing of many classes resumes at the
-first class without one); a pack whose source changed (size or modification time) is rebuilt; a
+first class without one); a pack whose source changed (size, modification time, or status-change
+time, which no one can set back, so a rewrite of the same size with its old modification time
+restored is seen) is rebuilt; a
 pack whose files do not match its record (truncated, edited, from another version) is reported
 and rebuilt, never read.
 """
@@ -43,7 +46,8 @@ from aisketcher.errors import SketchDataError
 from aisketcher.formats.npz import SPLITS, read_npz
 
 STORE_ENV = "AISKETCHER_STORE"
-FORMAT_VERSION = 1
+# 2: the source's identity holds its status-change time (ctime_ns); a version-1 pack is repacked.
+FORMAT_VERSION = 2
 _CHUNK = 1 << 24  # bytes checksummed at a time: the check's memory stays flat
 
 
@@ -101,7 +105,12 @@ class PackedSplit:
 
 def _source_identity(source: Path) -> dict:
     stat = source.stat()
-    return {"path": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {
+        "path": str(source.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,  # any write or utime sets it: an edit cannot hide
+    }
 
 
 def pack_dir(source: Path, store: Path) -> Path:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aisketcher.errors import SketchDataError
-from aisketcher.model.config import make_config
+from aisketcher.model.config import RANGES, make_config
 
 if TYPE_CHECKING:
     from aisketcher.model.sketcher import SketchModel
@@ -89,8 +89,12 @@ def _parse_info(info: object, source: str) -> tuple[str, float, int, int]:
         raise _fail(f"info 'scale_factor' must be a positive number, got {scale!r}", source)
     if not math.isfinite(scale):
         raise _fail("info 'scale_factor' is not finite", source)
-    if not _is_int(max_len) or max_len <= 0:
-        raise _fail(f"info 'max_seq_len' must be a positive integer, got {max_len!r}", source)
+    longest = RANGES["max_seq_len"][1]  # what a model may take: checked here, by name
+    if not _is_int(max_len) or not 0 < max_len <= longest:
+        raise _fail(
+            f"info 'max_seq_len' must be a whole number from 1 to {longest:.0f}, got {max_len!r}",
+            source,
+        )
     return name, float(scale), max_len, version
 
 
@@ -114,7 +118,8 @@ def _parse_shapes(shapes: object, source: str) -> tuple[list[tuple[int, ...]], i
         (hidden, 4 * hidden),
         (4 * hidden,),
     ]
-    if found != expected or num_mixture < 1 or hidden > MAX_UNITS:
+    most = RANGES["num_mixture"][1]
+    if found != expected or not 1 <= num_mixture <= most or hidden > MAX_UNITS:
         raise _fail(
             f"weight shapes {shapes} do not match a decoder-only LSTM "
             "[[H, 3+6m], [3+6m], [5, 4H], [H, 4H], [4H]]",

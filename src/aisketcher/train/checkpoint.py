@@ -35,11 +35,13 @@ def _atomic_write(path: Path, write: Any) -> None:
         ) from None
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+def json_text(data: dict[str, Any]) -> str:
+    """How the JSON files beside checkpoints and in model folders are written."""
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
-    _atomic_write(path, write)
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(json_text(data)))
 
 
 def _optimizer_split(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -129,10 +131,39 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sourc
         state.setdefault("raster_prior.scale", torch.diag_embed(std))  # unless refitted since
     defaults = model.state_dict()
     state.update({k: defaults[k] for k in OPTIONAL_BUFFERS if k in defaults and k not in state})
+    misfits = _misfits(state, defaults)  # load_state_dict's own account runs over many lines
+    if misfits:
+        raise SketchDataError(f"weights do not fit the model: {misfits}", source)
+    for name, value in state.items():  # load_state_dict would cast integers and copy NaN
+        if name in defaults and defaults[name].is_floating_point():
+            if not value.is_floating_point():
+                raise SketchDataError(f"weight {name} is {value.dtype}, not floating point", source)
+            if not torch.isfinite(value).all():
+                raise SketchDataError(f"weight {name} holds NaN or infinite values", source)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise SketchDataError(f"weights do not fit the model: {exc}", source) from None
+        problem = " ".join(str(exc).split())
+        raise SketchDataError(f"weights do not fit the model: {problem}", source) from None
+
+
+def _misfits(state: dict[str, torch.Tensor], model: dict[str, torch.Tensor]) -> str:
+    """Weights missing, not the model's, or of another shape, in a line ("" when none)."""
+
+    def some(names: list[str]) -> str:
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return ", ".join(names[:3]) + more
+
+    missing = [k for k in model if k not in state]
+    foreign = [k for k in state if k not in model]
+    shapes = [
+        f"{k} is {list(state[k].shape)}, the model's {list(model[k].shape)}"
+        for k in model
+        if k in state and state[k].shape != model[k].shape
+    ]
+    problems = [f"missing {some(missing)}"] if missing else []
+    problems += [f"not the model's: {some(foreign)}"] if foreign else []
+    return "; ".join([*problems, *shapes[:3]])
 
 
 def restore_training_state(
