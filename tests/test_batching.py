@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+import torch
 
 from aisketcher.data.batching import (
     START_TOKEN,
@@ -316,3 +317,28 @@ def test_a_checkpoint_of_the_earlier_loader_resumes_with_its_stored_batches(cat_
     assert resumed.next_batch().labels.tolist() == list(range(250, 300))
     after = np.concatenate([resumed.next_batch().labels for _ in range(6)])
     assert sorted(after.tolist()) == list(range(300))  # then a whole new epoch
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_sharded_loaders_together_give_the_one_process_batches(cat_split, world):
+    """Each rank reads, renders and augments only its rows; its generator skips the others' draws,
+    so the ranks' rows, padded alike, are the unsharded loader's batch, batch after batch."""
+    tiny = [
+        np.array([[1.0, 2.0, 1.0]], np.float32),
+        np.array([[1.0, 0, 0], [0, 1.0, 1.0]], np.float32),
+    ]
+    sketches = list(cat_split.sketches[:78]) + tiny
+    split = Split(sketches, np.arange(len(sketches)))
+    one = BatchLoader(split, 20, raster_size=32, seed=3)
+    ranks = [BatchLoader(split, 20, raster_size=32, seed=3, shard=(r, world)) for r in range(world)]
+    for _ in range(6):  # past an epoch of 4 batches
+        whole = one.next_batch()
+        parts = [loader.next_batch() for loader in ranks]
+        assert all(len(p.lengths) == 20 // world for p in parts)
+        rows = max(p.strokes.shape[1] for p in parts)
+        assert rows == whole.strokes.shape[1]
+        assert torch.equal(torch.cat([p.padded(rows).strokes for p in parts]), whole.strokes)
+        assert torch.equal(torch.cat([p.labels for p in parts]), whole.labels)
+        assert torch.equal(torch.cat([p.lengths for p in parts]), whole.lengths)
+        assert torch.equal(torch.cat([p.rasters for p in parts]), whole.rasters)
+        assert all(p.rng.bit_generator.state == one.rng.bit_generator.state for p in ranks)

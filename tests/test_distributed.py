@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import os
 import socket
 from pathlib import Path
@@ -71,8 +72,9 @@ def poison_first_batch(trainer: Trainer, rows: slice) -> None:
     def next_batch():
         batch = real_next()
         calls[0] += 1
-        if calls[0] == 1:
-            batch.strokes[rows, 1:, 0] = float("nan")
+        if calls[0] == 1:  # a sharded loader's batch holds this rank's rows of the global one
+            start = distributed.rank() * len(batch.lengths)
+            batch.strokes[max(rows.start - start, 0) : max(rows.stop - start, 0), 1:, 0] = math.nan
         return batch
 
     trainer.train_loader.next_batch = next_batch

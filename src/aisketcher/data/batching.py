@@ -35,6 +35,17 @@ class Batch:
         steps = torch.arange(self.strokes.shape[1] - 1, device=self.lengths.device)
         return (steps[None, :] < self.lengths[:, None]).float()
 
+    def padded(self, rows: int) -> Batch:
+        """The batch with `rows` rows of strokes (start token included): more end-of-sketch
+        rows (p3 = 1) after the last, as `collate` pads."""
+        more = rows - self.strokes.shape[1]
+        if more <= 0:
+            return self
+        pad = self.strokes.new_zeros(self.strokes.shape[0], more, 5)
+        pad[..., 4] = 1.0
+        strokes = torch.cat([self.strokes, pad], 1)
+        return Batch(strokes, self.lengths, self.labels, self.rasters)
+
     def to(self, device: torch.device | str) -> Batch:
         rasters = self.rasters.to(device) if self.rasters is not None else None
         return Batch(
@@ -163,6 +174,11 @@ class BatchLoader:
     An epoch's order comes from a generator seeded by (seed, epoch), so the loader's whole state
     is the epoch, the position in it and the augmentation generator's state: a few hundred bytes
     in a checkpoint whatever the size of the split.
+
+    With `shard` = (rank, world), a training batch is this rank's equal share of the rows of the
+    global batch that every rank's loader chooses alike: only those sketches are read, rendered
+    and augmented, and the augmentation generator skips the others' draws, so that the ranks
+    together have the one-process batch (padded to their own longest: see distributed.rank_rows).
     """
 
     def __init__(
@@ -178,6 +194,7 @@ class BatchLoader:
         group_by_length: bool = True,
         balance_classes: bool = False,
         pad_to: int | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         if len(split) == 0:
             raise ValueError("cannot batch an empty split")
@@ -192,19 +209,38 @@ class BatchLoader:
         self.group_by_length = group_by_length
         self.balance_classes = balance_classes
         self.pad_to = pad_to
+        self.shard = shard
         self._lengths = split.lengths()
         self.epoch = 0
         self.position = 0  # batches of the epoch already given
         self._batches: list[np.ndarray] | None = None
 
     def make_batch(self, indices: np.ndarray) -> Batch:
+        before = after = indices[:0]
+        if self.shard is not None and self.train:
+            rank, world = self.shard
+            share = len(indices) // world
+            before, after = indices[: rank * share], indices[(rank + 1) * share :]
+            indices = indices[rank * share : (rank + 1) * share]
         sketches = self.split.take(indices)
         rasters = None
         if self.raster_size is not None:
             rasters = rasterize_many(sketches, self.raster_size)
         if self.train:
+            self._skip_augmentation(before)
             sketches = [augment(s, self.rng, self.scale, self.drop) for s in sketches]
+            self._skip_augmentation(after)
         return collate(sketches, self.split.labels[indices], rasters, self.pad_to)
+
+    def _skip_augmentation(self, indices: np.ndarray) -> None:
+        """Advance the augmentation generator past `augment` of these sketches, unread: it draws
+        two numbers to scale one, and one per point to drop points from one of 3 points or more."""
+        lengths = self._lengths[indices].astype(np.int64)
+        draws = len(indices) * 2 * (self.scale > 0)
+        if self.drop > 0:
+            draws += int(lengths[lengths >= 3].sum())
+        if draws:
+            self.rng.random(draws)
 
     def _epoch(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])

@@ -5,8 +5,9 @@ RANK, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set; `process_group` joins them (g
 nccl on CUDA with each rank on cuda:LOCAL_RANK). Outside a process group every helper here is the
 identity or a no-op, so single-process training runs the same code.
 
-Why the result equals one process training on the whole batch: every rank builds the same global
-batch (the loaders share a seed) and trains on its own equal share of the rows (`rank_rows`);
+Why the result equals one process training on the whole batch: every rank's loader chooses the same
+global batch (the loaders share a seed) and reads only its own equal share of the rows (`shard`,
+data/batching.py), which it trains on (`rank_rows`);
 inside that block the model's noise is drawn for the global batch (model/noise.py) and the loss
 takes its counts and its KL floor from the whole batch (`shard_mean`), so each rank's loss is a
 share whose mean over the ranks is the whole batch's loss, and DDP's averaged gradient is the
@@ -107,24 +108,27 @@ def wrap(module: nn.Module, device: torch.device, *, find_unused: bool) -> nn.Mo
     )
 
 
+def shard() -> tuple[int, int] | None:
+    """(rank, world size) for a loader that reads this rank's rows only; None in one process."""
+    return (rank(), world_size()) if world_size() > 1 else None
+
+
 @contextmanager
 def rank_rows(batch: Batch) -> Iterator[Batch]:
-    """This rank's equal share of the rows of a global batch; within the block, model noise and
-    loss counts are taken for the whole batch. The batch itself in one process.
+    """This rank's rows of a global batch (a sharded loader's batch), padded to the global
+    batch's length; within the block, model noise and loss counts are taken for the whole batch.
+    The batch itself in one process.
     """
     world = world_size()
     if world == 1:
         yield batch
         return
-    size = len(batch.lengths)
-    if size % world:
-        raise ValueError(f"a batch of {size} does not split among {world} ranks")
-    start = rank() * (size // world)
-    rows = slice(start, start + size // world)
-    rasters = batch.rasters[rows] if batch.rasters is not None else None
-    with noise.batch_shard(size, start):
-        # Rows keep the global batch's padded length: l_s and the per-step noise draws span it.
-        yield Batch(batch.strokes[rows], batch.lengths[rows], batch.labels[rows], rasters)
+    share = len(batch.lengths)
+    # The global batch's padded length: l_s and the per-step noise draws span it.
+    rows = torch.tensor(batch.strokes.shape[1], device=batch.strokes.device)
+    dist.all_reduce(rows, op=dist.ReduceOp.MAX)
+    with noise.batch_shard(share * world, rank() * share):
+        yield batch.padded(int(rows))
 
 
 def shard_mean(value: torch.Tensor) -> torch.Tensor:

@@ -301,6 +301,7 @@ class Trainer:
             drop=train_config.augment_drop,
             group_by_length=train_config.group_by_length,
             balance_classes=train_config.balance_classes,
+            shard=distributed.shard(),
         )
         self.valid_loader = (
             BatchLoader(
