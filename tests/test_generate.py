@@ -412,6 +412,23 @@ def test_a_translation_takes_its_layout_from_the_target_class_unless_kept(data) 
     assert [s.label for s in drawn] == ["eye"]
 
 
+def test_the_prior_spread_scales_class_only_codes_about_their_class_mean(data) -> None:
+    sk = tiny_sketcher("ai-sketcher", data)
+    model = sk.model
+    fit_priors(model, data["train"])
+    full = class_latent(model, [0, 1], 7)
+    sk.prior_spread = 0.5
+    half = class_latent(model, [0, 1], 7)
+    mean = model.sketch_prior.mean[[0, 1]]
+    torch.testing.assert_close(half.z_s - mean, 0.5 * (full.z_s - mean))
+    sk.prior_spread = 0.0
+    typical = class_latent(model, [0, 1], 7)
+    torch.testing.assert_close(typical.z_s, mean)
+    torch.testing.assert_close(typical.z_r, model.raster_prior.mean[[0, 1]].clamp(-1, 1))
+    with pytest.raises(SketchDataError, match="prior spread"):
+        sk.prior_spread = float("nan")
+
+
 def test_class_only_drawing_takes_z_s_from_the_fitted_prior_unless_standard(data) -> None:
     sk = tiny_sketcher("ai-sketcher", data)
     model, n_z = sk.model, sk.model.config.z_size

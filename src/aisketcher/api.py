@@ -69,6 +69,16 @@ class Sketcher:
     def guidance(self, w: float) -> None:
         self.model.config.guidance = self.model.config.checked_guidance(w)
 
+    @property
+    def prior_spread(self) -> float:
+        """The share of the class priors' spread that class-only drawings draw z_s and z_r at
+        (the model's `config.prior_spread`; see latents.py): 1 as fitted, < 1 more typical."""
+        return self.model.config.prior_spread
+
+    @prior_spread.setter
+    def prior_spread(self, spread: float) -> None:
+        self.model.config.prior_spread = self.model.config.checked_prior_spread(spread)
+
     # ----- loading -----
     @classmethod
     def load(

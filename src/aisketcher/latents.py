@@ -20,7 +20,8 @@
   defaults to TRANSLATE_PULL = 0.5: recognisably the target, still of its input; evaluations
   measure the paper's pull 0.
 - A class alone (draw, complete): z_s and z_r from the class's fitted priors (`priors.py`:
-  `SketchModel.sketch_prior` and `raster_prior`, spec section 3); z_s from the paper's N(0, I)
+  `SketchModel.sketch_prior` and `raster_prior`, spec section 3), drawn at the model's
+  `prior_spread` of their spread (1: as fitted); z_s from the paper's N(0, I)
   with `standard_z_s` or when the model has no fitted z_s prior. No stored sketch is needed: the
   default influence memory is built from the points the decoder is given or draws (see
   sampler.py).
@@ -74,7 +75,7 @@ def class_latent(
         z_s = torch.from_numpy(rng.standard_normal((len(labels), cfg.z_size))).float().to(device)
         prior = model.sketch_prior
         if not standard_z_s and prior is not None and prior.fitted:
-            z_s = prior.sample(label_t, z_s)
+            z_s = prior.sample(label_t, z_s * cfg.prior_spread)
     if model.raster_prior is not None:
         z_r = _prior_z_r(model, label_t, rng)
     return Latent(model.class_vector(label_t), z_s, z_s, None, z_r, None, None, None)
@@ -115,4 +116,4 @@ def translation_latent(
 def _prior_z_r(model: SketchModel, labels: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """z_r of each label drawn from its class's fitted prior (model.raster_prior)."""
     noise = torch.from_numpy(rng.standard_normal((len(labels), model.config.raster_z_size)))
-    return model.raster_prior.sample(labels, noise)
+    return model.raster_prior.sample(labels, noise * model.config.prior_spread)

@@ -123,6 +123,21 @@ def guidance(text: str) -> float:
     return value
 
 
+def prior_spread(text: str) -> float:
+    """A share of the class priors' spread, in [0, 10]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not 0.0 <= value <= 10.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"the prior spread must be within [0, 10], got {text}")
+    return value
+
+
+PRIOR_SPREAD_HELP = (
+    "class-only drawing: z_s and z_r drawn at this share of their class prior's spread (1: as "
+    "fitted; < 1: nearer the class's typical drawing, less varied); default: the model's own"
+)
 GUIDANCE_HELP = (
     "class guidance w: the drawing moves from the model's 'no class' prediction w times as far "
     "as to its class's (1: the paper's model; > 1: more typical of the class, less varied). "

@@ -58,6 +58,8 @@ def _load(
     sketcher = Sketcher.load(args.model, device=str(device), models_url=args.models_url)
     if args.guidance is not None:
         sketcher.guidance = args.guidance
+    if args.prior_spread is not None:
+        sketcher.prior_spread = args.prior_spread
     return sketcher
 
 
@@ -258,6 +260,12 @@ def _common(p: argparse.ArgumentParser, out_example: str) -> None:
     )
     p.add_argument(
         "--guidance", type=arguments.guidance, default=None, help=arguments.GUIDANCE_HELP
+    )
+    p.add_argument(
+        "--prior-spread",
+        type=arguments.prior_spread,
+        default=None,
+        help=arguments.PRIOR_SPREAD_HELP,
     )
     p.add_argument("--seed", type=seed, default=None, help="seed for repeatable drawings")
     p.add_argument(

@@ -27,6 +27,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         samples=args.samples,
         temperature=args.temperature,
         guidance=args.guidance,
+        prior_spread=args.prior_spread,
         seed=args.seed,
         data_dir=args.data,
     )
@@ -220,6 +221,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--guidance", type=arguments.guidance, default=None, help=arguments.GUIDANCE_HELP
+    )
+    p.add_argument(
+        "--prior-spread",
+        type=arguments.prior_spread,
+        default=None,
+        help=arguments.PRIOR_SPREAD_HELP,
     )
     p.add_argument(
         "--seed",

@@ -64,6 +64,7 @@ class EvalSettings:
     samples: int = 100  # real sketches per class (at most), and as many generated
     temperature: float = 0.4  # sampling temperature of drawings and reconstructions
     guidance: float | None = None  # class guidance w of every drawing (None: the model's own)
+    prior_spread: float | None = None  # share of the class priors' spread (None: the model's)
     seed: int = 0
     k: int = 3  # neighbours of the precision/recall manifolds
     tsne_per_class: int = 30  # latents per class in the t-SNE (paper: 30)
@@ -81,7 +82,7 @@ class EvalSettings:
         """Whether settings recorded in a report are these (an earlier version's report also
         recorded where it cached rasters, which changed nothing measured, and predates
         guidance, which was then always the model's own)."""
-        earlier = {"guidance": None, **recorded}
+        earlier = {"guidance": None, "prior_spread": None, **recorded}
         return {k: v for k, v in earlier.items() if k != "raster_cache"} == self.to_dict()
 
 
@@ -265,6 +266,8 @@ def evaluate_run(
     sketcher = Sketcher.load(source, device=device)
     if settings.guidance is not None:
         sketcher.guidance = settings.guidance
+    if settings.prior_spread is not None:
+        sketcher.prior_spread = settings.prior_spread
     info = _run_info(source)
     names = settings.classes or list(sketcher.class_names)
     model_index = np.array([sketcher.class_index(n) for n in names])
@@ -342,6 +345,7 @@ def evaluate_run(
             "step": checkpoint_step(source),
             "checkpoint_sha256": digest,
             "guidance": sketcher.guidance,  # the w every drawing here was made with
+            "prior_spread": sketcher.prior_spread,
         },
         "classes": names,
         "settings": settings.to_dict(),

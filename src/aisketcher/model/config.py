@@ -46,6 +46,8 @@ class ModelConfig:
     # or / (0.5 + 0.5 T) ("magenta-js", as magenta-js draws; imported models use it)
     guidance: float = 1.0  # w, class guidance (not in the paper): the output moved from the
     # "no class" prediction w times as far as to the class's; 1 is the paper's model
+    prior_spread: float = 1.0  # class-only z_s and z_r drawn at this share of their fitted class
+    # prior's spread (not in the paper: 1 is the prior as fitted, < 1 nearer the class's mean code)
     # --- regularisation ---
     recurrent_dropout: float = 0.1  # drop prob. on the LSTM candidate (magenta keep 0.9)
     class_dropout: float = 0.0  # share of training sketches whose c is the learned "no class"
@@ -140,6 +142,15 @@ class ModelConfig:
             )
         return float(w)
 
+    def checked_prior_spread(self, spread: float) -> float:
+        """`spread`, if within RANGES (the share of the class priors' spread drawn at)."""
+        low, high = RANGES["prior_spread"]
+        if not low <= spread <= high:  # NaN fails this too
+            raise SketchDataError(
+                f"prior spread must be between {low:g} and {high:g}, got {spread}"
+            )
+        return float(spread)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -189,6 +200,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "autoencoder_weight": (0.0, 1e6),
     "autoencoder_pretrain_steps": (0, 10**9),
     "guidance": (0.0, 100.0),
+    "prior_spread": (0.0, 10.0),
     "class_dropout": (0.0, 0.99),
 }
 
