@@ -153,7 +153,13 @@ def pack(classes: list[str], data: Path, store: Path) -> float:
 
 
 def train_row(
-    config: str, classes: list[str], data: Path, store: Path, work: Path, steps: int
+    config: str,
+    classes: list[str],
+    data: Path,
+    store: Path,
+    work: Path,
+    steps: int,
+    max_seq_len: int | None = None,
 ) -> dict:
     out = work / f"run-{config}-{len(classes)}"
     shutil.rmtree(out, ignore_errors=True)
@@ -175,6 +181,7 @@ def train_row(
         str(steps),
         "--threads",
         "1",
+        *(["--max-seq-len", str(max_seq_len)] if max_seq_len else []),
     ]
     row = run_child(argv, {"AISKETCHER_STORE": str(store)})
     row["checkpoint_mb"] = (out / "last.safetensors").stat().st_size / 2**20
@@ -253,6 +260,13 @@ def main() -> None:
     )
     parser.add_argument("--all-steps", type=int, default=100)
     parser.add_argument(
+        "--max-seq-len",
+        type=int,
+        default=None,
+        help="N_max of every run (default: each data's longest sketch, at most 250): the same "
+        "N_max separates the memory that grows with the data from that of longer sketches",
+    )
+    parser.add_argument(
         "--work", type=Path, default=None, help="keep the files here (default: a temporary folder)"
     )
     parser.add_argument("--json", type=Path, default=None)
@@ -278,7 +292,9 @@ def main() -> None:
             row["store_build_s"] = pack(classes, full, store)
             row["store_mb"] = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 2**20
             for config in args.configs.split(","):
-                row[config] = train_row(config, classes, full, store, work, args.steps)
+                row[config] = train_row(
+                    config, classes, full, store, work, args.steps, args.max_seq_len
+                )
             if n <= args.compare_up_to:
                 row["loaders_s_per_step"] = compare_loaders(classes, full, store, args.steps)
             results["rows"].append(row)
@@ -295,7 +311,9 @@ def main() -> None:
             store = work / "store-all"
             row = {"classes": len(names), "train_sketches": len(names) * args.all_classes}
             row["store_build_s"] = pack(names, every, store)
-            row["ai-sketcher"] = train_row("ai-sketcher", names, every, store, work, args.all_steps)
+            row["ai-sketcher"] = train_row(
+                "ai-sketcher", names, every, store, work, args.all_steps, args.max_seq_len
+            )
             results["rows"].append(row)
             print(json.dumps(row), flush=True)
     if args.json:
