@@ -310,7 +310,11 @@ class Sketcher:
         memory = ends.memory[pick] if ends.memory is not None else None
         lengths = ends.memory_lengths[pick] if ends.memory_lengths is not None else None
         latent = Latent(
-            mix(ends.c), mix(ends.z_s), None, None, mix(ends.z_r), None, memory, lengths
+            c=mix(ends.c),
+            z_s=mix(ends.z_s),
+            z_r=mix(ends.z_r),
+            memory=memory,
+            memory_lengths=lengths,
         )
         labels = [la if w < 0.5 else lb for w in weights.flatten().tolist()]
         return self._sample(latent, labels, temperature, seed)

@@ -77,7 +77,7 @@ def class_latent(
             z_s = prior.sample(label_t, z_s)
     if model.raster_prior is not None:
         z_r = _prior_z_r(model, label_t, rng)
-    return Latent(model.class_vector(label_t), z_s, z_s, None, z_r, None, None, None)
+    return Latent(c=model.class_vector(label_t), z_s=z_s, mu_s=z_s, z_r=z_r)
 
 
 TRANSLATE_PULL = 0.5  # the users' default class_pull (see the module docstring)

@@ -68,7 +68,6 @@ class Sampler:
         max_steps: int | None = None,
     ) -> None:
         self.model = model.eval()
-        self.latent = latent
         self.count = count
         self.temperature = temperature
         device = model.output.weight.device

@@ -7,7 +7,6 @@ Field comments give the paper's value; `SIZES` holds the paper's, magenta's and 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,9 +138,6 @@ class ModelConfig:
             # Saved before the choice existed: the memory then was the paper-literal one.
             data = {**data, "influence_memory": "bidirectional"}
         return cls(**data).validate()
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
 # Bounds of the numeric fields, far beyond any sensible model and short of absurd allocations.
