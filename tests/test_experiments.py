@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from aisketcher.api import Sketcher
+from aisketcher.checkpoint import META_KEY, read_checkpoint
 from aisketcher.cli import main
 from aisketcher.data.dataset import load_dataset
 from aisketcher.errors import SketchDataError
@@ -29,7 +30,6 @@ from aisketcher.evaluate.experiments import (
     write_results,
 )
 from aisketcher.evaluate.report import checkpoint_digest
-from aisketcher.train.checkpoint import META_KEY, read_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -397,7 +397,7 @@ def test_a_class_prior_draws_with_the_fitted_classes_covariance() -> None:
 
 
 def test_a_diagonal_raster_prior_saved_before_loads_as_the_same_prior() -> None:
-    from aisketcher.train.checkpoint import load_weights
+    from aisketcher.checkpoint import load_weights
 
     cfg = make_config("ai-sketcher", "small", num_classes=2, max_seq_len=20)
     model = SketchModel(cfg)

@@ -239,7 +239,7 @@ def _checkpoint(change: Callable[[dict, dict], None]) -> Callable[[Path], None]:
     def damage(run: Path) -> None:
         from safetensors.torch import save_file
 
-        from aisketcher.train.checkpoint import META_KEY, read_checkpoint
+        from aisketcher.checkpoint import META_KEY, read_checkpoint
 
         path = run / "last.safetensors"
         tensors, info = read_checkpoint(path)

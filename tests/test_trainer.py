@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
+from aisketcher import checkpoint
 from aisketcher.api import Sketcher
+from aisketcher.checkpoint import read_checkpoint
 from aisketcher.cli import main
 from aisketcher.data.batching import collate
 from aisketcher.data.dataset import SketchDataset, Split, load_dataset
 from aisketcher.errors import SketchDataError
 from aisketcher.model.config import PRESETS, ModelConfig, make_config
 from aisketcher.model.sketcher import SketchModel
-from aisketcher.train import checkpoint
-from aisketcher.train.checkpoint import read_checkpoint
 from aisketcher.train.loss import compute_loss, learning_rate_at
 from aisketcher.train.trainer import TrainConfig, Trainer, TrainingDiverged
 
@@ -544,7 +544,7 @@ def test_ctrl_c_during_validation_stops_at_the_next_batch(
 ) -> None:
     import signal
 
-    import aisketcher.train.trainer as trainer_module
+    import aisketcher.train.loss as trainer_module
 
     d = short_sketches
     data = SketchDataset(

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from aisketcher.atomic import atomic_path
+from aisketcher.atomic import atomic_path, write_json
+from aisketcher.checkpoint import checkpoint_file, load_weights, read_checkpoint
 from aisketcher.errors import SketchDataError
 from aisketcher.google_models import google_model, is_google
 from aisketcher.latents import TRANSLATE_PULL, class_latent, encode_sketches, translation_latent
@@ -32,7 +33,6 @@ from aisketcher.model.sketcher import Latent, SketchModel
 from aisketcher.model_info import builtin_model_dir, match_class
 from aisketcher.sampler import sample
 from aisketcher.sketch import Sketch
-from aisketcher.train.checkpoint import load_weights, read_checkpoint, write_json
 
 SketchInput = Sketch | np.ndarray | Sequence
 WEIGHTS_FILE = "model.safetensors"
@@ -86,15 +86,14 @@ class Sketcher:
         config, classes, scale_factor = read_model_config(path / "config.json")
         model = SketchModel(config)
         weights = path / WEIGHTS_FILE
-        if not weights.is_file():
-            weights = path / f"{checkpoint}.safetensors"
-            if not weights.is_file() and (path / "last.safetensors").is_file():
+        if not weights.is_file():  # a run: its checkpoint, else its last
+            weights = checkpoint_file(path, checkpoint) or path / f"{checkpoint}.safetensors"
+            if weights.stem != checkpoint:
                 warnings.warn(
                     f"{path}: no {checkpoint} checkpoint (the run has not validated yet); "
                     "using last",
                     stacklevel=2,
                 )
-                weights = path / "last.safetensors"
         tensors, _ = read_checkpoint(weights)
         load_weights(model, tensors, str(weights))
         model.to(device)

@@ -51,7 +51,7 @@ def _load(
     import torch
 
     from aisketcher.api import Sketcher
-    from aisketcher.train.trainer import resolve_device
+    from aisketcher.devices import resolve_device
 
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)  # for encoding inputs; drawing runs on one (sampler.py)
@@ -232,14 +232,17 @@ def training_record(run: Path, checkpoint: str = "best") -> dict:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from aisketcher.api import Sketcher
+    from aisketcher.checkpoint import checkpoint_file
 
     run = Path(args.run)
-    checkpoint = args.checkpoint
-    if not (run / f"{checkpoint}.safetensors").is_file():
-        if not (run / "last.safetensors").is_file():
-            raise SketchDataError("not a run: no best.safetensors or last.safetensors", str(run))
-        print(f"{run}: no {checkpoint} checkpoint (the run has not validated yet); taking last")
-        checkpoint = "last"
+    found = checkpoint_file(run, args.checkpoint)
+    if found is None:
+        raise SketchDataError("not a run: no best.safetensors or last.safetensors", str(run))
+    checkpoint = found.stem
+    if checkpoint != args.checkpoint:
+        print(
+            f"{run}: no {args.checkpoint} checkpoint (the run has not validated yet); taking last"
+        )
     sketcher = Sketcher.load(run, checkpoint=checkpoint)
     record = training_record(run, checkpoint)
     out = sketcher.export(args.out, record=record, half=args.half)

@@ -13,9 +13,9 @@ from aisketcher.errors import SketchDataError
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from aisketcher.data.dataset import parse_class_list
+    from aisketcher.devices import resolve_device
     from aisketcher.evaluate.classifier import SketchClassifier
     from aisketcher.evaluate.report import REPORT_FILE, EvalSettings, evaluate_run
-    from aisketcher.train.trainer import resolve_device
 
     if args.samples < 2:
         raise SketchDataError(f"--samples must be at least 2, got {args.samples}")
@@ -101,12 +101,12 @@ def summary(report: dict) -> str:
 
 
 def cmd_classifier_train(args: argparse.Namespace) -> int:
+    from aisketcher.devices import resolve_device
     from aisketcher.evaluate.classifier import (
         ClassifierConfig,
         ClassifierTraining,
         train_classifier,
     )
-    from aisketcher.train.trainer import resolve_device
 
     out = Path(args.out)
     training = ClassifierTraining(
@@ -131,6 +131,7 @@ def cmd_classifier_train(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from aisketcher.devices import resolve_device
     from aisketcher.evaluate.experiments import (
         RUNNERS,
         SCALES,
@@ -140,7 +141,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         run_experiment,
         write_results,
     )
-    from aisketcher.train.trainer import resolve_device
 
     scale = SCALES[args.scale]
     if args.steps is not None:

@@ -13,7 +13,8 @@ from aisketcher.cli.arguments import positive_float, positive_int, seed
 from aisketcher.errors import SketchDataError
 
 if TYPE_CHECKING:  # torch is imported by the command, not by `--help`
-    from aisketcher.train.trainer import TrainConfig, Trainer
+    from aisketcher.train.config import TrainConfig
+    from aisketcher.train.trainer import Trainer
 
 # `--quick`: a model that visibly learns in minutes on a laptop CPU.
 QUICK = dict(classes="cat,eye", steps=600, eval_every=100, checkpoint_every=100)
@@ -47,7 +48,7 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _new_train_config(args: argparse.Namespace) -> TrainConfig:
-    from aisketcher.train.trainer import TrainConfig
+    from aisketcher.train.config import TrainConfig
 
     defaults = TrainConfig()
     return TrainConfig(
@@ -129,9 +130,11 @@ def _nothing_to_train(args: argparse.Namespace, step: int, steps: int) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from aisketcher.api import read_model_config
     from aisketcher.data.dataset import load_dataset
+    from aisketcher.devices import resolve_device
     from aisketcher.model.config import make_config
     from aisketcher.train import distributed
-    from aisketcher.train.trainer import TrainConfig, Trainer, resolve_device
+    from aisketcher.train.config import TrainConfig
+    from aisketcher.train.trainer import Trainer
 
     threads = _set_threads(args.threads)
     run_dir = Path(args.out)

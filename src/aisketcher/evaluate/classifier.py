@@ -26,12 +26,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from aisketcher import __version__
+from aisketcher.atomic import write_json
 from aisketcher.data.batching import augment
 from aisketcher.data.dataset import Split, load_dataset
 from aisketcher.errors import SketchDataError
 from aisketcher.raster import rasterize_many
 from aisketcher.sketch import Sketch
-from aisketcher.train.checkpoint import write_json
 
 WEIGHTS_FILE = "classifier.safetensors"
 CONFIG_FILE = "classifier.json"

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from aisketcher.api import Sketcher
+from aisketcher.atomic import write_json
+from aisketcher.checkpoint import read_checkpoint
 from aisketcher.data.dataset import SketchDataset, load_dataset
 from aisketcher.errors import SketchDataError
 from aisketcher.evaluate import figures
@@ -56,8 +58,9 @@ from aisketcher.evaluate.report import (
 from aisketcher.latents import translation_latent
 from aisketcher.model.config import ModelConfig, make_config
 from aisketcher.sampler import sample
-from aisketcher.train.checkpoint import read_checkpoint, write_json
-from aisketcher.train.trainer import TrainConfig, Trainer, refit_checkpoint_priors
+from aisketcher.train.config import TrainConfig
+from aisketcher.train.priors import refit_checkpoint_priors
+from aisketcher.train.trainer import Trainer
 
 QD5 = ["cat", "airplane", "bicycle", "eye", "guitar"]
 QD10 = [*QD5, "camera", "headphones", "television", "crayon", "paintbrush"]

@@ -1,6 +1,6 @@
 """The paper's loss terms on a held-out split, per class, exactly as validation computes them.
 
-Each class's sketches go through `trainer.evaluate_loss` (no augmentation, no dropout, no KL floor,
+Each class's sketches go through `loss.evaluate_loss` (no augmentation, no dropout, no KL floor,
 every batch padded to N_max so that l_s covers all N_max rows as in eq. 13); the pooled value is the
 mean over all sketches, i.e. the per-class values weighted by their counts.
 """
@@ -13,7 +13,7 @@ import torch
 from aisketcher.data.batching import BatchLoader
 from aisketcher.data.dataset import Split
 from aisketcher.model.sketcher import SketchModel
-from aisketcher.train.trainer import evaluate_loss
+from aisketcher.train.loss import evaluate_loss
 
 # What a report shows: l_r = l_c + l_s, l_z, l_a, the paper's total; and the parts around them.
 TERMS = ("total", "l_r", "l_c", "l_s", "l_z", "l_a", "l_kl", "l_ae")

@@ -23,6 +23,8 @@ import torch
 
 from aisketcher import __version__
 from aisketcher.api import Sketcher
+from aisketcher.atomic import write_json
+from aisketcher.checkpoint import checkpoint_file, read_checkpoint
 from aisketcher.data.dataset import Split, class_file_name, load_dataset, resolve_class_file
 from aisketcher.data.paths import default_data_dir
 from aisketcher.errors import SketchDataError
@@ -51,7 +53,6 @@ from aisketcher.evaluate.modes import (
     half_drawn,
 )
 from aisketcher.latents import encode_sketches
-from aisketcher.train.checkpoint import read_checkpoint, write_json
 
 REPORT_FILE = "evaluation.json"
 SPLITS = ("test", "valid")
@@ -457,11 +458,7 @@ def score_modes(
 
 def _run_checkpoint(source: Path) -> Path | None:
     """The checkpoint `Sketcher.load` takes from a run (best, else last)."""
-    for name in ("best", "last"):
-        path = source / f"{name}.safetensors"
-        if source.is_dir() and path.is_file():
-            return path
-    return None
+    return checkpoint_file(source) if source.is_dir() else None
 
 
 def checkpoint_step(source: Path) -> int | None:

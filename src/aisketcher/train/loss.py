@@ -1,15 +1,17 @@
-"""The training objective (paper eq. 12-14) and magenta's annealing schedules."""
+"""The training objective (paper eq. 12-14), its mean over a held-out split (validation, and the
+likelihood of evaluations), and magenta's annealing schedules."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from aisketcher.data.batching import Batch
+from aisketcher.data.batching import Batch, BatchLoader
 from aisketcher.model.autoencoder import reconstruction_error
 from aisketcher.model.config import ModelConfig
-from aisketcher.model.sketcher import ModelOutput
+from aisketcher.model.sketcher import ModelOutput, SketchModel
 from aisketcher.train.distributed import shard_mean
 
 
@@ -112,3 +114,46 @@ def kl_weight_at(step: int, config: ModelConfig) -> float:
 def learning_rate_at(step: int, lr: float, min_lr: float, decay: float) -> float:
     """magenta's decay: (lr - min_lr) * decay^step + min_lr."""
     return (lr - min_lr) * decay**step + min_lr
+
+
+def batch_loss(model: SketchModel, batch: Batch, step: int, *, train: bool = True) -> LossTerms:
+    cfg = model.config
+    out = model(batch.strokes, batch.lengths, batch.labels, batch.rasters)
+    if train:
+        return compute_loss(
+            out, batch, cfg, kl_weight_at(step, cfg), train_autoencoder=not model.autoencoder_frozen
+        )
+    return compute_loss(out, batch, cfg, cfg.kl_weight, kl_floor=False)
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: SketchModel,
+    loader: BatchLoader,
+    device: torch.device,
+    stop: Callable[[], bool] | None = None,
+) -> dict[str, float] | None:
+    """Mean loss terms over one pass of a split: no augmentation, no dropout, no KL floor.
+
+    z_s and a_d are still sampled, from a fixed seed on a forked RNG: every validation draws the
+    same noise, and the training RNG is left as it was, so a run that validates before it stops
+    resumes exactly as one that never stopped. When `stop()` turns true between batches (Ctrl-C)
+    the pass is abandoned and None returned.
+    """
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        for batch in loader:
+            if stop is not None and stop():
+                model.train(was_training)
+                return None
+            terms = batch_loss(model, batch.to(device), 0, train=False).as_floats()
+            n = len(batch.lengths)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v * n
+            count += n
+    model.train(was_training)
+    return {k: v / count for k, v in sums.items()}

@@ -1,4 +1,5 @@
-"""Checkpoints: one safetensors file per checkpoint, written atomically.
+"""Checkpoints: one safetensors file per checkpoint, written atomically; read by training (to
+resume), by drawing (a run's weights) and by evaluation.
 
 The file holds the model weights (`model.*`), the optimizer's tensors (`optim.*`) and torch's RNG
 state; everything else (step, configs, scale factor, classes, optimizer scalars, the data loader's
@@ -17,29 +18,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from aisketcher.atomic import atomic_path
+from aisketcher.atomic import atomic_write, write_json
 from aisketcher.errors import SketchDataError
 
 META_KEY = "aisketcher"
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file; a failed write (a full disk) leaves `path` as it was and
-    says so in one line."""
-    try:
-        with atomic_path(path, fsync=True) as tmp:
-            write(str(tmp))
-    except (OSError, SafetensorError) as exc:
-        raise SketchDataError(
-            f"could not write it ({exc}); the file already there, if any, is intact", str(path)
-        ) from None
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-    _atomic_write(path, write)
+WRITE_FAILURES = (OSError, SafetensorError)  # a full disk, as either reports it
 
 
 def _optimizer_split(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -85,8 +68,32 @@ def save_checkpoint(
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"rng.cuda.{i}"] = state
     metadata = {META_KEY: json.dumps(meta)}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), WRITE_FAILURES)
     write_json(path.with_suffix(".json"), {k: v for k, v in meta.items() if k != "optimizer"})
+
+
+CHECKPOINTS = ("best", "last")  # a run's: the lowest validation loss so far, the latest step
+
+
+def checkpoint_file(run: Path, wanted: str = "best") -> Path | None:
+    """The file of a run's `wanted` checkpoint, else its last (a run that has not validated yet has
+    no best); None when the folder holds neither."""
+    for name in (wanted, "last"):
+        path = run / f"{name}.safetensors"
+        if path.is_file():
+            return path
+    return None
+
+
+def non_finite(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """What in the weights or the optimizer's state holds a non-finite number: never saved."""
+    bad = [n for n, v in model.state_dict().items() if not torch.isfinite(v).all()]
+    bad += [
+        f"optimizer state of {i}"
+        for i, state in enumerate(optimizer.state.values())
+        if not all(torch.isfinite(v).all() for v in state.values() if torch.is_tensor(v))
+    ]
+    return bad
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -109,7 +116,7 @@ def rewrite_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], info:
     `path`, atomically, like every save."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     metadata = {META_KEY: json.dumps(info)}
-    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata), WRITE_FAILURES)
 
 
 # Buffers newer than some saved runs; a run without them loads with the defaults (a prior never
