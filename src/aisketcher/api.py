@@ -30,7 +30,7 @@ from aisketcher.latents import TRANSLATE_PULL, class_latent, encode_sketches, tr
 from aisketcher.limits import MAX_TEMPERATURE, MIN_TEMPERATURE
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import Latent, SketchModel
-from aisketcher.model_info import builtin_model_dir, match_class
+from aisketcher.model_info import builtin_model_dir, input_classes, match_class
 from aisketcher.sampler import sample
 from aisketcher.sketch import Sketch
 
@@ -207,10 +207,21 @@ class Sketcher:
         temperature: float = 0.4,
         seed: int | None = None,
     ) -> list[Sketch]:
-        """Encode each sketch (under its own label, or `cls`) and decode it."""
+        """Encode each sketch (under `cls`, else the model's only class, else its own label) and
+        decode it."""
         items = [_as_sketch(s) for s in sketches]
-        labels = [self.class_index(cls if cls is not None else (s.label or 0)) for s in items]
+        labels = self.input_classes(items, [cls] * len(items))
         return self._sample(self.encode(items, labels), labels, temperature, seed)
+
+    def input_classes(
+        self, sketches: Sequence[Sketch], given: Sequence[str | int | None], ask: str | None = None
+    ) -> list[int]:
+        """The class index each input sketch is encoded under (`model_info.input_classes`: the
+        one given, else the model's only class, else the sketch's label; else an error)."""
+        names = input_classes(
+            [s.label for s in sketches], given, self.class_names, *([ask] if ask else [])
+        )
+        return [self.class_index(n) for n in names]
 
     def translate(
         self,
@@ -297,8 +308,7 @@ class Sketcher:
         first half of the path refers to a's encoder states, the second half to b's.
         """
         sa, sb = _as_sketch(a), _as_sketch(b)
-        la = self.class_index(classes[0] if classes else (sa.label or 0))
-        lb = self.class_index(classes[1] if classes else (sb.label or 0))
+        la, lb = self.input_classes([sa, sb], classes or (None, None), "give both classes")
         ends = self.encode([sa, sb], [la, lb])
         weights = torch.linspace(0, 1, steps, device=self.device)[:, None]
 

@@ -114,7 +114,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from aisketcher.formats.reader import read_sketches
-    from aisketcher.model_info import model_classes
+    from aisketcher.model_info import input_classes, model_classes
 
     found = read_sketches(args.input, split=args.split, limit=args.index + args.count)
     inputs = found[args.index :]
@@ -128,14 +128,19 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             f"at most --count {len(inputs)}",
             args.input,
         )
-    known = model_classes(args.model)
-    cls = args.cls or (known[0] if known is not None and len(known) == 1 else None)
-    if cls is None and any(s.label is None for s in inputs):
-        raise SketchDataError("the input sketches carry no class: give --class", args.input)
+    try:  # checked before the model loads
+        classes = input_classes(
+            [s.label for s in inputs],
+            [args.cls] * len(inputs),
+            model_classes(local_model(args, "reconstruct")),
+            "give --class",
+        )
+    except SketchDataError as exc:
+        raise SketchDataError(str(exc), args.input) from None
     sketcher = _load(
-        args, one_sketch=False, classes=[cls] if cls else None, encoder_for="reconstruct"
+        args, one_sketch=False, classes=[str(c) for c in classes], encoder_for="reconstruct"
     )
-    outputs = sketcher.reconstruct(inputs, cls, temperature=args.temperature, seed=args.seed)
+    outputs = sketcher.reconstruct(inputs, args.cls, temperature=args.temperature, seed=args.seed)
     if Path(args.out).suffix.lower() in (".npz", ".ndjson"):
         _save(outputs, args)
         return 0
@@ -179,14 +184,20 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
+    from aisketcher.model_info import input_classes, model_classes
+
     a = _input(args, args.a, args.a_index)
     b = _input(args, args.b, args.b_index)
+    given = (args.classes[0], args.classes[-1]) if args.classes else (None, None)
+    known = model_classes(local_model(args, "interpolate"))  # checked before the model loads
+    checked = input_classes([a.label, b.label], given, known, "give --classes")
     sketcher = _load(
-        args, one_sketch=args.steps == 1, classes=args.classes, encoder_for="interpolate"
+        args,
+        one_sketch=args.steps == 1,
+        classes=[str(c) for c in checked],
+        encoder_for="interpolate",
     )
-    classes = (args.classes[0], args.classes[-1]) if args.classes else None
-    if classes is None and (a.label is None or b.label is None):
-        classes = (sketcher.class_names[0], sketcher.class_names[0])
+    classes = None if given == (None, None) else given
     outputs = sketcher.interpolate(
         a, b, args.steps, classes=classes, temperature=args.temperature, seed=args.seed
     )

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from aisketcher.api import Sketcher
-from aisketcher.errors import SketchDataError
 from aisketcher.model.sketcher import Latent
 from aisketcher.sampler import Sampler, make_generator
 from aisketcher.sketch import Sketch
@@ -197,12 +196,8 @@ def reconstruct(
     temperature: float,
     seed: int | None,
 ) -> StepSampler:
-    """`Sketcher.reconstruct`: each sketch encoded under its own label (or `cls`) and decoded."""
-    names = [cls or s.label for s in sketches]
-    if None in names:
-        if len(sketcher.class_names) != 1:
-            raise SketchDataError("give a class, or a label for every sketch")
-        names = [sketcher.class_names[0]] * len(sketches)
-    labels = [sketcher.class_index(n) for n in names]
+    """`Sketcher.reconstruct`: each sketch encoded under `cls` (or the model's only class, or its
+    own label) and decoded."""
+    labels = sketcher.input_classes(sketches, [cls] * len(sketches))
     latent = sketcher.encode(list(sketches), labels)
     return StepSampler(sketcher, latent, labels, frames, temperature=temperature, seed=seed)
