@@ -19,6 +19,7 @@
   input of the same target by 0.78 at pull 0, 0.31 at 0.5 and 0.04 at 1. `Sketcher.translate`
   defaults to TRANSLATE_PULL = 0.5: recognisably the target, still of its input; evaluations
   measure the paper's pull 0.
+- Between two sketches (interpolate): their latents mixed linearly (`mixed_latent`).
 - A class alone (draw, complete): z_s and z_r from the class's fitted priors (`priors.py`:
   `SketchModel.sketch_prior` and `raster_prior`, spec section 3); z_s from the paper's N(0, I)
   with `standard_z_s` or when the model has no fitted z_s prior. No stored sketch is needed: the
@@ -116,3 +117,20 @@ def _prior_z_r(model: SketchModel, labels: torch.Tensor, rng: np.random.Generato
     """z_r of each label drawn from its class's fitted prior (model.raster_prior)."""
     noise = torch.from_numpy(rng.standard_normal((len(labels), model.config.raster_z_size)))
     return model.raster_prior.sample(labels, noise)
+
+
+def mixed_latent(ends: Latent, weights: torch.Tensor) -> Latent:
+    """Rows along the line between the two rows of `ends`: row i = (1 - w_i) ends[0] + w_i ends[1]
+    for z_s, z_r and c (`weights` (n, 1)). The paper-literal memory cannot be mixed (the sketches
+    differ in length): the first half of the rows refer to the first end's encoder states, the
+    second half to the second's."""
+
+    def mix(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else (1 - weights) * t[0] + weights * t[1]
+
+    pick = (weights.flatten() >= 0.5).long()
+    memory = ends.memory[pick] if ends.memory is not None else None
+    lengths = ends.memory_lengths[pick] if ends.memory_lengths is not None else None
+    return Latent(
+        c=mix(ends.c), z_s=mix(ends.z_s), z_r=mix(ends.z_r), memory=memory, memory_lengths=lengths
+    )

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from aisketcher import modes
 from aisketcher.api import Sketcher
 from aisketcher.atomic import write_json
 from aisketcher.checkpoint import read_checkpoint
@@ -55,9 +56,7 @@ from aisketcher.evaluate.report import (
     latent_vectors,
     load_sets,
 )
-from aisketcher.latents import translation_latent
 from aisketcher.model.config import ModelConfig, make_config
-from aisketcher.sampler import sample
 from aisketcher.train.config import TrainConfig
 from aisketcher.train.priors import refit_checkpoint_priors
 from aisketcher.train.trainer import Trainer
@@ -483,8 +482,8 @@ def _translations(
     rows, labels = [], []
     for sk in sketchers.values():
         k = len(sk.class_names)
-        latent = translation_latent(sk.model, [source] * k, list(range(k)), ctx.seed)
-        drawn = sample(sk.model, latent, k, temperature=ctx.temperature, seed=ctx.seed)
+        plan = modes.translate(sk.model, [source] * k, list(range(k)), ctx.seed)
+        drawn = modes.run(sk.model, plan, temperature=ctx.temperature, seed=ctx.seed)
         rows.append([source, *drawn])
         labels.append([f"input: {sk.class_names[source_class]}", *sk.class_names])
     return rows, labels

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aisketcher.api import Sketcher
-from aisketcher.model.sketcher import Latent
+from aisketcher.modes import Plan
 from aisketcher.sampler import Sampler, make_generator
 from aisketcher.sketch import Sketch
 
@@ -64,28 +64,26 @@ class StepSampler:
     def __init__(
         self,
         sketcher: Sketcher,
-        latent: Latent,
-        labels: list[int],
+        plan: Plan,
         frames: Sequence[Frame],
         *,
         temperature: float,
         seed: int | None,
-        prefix: np.ndarray | None = None,
         start: np.ndarray | None = None,
     ) -> None:
-        self.sketcher, self.labels, self.frames, self.start = sketcher, labels, frames, start
+        self.sketcher, self.labels, self.frames, self.start = sketcher, plan.labels, frames, start
         self.sampler = Sampler(
             sketcher.model,
-            latent,
-            len(labels),
+            plan.latent,
+            plan.count,
             temperature=temperature,
             generator=make_generator(sketcher.device, seed),
-            prefix=prefix,
+            prefix=plan.prefix,
         )
         # Where each row's pen is, in normalised units, to send absolute points.
-        self.cursor = np.zeros((len(labels), 2))
-        if prefix is not None:
-            self.cursor += prefix[:, :2].sum(axis=0)
+        self.cursor = np.zeros((plan.count, 2))
+        if plan.prefix is not None:
+            self.cursor += plan.prefix[:, :2].sum(axis=0)
 
     @property
     def finished(self) -> bool:
@@ -125,11 +123,8 @@ def draw(
     sketcher: Sketcher, cls: str, count: int, *, temperature: float, seed: int | None
 ) -> StepSampler:
     """Class-only drawing, as `Sketcher.draw`."""
-    labels = [sketcher.class_index(cls)] * count
-    latent = sketcher.class_latent(labels, seed)
-    return StepSampler(
-        sketcher, latent, labels, [Frame()] * count, temperature=temperature, seed=seed
-    )
+    plan = sketcher.plan_draw(cls, count, seed)
+    return StepSampler(sketcher, plan, [Frame()] * count, temperature=temperature, seed=seed)
 
 
 def complete(
@@ -148,21 +143,17 @@ def complete(
     `sketch` is the start as the model takes it, `start` as the user sent it (absolute points and
     pens in the client's frame); results begin with `start` unless the model had to simplify it
     to fit (then with what the model took, as `Sketcher.complete`'s)."""
-    labels = [sketcher.class_index(cls)] * count
-    prefix = sketcher.normalise(sketch)
-    fits = len(prefix) == len(sketch)  # not simplified to fit
+    plan = sketcher.plan_complete(sketch, cls, count, seed)
+    fits = len(plan.prefix) == len(sketch)  # not simplified to fit
     if fits:
         # The model's ending, offsets from its pen, goes on from the user's own last point.
-        frame = frame.moved(prefix[:, :2].sum(axis=0) * sketcher.scale_factor, start[-1, :2])
-    latent = sketcher.class_latent(labels, seed)
+        frame = frame.moved(plan.prefix[:, :2].sum(axis=0) * sketcher.scale_factor, start[-1, :2])
     return StepSampler(
         sketcher,
-        latent,
-        labels,
+        plan,
         [frame] * count,
         temperature=temperature,
         seed=seed,
-        prefix=prefix,
         start=start if fits else None,
     )
 
@@ -178,13 +169,9 @@ def translate(
     class_pull: float,
 ) -> StepSampler:
     """The paper's Figure 2, as `Sketcher.translate`: one sketch decoded under each class."""
-    labels = [sketcher.class_index(c) for c in (classes or sketcher.class_names)]
-    latent = sketcher.translation_latent(
-        [sketch] * len(labels), labels, seed, class_pull=class_pull
-    )
-    return StepSampler(
-        sketcher, latent, labels, [frame] * len(labels), temperature=temperature, seed=seed
-    )
+    plan = sketcher.plan_translate(sketch, classes, seed, class_pull=class_pull)
+    frames = [frame] * plan.count
+    return StepSampler(sketcher, plan, frames, temperature=temperature, seed=seed)
 
 
 def reconstruct(
@@ -198,6 +185,5 @@ def reconstruct(
 ) -> StepSampler:
     """`Sketcher.reconstruct`: each sketch encoded under `cls` (or the model's only class, or its
     own label) and decoded."""
-    labels = sketcher.input_classes(sketches, [cls] * len(sketches))
-    latent = sketcher.encode(list(sketches), labels)
-    return StepSampler(sketcher, latent, labels, frames, temperature=temperature, seed=seed)
+    plan = sketcher.plan_reconstruct(sketches, cls)
+    return StepSampler(sketcher, plan, frames, temperature=temperature, seed=seed)
