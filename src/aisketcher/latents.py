@@ -119,18 +119,16 @@ def _prior_z_r(model: SketchModel, labels: torch.Tensor, rng: np.random.Generato
     return model.raster_prior.sample(labels, noise)
 
 
-def mixed_latent(ends: Latent, weights: torch.Tensor) -> Latent:
+def mixed_latent(ends: Latent, weights: torch.Tensor, nearer: torch.Tensor) -> Latent:
     """Rows along the line between the two rows of `ends`: row i = (1 - w_i) ends[0] + w_i ends[1]
     for z_s, z_r and c (`weights` (n, 1)). The paper-literal memory cannot be mixed (the sketches
-    differ in length): the first half of the rows refer to the first end's encoder states, the
-    second half to the second's."""
+    differ in length): row i refers to the encoder states of end `nearer[i]` (0 or 1)."""
 
     def mix(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else (1 - weights) * t[0] + weights * t[1]
 
-    pick = (weights.flatten() >= 0.5).long()
-    memory = ends.memory[pick] if ends.memory is not None else None
-    lengths = ends.memory_lengths[pick] if ends.memory_lengths is not None else None
+    memory = ends.memory[nearer] if ends.memory is not None else None
+    lengths = ends.memory_lengths[nearer] if ends.memory_lengths is not None else None
     return Latent(
         c=mix(ends.c), z_s=mix(ends.z_s), z_r=mix(ends.z_r), memory=memory, memory_lengths=lengths
     )

@@ -35,6 +35,9 @@ class Plan:
     latent: Latent
     labels: list[int]  # each row's class index
     prefix: np.ndarray | None = None  # normalised stroke-3 that primes every row (complete)
+    # Each row's input sketch, as an index into the sketches the plan was made from (translate,
+    # reconstruct, interpolate: the nearer end); None for the modes without one.
+    inputs: list[int] | None = None
 
     @property
     def count(self) -> int:
@@ -66,12 +69,13 @@ def translate(
     latent = translation_latent(
         model, list(sketches), labels, seed, keep_layout=keep_layout, class_pull=class_pull
     )
-    return Plan(latent, labels)
+    return Plan(latent, labels, inputs=list(range(len(labels))))
 
 
 def reconstruct(model: SketchModel, sketches: Sequence[np.ndarray], labels: list[int]) -> Plan:
     """Each sketch encoded under class `labels[i]` (z_s = mu_s) and drawn again."""
-    return Plan(encode_sketches(model, list(sketches), labels), labels)
+    latent = encode_sketches(model, list(sketches), labels)
+    return Plan(latent, labels, inputs=list(range(len(labels))))
 
 
 def interpolate(
@@ -81,8 +85,9 @@ def interpolate(
     and c mixed linearly; each row is labelled with the nearer end's class."""
     ends = encode_sketches(model, [a, b], list(classes))
     weights = torch.linspace(0, 1, steps, device=model.output.weight.device)[:, None]
-    labels = [classes[0] if w < 0.5 else classes[1] for w in weights.flatten().tolist()]
-    return Plan(mixed_latent(ends, weights), labels)
+    nearer = (weights.flatten() >= 0.5).long()  # 0: a, 1: b
+    inputs = nearer.tolist()
+    return Plan(mixed_latent(ends, weights, nearer), [classes[i] for i in inputs], inputs=inputs)
 
 
 def run(

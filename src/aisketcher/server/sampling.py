@@ -170,8 +170,7 @@ def translate(
 ) -> StepSampler:
     """The paper's Figure 2, as `Sketcher.translate`: one sketch decoded under each class."""
     plan = sketcher.plan_translate(sketch, classes, seed, class_pull=class_pull)
-    frames = [frame] * plan.count
-    return StepSampler(sketcher, plan, frames, temperature=temperature, seed=seed)
+    return StepSampler(sketcher, plan, [frame] * plan.count, temperature=temperature, seed=seed)
 
 
 def reconstruct(
