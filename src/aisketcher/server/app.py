@@ -46,6 +46,7 @@ from aisketcher.server.schemas import (
     CompleteRequest,
     DrawRequest,
     Health,
+    InterpolateRequest,
     ModelChoices,
     ModelInfo,
     ReconstructRequest,
@@ -403,6 +404,21 @@ def create_app(
 
         return build
 
+    def interpolate_job(body: InterpolateRequest) -> Callable[[], StepSampler]:
+        def build() -> StepSampler:
+            (a, frame_a), (b, frame_b) = (s.to_sketch(body.simplify) for s in (body.a, body.b))
+            return sampling.interpolate(
+                shelf.get(body.model),
+                (a, b),
+                (frame_a, frame_b),
+                body.steps,
+                body.classes,
+                temperature=body.temperature,
+                seed=body.seed,
+            )
+
+        return build
+
     streamed = {200: {"content": {"application/x-ndjson": {}}, "description": STREAM_DESCRIPTION}}
     errors = {
         413: {"description": "request body too large"},
@@ -450,6 +466,16 @@ def create_app(
     async def reconstruct_stream(body: ReconstructRequest) -> StreamingResponse:
         """`/api/reconstruct`, streamed as the model draws."""
         return await jobs.stream("reconstruct", reconstruct_job(body))
+
+    @app.post("/api/interpolate", response_model=SketchesOut, responses=errors, tags=["draw"])
+    async def interpolate(body: InterpolateRequest, request: Request) -> dict:
+        """Sketches along the line from one sketch's latent to another's."""
+        return await jobs.collect(request, interpolate_job(body))
+
+    @app.post("/api/interpolate/stream", responses={**streamed, **errors}, tags=["draw"])
+    async def interpolate_stream(body: InterpolateRequest) -> StreamingResponse:
+        """`/api/interpolate`, streamed as the model draws."""
+        return await jobs.stream("interpolate", interpolate_job(body))
 
     @app.post(
         "/api/render",

@@ -186,3 +186,20 @@ def reconstruct(
     own label) and decoded."""
     plan = sketcher.plan_reconstruct(sketches, cls)
     return StepSampler(sketcher, plan, frames, temperature=temperature, seed=seed)
+
+
+def interpolate(
+    sketcher: Sketcher,
+    ends: tuple[Sketch, Sketch],
+    frames: tuple[Frame, Frame],
+    steps: int,
+    classes: tuple[str, str] | None,
+    *,
+    temperature: float,
+    seed: int | None,
+) -> StepSampler:
+    """`Sketcher.interpolate`: `steps` sketches along the line from a's latent to b's, each in
+    the frame of the end it is nearer."""
+    plan = sketcher.plan_interpolate(ends[0], ends[1], steps, classes)
+    rows = [frames[i] for i in plan.inputs or []]
+    return StepSampler(sketcher, plan, rows, temperature=temperature, seed=seed)
