@@ -12,13 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aisketcher.evaluate.experiments import (
-    EXPERIMENTS,
-    REFERENCE,
-    _reference_row,
-    _row,
-    write_results,
-)
+from aisketcher.evaluate.columns import REFERENCE, reference_row, row
+from aisketcher.evaluate.results import write_results
+from aisketcher.evaluate.scales import EXPERIMENTS
 
 ROWS_DIGEST = "469fbefacaf4b079"
 SECTIONS_DIGEST = "5ce163ebf4c3606f"
@@ -59,11 +55,11 @@ def summaries() -> dict[str, dict[str, Any]]:
     for k, (name, exp) in enumerate(EXPERIMENTS.items()):
         sets = exp.class_sets[:2]
         rows = [
-            {"set": s, "model": c, **_row(report(0.01 * i + k, encoder=i != 1))}
+            {"set": s, "model": c, **row(report(0.01 * i + k, encoder=i != 1))}
             for s in sets
             for i, c in enumerate(exp.configs)
         ]
-        rows.append({"set": sets[0], "model": REFERENCE, **_reference_row(report(k))})
+        rows.append({"set": sets[0], "model": REFERENCE, **reference_row(report(k))})
         seed_rows = [{**r, "seed": seed} for seed in (0, 1, 2) for r in rows[:-1]]
         for r in seed_rows[len(rows) - 1 :]:
             r["total"] += 0.001 * r["seed"]

@@ -10,6 +10,7 @@ copy of the JSON is written beside it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,23 @@ def non_finite(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list
         if not all(torch.isfinite(v).all() for v in state.values() if torch.is_tensor(v))
     ]
     return bad
+
+
+def checkpoint_step(run: Path) -> int | None:
+    """The training step of the checkpoint a model folder is loaded from (`checkpoint_file`); None
+    for a folder or file without one (an exported model, a magenta-js file)."""
+    path = checkpoint_file(run)
+    return None if path is None else int(read_checkpoint(path)[1].get("step", 0))
+
+
+def checkpoint_digest(run: Path) -> str | None:
+    """SHA-256 of that checkpoint: an evaluation is of these exact weights and priors (priors
+    fitted later into an older checkpoint change them at the same step)."""
+    path = checkpoint_file(run)
+    if path is None:
+        return None
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -15,7 +15,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from aisketcher.data.dataset import parse_class_list
     from aisketcher.devices import resolve_device
     from aisketcher.evaluate.classifier import SketchClassifier
-    from aisketcher.evaluate.report import REPORT_FILE, EvalSettings, evaluate_run
+    from aisketcher.evaluate.report import REPORT_FILE, evaluate_run
+    from aisketcher.evaluate.sets import EvalSettings
 
     if args.samples < 2:
         raise SketchDataError(f"--samples must be at least 2, got {args.samples}")
@@ -132,15 +133,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     import dataclasses
 
     from aisketcher.devices import resolve_device
-    from aisketcher.evaluate.experiments import (
-        RUNNERS,
-        SCALES,
-        Context,
-        earlier_summary,
-        estimate_cost,
-        run_experiment,
-        write_results,
-    )
+    from aisketcher.evaluate.experiments import RUNNERS, earlier_summary, run_experiment
+    from aisketcher.evaluate.results import write_results
+    from aisketcher.evaluate.runs import Context, estimate_cost
+    from aisketcher.evaluate.scales import SCALES
 
     scale = SCALES[args.scale]
     if args.steps is not None:
