@@ -29,7 +29,7 @@ from aisketcher.limits import (
     canvas_frame,
     canvas_ink,
 )
-from aisketcher.server.sampling import Frame
+from aisketcher.server.frame import Frame
 from aisketcher.sketch import Sketch
 
 MAX_COUNT = 8  # sketches per draw or complete request
