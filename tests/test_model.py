@@ -20,7 +20,7 @@ from aisketcher.model.influence import AttentionTape, InfluenceLayer
 from aisketcher.model.inputs import DecoderInputs, Latent
 from aisketcher.model.priors import ClassGaussian
 from aisketcher.model.sketcher import SketchModel
-from aisketcher.sketch import stroke3_to_stroke5
+from aisketcher.strokes import stroke3_to_stroke5
 
 TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from aisketcher.api import Sketcher
 from aisketcher.server.app import ServerLimits, create_app, running
-from aisketcher.sketch import strokes_to_stroke3
+from aisketcher.strokes import strokes_to_stroke3
 
 # An open shape on a 400-pixel canvas: two lines meeting at a corner.
 CORNER = [[[100, 100], [200, 104], [300, 110]], [[100, 100], [110, 200], [120, 300]]]

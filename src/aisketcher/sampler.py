@@ -23,7 +23,7 @@ import torch
 from aisketcher.data.batching import START_TOKEN
 from aisketcher.model.mixture import sample_points
 from aisketcher.model.sketcher import Latent, SketchModel
-from aisketcher.sketch import stroke3_to_stroke5, stroke5_to_stroke3
+from aisketcher.strokes import stroke3_to_stroke5, stroke5_to_stroke3
 
 
 @contextmanager

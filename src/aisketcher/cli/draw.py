@@ -64,7 +64,7 @@ def _save(
     cols: int | None = None,
     highlight_from: list[int | None] | None = None,
 ) -> None:
-    from aisketcher.render import save_sketches
+    from aisketcher.formats.writer import save_sketches
 
     out = Path(args.out)
     labels = (

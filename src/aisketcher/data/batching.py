@@ -14,7 +14,7 @@ import torch
 
 from aisketcher.data.dataset import Split
 from aisketcher.raster import rasterize_many
-from aisketcher.sketch import stroke3_to_stroke5
+from aisketcher.strokes import stroke3_to_stroke5
 
 # Sketch-RNN's start token S0 = (0, 0, 1, 0, 0), prepended to every sequence.
 START_TOKEN = np.array([0.0, 0.0, 1.0, 0.0, 0.0], dtype=np.float32)
