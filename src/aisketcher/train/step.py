@@ -11,7 +11,7 @@ from torch import nn
 from aisketcher.data.batching import Batch
 from aisketcher.errors import SketchDataError
 from aisketcher.model import fused
-from aisketcher.model.cells import RecurrentCell
+from aisketcher.model.recurrent import RecurrentCell
 from aisketcher.model.sketcher import SketchModel
 from aisketcher.train import distributed
 from aisketcher.train.config import TrainConfig
