@@ -186,12 +186,17 @@ folder for a model file)."""
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="measure a model: likelihood, recognizability, FID, precision/recall, diversity",
+        help="measure a model: likelihood, recognizability, FID, precision/recall, diversity, "
+        "copy and leak checks",
         description="Evaluate a run directory, an exported model or a magenta-js .gen.json on the "
         "real sketches of its classes: the paper's loss terms per class; recognizability, FID "
         "and precision/recall (k = 3) of class-only drawings and reconstructions, on the "
-        "features of a sketch classifier (see `aisketcher classifier train`); pHash diversity; "
-        "figures. The same run, seed and settings give the same numbers.",
+        "features of a sketch classifier (see `aisketcher classifier train`); recognizability of "
+        "translations and completions; pHash diversity; the copy check (how near each mode's "
+        "drawings come to their nearest training sketch, against unseen real sketches); the "
+        "leak check (does the "
+        "influence memory read the points it predicts? test l_r with another sketch's memory "
+        "against its own); figures. The same run, seed and settings give the same numbers.",
         epilog=EVALUATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
