@@ -21,7 +21,7 @@ from aisketcher.data.dataset import SketchDataset, Split, load_dataset
 from aisketcher.errors import SketchDataError
 from aisketcher.model.config import PRESETS, ModelConfig, make_config
 from aisketcher.model.sketcher import SketchModel
-from aisketcher.train.loss import compute_loss, learning_rate_at
+from aisketcher.train.loss import compute_loss, kl_weight_at, learning_rate_at
 from aisketcher.train.trainer import TrainConfig, Trainer, TrainingDiverged
 
 TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
@@ -558,11 +558,11 @@ def test_ctrl_c_during_validation_stops_at_the_next_batch(
     t.valid_loader.batch_size = 2  # ten validation batches
     real, validation_batches = trainer_module.batch_loss, []
 
-    def interrupting(model, batch, step, *, train=True):
+    def interrupting(model, batch, step, weights, *, train=True):
         if not train:
             validation_batches.append(1)
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the first validation
-        return real(model, batch, step, train=train)
+        return real(model, batch, step, weights, train=train)
 
     monkeypatch.setattr(trainer_module, "batch_loss", interrupting)
     summary = t.fit()
@@ -656,3 +656,53 @@ def test_set_refuses_the_fields_the_data_decides(field: str, tmp_path: Path, cap
 
     assert main(["train", "--out", str(tmp_path / "r"), "--set", f"{field}=99"]) == 2
     assert f"--set {field}: " in capsys.readouterr().err
+
+
+def test_a_run_resumes_with_other_loss_weights(
+    tmp_path: Path, tiny_dataset: SketchDataset, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loss weights are training settings: a run goes on with a new kl_weight (its model
+    stays the run's), and the run's config.json then says so."""
+    trainer(tmp_path, tiny_dataset, "run", 2).fit()
+    again = trainer(tmp_path, tiny_dataset, "run", 3, resume=True, kl_weight=0.5)
+    assert again.fit()["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["kl_weight"] == 0.5
+    train_rows = [r for r in metric_rows(tmp_path / "run") if r["split"] == "train"]
+    assert float(train_rows[-1]["kl_weight"]) == pytest.approx(kl_weight_at(3, again.tcfg))
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "cli"
+    args = ["train", "--classes", "cat,eye", "--data", str(data_dir), "--out", str(out)]
+    assert main([*args, "--steps", "1", *TINY_RUN]) == 0
+    resume = ["train", "--out", str(out), "--resume", "--steps", "2"]
+    assert main([*resume, "--set", "kl_weight=0.25", "--set", "influence_beta=0.2"]) == 0
+    info = json.loads((out / "config.json").read_text())
+    assert info["train"]["kl_weight"] == 0.25 and info["train"]["influence_beta"] == 0.2
+    assert "kl_weight" not in info["model"]
+    assert main([*resume, "--steps", "3", "--set", "cell=lstm"]) == 2  # the model is the run's
+
+
+def test_a_run_saved_with_the_loss_weights_in_its_model_config_resumes_with_them(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs (and models) written before the loss weights moved to the training settings keep
+    them in their model section: they load, and a resumed run trains with them."""
+    from aisketcher.loss_weights import trained_weights
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "old"
+    args = ["train", "--classes", "cat,eye", "--data", str(data_dir), "--out", str(out)]
+    assert main([*args, "--steps", "1", *TINY_RUN]) == 0
+    path = out / "config.json"
+    info = json.loads(path.read_text())
+    for name in ("kl_weight", "autoencoder_weight"):
+        info["train"].pop(name)
+        info["model"][name] = 0.5
+    path.write_text(json.dumps(info))
+    assert (
+        trained_weights(info).kl_weight == 0.5 and trained_weights(info).autoencoder_weight == 0.5
+    )
+    assert Sketcher.load(out).loss_weights.kl_weight == 0.5
+    assert main(["train", "--out", str(out), "--resume", "--steps", "2"]) == 0
+    train = json.loads(path.read_text())["train"]
+    assert train["kl_weight"] == 0.5 and train["autoencoder_weight"] == 0.5

@@ -29,6 +29,7 @@ from aisketcher.errors import SketchDataError
 from aisketcher.google_models import google_model, is_google
 from aisketcher.latents import TRANSLATE_PULL, encode_sketches
 from aisketcher.limits import MAX_TEMPERATURE, MIN_TEMPERATURE
+from aisketcher.loss_weights import LossWeights, trained_weights
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import Latent, SketchModel
 from aisketcher.model_info import builtin_model_dir, input_classes, match_class
@@ -52,12 +53,20 @@ class Sketcher:
     """A model with what it needs to draw: class names and the scale factor of its data."""
 
     def __init__(
-        self, model: SketchModel, class_names: list[str], scale_factor: float, *, source: str = ""
+        self,
+        model: SketchModel,
+        class_names: list[str],
+        scale_factor: float,
+        *,
+        source: str = "",
+        loss_weights: LossWeights | None = None,
     ) -> None:
         self.model = model.eval()
         self.class_names = class_names
         self.scale_factor = scale_factor
         self.source = source
+        # What the model was trained with: its loss on held-out sketches weighs the terms so.
+        self.loss_weights = loss_weights or LossWeights()
 
     # ----- loading -----
     @classmethod
@@ -85,6 +94,10 @@ class Sketcher:
             hint = " (the built-in model is missing from this install)" if source is None else ""
             raise SketchDataError(f"not a run or model folder: no config.json{hint}", str(path))
         config, classes, scale_factor = read_model_config(path / "config.json")
+        try:
+            loss_weights = trained_weights(json.loads((path / "config.json").read_text()))
+        except SketchDataError as exc:
+            raise SketchDataError(str(exc), str(path / "config.json")) from None
         model = SketchModel(config)
         weights = path / WEIGHTS_FILE
         if not weights.is_file():  # a run: its checkpoint, else its last
@@ -98,7 +111,7 @@ class Sketcher:
         tensors, _ = read_checkpoint(weights)
         load_weights(model, tensors, str(weights))
         model.to(device)
-        return cls(model, classes, scale_factor, source=str(path))
+        return cls(model, classes, scale_factor, source=str(path), loss_weights=loss_weights)
 
     def class_index(self, name: str | int) -> int:
         return match_class(name, self.class_names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -32,7 +33,7 @@ DATA_FIELDS = {
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`--set cell=lstm --set dec_rnn_size=512` -> typed ModelConfig overrides."""
+    """`--set cell=lstm --set kl_weight=0.5` -> typed ModelConfig and loss weight overrides."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -45,6 +46,23 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
         except (ValueError, RecursionError):  # not JSON: the text itself (then type-checked)
             out[key.strip()] = value
     return out
+
+
+def _split_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`--set`'s model fields and loss weights. A resumed run's or a warm start's model is the
+    one it continues: there `--set` changes the loss weights only."""
+    from aisketcher.loss_weights import LOSS_FIELDS
+
+    overrides = _parse_overrides(args.set)
+    loss = {k: v for k, v in overrides.items() if k in LOSS_FIELDS}
+    model = {k: v for k, v in overrides.items() if k not in LOSS_FIELDS}
+    if model and (args.resume or args.init_from):
+        option = "--resume" if args.resume else "--init-from"
+        raise SketchDataError(
+            f"--set {next(iter(model))}: with {option} the model is the one it continues; "
+            f"--set changes the loss weights only ({', '.join(LOSS_FIELDS)})"
+        )
+    return model, loss
 
 
 def _new_train_config(args: argparse.Namespace) -> TrainConfig:
@@ -131,6 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from aisketcher.api import read_model_config
     from aisketcher.data.dataset import load_dataset
     from aisketcher.devices import resolve_device
+    from aisketcher.loss_weights import legacy_loss_weights, trained_weights
     from aisketcher.model.config import make_config
     from aisketcher.train import distributed
     from aisketcher.train.config import TrainConfig
@@ -138,6 +157,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     threads = _set_threads(args.threads)
     run_dir = Path(args.out)
+    model_set, loss_set = _split_overrides(args)
     if args.reset and not args.init_from:
         raise SketchDataError("--reset starts a part afresh in a warm start: it needs --init-from")
     if run_dir.exists() and not run_dir.is_dir():
@@ -149,9 +169,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_cfg, _, scale = read_model_config(info_path)
         info = json.loads(info_path.read_text())
         overrides = {k: getattr(args, k) for k in ("steps", "max_minutes", "device")}
+        overrides = {k: v for k, v in overrides.items() if v is not None} | loss_set
         train_fields = info.get("train")
-        if isinstance(train_fields, dict):
-            train_fields = {**train_fields, **{k: v for k, v in overrides.items() if v is not None}}
+        if isinstance(train_fields, dict):  # an older run kept the loss weights with the model
+            train_fields = legacy_loss_weights(info["model"]) | train_fields | overrides
         train_cfg = TrainConfig.from_dict(train_fields, str(info_path))
         data = info["data"]
         sources, max_len = data.get("sources"), data.get("max_seq_len")
@@ -174,6 +195,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                     str(source),
                 )
             model_cfg, classes, scale = read_model_config(source / "config.json")
+            weights = trained_weights(json.loads((source / "config.json").read_text()))
+            train_cfg = dataclasses.replace(train_cfg, **dataclasses.asdict(weights) | loss_set)
             dataset = load_dataset(
                 classes, args.data, max_seq_len=model_cfg.max_seq_len, scale_factor=scale
             )
@@ -185,8 +208,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 args.size,
                 num_classes=dataset.num_classes,
                 max_seq_len=dataset.longest,
-                **_parse_overrides(args.set),
+                **model_set,
             )
+            train_cfg = dataclasses.replace(train_cfg, **loss_set)
+    train_cfg.check_weights()
     if train_cfg.batch_size > len(dataset["train"]):
         raise SketchDataError(
             f"--batch-size {train_cfg.batch_size} is larger than the training split "
@@ -362,6 +387,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="override a model config field, e.g. cell=lstm",
+        help="override a model config field (e.g. cell=lstm) or a loss weight (kl_weight, "
+        "kl_weight_start, kl_decay_rate, kl_tolerance, influence_beta, autoencoder_weight); with "
+        "--resume or --init-from, loss weights only",
     )
     p.set_defaults(func=cmd_train)

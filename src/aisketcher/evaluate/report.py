@@ -153,6 +153,7 @@ def evaluate_run(
         model_split,
         {int(model_index[k]): n for k, n in enumerate(names)},
         batch_size=settings.batch_size,
+        weights=sketcher.loss_weights,
     )
 
     # ----- generated sets -----

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aisketcher.errors import SketchDataError
-from aisketcher.fields import mistyped
+from aisketcher.fields import mistyped, out_of_range
+from aisketcher.loss_weights import LOSS_FIELDS, legacy_loss_weights
 from aisketcher.model.inputs import DecoderInputs
 
 
@@ -45,14 +46,8 @@ class ModelConfig:
     # or / (0.5 + 0.5 T) ("magenta-js", as magenta-js draws; imported models use it)
     # --- regularisation ---
     recurrent_dropout: float = 0.1  # drop prob. on the LSTM candidate (magenta keep 0.9)
-    # --- loss (eq. 12-14) ---
-    kl_tolerance: float = 0.2  # epsilon, the KL floor (paper 0.20)
-    kl_weight: float = 1.0  # alpha after annealing (paper 1.00)
-    kl_weight_start: float = 0.01  # alpha at step 0 (magenta 0.01)
-    kl_decay_rate: float = 0.99995  # alpha = w - (w - w0) * rate^step (magenta)
-    influence_beta: float = 0.1  # beta, weight of l_a inside l_kl (paper 0.1)
+    # --- the autoencoder's training (the loss weights, eq. 12-14: loss_weights.LossWeights) ---
     autoencoder_mode: str = "joint"  # "joint": AE loss added; "pretrain": AE first, then frozen
-    autoencoder_weight: float = 1.0  # weight of the AE's summed squared error in the joint loss
     autoencoder_pretrain_steps: int = 2000  # steps of AE-only training in "pretrain" mode
 
     @property
@@ -89,10 +84,7 @@ class ModelConfig:
         wrong = mistyped(self)
         declared = {f.name: f.type for f in dataclasses.fields(self)}
         problems = [f"{n} must be {declared[n]}, got {getattr(self, n)!r}" for n in wrong]
-        for name, (low, high) in RANGES.items():
-            value = getattr(self, name)
-            if name not in wrong and not (low <= value <= high):  # NaN fails too
-                problems.append(f"{name} must be within [{low:g}, {high:g}], got {value!r}")
+        problems += out_of_range(self, RANGES, skip=wrong)
         if problems:
             raise SketchDataError(f"invalid model config: {'; '.join(problems)}")
         checks = {
@@ -133,6 +125,8 @@ class ModelConfig:
             raise SketchDataError(
                 f"a model config must be a JSON object, got {type(data).__name__}"
             )
+        legacy_loss_weights(data)  # checked, then left to the training settings (resume)
+        data = {k: v for k, v in data.items() if k not in LOSS_FIELDS}
         cls.check_fields(data)
         if data.get("use_influence") and "influence_memory" not in data:
             # Saved before the choice existed: the memory then was the paper-literal one.
@@ -151,12 +145,6 @@ RANGES: dict[str, tuple[float, float]] = {
     "raster_size": (16, 1024),
     "max_seq_len": (1, 100_000),
     "recurrent_dropout": (0.0, 0.99),
-    "kl_tolerance": (0.0, 100.0),
-    "kl_weight": (0.0, 1e3),
-    "kl_weight_start": (0.0, 1e3),
-    "kl_decay_rate": (0.0, 1.0),
-    "influence_beta": (0.0, 1e3),
-    "autoencoder_weight": (0.0, 1e6),
     "autoencoder_pretrain_steps": (0, 10**9),
 }
 

@@ -1,4 +1,5 @@
-"""TrainConfig: the settings of one training run (saved in its config.json, checked on resume)."""
+"""TrainConfig: the settings of one training run, the loss weights (eq. 12-14) among them (saved
+in its config.json, checked on resume; a resumed run may change them)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from typing import Any
 
 from aisketcher.errors import SketchDataError
 from aisketcher.fields import mistyped
+from aisketcher.loss_weights import LossWeights
 
 # TrainConfig keys that older runs saved and this version ignores.
 RETIRED_SETTINGS = frozenset({"raster_cache"})
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(LossWeights):
+    """The loss weights (`LossWeights`, first), then how the run trains."""
+
     steps: int = 100_000  # optimizer steps in all (a resumed run counts those already done)
     batch_size: int = 100  # paper 100
     learning_rate: float = 1e-3  # Adam, paper 0.001
@@ -66,4 +70,8 @@ class TrainConfig:
             bad.append("learning_rate")
         if bad:
             raise SketchDataError(f"bad training setting(s): {', '.join(bad)}", source)
+        try:
+            config.check_weights()
+        except SketchDataError as exc:
+            raise SketchDataError(str(exc), source) from None
         return config

@@ -10,6 +10,7 @@ from torch import nn
 
 from aisketcher.data.batching import Batch
 from aisketcher.errors import SketchDataError
+from aisketcher.loss_weights import LossWeights
 from aisketcher.model import fused
 from aisketcher.model.recurrent import RecurrentCell
 from aisketcher.model.sketcher import SketchModel
@@ -42,18 +43,19 @@ class TrainingLoss(nn.Module):
     unused parameters, must see the graph of the first alone.
     """
 
-    def __init__(self, model: SketchModel, precision: str = "fp32") -> None:
+    def __init__(self, model: SketchModel, weights: LossWeights, precision: str = "fp32") -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise SketchDataError(
                 f"unknown precision '{precision}'; choose {', '.join(PRECISIONS)}"
             )
         self.model = model
+        self.weights = weights
         self.precision = precision
 
     def forward(self, batch: Batch, step: int, pretraining: bool) -> tuple[torch.Tensor, LossTerms]:
         with precision_context(self.precision, batch.strokes.device):
-            terms = batch_loss(self.model, batch, step)
+            terms = batch_loss(self.model, batch, step, self.weights)
         objective = terms.l_ae if pretraining else terms.objective
         if distributed.world_size() == 1:
             return objective, terms

@@ -85,6 +85,7 @@ class Trainer:
         self.tcfg = train_config
         self.dataset = dataset
         self.run_dir = Path(run_dir)
+        train_config.check_weights()
         distributed.check_batch_size(train_config.batch_size, len(dataset["train"]))
         self.progress = progress and distributed.is_main()
         self.device = distributed.rank_device(resolve_device(train_config.device))
@@ -94,7 +95,7 @@ class Trainer:
         if train_config.compile:
             compile_cells(self.model)
         self._forward = distributed.wrap(
-            TrainingLoss(self.model, train_config.precision),
+            TrainingLoss(self.model, train_config.loss_weights(), train_config.precision),
             self.device,
             # The autoencoder pretrains alone, then is frozen: some weights get no gradient.
             find_unused=model_config.use_autoencoder
@@ -111,6 +112,7 @@ class Trainer:
         self.skipped_steps = 0
         self.restores = 0
         self.kernels = kernel_name(self.model, train_config)
+        self.resumed = resume
         if resume:
             self._resume()
         elif distributed.is_main():
@@ -262,7 +264,7 @@ class Trainer:
                 f"every step is non-finite: {t.max_bad_steps * t.max_restores} bad steps after "
                 f"{t.max_restores} restores with the learning rate halved each time (scale now "
                 f"{self.lr_scale:g}), at step {step}. Likely causes: a learning rate too large "
-                f"({t.learning_rate:g}), a loss weight out of range in the model config, or "
+                f"({t.learning_rate:g}), a loss weight out of range in the training settings, or "
                 "non-finite data. The checkpoints on disk hold no non-finite weights and stay "
                 "as they were.",
                 str(self.run_dir),
@@ -297,7 +299,11 @@ class Trainer:
         valid = None
         if distributed.is_main():
             valid = evaluate_loss(
-                self.model, self.valid_loader, self.device, lambda: self._stop["stop"]
+                self.model,
+                self.valid_loader,
+                self.device,
+                lambda: self._stop["stop"],
+                weights=self.tcfg.loss_weights(),
             )
         return distributed.from_main(valid)
 
@@ -310,6 +316,8 @@ class Trainer:
         last_valid: dict[str, float] | None = None
         validated_at = -1
         reason = "finished"
+        if self.resumed and distributed.is_main():  # the settings it goes on with (loss weights)
+            write_json(self.run_dir / "config.json", self.run_info())
         with ExitStack() as files:
             stop = self._stop = files.enter_context(_stop_on_signal())
             bar = files.enter_context(
@@ -348,7 +356,7 @@ class Trainer:
                 values = terms.as_floats()
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     lr = self.optimizer.param_groups[0]["lr"]
-                    klw = kl_weight_at(self.step, self.cfg)
+                    klw = kl_weight_at(self.step, self.tcfg)
                     log.add("train", self.step, lr, klw, values, norm)
                     bar.set_postfix(
                         loss=f"{values['total']:.3f}",
@@ -381,7 +389,7 @@ class Trainer:
         valid = self.validate()
         if valid is None:
             return None
-        log.add("valid", self.step, "", self.cfg.kl_weight, valid)
+        log.add("valid", self.step, "", self.tcfg.kl_weight, valid)
         if valid["total"] < self.best_valid:
             self.best_valid = valid["total"]
             self.save("best")
