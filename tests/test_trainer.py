@@ -706,3 +706,12 @@ def test_a_run_saved_with_the_loss_weights_in_its_model_config_resumes_with_them
     assert main(["train", "--out", str(out), "--resume", "--steps", "2"]) == 0
     train = json.loads(path.read_text())["train"]
     assert train["kl_weight"] == 0.5 and train["autoencoder_weight"] == 0.5
+
+
+def test_an_exported_model_keeps_the_loss_weights_it_was_trained_with(tmp_path: Path) -> None:
+    from aisketcher.loss_weights import LossWeights
+
+    model = SketchModel(tiny_config())
+    weights = LossWeights(kl_weight=0.5, influence_beta=0.3)
+    Sketcher(model, ["cat", "eye"], 40.0, loss_weights=weights).export(tmp_path / "model")
+    assert Sketcher.load(tmp_path / "model").loss_weights == weights

@@ -12,6 +12,7 @@ divided by the training scale factor, which is stored with every model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -137,6 +138,7 @@ class Sketcher:
         info = {
             "model": self.model.config.to_dict(),
             "data": {"classes": self.class_names, "scale_factor": self.scale_factor},
+            "loss_weights": dataclasses.asdict(self.loss_weights),  # what it was trained with
             **({"record": record} if record else {}),
         }
         write_json(out / "config.json", info)

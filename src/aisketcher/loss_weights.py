@@ -59,14 +59,15 @@ def legacy_loss_weights(model_section: dict[str, Any]) -> dict[str, Any]:
 
 
 def trained_weights(info: dict[str, Any]) -> LossWeights:
-    """The weights a model was trained with, from its folder's config.json: a run's training
-    settings or an exported model's record of them, over an older file's model section; the
-    defaults for what neither says."""
+    """The weights a model was trained with, from its folder's config.json: an exported model's
+    `loss_weights`, over a run's training settings (or an export's record of them), over an
+    older file's model section; the defaults for what none says."""
     train = info.get("train") or (info.get("record") or {}).get("train") or {}
     model = info.get("model")
     found = legacy_loss_weights(model) if isinstance(model, dict) else {}
-    if isinstance(train, dict):
-        found |= {k: v for k, v in train.items() if k in LOSS_FIELDS}
+    for given in (train, info.get("loss_weights")):  # an exported model's own record last
+        if isinstance(given, dict):
+            found |= {k: v for k, v in given.items() if k in LOSS_FIELDS}
     weights = LossWeights(**found)
     weights.check_weights()
     return weights
