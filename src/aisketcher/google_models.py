@@ -84,8 +84,8 @@ def cached_models() -> list[str]:
 def google_model(source: str, *, url: str | None = None, progress: bool = False) -> Path:
     """The cached file of `google:NAME`, downloaded from `url` (see `models_url`) on first use.
 
-    A cached file is read again (12 ms for a 3 MB model) so that a damaged one is reported here,
-    in one line; a cached model is used whatever `url` says.
+    A cached file is read again (milliseconds: docs/measurements.md) so that a damaged one is
+    reported here, in one line; a cached model is used whatever `url` says.
     """
     name = google_name(source)
     path = cache_dir() / f"{name}{SUFFIX}"

@@ -109,9 +109,8 @@ def _set_threads(asked: int | None) -> str:
     torch read at import; torchrun sets 1 per process), else one.
 
     One by default: on a 2-core machine a second thread saved about a quarter while the machine was
-    idle and cost two to four times as much as soon as other work shared the CPU (12 steps of
-    ai-sketcher and the last validation: 18-20 s on one thread; on two, 14 s idle, 41-46 s beside
-    one busy core, up to 95 s beside other training runs)."""
+    idle and cost two to four times as much as soon as other work shared the CPU
+    (docs/performance.md, Threads)."""
     import torch
 
     if asked:

@@ -157,8 +157,8 @@ class BatchLoader:
 
     Training batches are augmented and length-grouped; evaluation batches keep file order and are
     not augmented. With `raster_size`, each batch carries the binarized images of its un-augmented
-    sketches, rendered with the batch (about 5 ms for 100 sketches on one core: a percent of a
-    training step, and no cache that grows with the data).
+    sketches, rendered with the batch (a percent of a training step, docs/measurements.md, and no
+    cache that grows with the data).
 
     An epoch's order comes from a generator seeded by (seed, epoch), so the loader's whole state
     is the epoch, the position in it and the augmentation generator's state: a few hundred bytes

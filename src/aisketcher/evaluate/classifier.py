@@ -81,8 +81,8 @@ class ClassifierTraining:
 class SketchCNN(nn.Module):
     """Strided conv blocks (each halves the image), global average pooling, a hidden layer, logits.
 
-    Strided convolutions rather than convolution + max pooling: on a CPU shared with training runs
-    they measured about 1.5x faster for the same accuracy class of model.
+    Strided convolutions rather than convolution + max pooling: faster for the same accuracy on a
+    CPU shared with training runs (docs/measurements.md).
     """
 
     def __init__(self, config: ClassifierConfig) -> None:

@@ -31,7 +31,7 @@ from aisketcher.model.noise import standard_normal
 if TYPE_CHECKING:
     from aisketcher.model.sketcher import SketchModel
 
-# Up to this many rows a drawing step's loops beat batched products (measured: 16 do not).
+# Up to this many rows a drawing step's loops beat batched products (docs/measurements.md).
 DRAW_ROWS = 8
 
 
