@@ -75,24 +75,20 @@ def save_sketches(
         raise SketchDataError(f"unknown split {split!r}: use {', '.join(SPLITS)}", str(path))
     try:
         with atomic_path(path) as tmp:
-            if ext == ".svg":
-                text = (
-                    render.sketch_to_svg(items[0], size or 256, highlight_from=first)
+            if ext in (".svg", ".png"):  # one sketch, or a grid of them
+                single_picture, grid = {
+                    ".svg": (render.sketch_to_svg, render.grid_svg),
+                    ".png": (render.render_png, render.grid_png),
+                }[ext]
+                picture = (
+                    single_picture(items[0], size or 256, highlight_from=first)
                     if one
-                    else render.grid_svg(
-                        items, labels, cols, size or 128, highlight_from=highlight_from
-                    )
+                    else grid(items, labels, cols, size or 128, highlight_from=highlight_from)
                 )
-                tmp.write_text(text, encoding="utf-8")
-            elif ext == ".png":
-                image = (
-                    render.render_png(items[0], size or 256, highlight_from=first)
-                    if one
-                    else render.grid_png(
-                        items, labels, cols, size or 128, highlight_from=highlight_from
-                    )
-                )
-                image.save(tmp, format="PNG")
+                if ext == ".svg":
+                    tmp.write_text(picture, encoding="utf-8")
+                else:
+                    picture.save(tmp, format="PNG")
             elif ext == ".gif":
                 render.animate_gif(items[0], tmp, size or 256, highlight_from=first)
             elif ext == ".npz":
