@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from aisketcher.formats.npz import read_npz
 from aisketcher.raster import LINE_WIDTH, MARGIN, rasterize, rasterize_many
-from aisketcher.sketch import stroke3_to_strokes
+from aisketcher.strokes import stroke3_to_strokes
 
 DEFAULT_CLASSES = "cat,airplane,bicycle,camera,dragon,eye,guitar,map"
 

@@ -22,7 +22,7 @@ import numpy as np
 from aisketcher.data.paths import default_data_dir
 from aisketcher.formats.ndjson import read_ndjson
 from aisketcher.formats.npz import read_npz
-from aisketcher.sketch import stroke3_to_strokes
+from aisketcher.strokes import stroke3_to_strokes
 
 
 def google_simplified(data_dir: Path, key_ids: set[str]) -> dict[str, list[np.ndarray]]:

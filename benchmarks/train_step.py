@@ -150,7 +150,7 @@ class TorchLSTMTrainer:
         batch = self.train_loader.next_batch().to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         out = self.model(batch.strokes, batch.lengths)
-        terms = compute_loss(out, batch, self.cfg, kl_weight_at(0, self.cfg))
+        terms = compute_loss(out, batch, self.cfg, kl_weight_at(0, self.tcfg), weights=self.tcfg)
         if not torch.isfinite(terms.objective):
             return None, math.nan
         terms.objective.backward()

@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from aisketcher.loss_weights import trained_weights
 from aisketcher.model.config import PRESETS, SIZES, ModelConfig
 from aisketcher.train.loss import kl_weight_at
 from aisketcher.train.trainer import TrainConfig
@@ -31,6 +32,7 @@ def read_run(run: Path) -> dict[str, Any]:
         "name": run.name,
         "info": info,
         "model": ModelConfig.from_dict(info["model"]),
+        "weights": trained_weights(info),
         "train": [r for r in rows if r["split"] == "train"],
         "valid": [r for r in rows if r["split"] == "valid"],
         "timing": read_timing(run / "tb", info["train"]["log_every"]),
@@ -208,7 +210,7 @@ def report(runs: list[dict[str, Any]], runs_arg: str) -> str:
         "",
         f"Caveat: {t['steps']} steps is a tiny fraction of a real training run (the trainer's "
         f"default is {TrainConfig().steps} steps), the KL weight has barely started its "
-        f"annealing (it reaches {kl_weight_at(t['steps'], model):.3f} at the last step), and there is "
+        f"annealing (it reaches {kl_weight_at(t['steps'], first['weights']):.3f} at the last step), and there is "
         "one seed per configuration. These numbers show that every configuration trains and what "
         "each costs per step; they say little about which configuration draws best once trained.",
     ]

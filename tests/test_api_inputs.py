@@ -8,7 +8,7 @@ import pytest
 
 from aisketcher.api import Sketcher
 from aisketcher.errors import SketchDataError
-from aisketcher.model_info import match_class, model_classes
+from aisketcher.model_info import input_classes, match_class, model_classes
 
 BUILTIN = model_classes(None) or []
 
@@ -119,3 +119,32 @@ def test_complete_of_a_start_too_long_for_the_model_says_it_simplified(
 def test_a_class_pull_that_is_not_from_0_to_1_says_so(sketcher: Sketcher, value: float) -> None:
     with pytest.raises(SketchDataError, match="class_pull must be a finite number between 0 and 1"):
         sketcher.translate(sketcher.draw("cat", 1, seed=0)[0], ["pig"], class_pull=value)
+
+
+HOUSE = [[(0, 40), (60, 40), (60, 100), (0, 100)], [(-5, 42), (30, 5), (65, 42)]]
+
+
+@pytest.mark.parametrize(
+    ("labels", "given", "names", "chosen"),
+    [
+        (["cat", None], ["pig", "pig"], ["cat", "pig"], ["pig", "pig"]),  # given first
+        (["cat", "pig"], [None, None], ["cat", "pig"], ["cat", "pig"]),  # then each label
+        (["cat", None], [None, None], ["owl"], ["owl", "owl"]),  # a model of one class: it
+        ([None, ""], [None, 1], ["cat", "pig"], None),  # unlabelled, several classes: refused
+        (["cat", None], [None, None], None, None),  # the classes not known yet: refused
+    ],
+)
+def test_one_rule_decides_the_class_of_an_input_sketch(labels, given, names, chosen) -> None:
+    if chosen is None:
+        with pytest.raises(SketchDataError, match="carry no class: give"):
+            input_classes(labels, given, names)
+    else:
+        assert input_classes(labels, given, names) == chosen
+
+
+def test_an_unlabelled_sketch_is_not_drawn_as_class_0(sketcher: Sketcher) -> None:
+    with pytest.raises(SketchDataError, match="carry no class"):
+        sketcher.reconstruct([HOUSE], seed=1)
+    with pytest.raises(SketchDataError, match="carry no class: give both classes"):
+        sketcher.interpolate(HOUSE, HOUSE, 2, seed=1)
+    assert [s.label for s in sketcher.reconstruct([HOUSE], "pig", seed=1)] == ["pig"]

@@ -20,11 +20,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from aisketcher.checkpoint import read_checkpoint
 from aisketcher.data.dataset import SketchDataset, Split, load_dataset
 from aisketcher.errors import SketchDataError
 from aisketcher.model.config import ModelConfig, make_config
 from aisketcher.train import distributed
-from aisketcher.train.checkpoint import read_checkpoint
 from aisketcher.train.trainer import TrainConfig, Trainer
 
 TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)

@@ -15,7 +15,7 @@ from aisketcher.cli import main
 from aisketcher.errors import SketchDataError
 from aisketcher.formats.npz import read_npz_labels, write_npz
 from aisketcher.formats.reader import read_sketches
-from aisketcher.sketch import stroke3_on_integer_grid
+from aisketcher.strokes import stroke3_on_integer_grid
 
 
 @pytest.fixture(scope="module")

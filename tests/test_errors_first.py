@@ -108,3 +108,11 @@ def test_version(capsys: pytest.CaptureFixture) -> None:
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"aisketcher {metadata.version('aisketcher')}"
+
+
+def test_interpolating_unlabelled_sketches_asks_for_their_classes_before_the_model_loads(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "start.json").write_text(json.dumps({"strokes": [[[10, 10], [60, 12]]]}))
+    argv = ["interpolate", "--a", "start.json", "--b", "start.json"]
+    assert "carry no class: give --classes" in refused_before_torch(argv, tmp_path)

@@ -20,7 +20,8 @@ from aisketcher.evaluate.classifier import (
     train_classifier,
 )
 from aisketcher.evaluate.figures import read_metrics
-from aisketcher.evaluate.report import REPORT_FILE, EvalSettings, evaluate_run
+from aisketcher.evaluate.report import REPORT_FILE, evaluate_run
+from aisketcher.evaluate.sets import EvalSettings
 from aisketcher.model.config import make_config
 from aisketcher.train.trainer import TrainConfig, Trainer
 

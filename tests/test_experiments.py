@@ -12,24 +12,15 @@ import numpy as np
 import pytest
 
 from aisketcher.api import Sketcher
+from aisketcher.checkpoint import META_KEY, checkpoint_digest, read_checkpoint
 from aisketcher.cli import main
 from aisketcher.data.dataset import load_dataset
 from aisketcher.errors import SketchDataError
-from aisketcher.evaluate.experiments import (
-    EXPERIMENTS,
-    QD20,
-    SCALES,
-    SPREAD_COLUMNS,
-    Context,
-    growth_series,
-    markdown_table,
-    run_experiment,
-    spread_table,
-    train_run,
-    write_results,
-)
-from aisketcher.evaluate.report import checkpoint_digest
-from aisketcher.train.checkpoint import META_KEY, read_checkpoint
+from aisketcher.evaluate.columns import SPREAD_COLUMNS, markdown_table, spread_table
+from aisketcher.evaluate.experiments import growth_series, run_experiment
+from aisketcher.evaluate.results import write_results
+from aisketcher.evaluate.runs import Context, train_run
+from aisketcher.evaluate.scales import EXPERIMENTS, QD20, SCALES
 
 
 @pytest.fixture(scope="module")

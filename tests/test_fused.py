@@ -16,7 +16,7 @@ from aisketcher.model.cells import make_cell
 from aisketcher.model.config import make_config
 from aisketcher.model.mixture import sample_points
 from aisketcher.model.sketcher import SketchModel
-from aisketcher.sketch import stroke3_to_stroke5
+from aisketcher.strokes import stroke3_to_stroke5
 
 pytestmark = pytest.mark.skipif(fused.extension() is None, reason="no C++ compiler here")
 

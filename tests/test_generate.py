@@ -18,7 +18,7 @@ from aisketcher.latents import class_latent, encode_sketches
 from aisketcher.model.config import PRESETS, make_config
 from aisketcher.model.sketcher import SketchModel
 from aisketcher.sampler import Sampler, make_generator
-from aisketcher.train.trainer import fit_priors
+from aisketcher.train.priors import fit_priors
 
 TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
 
@@ -318,7 +318,7 @@ def test_argument_errors_come_before_any_work(tmp_path: Path, capsys) -> None:
 def test_export_says_which_checkpoint_it_took(tmp_path: Path, data, capsys) -> None:
     run = tmp_path / "run"
     sk = tiny_sketcher("ai-sketcher", data)
-    from aisketcher.train.checkpoint import save_checkpoint
+    from aisketcher.checkpoint import save_checkpoint
 
     info = {
         "model": sk.model.config.to_dict(),

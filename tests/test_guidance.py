@@ -22,7 +22,7 @@ from aisketcher.model.mixture import sample_points
 from aisketcher.model.noise import batch_shard, uniform
 from aisketcher.model.sketcher import SketchModel
 from aisketcher.sampler import Sampler, make_generator, sample
-from aisketcher.sketch import stroke5_to_stroke3
+from aisketcher.strokes import stroke5_to_stroke3
 from aisketcher.train.warm_start import class_slots, warm_start
 
 STEPS = 40

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from aisketcher.data.batching import collate
+from aisketcher.loss_weights import LossWeights
 from aisketcher.model.config import ModelConfig, make_config
 from aisketcher.model.mixture import Mixture, sample_points
 from aisketcher.model.sketcher import Latent, ModelOutput
@@ -22,13 +23,12 @@ Z, NA = 4, 3
 
 def config(preset: str = "ai-sketcher", **overrides: object) -> ModelConfig:
     return make_config(
-        preset,
-        "small",
-        num_classes=1,
-        num_mixture=M,
-        max_seq_len=N_MAX,
-        **{"kl_tolerance": 0.2, "influence_beta": 0.1, "autoencoder_weight": 0.5, **overrides},
+        preset, "small", num_classes=1, num_mixture=M, max_seq_len=N_MAX, **overrides
     )
+
+
+# The loss weights (a training setting): the paper's epsilon and beta, the autoencoder's at 0.5.
+WEIGHTS = LossWeights(kl_tolerance=0.2, influence_beta=0.1, autoencoder_weight=0.5)
 
 
 def hand_batch():
@@ -142,7 +142,9 @@ def reference_loss(raw: dict, targets: np.ndarray, lengths: list[int], kl_weight
 def test_loss_matches_independent_computation(mu_scale: float) -> None:
     batch = hand_batch()
     raw = fixed_values(np.random.default_rng(0), mu_scale)
-    terms = compute_loss(model_output(leaf_tensors(raw)), batch, config(), kl_weight=0.3)
+    terms = compute_loss(
+        model_output(leaf_tensors(raw)), batch, config(), kl_weight=0.3, weights=WEIGHTS
+    )
     targets = batch.strokes[:, 1:].numpy().astype(np.float64)
     expected = reference_loss(raw, targets, [3, 2], 0.3)
     got = terms.as_floats()
@@ -159,7 +161,7 @@ def test_kl_floor_stops_the_gradient_below_epsilon() -> None:
     raw["mu_s"][:] = 0.1  # KL = 0.005 per dimension, far below epsilon = 0.2
     raw["mu_a"][:] = 0.1
     t = leaf_tensors(raw)
-    terms = compute_loss(model_output(t), batch, config(), kl_weight=1.0)
+    terms = compute_loss(model_output(t), batch, config(), kl_weight=1.0, weights=WEIGHTS)
     assert float(terms.l_kl.detach()) < 0.2
     terms.total.backward()
     for name in ("mu_s", "log_var_s", "mu_a", "log_var_a"):
@@ -167,12 +169,14 @@ def test_kl_floor_stops_the_gradient_below_epsilon() -> None:
     assert t["y"].grad.any()  # the reconstruction term still trains
 
     t = leaf_tensors(raw)
-    compute_loss(model_output(t), batch, config(), 1.0, kl_floor=False).total.backward()
+    compute_loss(
+        model_output(t), batch, config(), 1.0, weights=WEIGHTS, kl_floor=False
+    ).total.backward()
     torch.testing.assert_close(t["mu_s"].grad, torch.full_like(t["mu_s"], 0.1 / (2 * Z)))
 
     raw["mu_s"][:] = 2.0  # KL = 2 per dimension, above the floor
     t = leaf_tensors(raw)
-    compute_loss(model_output(t), batch, config(), kl_weight=1.0).total.backward()
+    compute_loss(model_output(t), batch, config(), kl_weight=1.0, weights=WEIGHTS).total.backward()
     # d/d mu of mean over B x Z of mu^2 / 2 is mu / (B Z)
     torch.testing.assert_close(t["mu_s"].grad, torch.full_like(t["mu_s"], 2.0 / (2 * Z)))
 
@@ -181,20 +185,22 @@ def test_no_kl_term_without_a_variational_latent() -> None:
     raw = fixed_values(np.random.default_rng(0))
     out = model_output(leaf_tensors(raw))
     out = ModelOutput(out.mixture, out.latent, None, None)
-    terms = compute_loss(out, hand_batch(), config("sketch-pix2seq"), kl_weight=1.0)
+    terms = compute_loss(
+        out, hand_batch(), config("sketch-pix2seq"), kl_weight=1.0, weights=WEIGHTS
+    )
     assert float(terms.l_z) == float(terms.l_a) == 0.0
     torch.testing.assert_close(terms.total, terms.l_c + terms.l_s)
 
 
 def test_autoencoder_error_leaves_objective_when_frozen() -> None:
     out = model_output(leaf_tensors(fixed_values(np.random.default_rng(0))))
-    terms = compute_loss(out, hand_batch(), config(), 0.5, train_autoencoder=False)
+    terms = compute_loss(out, hand_batch(), config(), 0.5, weights=WEIGHTS, train_autoencoder=False)
     assert float(terms.l_ae.detach()) > 0
     assert torch.equal(terms.objective, terms.total)
 
 
 def test_annealing_schedules() -> None:
-    cfg = config(kl_weight=1.0, kl_weight_start=0.01, kl_decay_rate=0.99995)
+    cfg = LossWeights(kl_weight=1.0, kl_weight_start=0.01, kl_decay_rate=0.99995)
     assert kl_weight_at(0, cfg) == pytest.approx(0.01)
     assert kl_weight_at(1, cfg) == pytest.approx(1 - 0.99 * 0.99995)
     assert kl_weight_at(10_000, cfg) == pytest.approx(1 - 0.99 * 0.99995**10_000)

@@ -20,7 +20,7 @@ from aisketcher.model.influence import AttentionTape, InfluenceLayer
 from aisketcher.model.inputs import DecoderInputs, Latent
 from aisketcher.model.priors import ClassGaussian
 from aisketcher.model.sketcher import SketchModel
-from aisketcher.sketch import stroke3_to_stroke5
+from aisketcher.strokes import stroke3_to_stroke5
 
 TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
 
@@ -397,7 +397,7 @@ def test_a_class_prior_draws_with_the_fitted_classes_covariance() -> None:
 
 
 def test_a_diagonal_raster_prior_saved_before_loads_as_the_same_prior() -> None:
-    from aisketcher.train.checkpoint import load_weights
+    from aisketcher.checkpoint import load_weights
 
     cfg = make_config("ai-sketcher", "small", num_classes=2, max_seq_len=20)
     model = SketchModel(cfg)

@@ -19,9 +19,9 @@ from aisketcher.formats.ndjson import (
     read_ndjson,
     resample,
     simplify_raw,
-    write_ndjson,
 )
 from aisketcher.formats.npz import read_npz
+from aisketcher.formats.writer import write_ndjson
 from aisketcher.sketch import Sketch
 
 REPO = Path(__file__).resolve().parents[1]

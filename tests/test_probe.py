@@ -64,7 +64,7 @@ from aisketcher.data.store import open_class, pack_dir
 from aisketcher.errors import SketchDataError
 from aisketcher.formats.npz import SPLITS, read_npz, write_npz
 from aisketcher.formats.reader import read_sketches
-from aisketcher.server.app import BYTE_ORDER_MARKS
+from aisketcher.server.body_limit import BYTE_ORDER_MARKS
 from test_download import serving
 from test_drawn_files import BAD_CLASS_RECORDS, npz_with_record
 from test_errors_first import REFUSED_FIRST, inputs
@@ -78,6 +78,8 @@ from test_reader import JSON_CASES
 from test_server import (
     BAD_BODIES,
     CORNER,
+    INTERPOLATE_BODY,
+    INTERPOLATE_OUT_OF_RANGE,
     MALFORMED_JSON,
     NON_FINITE,
     NON_FINITE_VALUES,
@@ -504,7 +506,7 @@ def _checkpoint(change: Callable[[dict, dict], None]) -> Callable[[Path], None]:
     def damage_run(run: Path) -> None:
         from safetensors.torch import save_file
 
-        from aisketcher.train.checkpoint import META_KEY, read_checkpoint
+        from aisketcher.checkpoint import META_KEY, read_checkpoint
 
         path = run / "last.safetensors"
         tensors, info = read_checkpoint(path)
@@ -986,7 +988,8 @@ CASES: list[Case] = [
     ),
     case(
         "interpolate, all well",
-        "interpolate --a {good.json} --b {good.svg} --steps 3 --out {out}.svg --threads 1",
+        "interpolate --a {good.json} --b {good.svg} --classes cat,cat --steps 3 --out {out}.svg "
+        "--threads 1",
         accept=True,
     ),
     case(
@@ -1061,10 +1064,15 @@ CASES: list[Case] = [
     ),
     case(
         "resume with another model's options",
-        "train --out {run-keep} --resume --steps 3 --classes eye --set z_size=4 --threads 1",
-        "--classes, --set not used",
+        "train --out {run-keep} --resume --steps 3 --classes eye --threads 1",
+        "--classes not used",
         "run-keep",
         warns=True,
+    ),
+    case(
+        "resume with --set of a model field",
+        "train --out {run-keep} --resume --steps 3 --set z_size=4 --threads 1",
+        "--resume continues the run's model",
     ),
     case(
         "resume an intact run from another folder",
@@ -1428,6 +1436,20 @@ REQUESTS: list[Request] = [
     ),
     Request("a good request", "/api/render", {"sketch": SKETCH, "format": "png"}, 200),
     Request("a good request", "/api/draw", {"class": "bird", "model": "google:bird"}, 200),
+    Request("a good request", "/api/interpolate", {**INTERPOLATE_BODY, "steps": 3}, 200),
+    Request("a good request", "/api/interpolate/stream", {**INTERPOLATE_BODY, "steps": 3}, 200),
+    *(
+        r
+        for change, says in INTERPOLATE_OUT_OF_RANGE
+        for r in _bodies("out of range", "/api/interpolate", {**INTERPOLATE_BODY, **change}, says)
+    ),
+    Request(
+        "unlabelled ends and no classes",
+        "/api/interpolate",
+        {"a": {"strokes": CORNER}, "b": {"strokes": CORNER}},
+        422,
+        "give both classes",
+    ),
 ]
 
 

@@ -13,14 +13,8 @@ from PIL import Image
 from aisketcher import Sketch, SketchDataError
 from aisketcher import render as render_module
 from aisketcher.formats.npz import read_npz
-from aisketcher.render import (
-    animate_gif,
-    grid_png,
-    grid_svg,
-    render_png,
-    save_sketches,
-    sketch_to_svg,
-)
+from aisketcher.formats.writer import save_sketches
+from aisketcher.render import animate_gif, grid_png, grid_svg, render_png, sketch_to_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 from aisketcher.api import Sketcher
-from aisketcher.server.app import BYTE_ORDER_MARKS, ServerLimits, create_app, running
-from aisketcher.sketch import strokes_to_stroke3
+from aisketcher.server.app import ServerLimits, create_app, running
+from aisketcher.server.body_limit import BYTE_ORDER_MARKS
+from aisketcher.strokes import strokes_to_stroke3
 
 # An open shape on a 400-pixel canvas: two lines meeting at a corner.
 CORNER = [[[100, 100], [200, 104], [300, 110]], [[100, 100], [110, 200], [120, 300]]]
@@ -440,3 +441,53 @@ def test_the_pages_pull_slider_starts_at_the_default_pull() -> None:
     shown = re.search(r'<output id="pull-value">([^<]+)</output>', html)
     assert slider and shown
     assert float(slider.group(1)) == float(shown.group(1)) == TRANSLATE_PULL
+
+
+SQUARE3 = [[10, 10, 0], [50, 0, 0], [0, 50, 0], [-50, 0, 0], [0, -50, 1]]
+
+
+def test_interpolate_walks_from_one_sketch_to_the_other_as_the_python_api(
+    url: str, sketcher: Sketcher
+) -> None:
+    body = {"a": {"strokes": CORNER}, "b": {"stroke3": SQUARE3}, "classes": ["cat", "map"]}
+    body |= {"steps": 4, "seed": 3, "simplify": False}
+    answer = ok(url, "/api/interpolate", body)
+    assert [s["label"] for s in answer["sketches"]] == ["cat", "cat", "map", "map"]
+    a = [np.asarray(s, dtype=np.float64) for s in CORNER]
+    b = np.asarray(SQUARE3, dtype=np.float64)
+    expected = sketcher.interpolate(a, b, 4, classes=("cat", "map"), seed=3)
+    for got, want in zip(answer["sketches"], expected, strict=True):
+        assert len(got["stroke3"]) == len(want)
+        assert np.allclose(np.asarray(got["stroke3"])[:, :2], want.stroke3[:, :2], atol=0.01)
+    events = read_stream(url, "/api/interpolate/stream", body)
+    assert events[0] == {
+        "type": "start",
+        "operation": "interpolate",
+        "labels": ["cat"] * 2 + ["map"] * 2,
+    }
+    assert events[-1] == {"type": "done", "sketches": answer["sketches"]}
+
+
+INTERPOLATE_BODY = {"a": {"strokes": CORNER}, "b": {"strokes": CORNER}, "classes": ["cat", "pig"]}
+# Changes to a good interpolation request that make it out of range, and what the refusal names.
+INTERPOLATE_OUT_OF_RANGE = [
+    ({"steps": 21}, "steps"),
+    ({"steps": 0}, "steps"),
+    ({"classes": ["cat"]}, "classes"),
+    ({"temperature": 3}, "temperature"),
+    ({"b": None}, "b"),
+]
+
+
+@pytest.mark.parametrize(("change", "says"), INTERPOLATE_OUT_OF_RANGE)
+def test_interpolate_requests_out_of_range_are_refused(url: str, change: dict, says: str) -> None:
+    status, detail = refused(url, "/api/interpolate", {**INTERPOLATE_BODY, **change})
+    assert status == 422 and says in detail
+
+
+def test_interpolate_asks_for_the_classes_of_unlabelled_sketches(url: str) -> None:
+    body = {"a": {"strokes": CORNER}, "b": {"stroke3": SQUARE3, "label": "map"}}
+    assert "give both classes" in refused(url, "/api/interpolate", body)[1]
+    body["a"]["label"] = "eye"
+    answer = ok(url, "/api/interpolate", {**body, "steps": 3})
+    assert [s["label"] for s in answer["sketches"]] == ["eye", "map", "map"]

@@ -7,8 +7,8 @@ import pytest
 
 from aisketcher.errors import SketchDataError
 from aisketcher.formats.npz import read_npz
-from aisketcher.sketch import (
-    Sketch,
+from aisketcher.sketch import Sketch
+from aisketcher.strokes import (
     stroke3_to_stroke5,
     stroke3_to_strokes,
     stroke5_to_stroke3,

@@ -24,7 +24,7 @@ from aisketcher.data.stats import normalizing_scale_factor
 from aisketcher.data.store import PackedSplit, open_class, pack_dir
 from aisketcher.errors import SketchDataError
 from aisketcher.formats.npz import SPLITS, read_npz, write_npz
-from aisketcher.sketch import MAX_OFFSET
+from aisketcher.strokes import MAX_OFFSET
 
 
 @pytest.fixture

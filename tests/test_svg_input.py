@@ -15,7 +15,7 @@ from aisketcher.errors import SketchDataError
 from aisketcher.formats.npz import read_npz
 from aisketcher.formats.svg import read_svg
 from aisketcher.render import grid_svg, sketch_to_svg
-from aisketcher.sketch import stroke3_to_strokes
+from aisketcher.strokes import stroke3_to_strokes
 
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="256" height="256">{}</svg>'
 

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
+from aisketcher import checkpoint
 from aisketcher.api import Sketcher
+from aisketcher.checkpoint import read_checkpoint
 from aisketcher.cli import main
 from aisketcher.data.batching import collate
 from aisketcher.data.dataset import SketchDataset, Split, load_dataset
 from aisketcher.errors import SketchDataError
 from aisketcher.model.config import PRESETS, ModelConfig, make_config
 from aisketcher.model.sketcher import SketchModel
-from aisketcher.train import checkpoint
-from aisketcher.train.checkpoint import read_checkpoint
-from aisketcher.train.loss import compute_loss, learning_rate_at
+from aisketcher.train.loss import compute_loss, kl_weight_at, learning_rate_at
 from aisketcher.train.trainer import TrainConfig, Trainer, TrainingDiverged
 
 TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
@@ -602,7 +602,7 @@ def test_ctrl_c_during_validation_stops_at_the_next_batch(
 ) -> None:
     import signal
 
-    import aisketcher.train.trainer as trainer_module
+    import aisketcher.train.loss as trainer_module
 
     d = short_sketches
     data = SketchDataset(
@@ -616,11 +616,11 @@ def test_ctrl_c_during_validation_stops_at_the_next_batch(
     t.valid_loader.batch_size = 2  # ten validation batches
     real, validation_batches = trainer_module.batch_loss, []
 
-    def interrupting(model, batch, step, *, train=True):
+    def interrupting(model, batch, step, weights, *, train=True):
         if not train:
             validation_batches.append(1)
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the first validation
-        return real(model, batch, step, train=train)
+        return real(model, batch, step, weights, train=train)
 
     monkeypatch.setattr(trainer_module, "batch_loss", interrupting)
     summary = t.fit()
@@ -721,11 +721,11 @@ def test_validation_and_prior_fits_stay_bounded_at_any_number_of_classes(
 ) -> None:
     """345 classes of 500 validation sketches were 1,725 batches per validation, and the prior fit
     encoded 256 sketches of each class at every checkpoint (88,000): both are bounded in all."""
-    from aisketcher.train import trainer
+    from aisketcher.train import config, priors
 
-    assert trainer.validation_per_class(1) == 500
-    assert trainer.validation_per_class(20) == 500  # the built-in model's recipe
-    assert 345 * trainer.validation_per_class(345) <= trainer.VALID_SKETCHES
+    assert config.validation_per_class(1) == 500
+    assert config.validation_per_class(20) == 500  # the built-in model's recipe
+    assert 345 * config.validation_per_class(345) <= config.VALID_SKETCHES
     model = SketchModel(make_config("ai-sketcher", "small", num_classes=345))
     labels = np.repeat(np.arange(345), 300)
     sketch = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], dtype=np.float32)
@@ -737,7 +737,66 @@ def test_validation_and_prior_fits_stay_bounded_at_any_number_of_classes(
         codes = torch.zeros(n, model.config.z_size)
         return type("L", (), {"mu_s": codes, "log_var_s": codes, "z_r": codes})()
 
-    monkeypatch.setattr(trainer, "encode_sketches", encode)
-    trainer.fit_priors(model, Split([sketch] * len(labels), labels))
+    monkeypatch.setattr(priors, "encode_sketches", encode)
+    priors.fit_priors(model, Split([sketch] * len(labels), labels))
     assert sum(encoded) == 345 * 64 and max(encoded) <= 256
     assert model.sketch_prior.fitted
+
+
+def test_a_run_resumes_with_other_loss_weights(
+    tmp_path: Path, tiny_dataset: SketchDataset, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loss weights are training settings: a run goes on with a new kl_weight (its model
+    stays the run's), and the run's config.json then says so."""
+    trainer(tmp_path, tiny_dataset, "run", 2).fit()
+    again = trainer(tmp_path, tiny_dataset, "run", 3, resume=True, kl_weight=0.5)
+    assert again.fit()["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["kl_weight"] == 0.5
+    train_rows = [r for r in metric_rows(tmp_path / "run") if r["split"] == "train"]
+    assert float(train_rows[-1]["kl_weight"]) == pytest.approx(kl_weight_at(3, again.tcfg))
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "cli"
+    args = ["train", "--classes", "cat,eye", "--data", str(data_dir), "--out", str(out)]
+    assert main([*args, "--steps", "1", *TINY_RUN]) == 0
+    resume = ["train", "--out", str(out), "--resume", "--steps", "2"]
+    assert main([*resume, "--set", "kl_weight=0.25", "--set", "influence_beta=0.2"]) == 0
+    info = json.loads((out / "config.json").read_text())
+    assert info["train"]["kl_weight"] == 0.25 and info["train"]["influence_beta"] == 0.2
+    assert "kl_weight" not in info["model"]
+    assert main([*resume, "--steps", "3", "--set", "cell=lstm"]) == 2  # the model is the run's
+
+
+def test_a_run_saved_with_the_loss_weights_in_its_model_config_resumes_with_them(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs (and models) written before the loss weights moved to the training settings keep
+    them in their model section: they load, and a resumed run trains with them."""
+    from aisketcher.loss_weights import trained_weights
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "old"
+    args = ["train", "--classes", "cat,eye", "--data", str(data_dir), "--out", str(out)]
+    assert main([*args, "--steps", "1", *TINY_RUN]) == 0
+    path = out / "config.json"
+    info = json.loads(path.read_text())
+    for name in ("kl_weight", "autoencoder_weight"):
+        info["train"].pop(name)
+        info["model"][name] = 0.5
+    path.write_text(json.dumps(info))
+    assert (
+        trained_weights(info).kl_weight == 0.5 and trained_weights(info).autoencoder_weight == 0.5
+    )
+    assert Sketcher.load(out).loss_weights.kl_weight == 0.5
+    assert main(["train", "--out", str(out), "--resume", "--steps", "2"]) == 0
+    train = json.loads(path.read_text())["train"]
+    assert train["kl_weight"] == 0.5 and train["autoencoder_weight"] == 0.5
+
+
+def test_an_exported_model_keeps_the_loss_weights_it_was_trained_with(tmp_path: Path) -> None:
+    from aisketcher.loss_weights import LossWeights
+
+    model = SketchModel(tiny_config())
+    weights = LossWeights(kl_weight=0.5, influence_beta=0.3)
+    Sketcher(model, ["cat", "eye"], 40.0, loss_weights=weights).export(tmp_path / "model")
+    assert Sketcher.load(tmp_path / "model").loss_weights == weights

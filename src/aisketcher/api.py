@@ -12,6 +12,7 @@ divided by the training scale factor, which is stored with every model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -23,17 +24,19 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from aisketcher.atomic import atomic_path
+from aisketcher import modes
+from aisketcher.atomic import atomic_path, json_text
+from aisketcher.checkpoint import checkpoint_file, load_weights, read_checkpoint
 from aisketcher.errors import SketchDataError
 from aisketcher.google_models import google_model, is_google
-from aisketcher.latents import TRANSLATE_PULL, class_latent, encode_sketches, translation_latent
+from aisketcher.latents import TRANSLATE_PULL, encode_sketches
 from aisketcher.limits import MAX_TEMPERATURE, MIN_TEMPERATURE
+from aisketcher.loss_weights import LossWeights, trained_weights
 from aisketcher.model.config import ModelConfig
 from aisketcher.model.sketcher import Latent, SketchModel
-from aisketcher.model_info import builtin_model_dir, match_class
-from aisketcher.sampler import sample
+from aisketcher.model_info import builtin_model_dir, input_classes, match_class
+from aisketcher.modes import Plan
 from aisketcher.sketch import Sketch
-from aisketcher.train.checkpoint import json_text, load_weights, read_checkpoint
 
 SketchInput = Sketch | np.ndarray | Sequence
 WEIGHTS_FILE = "model.safetensors"
@@ -52,12 +55,20 @@ class Sketcher:
     """A model with what it needs to draw: class names and the scale factor of its data."""
 
     def __init__(
-        self, model: SketchModel, class_names: list[str], scale_factor: float, *, source: str = ""
+        self,
+        model: SketchModel,
+        class_names: list[str],
+        scale_factor: float,
+        *,
+        source: str = "",
+        loss_weights: LossWeights | None = None,
     ) -> None:
         self.model = model.eval()
         self.class_names = class_names
         self.scale_factor = scale_factor
         self.source = source
+        # What the model was trained with: its loss on held-out sketches weighs the terms so.
+        self.loss_weights = loss_weights or LossWeights()
 
     @property
     def guidance(self) -> float:
@@ -105,21 +116,24 @@ class Sketcher:
             hint = " (the built-in model is missing from this install)" if source is None else ""
             raise SketchDataError(f"not a run or model folder: no config.json{hint}", str(path))
         config, classes, scale_factor = read_model_config(path / "config.json")
+        try:
+            loss_weights = trained_weights(json.loads((path / "config.json").read_text()))
+        except SketchDataError as exc:
+            raise SketchDataError(str(exc), str(path / "config.json")) from None
         model = SketchModel(config)
         weights = path / WEIGHTS_FILE
-        if not weights.is_file():
-            weights = path / f"{checkpoint}.safetensors"
-            if not weights.is_file() and (path / "last.safetensors").is_file():
+        if not weights.is_file():  # a run: its checkpoint, else its last
+            weights = checkpoint_file(path, checkpoint) or path / f"{checkpoint}.safetensors"
+            if weights.stem != checkpoint:
                 warnings.warn(
                     f"{path}: no {checkpoint} checkpoint (the run has not validated yet); "
                     "using last",
                     stacklevel=2,
                 )
-                weights = path / "last.safetensors"
         tensors, _ = read_checkpoint(weights)
         load_weights(model, tensors, str(weights))
         model.to(device)
-        return cls(model, classes, scale_factor, source=str(path))
+        return cls(model, classes, scale_factor, source=str(path), loss_weights=loss_weights)
 
     def class_index(self, name: str | int) -> int:
         return match_class(name, self.class_names)
@@ -143,6 +157,7 @@ class Sketcher:
         info = {
             "model": self.model.config.to_dict(),
             "data": {"classes": self.class_names, "scale_factor": self.scale_factor},
+            "loss_weights": dataclasses.asdict(self.loss_weights),  # what it was trained with
             **({"record": record} if record else {}),
         }
         # Both files are written whole before either replaces a model already there: a full
@@ -160,7 +175,7 @@ class Sketcher:
             ) from None
         return out
 
-    # ----- drawing -----
+    # ----- between the user's units and the model's -----
     def fit(self, sketch: Sketch) -> Sketch:
         """The sketch as the model can take it: itself, or, when longer than the model takes,
         simplified the way the official data is (resampling and RDP, `simplify_to_fit`) with a
@@ -179,7 +194,7 @@ class Sketcher:
         warnings.warn(
             f"the sketch has {len(sketch)} points, more than this model takes ({limit}): "
             f"simplified to {len(simple)} as Google's data is (resampling and RDP)",
-            stacklevel=4,  # the caller of complete/encode (-> normalise -> fit)
+            stacklevel=5,  # the caller of a drawing mode (-> its plan -> normalise -> fit)
         )
         return simple
 
@@ -198,26 +213,15 @@ class Sketcher:
             out.append(Sketch(s3, self.class_names[label]))
         return out
 
-    def _sample(
-        self, latent: Latent, labels: list[int], temperature: float, seed: int | None, prefix=None
-    ) -> list[Sketch]:
-        _check_temperature(temperature)
-        drawn = sample(
-            self.model, latent, len(labels), temperature=temperature, seed=seed, prefix=prefix
+    def input_classes(
+        self, sketches: Sequence[Sketch], given: Sequence[str | int | None], ask: str | None = None
+    ) -> list[int]:
+        """The class index each input sketch is encoded under (`model_info.input_classes`: the
+        one given, else the model's only class, else the sketch's label; else an error)."""
+        names = input_classes(
+            [s.label for s in sketches], given, self.class_names, *([ask] if ask else [])
         )
-        return self.to_sketches(drawn, labels)
-
-    def draw(
-        self, cls: str | int, count: int = 1, *, temperature: float = 0.4, seed: int | None = None
-    ) -> list[Sketch]:
-        """Class-only drawing: z_s and z_r from the class's fitted priors (z_s from N(0, I) when the
-        model has none); the model's own points fill the influence memory as it draws."""
-        labels = [self.class_index(cls)] * count
-        return self._sample(self.class_latent(labels, seed), labels, temperature, seed)
-
-    def class_latent(self, labels: list[int], seed: int | None) -> Latent:
-        """What to decode from class labels alone (see `latents.class_latent`), seeded."""
-        return class_latent(self.model, labels, seed)
+        return [self.class_index(n) for n in names]
 
     def encode(self, sketches: list[Sketch], labels: list[int]) -> Latent:
         """Encode sketches (pixel units) under the given class indices; z_s = mu_s."""
@@ -231,6 +235,68 @@ class Sketcher:
                 self.source or None,
             )
 
+    # ----- plans: what each drawing mode decodes (`modes`), from the user's classes and sketches
+    def plan_draw(self, cls: str | int, count: int, seed: int | None) -> Plan:
+        return modes.draw(self.model, [self.class_index(cls)] * count, seed)
+
+    def plan_complete(self, start: Sketch, cls: str | int, count: int, seed: int | None) -> Plan:
+        """`start` primes the decoder, in the model's units (`plan.prefix`: fewer points than
+        `start` when it had to be simplified to fit the model)."""
+        labels = [self.class_index(cls)] * count
+        return modes.complete(self.model, self.normalise(start), labels, seed)
+
+    def plan_translate(
+        self,
+        sketch: Sketch,
+        classes: Sequence[str | int] | None,
+        seed: int | None,
+        *,
+        keep_layout: bool = False,
+        class_pull: float = 0.0,
+    ) -> Plan:
+        """One sketch into each of `classes` (default: every class of the model)."""
+        labels = [self.class_index(c) for c in (classes or range(len(self.class_names)))]
+        self._require_encoder()
+        s3 = self.normalise(sketch)
+        return modes.translate(
+            self.model,
+            [s3] * len(labels),
+            labels,
+            seed,
+            keep_layout=keep_layout,
+            class_pull=class_pull,
+        )
+
+    def plan_reconstruct(self, sketches: Sequence[Sketch], cls: str | int | None) -> Plan:
+        labels = self.input_classes(sketches, [cls] * len(sketches))
+        self._require_encoder()
+        return modes.reconstruct(self.model, [self.normalise(s) for s in sketches], labels)
+
+    def plan_interpolate(
+        self,
+        a: Sketch,
+        b: Sketch,
+        steps: int,
+        classes: tuple[str | int, str | int] | None,
+    ) -> Plan:
+        la, lb = self.input_classes([a, b], classes or (None, None), "give both classes")
+        self._require_encoder()
+        ends = [self.normalise(s) for s in (a, b)]
+        return modes.interpolate(self.model, ends[0], ends[1], (la, lb), steps)
+
+    # ----- drawing -----
+    def _draw(self, plan: Plan, temperature: float, seed: int | None) -> list[Sketch]:
+        _check_temperature(temperature)
+        drawn = modes.run(self.model, plan, temperature=temperature, seed=seed)
+        return self.to_sketches(drawn, plan.labels)
+
+    def draw(
+        self, cls: str | int, count: int = 1, *, temperature: float = 0.4, seed: int | None = None
+    ) -> list[Sketch]:
+        """Class-only drawing: z_s and z_r from the class's fitted priors (z_s from N(0, I) when the
+        model has none); the model's own points fill the influence memory as it draws."""
+        return self._draw(self.plan_draw(cls, count, seed), temperature, seed)
+
     def reconstruct(
         self,
         sketches: Sequence[SketchInput],
@@ -239,10 +305,10 @@ class Sketcher:
         temperature: float = 0.4,
         seed: int | None = None,
     ) -> list[Sketch]:
-        """Encode each sketch (under its own label, or `cls`) and decode it."""
-        items = [_as_sketch(s) for s in sketches]
-        labels = [self.class_index(cls if cls is not None else (s.label or 0)) for s in items]
-        return self._sample(self.encode(items, labels), labels, temperature, seed)
+        """Encode each sketch (under `cls`, else the model's only class, else its own label) and
+        decode it."""
+        plan = self.plan_reconstruct([_as_sketch(s) for s in sketches], cls)
+        return self._draw(plan, temperature, seed)
 
     def translate(
         self,
@@ -260,28 +326,10 @@ class Sketcher:
         forgotten; no effect without a fitted z_s prior). z_r comes from c's prior unless
         `keep_layout` (the input's raster code, which pulls the drawing toward the input's
         layout)."""
-        labels = [self.class_index(c) for c in (classes or range(len(self.class_names)))]
-        latent = self.translation_latent(
-            [_as_sketch(sketch)] * len(labels), labels, seed, keep_layout, class_pull
+        plan = self.plan_translate(
+            _as_sketch(sketch), classes, seed, keep_layout=keep_layout, class_pull=class_pull
         )
-        return self._sample(latent, labels, temperature, seed)
-
-    def translation_latent(
-        self,
-        sketches: list[Sketch],
-        labels: list[int],
-        seed: int | None,
-        keep_layout: bool = False,
-        class_pull: float = 0.0,
-    ) -> Latent:
-        """What to decode a translation of each sketch into class `labels[i]` from, seeded (see
-        `latents.translation_latent`; class_pull 0 is the paper's, `translate` defaults to
-        TRANSLATE_PULL)."""
-        self._require_encoder()
-        normalised = [self.normalise(s) for s in sketches]
-        return translation_latent(
-            self.model, normalised, labels, seed, keep_layout=keep_layout, class_pull=class_pull
-        )
+        return self._draw(plan, temperature, seed)
 
     def complete(
         self,
@@ -295,18 +343,14 @@ class Sketcher:
         """Finish a started drawing `count` ways; the model decides where each ending stops.
 
         The user's points prime the decoder and fill the influence memory; z_s and z_r come from
-        the class as in `draw`: an encoding of the unfinished start would describe it as a whole
-        sketch, and the decoder would end right after it. Each sketch starts with the user's own
+        the class as in `draw` (see `modes.complete`). Each sketch starts with the user's own
         points, as given, unless the start had to be simplified to fit the model (a warning
         says so).
         """
-        labels = [self.class_index(cls)] * count
         start = _as_sketch(prefix)
-        prefix_s3 = self.normalise(start)
-        sketches = self._sample(
-            self.class_latent(labels, seed), labels, temperature, seed, prefix_s3
-        )
-        if len(prefix_s3) == len(start):  # not simplified
+        plan = self.plan_complete(start, cls, count, seed)
+        sketches = self._draw(plan, temperature, seed)
+        if len(plan.prefix) == len(start):  # not simplified
             # The model's start went through its units and offset clamp; the ending, offsets
             # from the pen, follows the user's last point just as well.
             for sketch in sketches:
@@ -323,28 +367,10 @@ class Sketcher:
         temperature: float = 0.1,
         seed: int | None = None,
     ) -> list[Sketch]:
-        """Sketches along the line from a's latent to b's (z_s, z_r and c mixed linearly).
-
-        With the paper-literal memory, which cannot be mixed (the sketches differ in length), the
-        first half of the path refers to a's encoder states, the second half to b's.
-        """
-        sa, sb = _as_sketch(a), _as_sketch(b)
-        la = self.class_index(classes[0] if classes else (sa.label or 0))
-        lb = self.class_index(classes[1] if classes else (sb.label or 0))
-        ends = self.encode([sa, sb], [la, lb])
-        weights = torch.linspace(0, 1, steps, device=self.device)[:, None]
-
-        def mix(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else (1 - weights) * t[0] + weights * t[1]
-
-        pick = (weights.flatten() >= 0.5).long()
-        memory = ends.memory[pick] if ends.memory is not None else None
-        lengths = ends.memory_lengths[pick] if ends.memory_lengths is not None else None
-        latent = Latent(
-            mix(ends.c), mix(ends.z_s), None, None, mix(ends.z_r), None, memory, lengths
-        )
-        labels = [la if w < 0.5 else lb for w in weights.flatten().tolist()]
-        return self._sample(latent, labels, temperature, seed)
+        """Sketches along the line from a's latent to b's (z_s, z_r and c mixed linearly; see
+        `latents.mixed_latent`), each encoded under its class (`input_classes`)."""
+        plan = self.plan_interpolate(_as_sketch(a), _as_sketch(b), steps, classes)
+        return self._draw(plan, temperature, seed)
 
 
 def read_model_config(path: Path) -> tuple[ModelConfig, list[str], float]:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from aisketcher.errors import SketchDataError
 
 
 def _read_umask() -> int:
@@ -41,3 +45,29 @@ def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write(
+    path: Path,
+    write: Callable[[str], object],
+    failures: tuple[type[BaseException], ...] = (OSError,),
+) -> None:
+    """`write(temporary path)`, flushed to disk, then renamed over `path`; a failed write (a full
+    disk: one of `failures`) leaves `path` as it was and says so in one line."""
+    try:
+        with atomic_path(path, fsync=True) as tmp:
+            write(str(tmp))
+    except failures as exc:
+        raise SketchDataError(
+            f"could not write it ({exc}); the file already there, if any, is intact", str(path)
+        ) from None
+
+
+def json_text(data: dict[str, Any]) -> str:
+    """How the JSON files beside checkpoints and in model folders are written."""
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """`data` as `json_text`, written as `atomic_write` does."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json_text(data)))

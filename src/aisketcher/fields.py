@@ -1,10 +1,11 @@
-"""Type checks of a settings dataclass loaded from a file (a model config, a run's training
-settings): one rule for every field, whatever the class."""
+"""Checks of a settings dataclass loaded from a file (a model config, a run's training settings,
+the loss weights): one rule for every field's type and one for its range, whatever the class."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 _KINDS = {"str": str, "int": int, "float": float, "bool": bool}
@@ -29,3 +30,15 @@ def mistyped(settings: Any) -> list[str]:
         if type(value) is not kind:
             bad.append(f.name)
     return bad
+
+
+def out_of_range(
+    settings: Any, ranges: dict[str, tuple[float, float]], skip: Sequence[str] = ()
+) -> list[str]:
+    """A problem for each field in `ranges` (but `skip`: mistyped) outside its bounds; NaN is."""
+    problems = []
+    for name, (low, high) in ranges.items():
+        value = getattr(settings, name)
+        if name not in skip and not (low <= value <= high):  # NaN fails too
+            problems.append(f"{name} must be within [{low:g}, {high:g}], got {value!r}")
+    return problems

@@ -89,10 +89,10 @@ def cached_models() -> list[str]:
 def google_model(source: str, *, url: str | None = None, progress: bool = False) -> Path:
     """The cached file of `google:NAME`, downloaded from `url` (see `models_url`) on first use.
 
-    A cached file is read again (12 ms for a 3 MB model) and checked against the SHA-256 recorded
-    when it was downloaded, so that a damaged or changed one is reported here, in one line; a
-    cached model is used whatever `url` says. (A file put in the cache by hand has no record: it
-    is read, not checksummed.)
+    A cached file is read again (milliseconds: docs/measurements.md) and checked against the
+    SHA-256 recorded when it was downloaded, so that a damaged or changed one is reported here, in
+    one line; a cached model is used whatever `url` says. (A file put in the cache by hand has no
+    record: it is read, not checksummed.)
     """
     name = google_name(source)
     path = cache_dir() / f"{name}{SUFFIX}"

@@ -4,21 +4,15 @@
   c, and z_r of its raster.
 - Translation into class c: z_s = mu_s of the input's encoding under c, and by default z_r from
   c's prior instead of the input's raster. z_r is the class-blind CNN's code of the whole
-  raster's layout, so with the input's z_r the decoder redraws the input's layout. Measured on the
-  built-in model, temperature 0.4: `aisketcher evaluate` (100 test sketches per class, each into
-  the next class) recognises the translations as their target 0.368 with the input's z_r and
-  0.415 with the target's prior; 20 per class, 0.34 and 0.46. The drawings stay nearer their own
-  input in the classifier's features (9.07) than to an input of another class (10.11), so z_s
-  still carries the input. `keep_layout` keeps the input's z_r.
+  raster's layout, so with the input's z_r the decoder redraws the input's layout, and the
+  drawing is recognised as c less often; z_s still carries the input. `keep_layout` keeps the
+  input's z_r.
   `class_pull` then moves z_s toward c's prior mean: z_s = (1 - pull) mu_s + pull m_c. 0 is the
   paper's translation (the class vector alone decides the class); at 1 z_s is c's mean code and
-  the input's z_s is forgotten. No effect on a model without a fitted z_s prior. Measured on the
-  built-in model (temperature 0.4, 12 test sketches of each of the 20 classes, each into two
-  other classes, 480 drawings, seeds 7 and 8): recognised as the target 0.45 at pull 0, 0.60 at
-  0.5, 0.76 at 1; the drawings' classifier features are nearer their own input than another
-  input of the same target by 0.78 at pull 0, 0.31 at 0.5 and 0.04 at 1. `Sketcher.translate`
-  defaults to TRANSLATE_PULL = 0.5: recognisably the target, still of its input; evaluations
-  measure the paper's pull 0.
+  the input's z_s is forgotten. No effect on a model without a fitted z_s prior.
+  `Sketcher.translate` defaults to TRANSLATE_PULL = 0.5: recognisably the target, still of its
+  input; evaluations measure the paper's pull 0. (The figures: docs/measurements.md, Drawing.)
+- Between two sketches (interpolate): their latents mixed linearly (`mixed_latent`).
 - A class alone (draw, complete): z_s and z_r from the class's fitted priors (`priors.py`:
   `SketchModel.sketch_prior` and `raster_prior`, spec section 3), drawn at the model's
   `prior_spread` of their spread (1: as fitted); z_s from the paper's N(0, I)
@@ -78,7 +72,7 @@ def class_latent(
             z_s = prior.sample(label_t, z_s * cfg.prior_spread)
     if model.raster_prior is not None:
         z_r = _prior_z_r(model, label_t, rng)
-    return Latent(model.class_vector(label_t), z_s, z_s, None, z_r, None, None, None)
+    return Latent(c=model.class_vector(label_t), z_s=z_s, mu_s=z_s, z_r=z_r)
 
 
 TRANSLATE_PULL = 0.5  # the users' default class_pull (see the module docstring)
@@ -117,3 +111,18 @@ def _prior_z_r(model: SketchModel, labels: torch.Tensor, rng: np.random.Generato
     """z_r of each label drawn from its class's fitted prior (model.raster_prior)."""
     noise = torch.from_numpy(rng.standard_normal((len(labels), model.config.raster_z_size)))
     return model.raster_prior.sample(labels, noise * model.config.prior_spread)
+
+
+def mixed_latent(ends: Latent, weights: torch.Tensor, nearer: torch.Tensor) -> Latent:
+    """Rows along the line between the two rows of `ends`: row i = (1 - w_i) ends[0] + w_i ends[1]
+    for z_s, z_r and c (`weights` (n, 1)). The paper-literal memory cannot be mixed (the sketches
+    differ in length): row i refers to the encoder states of end `nearer[i]` (0 or 1)."""
+
+    def mix(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else (1 - weights) * t[0] + weights * t[1]
+
+    memory = ends.memory[nearer] if ends.memory is not None else None
+    lengths = ends.memory_lengths[nearer] if ends.memory_lengths is not None else None
+    return Latent(
+        c=mix(ends.c), z_s=mix(ends.z_s), z_r=mix(ends.z_r), memory=memory, memory_lengths=lengths
+    )

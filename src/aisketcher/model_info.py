@@ -1,5 +1,6 @@
 """What a model on disk says about itself, read without torch: where the built-in model lives,
-which classes a model knows, and how a class name given by a user matches one of them."""
+which classes a model knows, how a class name given by a user matches one of them, and which
+class an input sketch is encoded under."""
 
 from __future__ import annotations
 
@@ -50,6 +51,27 @@ def match_class(name: str | int, known: list[str]) -> int:
         f"the model does not know class '{name}' (it knows: {', '.join(known)})"
         + did_you_mean(name, known)
     )
+
+
+def input_classes(
+    labels: Sequence[str | None],
+    given: Sequence[str | int | None],
+    class_names: Sequence[str] | None,
+    ask: str = "give a class, or a label for every sketch",
+) -> list[str | int]:
+    """The class each input sketch is encoded under (reconstruct, interpolate): the one `given`
+    for it; else, for a model of one class, that class; else the sketch's own label. A sketch
+    with none is refused, `ask` saying what to give: the class decides what the model draws, so
+    none is guessed. `class_names` None: the model's classes are not known yet (the CLI before
+    the model loads), so none is the only one."""
+    only = class_names[0] if class_names is not None and len(class_names) == 1 else None
+    chosen = [
+        g if g is not None else only if only is not None else (label or None)
+        for g, label in zip(given, labels, strict=True)
+    ]
+    if None in chosen:
+        raise SketchDataError(f"the input sketches carry no class: {ask}")
+    return chosen
 
 
 def did_you_mean(name: str, known: Sequence[str], *, quoted: bool = False) -> str:

@@ -1,5 +1,5 @@
 """The paper's X_r: each sketch as a binarized square raster (128x128), fast enough to render
-with every batch (about 5 ms for 100 sketches on one core; benchmarks/raster.py).
+with every batch (docs/measurements.md; benchmarks/raster.py).
 
 A sketch is scaled to fit (aspect kept) inside a small margin and centred; every pen-down segment is
 stamped with a square `line_width` brush at sub-pixel steps (a DDA line), all sketches of a batch at
@@ -107,7 +107,7 @@ def rasterize_many(
     arrays = [_as_stroke3(s, i) for i, s in enumerate(sketches)]
     out = np.zeros((len(arrays), size, size), dtype=np.uint8)
     flat = out.reshape(-1)
-    # Chunks keep the image buffer and the samples in the CPU cache (measured: 64..256 is fastest).
+    # Chunks keep the image buffer and the samples in the CPU cache (docs/measurements.md).
     for first in range(0, len(arrays), _CHUNK):
         chunk = arrays[first : first + _CHUNK]
         _draw_chunk(

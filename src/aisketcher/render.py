@@ -1,4 +1,5 @@
-"""Pictures of sketches: SVG text, anti-aliased PNG and GIF (Pillow), grids, and `save_sketches`.
+"""Pictures of sketches: SVG text, anti-aliased PNG and GIF (Pillow), grids (files of any format:
+`formats.writer.save_sketches`).
 
 Every picture scales its sketch to fit a square of `size` pixels, aspect kept and centred, leaving
 `margin` (a fraction of `size`) on each side. Points from `highlight_from` on are drawn in
@@ -18,42 +19,37 @@ from PIL import Image, ImageDraw, ImageFont
 
 from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
-from aisketcher.sketch import Sketch, stroke3_on_integer_grid, stroke3_to_strokes
+from aisketcher.strokes import StrokeSketch, as_stroke3, stroke3_bounds, stroke3_to_strokes
 
 MARGIN = 0.05
 HIGHLIGHT_COLOR = "#d62728"
 # PNGs are drawn this many times larger, then downsampled: Pillow's own lines are not anti-aliased.
 _SUPERSAMPLE = 4
 
-SketchLike = Sketch | np.ndarray
 # A run is a polyline in output pixels and whether it is drawn in the highlight colour.
 Run = tuple[np.ndarray, bool]
 
 
-def _as_sketch(item: object) -> Sketch:
-    return item if isinstance(item, Sketch) else Sketch(np.asarray(item))
-
-
 def _runs(
-    sketch: Sketch,
+    s3: np.ndarray,
     size: float,
     margin: float,
     highlight_from: int | None = None,
     upto: int | None = None,
 ) -> list[Run]:
-    """The strokes of `sketch` (its first `upto` points) in output pixels, split at the highlight.
-
-    The scale comes from the whole sketch, so every prefix of an animation lines up with the end.
+    """The strokes of stroke-3 `s3` (its first `upto` points) in output pixels, split at the
+    highlight. The scale comes from the whole sketch, so every prefix of an animation lines up
+    with the end.
     """
-    min_x, min_y, max_x, max_y = sketch.bounds()
+    min_x, min_y, max_x, max_y = stroke3_bounds(s3)
     extent = max(max_x - min_x, max_y - min_y)
     # A single point or a zero-size sketch has no extent to fit; it is simply centred.
     scale = size * (1 - 2 * margin) / extent if extent > 0 else 1.0
     shift = size / 2 - np.array([min_x + max_x, min_y + max_y]) / 2 * scale
-    cut = len(sketch) if highlight_from is None else highlight_from
+    cut = len(s3) if highlight_from is None else highlight_from
     runs: list[Run] = []
     first = 0
-    for stroke in stroke3_to_strokes(sketch.stroke3[:upto]):
+    for stroke in stroke3_to_strokes(s3[:upto]):
         pts = stroke * scale + shift
         last = first + len(pts)
         if last <= cut:
@@ -93,7 +89,7 @@ def _svg_document(width: float, height: float, body: str, background: str | None
 
 
 def sketch_to_svg(
-    sketch: SketchLike,
+    sketch: StrokeSketch,
     size: int = 256,
     *,
     stroke_width: float = 2.0,
@@ -104,7 +100,7 @@ def sketch_to_svg(
     highlight_color: str = HIGHLIGHT_COLOR,
 ) -> str:
     """A standalone SVG document of one sketch, one `<path>` per stroke (two for a split stroke)."""
-    runs = _runs(_as_sketch(sketch), size, margin, highlight_from)
+    runs = _runs(as_stroke3(sketch), size, margin, highlight_from)
     return _svg_document(
         size, size, _svg_paths(runs, stroke_width, color, highlight_color), background
     )
@@ -140,7 +136,7 @@ def _png(
 
 
 def render_png(
-    sketch: SketchLike,
+    sketch: StrokeSketch,
     size: int = 256,
     *,
     stroke_width: float = 2.0,
@@ -151,7 +147,7 @@ def render_png(
     highlight_color: str = HIGHLIGHT_COLOR,
 ) -> Image.Image:
     """An anti-aliased RGB image of one sketch, `size` x `size` pixels."""
-    runs = _runs(_as_sketch(sketch), size, margin, highlight_from)
+    runs = _runs(as_stroke3(sketch), size, margin, highlight_from)
     return _png(runs, size, stroke_width, color, background, highlight_color)
 
 
@@ -159,7 +155,7 @@ def render_png(
 class _Grid:
     """Where the cells and labels of a grid go (shared by the SVG and the PNG)."""
 
-    rows: list[list[tuple[Sketch, str | None, int | None]]]  # sketch, caption, highlight_from
+    rows: list[list[tuple[np.ndarray, str | None, int | None]]]  # stroke-3, caption, highlight_from
     row_labels: list[str] | None
     cell: int
 
@@ -212,14 +208,14 @@ def _grid(
     if len(sketches) == 0:
         raise SketchDataError("no sketches to draw")
     if all(_is_row(item) for item in sketches):
-        cells = [[_as_sketch(s) for s in row] for row in sketches]
+        cells = [[as_stroke3(s) for s in row] for row in sketches]
         shape = [len(row) for row in cells]
 
         def rows_of(values: Sequence) -> list[list]:
             return [list(row) for row in values]
 
     else:
-        flat = [_as_sketch(s) for s in sketches]
+        flat = [as_stroke3(s) for s in sketches]
         cols = cols or math.ceil(math.sqrt(len(flat)))
         cells = [flat[i : i + cols] for i in range(0, len(flat), cols)]
         shape = [len(row) for row in cells]
@@ -325,7 +321,7 @@ def grid_png(
 
 
 def animate_gif(
-    sketch: SketchLike,
+    sketch: StrokeSketch,
     path: str | Path,
     size: int = 256,
     *,
@@ -343,13 +339,11 @@ def animate_gif(
 
     Frames show evenly spaced prefixes of the points, at most `max_frames` of them.
     """
-    sketch = _as_sketch(sketch)
-    counts = np.unique(
-        np.linspace(1, len(sketch), min(len(sketch), max_frames)).round().astype(int)
-    )
+    s3 = as_stroke3(sketch)
+    counts = np.unique(np.linspace(1, len(s3), min(len(s3), max_frames)).round().astype(int))
     frames = [
         _png(
-            _runs(sketch, size, margin, highlight_from, upto=int(n)),
+            _runs(s3, size, margin, highlight_from, upto=int(n)),
             size,
             stroke_width,
             color,
@@ -363,83 +357,3 @@ def animate_gif(
         frames[0].save(
             tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0
         )
-
-
-def save_sketches(
-    sketches: SketchLike | Sequence[SketchLike],
-    path: str | Path,
-    *,
-    labels: Sequence[str] | None = None,
-    size: int | None = None,
-    cols: int | None = None,
-    highlight_from: Sequence[int | None] | None = None,
-    split: str = "test",
-) -> None:
-    """Write sketches to `path`, in the format its extension names, atomically.
-
-    .svg / .png: one sketch at `size` (default 256) or a grid of `size`-pixel cells (default 128)
-    captioned by `labels`, each sketch's points from `highlight_from[i]` on in the highlight colour
-    (a model's continuation of a user's start); .gif: the drawing animated (exactly one sketch).
-    .npz: a sketch-rnn file as the official ones (int16 offsets, points rounded to whole units)
-    with the sketches as `split` and the other two splits empty, and each sketch's class recorded
-    (`labels`, else the sketches' own) when every sketch has one; .ndjson: Quick, Draw! lines,
-    each with its sketch's class as the word ("sketch" when it has none).
-    """
-    path = Path(path)
-    single = isinstance(sketches, Sketch) or (
-        isinstance(sketches, np.ndarray) and sketches.ndim == 2
-    )
-    items = [_as_sketch(sketches)] if single else [_as_sketch(s) for s in sketches]
-    ext = path.suffix.lower()
-    if not items:
-        raise SketchDataError("no sketches to save", str(path))
-    if labels is not None and len(labels) != len(items):
-        raise SketchDataError(f"{len(labels)} labels for {len(items)} sketches", str(path))
-    if ext not in (".svg", ".png", ".gif", ".npz", ".ndjson"):
-        raise SketchDataError(
-            f"unknown output format {ext or '(none)'!r}: use .svg, .png, .gif, .npz or .ndjson",
-            str(path),
-        )
-    classes = list(labels) if labels is not None else [s.label for s in items]
-    if ext == ".gif" and len(items) != 1:
-        raise SketchDataError(f"a .gif animates one sketch, got {len(items)}", str(path))
-    if highlight_from is not None and len(highlight_from) != len(items):
-        raise SketchDataError(
-            f"{len(highlight_from)} highlight starts for {len(items)} sketches", str(path)
-        )
-    one = len(items) == 1 and labels is None
-    first = None if highlight_from is None else highlight_from[0]
-    from aisketcher.formats.npz import SPLITS, write_npz
-
-    if ext == ".npz" and split not in SPLITS:
-        raise SketchDataError(f"unknown split {split!r}: use {', '.join(SPLITS)}", str(path))
-    try:
-        with atomic_path(path) as tmp:
-            if ext == ".svg":
-                text = (
-                    sketch_to_svg(items[0], size or 256, highlight_from=first)
-                    if one
-                    else grid_svg(items, labels, cols, size or 128, highlight_from=highlight_from)
-                )
-                tmp.write_text(text, encoding="utf-8")
-            elif ext == ".png":
-                image = (
-                    render_png(items[0], size or 256, highlight_from=first)
-                    if one
-                    else grid_png(items, labels, cols, size or 128, highlight_from=highlight_from)
-                )
-                image.save(tmp, format="PNG")
-            elif ext == ".gif":
-                animate_gif(items[0], tmp, size or 256, highlight_from=first)
-            elif ext == ".npz":
-                sets = {name: [] for name in SPLITS}
-                sets[split] = [stroke3_on_integer_grid(s.stroke3) for s in items]
-                recorded = None if None in classes else {split: classes}
-                write_npz(tmp, sets, labels=recorded)
-            else:
-                # Imported here: the ndjson module is optional for everything else in this file.
-                from aisketcher.formats.ndjson import write_ndjson
-
-                write_ndjson(tmp, items, [c or "sketch" for c in classes])
-    except OSError as exc:
-        raise SketchDataError(f"cannot write: {exc.strerror or exc}", str(path)) from None

@@ -23,14 +23,14 @@ import torch
 from aisketcher.data.batching import START_TOKEN
 from aisketcher.model.mixture import guided_output, sample_points
 from aisketcher.model.sketcher import Latent, SketchModel
-from aisketcher.sketch import stroke3_to_stroke5, stroke5_to_stroke3
+from aisketcher.strokes import stroke3_to_stroke5, stroke5_to_stroke3
 
 
 @contextmanager
 def one_thread() -> Iterator[None]:
     """Run the block on one CPU thread: a decoder step is a chain of tiny operations, and waking
-    other threads for each costs more than they save (one built-in-model sketch: 31 ms on one
-    thread, 148 ms on two, on a 2-core machine). The web app sets one thread for the process."""
+    other threads for each costs more than they save (docs/measurements.md). The web app sets one
+    thread for the process."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -73,7 +73,6 @@ class Sampler:
         guidance: float | None = None,
     ) -> None:
         self.model = model.eval()
-        self.latent = latent
         self.count = count
         self.temperature = temperature
         cfg = model.config

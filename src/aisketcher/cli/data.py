@@ -17,8 +17,8 @@ from aisketcher.errors import SketchDataError
 from aisketcher.formats.ndjson import Drawing, NdjsonReader
 from aisketcher.formats.npz import SPLITS, read_npz, read_npz_labels, write_npz
 from aisketcher.formats.reader import read_sketches
-from aisketcher.render import save_sketches
-from aisketcher.sketch import MAX_OFFSET
+from aisketcher.formats.writer import save_sketches
+from aisketcher.strokes import MAX_OFFSET
 
 _RAW = argparse.RawDescriptionHelpFormatter
 

@@ -1,4 +1,4 @@
-"""`aisketcher draw|reconstruct|translate|complete|interpolate|export`: drawing with a model."""
+"""`aisketcher draw|reconstruct|translate|complete|interpolate`: drawing with a model."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def _load(
     import torch
 
     from aisketcher.api import Sketcher
-    from aisketcher.train.trainer import resolve_device
+    from aisketcher.devices import resolve_device
 
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)  # for encoding inputs; drawing runs on one (sampler.py)
@@ -69,7 +69,7 @@ def _save(
     cols: int | None = None,
     highlight_from: list[int | None] | None = None,
 ) -> None:
-    from aisketcher.render import save_sketches
+    from aisketcher.formats.writer import save_sketches
 
     out = Path(args.out)
     labels = (
@@ -119,7 +119,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from aisketcher.formats.reader import read_sketches
-    from aisketcher.model_info import model_classes
+    from aisketcher.model_info import input_classes, model_classes
 
     found = read_sketches(args.input, split=args.split, limit=args.index + args.count)
     inputs = found[args.index :]
@@ -133,14 +133,19 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             f"at most --count {len(inputs)}",
             args.input,
         )
-    known = model_classes(args.model)
-    cls = args.cls or (known[0] if known is not None and len(known) == 1 else None)
-    if cls is None and any(s.label is None for s in inputs):
-        raise SketchDataError("the input sketches carry no class: give --class", args.input)
+    try:  # checked before the model loads
+        classes = input_classes(
+            [s.label for s in inputs],
+            [args.cls] * len(inputs),
+            model_classes(local_model(args, "reconstruct")),
+            "give --class",
+        )
+    except SketchDataError as exc:
+        raise SketchDataError(str(exc), args.input) from None
     sketcher = _load(
-        args, one_sketch=False, classes=[cls] if cls else None, encoder_for="reconstruct"
+        args, one_sketch=False, classes=[str(c) for c in classes], encoder_for="reconstruct"
     )
-    outputs = sketcher.reconstruct(inputs, cls, temperature=args.temperature, seed=args.seed)
+    outputs = sketcher.reconstruct(inputs, args.cls, temperature=args.temperature, seed=args.seed)
     if Path(args.out).suffix.lower() in (".npz", ".ndjson"):
         _save(outputs, args)
         return 0
@@ -184,71 +189,24 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
+    from aisketcher.model_info import input_classes, model_classes
+
     a = _input(args, args.a, args.a_index)
     b = _input(args, args.b, args.b_index)
+    given = (args.classes[0], args.classes[-1]) if args.classes else (None, None)
+    known = model_classes(local_model(args, "interpolate"))  # checked before the model loads
+    checked = input_classes([a.label, b.label], given, known, "give --classes")
     sketcher = _load(
-        args, one_sketch=args.steps == 1, classes=args.classes, encoder_for="interpolate"
+        args,
+        one_sketch=args.steps == 1,
+        classes=[str(c) for c in checked],
+        encoder_for="interpolate",
     )
-    classes = (args.classes[0], args.classes[-1]) if args.classes else None
-    if classes is None and (a.label is None or b.label is None):
-        classes = (sketcher.class_names[0], sketcher.class_names[0])
+    classes = None if given == (None, None) else given
     outputs = sketcher.interpolate(
         a, b, args.steps, classes=classes, temperature=args.temperature, seed=args.seed
     )
     _save(outputs, args, cols=len(outputs))
-    return 0
-
-
-# What an exported model keeps of its run's checkpoint state.
-RECORD_KEYS = (
-    "step",
-    "best_valid",
-    "skipped_steps",
-    "restores",
-    "recurrent_kernels",
-    "train",
-    "data",
-)
-
-
-def training_record(run: Path, checkpoint: str = "best") -> dict:
-    """How the run trained: steps, time, validation losses over time, and the machine."""
-    import csv
-    import json
-    import platform
-
-    import torch
-
-    record: dict = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    }
-    state = run / f"{checkpoint}.json"
-    if state.is_file():
-        info = json.loads(state.read_text())
-        record.update({k: info.get(k) for k in RECORD_KEYS})
-    metrics = run / "metrics.csv"
-    if metrics.is_file():
-        with open(metrics) as fh:
-            rows = [r for r in csv.DictReader(fh) if r["split"] == "valid"]
-        keys = ("step", "total", "l_r", "l_c", "l_s", "l_kl", "l_ae")
-        record["validation"] = [{k: float(r[k]) for k in keys} for r in rows]
-    return record
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from aisketcher.api import Sketcher
-
-    run = Path(args.run)
-    checkpoint = args.checkpoint
-    if not (run / f"{checkpoint}.safetensors").is_file():
-        if not (run / "last.safetensors").is_file():
-            raise SketchDataError("not a run: no best.safetensors or last.safetensors", str(run))
-        print(f"{run}: no {checkpoint} checkpoint (the run has not validated yet); taking last")
-        checkpoint = "last"
-    sketcher = Sketcher.load(run, checkpoint=checkpoint)
-    record = training_record(run, checkpoint)
-    out = sketcher.export(args.out, record=record, half=args.half)
-    print(f"exported {run} ({checkpoint} checkpoint, step {record.get('step')}) to {out}")
     return 0
 
 
@@ -414,26 +372,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _common(p, "interpolation.svg")
     p.set_defaults(func=cmd_interpolate, temperature=0.1)
-
-    p = sub.add_parser(
-        "export",
-        help="package a trained run as a self-contained model folder",
-        description="Writes model.safetensors (the weights, with the fitted z_r prior for "
-        "class-only drawing) and config.json (the config and the training record).",
-        epilog="example:\n  aisketcher train --quick --out runs/quick && aisketcher export runs/quick "
-        "--out my_model && aisketcher draw cat --model my_model",
-        formatter_class=fmt,
-    )
-    p.add_argument("run", help="run directory")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument(
-        "--checkpoint",
-        default="best",
-        choices=["best", "last"],
-        help="best: the lowest validation loss so far (default; last when the run has not "
-        "validated yet); last: the latest step",
-    )
-    p.add_argument(
-        "--half", action="store_true", help="store the weights as float16 (half the size)"
-    )
-    p.set_defaults(func=cmd_export)

@@ -13,9 +13,10 @@ from aisketcher.errors import SketchDataError
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from aisketcher.data.dataset import parse_class_list
+    from aisketcher.devices import resolve_device
     from aisketcher.evaluate.classifier import SketchClassifier
-    from aisketcher.evaluate.report import REPORT_FILE, EvalSettings, evaluate_run
-    from aisketcher.train.trainer import resolve_device
+    from aisketcher.evaluate.report import REPORT_FILE, evaluate_run
+    from aisketcher.evaluate.sets import EvalSettings
 
     if args.samples < 2:
         raise SketchDataError(f"--samples must be at least 2, got {args.samples}")
@@ -103,12 +104,12 @@ def summary(report: dict) -> str:
 
 
 def cmd_classifier_train(args: argparse.Namespace) -> int:
+    from aisketcher.devices import resolve_device
     from aisketcher.evaluate.classifier import (
         ClassifierConfig,
         ClassifierTraining,
         train_classifier,
     )
-    from aisketcher.train.trainer import resolve_device
 
     out = Path(args.out)
     training = ClassifierTraining(
@@ -133,16 +134,11 @@ def cmd_classifier_train(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from aisketcher.evaluate.experiments import (
-        RUNNERS,
-        SCALES,
-        Context,
-        earlier_summary,
-        estimate_cost,
-        run_experiment,
-        write_results,
-    )
-    from aisketcher.train.trainer import resolve_device
+    from aisketcher.devices import resolve_device
+    from aisketcher.evaluate.experiments import RUNNERS, earlier_summary, run_experiment
+    from aisketcher.evaluate.results import write_results
+    from aisketcher.evaluate.runs import Context, estimate_cost
+    from aisketcher.evaluate.scales import SCALES
 
     scale = SCALES[args.scale]
     if args.steps is not None:
@@ -192,12 +188,17 @@ folder for a model file)."""
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="measure a model: likelihood, recognizability, FID, precision/recall, diversity",
+        help="measure a model: likelihood, recognizability, FID, precision/recall, diversity, "
+        "copy and leak checks",
         description="Evaluate a run directory, an exported model or a magenta-js .gen.json on the "
         "real sketches of its classes: the paper's loss terms per class; recognizability, FID "
         "and precision/recall (k = 3) of class-only drawings and reconstructions, on the "
-        "features of a sketch classifier (see `aisketcher classifier train`); pHash diversity; "
-        "figures. The same run, seed and settings give the same numbers.",
+        "features of a sketch classifier (see `aisketcher classifier train`); recognizability of "
+        "translations and completions; pHash diversity; the copy check (how near each mode's "
+        "drawings come to their nearest training sketch, against unseen real sketches); the "
+        "leak check (does the "
+        "influence memory read the points it predicts? test l_r with another sketch's memory "
+        "against its own); figures. The same run, seed and settings give the same numbers.",
         epilog=EVALUATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -14,8 +14,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import torch
 
     from aisketcher.api import Sketcher
+    from aisketcher.devices import resolve_device
     from aisketcher.server.app import ServerLimits, create_app, listen, serve, url_of
-    from aisketcher.train.trainer import resolve_device
 
     # Sampling is a chain of small operations: one thread each is fastest, and workers run side by side.
     torch.set_num_threads(1)

@@ -15,7 +15,9 @@ from aisketcher.cli.arguments import positive_float, positive_int, seed
 from aisketcher.errors import SketchDataError
 
 if TYPE_CHECKING:  # torch is imported by the command, not by `--help`
-    from aisketcher.train.trainer import TrainConfig, Trainer
+    from aisketcher.model.config import ModelConfig
+    from aisketcher.train.config import TrainConfig
+    from aisketcher.train.trainer import Trainer
 
 # `--quick`: a model that visibly learns in minutes on a laptop CPU.
 QUICK = dict(classes="cat,eye", steps=600, eval_every=100, checkpoint_every=100)
@@ -33,7 +35,7 @@ DATA_FIELDS = {
 
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`--set cell=lstm --set dec_rnn_size=512` -> typed ModelConfig overrides."""
+    """`--set cell=lstm --set kl_weight=0.5` -> typed ModelConfig and loss weight overrides."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -48,8 +50,22 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _split_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`--set`'s model fields and loss weights. A resumed run's model is the one it continues
+    (see _check_resume); a warm start's may differ from its source's where the weights still fit
+    (train/warm_start.py: e.g. class_dropout)."""
+    from aisketcher.loss_weights import LOSS_FIELDS
+    from aisketcher.model.config import ModelConfig
+
+    overrides = _parse_overrides(args.set)
+    loss = {k: v for k, v in overrides.items() if k in LOSS_FIELDS}
+    model = {k: v for k, v in overrides.items() if k not in LOSS_FIELDS}
+    ModelConfig.check_fields(model)
+    return model, loss
+
+
 def _new_train_config(args: argparse.Namespace) -> TrainConfig:
-    from aisketcher.train.trainer import TrainConfig
+    from aisketcher.train.config import TrainConfig
 
     defaults = TrainConfig()
     return TrainConfig(
@@ -96,10 +112,29 @@ RUN_MODEL = (
 )
 
 
-def _check_resume(args: argparse.Namespace, saved: TrainConfig, info_path: Path) -> None:
-    """Options given with --resume (other than --steps, --max-minutes, --device, --threads):
-    a setting other than the run's is refused, model and data options are said to be unused."""
+def _check_resume(
+    args: argparse.Namespace,
+    saved: TrainConfig,
+    model: ModelConfig,
+    model_set: dict[str, Any],
+    info_path: Path,
+) -> None:
+    """Options given with --resume (other than --steps, --max-minutes, --device, --threads and
+    the loss weights): a setting or model field other than the run's is refused, model and data
+    options are said to be unused."""
+    from aisketcher.loss_weights import LOSS_FIELDS
+
+    for name, value in model_set.items():
+        if getattr(model, name) != value:
+            raise SketchDataError(
+                f"--set {name}={value}: the run's model has {name} {getattr(model, name)!r}; "
+                "--resume continues the run's model (--set changes only its loss weights, "
+                f"{', '.join(LOSS_FIELDS)}); --init-from starts a new run from its weights",
+                str(info_path),
+            )
     given = [d for d in (*RUN_SETTINGS, *RUN_MODEL) if getattr(args, d) != args.defaults[d]]
+    if not model_set:  # loss weights alone: used
+        given = [d for d in given if d != "set"]
     asked = _new_train_config(args)
     for dest in given:
         field = RUN_SETTINGS.get(dest)
@@ -149,9 +184,8 @@ def _set_threads(asked: int | None) -> str:
     torch read at import; torchrun sets 1 per process), else one.
 
     One by default: on a 2-core machine a second thread saved about a quarter while the machine was
-    idle and cost two to four times as much as soon as other work shared the CPU (12 steps of
-    ai-sketcher and the last validation: 18-20 s on one thread; on two, 14 s idle, 41-46 s beside
-    one busy core, up to 95 s beside other training runs)."""
+    idle and cost two to four times as much as soon as other work shared the CPU
+    (docs/performance.md, Threads)."""
     import torch
 
     if asked:
@@ -188,12 +222,16 @@ def _nothing_to_train(args: argparse.Namespace, step: int, steps: int) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from aisketcher.api import read_model_config
     from aisketcher.data.dataset import load_dataset
-    from aisketcher.model.config import ModelConfig, make_config
+    from aisketcher.devices import resolve_device
+    from aisketcher.loss_weights import legacy_loss_weights, trained_weights
+    from aisketcher.model.config import make_config
     from aisketcher.train import distributed
-    from aisketcher.train.trainer import TrainConfig, Trainer, resolve_device
+    from aisketcher.train.config import TrainConfig
+    from aisketcher.train.trainer import Trainer
 
     threads = _set_threads(args.threads)
     run_dir = Path(args.out)
+    model_set, loss_set = _split_overrides(args)
     if args.reset and not args.init_from:
         raise SketchDataError("--reset starts a part afresh in a warm start: it needs --init-from")
     if run_dir.exists() and not run_dir.is_dir():
@@ -205,11 +243,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_cfg, _, scale = read_model_config(info_path)
         info = json.loads(info_path.read_text())
         overrides = {k: getattr(args, k) for k in ("steps", "max_minutes", "device")}
+        overrides = {k: v for k, v in overrides.items() if v is not None} | loss_set
         train_fields = info.get("train")
-        if isinstance(train_fields, dict):
-            train_fields = {**train_fields, **{k: v for k, v in overrides.items() if v is not None}}
+        if isinstance(train_fields, dict):  # an older run kept the loss weights with the model
+            train_fields = legacy_loss_weights(info["model"]) | train_fields | overrides
         train_cfg = TrainConfig.from_dict(train_fields, str(info_path))
-        _check_resume(args, train_cfg, info_path)
+        _check_resume(args, train_cfg, model_cfg, model_set, info_path)
         data = info["data"]
         sources, max_len = data.get("sources"), data.get("max_seq_len")
         if not isinstance(sources, list) or type(max_len) is not int:
@@ -233,16 +272,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             # Its N_max and scale factor (the units of its outputs); --classes and --set may
             # differ (c's slots are matched by class name, see _warm_start).
             source_cfg, classes, scale = read_model_config(source / "config.json")
+            weights = trained_weights(json.loads((source / "config.json").read_text()))
+            train_cfg = dataclasses.replace(train_cfg, **dataclasses.asdict(weights) | loss_set)
             dataset = load_dataset(
                 args.classes or classes,
                 args.data,
                 max_seq_len=source_cfg.max_seq_len,
                 scale_factor=scale,
             )
-            overrides = _parse_overrides(args.set)
-            ModelConfig.check_fields(overrides)
             model_cfg = dataclasses.replace(
-                source_cfg, num_classes=dataset.num_classes, **overrides
+                source_cfg, num_classes=dataset.num_classes, **model_set
             ).validate()
         else:
             classes = args.classes or (QUICK["classes"] if args.quick else DEFAULT_CLASSES)
@@ -252,8 +291,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 args.size,
                 num_classes=dataset.num_classes,
                 max_seq_len=dataset.longest,
-                **_parse_overrides(args.set),
+                **model_set,
             )
+            train_cfg = dataclasses.replace(train_cfg, **loss_set)
+    train_cfg.check_weights()
     if train_cfg.batch_size > len(dataset["train"]):
         raise SketchDataError(
             f"--batch-size {train_cfg.batch_size} is larger than the training split "
@@ -430,7 +471,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="override a model config field, e.g. cell=lstm",
+        help="override a model config field (e.g. cell=lstm) or a loss weight (kl_weight, "
+        "kl_weight_start, kl_decay_rate, kl_tolerance, influence_beta, autoencoder_weight); with "
+        "--resume, loss weights only; with --init-from, fields its weights still fit (e.g. "
+        "class_dropout=0.1)",
     )
     # What --resume compares its options with (see _check_resume).
     p.set_defaults(

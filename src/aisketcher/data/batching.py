@@ -14,7 +14,7 @@ import torch
 
 from aisketcher.data.dataset import Split
 from aisketcher.raster import rasterize_many
-from aisketcher.sketch import stroke3_to_stroke5
+from aisketcher.strokes import stroke3_to_stroke5
 
 # Sketch-RNN's start token S0 = (0, 0, 1, 0, 0), prepended to every sequence.
 START_TOKEN = np.array([0.0, 0.0, 1.0, 0.0, 0.0], dtype=np.float32)
@@ -168,8 +168,8 @@ class BatchLoader:
 
     Training batches are augmented and length-grouped; evaluation batches keep file order and are
     not augmented. With `raster_size`, each batch carries the binarized images of its un-augmented
-    sketches, rendered with the batch (about 5 ms for 100 sketches on one core: a percent of a
-    training step, and no cache that grows with the data).
+    sketches, rendered with the batch (a percent of a training step, docs/measurements.md, and no
+    cache that grows with the data).
 
     An epoch's order comes from a generator seeded by (seed, epoch), so the loader's whole state
     is the epoch, the position in it and the augmentation generator's state: a few hundred bytes

@@ -19,7 +19,7 @@ from aisketcher.data.store import PackedSplit, open_class
 from aisketcher.errors import SketchDataError
 from aisketcher.formats.npz import SPLITS
 from aisketcher.model_info import did_you_mean
-from aisketcher.sketch import MAX_OFFSET
+from aisketcher.strokes import MAX_OFFSET
 
 
 class StoredSketches(Sequence[np.ndarray]):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aisketcher.errors import SketchDataError
-from aisketcher.sketch import MAX_OFFSET
+from aisketcher.strokes import MAX_OFFSET
 
 
 @dataclass(frozen=True)

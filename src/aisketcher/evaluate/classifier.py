@@ -26,12 +26,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from aisketcher import __version__
+from aisketcher.atomic import write_json
 from aisketcher.data.batching import augment
 from aisketcher.data.dataset import Split, load_dataset
 from aisketcher.errors import SketchDataError
 from aisketcher.raster import rasterize_many
 from aisketcher.sketch import Sketch
-from aisketcher.train.checkpoint import write_json
 
 WEIGHTS_FILE = "classifier.safetensors"
 CONFIG_FILE = "classifier.json"
@@ -81,8 +81,8 @@ class ClassifierTraining:
 class SketchCNN(nn.Module):
     """Strided conv blocks (each halves the image), global average pooling, a hidden layer, logits.
 
-    Strided convolutions rather than convolution + max pooling: on a CPU shared with training runs
-    they measured about 1.5x faster for the same accuracy class of model.
+    Strided convolutions rather than convolution + max pooling: faster for the same accuracy on a
+    CPU shared with training runs (docs/measurements.md).
     """
 
     def __init__(self, config: ClassifierConfig) -> None:

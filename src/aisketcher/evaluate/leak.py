@@ -64,7 +64,8 @@ def leak_check(
                 torch.manual_seed(0)  # the same lambda_a draws for both
                 mixture, mu_a, log_var_a = model.decode(batch.strokes[:, :-1], lat, memory)
                 out = ModelOutput(mixture, lat, mu_a, log_var_a)
-                terms = compute_loss(out, batch, cfg, cfg.kl_weight, kl_floor=False)
+                # Only l_c and l_s are read (TERMS): no loss weight changes them.
+                terms = compute_loss(out, batch, cfg, 0.0, kl_floor=False)
                 sums[key] += len(part) * np.array([float(getattr(terms, t)) for t in TERMS])
             count += len(part)
     if not count:

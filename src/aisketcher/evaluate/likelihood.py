@@ -1,6 +1,6 @@
 """The paper's loss terms on a held-out split, per class, exactly as validation computes them.
 
-Each class's sketches go through `trainer.evaluate_loss` (no augmentation, no dropout, no KL floor,
+Each class's sketches go through `loss.evaluate_loss` (no augmentation, no dropout, no KL floor,
 every batch padded to N_max so that l_s covers all N_max rows as in eq. 13); the pooled value is the
 mean over all sketches, i.e. the per-class values weighted by their counts.
 """
@@ -12,8 +12,9 @@ import torch
 
 from aisketcher.data.batching import BatchLoader
 from aisketcher.data.dataset import Split
+from aisketcher.loss_weights import LossWeights
 from aisketcher.model.sketcher import SketchModel
-from aisketcher.train.trainer import evaluate_loss
+from aisketcher.train.loss import evaluate_loss
 
 # What a report shows: l_r = l_c + l_s, l_z, l_a, the paper's total; and the parts around them.
 TERMS = ("total", "l_r", "l_c", "l_s", "l_z", "l_a", "l_kl", "l_ae")
@@ -24,8 +25,10 @@ def split_likelihood(
     split: Split,
     *,
     batch_size: int = 100,
+    weights: LossWeights | None = None,
 ) -> dict[str, float]:
-    """Mean loss terms over one split (labels are the model's class indices)."""
+    """Mean loss terms over one split (labels are the model's class indices), weighed by the
+    loss weights the model trained with."""
     loader = BatchLoader(
         split,
         batch_size,
@@ -34,7 +37,7 @@ def split_likelihood(
         pad_to=model.config.max_seq_len,
     )
     device = model.output.weight.device
-    terms = evaluate_loss(model, loader, torch.device(device))
+    terms = evaluate_loss(model, loader, torch.device(device), weights=weights)
     return {k: terms[k] for k in TERMS}
 
 
@@ -44,6 +47,7 @@ def likelihood_by_class(
     class_names: dict[int, str],
     *,
     batch_size: int = 100,
+    weights: LossWeights | None = None,
 ) -> dict[str, dict[str, float]]:
     """{class name: terms and count} for each model class index in `class_names`, plus "all"."""
     out: dict[str, dict[str, float]] = {}
@@ -54,7 +58,7 @@ def likelihood_by_class(
         if len(keep) == 0:
             continue
         part = split.subset(keep)
-        terms = split_likelihood(model, part, batch_size=batch_size)
+        terms = split_likelihood(model, part, batch_size=batch_size, weights=weights)
         out[name] = {**terms, "count": len(keep)}
         for k in TERMS:
             sums[k] += terms[k] * len(keep)

@@ -1,17 +1,17 @@
 """The drawing modes as evaluation sets: class-only drawing, reconstruction, translation into
 other classes (the paper's Figure 2) and completion of half-drawn sketches.
 
-Each takes normalised stroke-3 sketches and model class indices and returns what the model drew,
-batch by batch, chunk i seeded with a fixed offset + i, so the same settings give the same sets.
+Each takes normalised stroke-3 sketches and model class indices, plans its drawings as the API
+does (`aisketcher.modes`) and returns what the model drew, batch by batch, chunk i seeded with a
+fixed offset + i, so the same settings give the same sets.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from aisketcher import modes
 from aisketcher.api import Sketcher
-from aisketcher.latents import class_latent, encode_sketches, translation_latent
-from aisketcher.sampler import sample
 
 # Seed offsets of the modes, so that no two modes draw with the same random numbers.
 RECONSTRUCT_SEED, TRANSLATE_SEED, COMPLETE_SEED = 10_000, 20_000, 30_000
@@ -28,10 +28,8 @@ def draw_class_only(
     """Drawings from class labels alone."""
     out: list[np.ndarray] = []
     for i, part in enumerate(chunks(len(labels), batch_size)):
-        latent = class_latent(sketcher.model, labels[part], seed + i)
-        out += sample(
-            sketcher.model, latent, len(labels[part]), temperature=temperature, seed=seed + i
-        )
+        plan = modes.draw(sketcher.model, labels[part], seed + i)
+        out += modes.run(sketcher.model, plan, temperature=temperature, seed=seed + i)
     return out
 
 
@@ -51,12 +49,10 @@ def decode_encodings(
     out: list[np.ndarray] = []
     for i, part in enumerate(chunks(len(sketches), batch_size)):
         if translate:
-            latent = translation_latent(sketcher.model, sketches[part], labels[part], seed + i)
+            plan = modes.translate(sketcher.model, sketches[part], labels[part], seed + i)
         else:
-            latent = encode_sketches(sketcher.model, sketches[part], labels[part])
-        out += sample(
-            sketcher.model, latent, len(sketches[part]), temperature=temperature, seed=seed + i
-        )
+            plan = modes.reconstruct(sketcher.model, sketches[part], labels[part])
+        out += modes.run(sketcher.model, plan, temperature=temperature, seed=seed + i)
     return out
 
 
@@ -80,15 +76,6 @@ def complete(
     """`endings` completions of each start under its class, as `Sketcher.complete` draws them."""
     out = []
     for i, (start, label) in enumerate(zip(starts, labels, strict=True)):
-        latent = class_latent(sketcher.model, [label] * endings, seed + i)
-        out.append(
-            sample(
-                sketcher.model,
-                latent,
-                endings,
-                temperature=temperature,
-                seed=seed + i,
-                prefix=start,
-            )
-        )
+        plan = modes.complete(sketcher.model, start, [label] * endings, seed + i)
+        out.append(modes.run(sketcher.model, plan, temperature=temperature, seed=seed + i))
     return out

@@ -10,11 +10,8 @@ same model, data, seed and settings give the same numbers.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +20,10 @@ import torch
 
 from aisketcher import __version__
 from aisketcher.api import Sketcher
-from aisketcher.data.dataset import Split, class_file_name, load_dataset, resolve_class_file
-from aisketcher.data.paths import default_data_dir
+from aisketcher.atomic import write_json
+from aisketcher.checkpoint import checkpoint_digest, checkpoint_step
+from aisketcher.data.dataset import Split
 from aisketcher.errors import SketchDataError
-from aisketcher.evaluate import figures
 from aisketcher.evaluate.classifier import SketchClassifier
 from aisketcher.evaluate.leak import leak_check
 from aisketcher.evaluate.likelihood import likelihood_by_class
@@ -44,105 +41,15 @@ from aisketcher.evaluate.modes import (
     COMPLETE_SEED,
     RECONSTRUCT_SEED,
     TRANSLATE_SEED,
-    chunks,
     complete,
     decode_encodings,
     draw_class_only,
     half_drawn,
 )
-from aisketcher.latents import encode_sketches
-from aisketcher.train.checkpoint import read_checkpoint, write_json
+from aisketcher.evaluate.report_figures import report_figures
+from aisketcher.evaluate.sets import EvalSettings, SketchSets, load_sets, run_info
 
 REPORT_FILE = "evaluation.json"
-SPLITS = ("test", "valid")
-
-
-@dataclass
-class EvalSettings:
-    classes: list[str] | None = None  # default: every class of the model
-    split: str = "test"  # evaluated split; the other of test/valid gives the floors
-    samples: int = 100  # real sketches per class (at most), and as many generated
-    temperature: float = 0.4  # sampling temperature of drawings and reconstructions
-    guidance: float | None = None  # class guidance w of every drawing (None: the model's own)
-    prior_spread: float | None = None  # share of the class priors' spread (None: the model's)
-    seed: int = 0
-    k: int = 3  # neighbours of the precision/recall manifolds
-    tsne_per_class: int = 30  # latents per class in the t-SNE (paper: 30)
-    grid_per_class: int = 8  # sketches per class in the sample grids
-    endings: int = 4  # completions of each of the first `ending_starts` starts per class
-    ending_starts: int = 5
-    batch_size: int = 100
-    figures: bool = True  # write the PNG figures (the numbers do not depend on them)
-    data_dir: str | None = None  # default: the run's own data files, else the default data folder
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def matches(self, recorded: dict[str, Any]) -> bool:
-        """Whether settings recorded in a report are these (an earlier version's report also
-        recorded where it cached rasters, which changed nothing measured, and predates
-        guidance, which was then always the model's own)."""
-        earlier = {"guidance": None, "prior_spread": None, **recorded}
-        return {k: v for k, v in earlier.items() if k != "raster_cache"} == self.to_dict()
-
-
-@dataclass
-class SketchSets:
-    """Normalised stroke-3 sketches of every evaluated class, in class order, with class indices."""
-
-    real: list[np.ndarray]
-    real_labels: np.ndarray  # index into the evaluated classes
-    floor: list[np.ndarray]
-    floor_labels: np.ndarray
-    drawn: list[np.ndarray]
-    drawn_labels: np.ndarray
-    reconstructed: list[np.ndarray] | None
-    train_features: np.ndarray  # `copy_features` of every training sketch of the classes
-    train_labels: np.ndarray
-
-
-def _run_info(path: Path) -> dict[str, Any]:
-    config = path / "config.json"
-    return json.loads(config.read_text()) if path.is_dir() and config.is_file() else {}
-
-
-def _class_files(names: list[str], info: dict[str, Any], data_dir: str | None) -> list[Path]:
-    """The data file of each class: from `data_dir`, else the run's own sources, else the default."""
-    sources = {Path(p).stem: Path(p) for p in info.get("data", {}).get("sources", [])}
-    out = []
-    for name in names:
-        stem = class_file_name(name)
-        if data_dir is None and stem in sources and sources[stem].is_file():
-            out.append(sources[stem])
-        else:
-            if data_dir is None and stem in sources:
-                warnings.warn(
-                    f"the run's data file {sources[stem]} is gone; evaluating {name} on the "
-                    f"file in {default_data_dir()} instead",
-                    stacklevel=3,
-                )
-            out.append(
-                resolve_class_file(name, Path(data_dir) if data_dir else default_data_dir())[1]
-            )
-    return out
-
-
-def _first(split: Split, count: int, num_classes: int) -> tuple[list[np.ndarray], np.ndarray]:
-    keep = np.concatenate(
-        [np.flatnonzero(split.labels == k)[:count] for k in range(num_classes)]
-    ).astype(np.int64)
-    return [split.sketches[i] for i in keep], split.labels[keep]
-
-
-def latent_vectors(
-    sketcher: Sketcher, sketches: list[np.ndarray], model_labels: list[int], batch_size: int = 100
-) -> np.ndarray:
-    """mu_s of each sketch (the paper's Figure 3a plots these), (n, n_z)."""
-    parts = [
-        encode_sketches(sketcher.model, sketches[s], model_labels[s]).z_s.cpu().numpy()
-        for s in chunks(len(sketches), batch_size)
-    ]
-    return np.concatenate(parts)
 
 
 def _per_class(
@@ -209,39 +116,6 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-def load_sets(
-    sketcher: Sketcher, names: list[str], info: dict[str, Any], settings: EvalSettings
-) -> tuple[Split, SketchSets]:
-    """The whole evaluated split (for the likelihood) and the real sets of the other metrics."""
-    if settings.split not in SPLITS:
-        raise SketchDataError(f"split must be one of {', '.join(SPLITS)}, got '{settings.split}'")
-    floor_split = "valid" if settings.split == "test" else "test"
-    data = load_dataset(
-        _class_files(names, info, settings.data_dir),
-        splits=(settings.split, floor_split, "train"),
-        scale_factor=sketcher.scale_factor,
-        max_seq_len=sketcher.model.config.max_seq_len,
-    )
-    real, real_labels = _first(data[settings.split], settings.samples, len(names))
-    floor, floor_labels = _first(data[floor_split], settings.samples, len(names))
-    empty = [n for k, n in enumerate(names) if not (real_labels == k).any()]
-    if empty:
-        raise SketchDataError(f"no {settings.split} sketches for class {', '.join(empty)}")
-    train = data["train"]
-    sets = SketchSets(
-        real,
-        real_labels,
-        floor,
-        floor_labels,
-        [],
-        real_labels.copy(),
-        None,
-        copy_features(train.sketches),
-        train.labels,
-    )
-    return data[settings.split], sets
-
-
 def evaluate_run(
     source: str | Path,
     classifier: SketchClassifier,
@@ -268,7 +142,7 @@ def evaluate_run(
         sketcher.guidance = settings.guidance
     if settings.prior_spread is not None:
         sketcher.prior_spread = settings.prior_spread
-    info = _run_info(source)
+    info = run_info(source)
     names = settings.classes or list(sketcher.class_names)
     model_index = np.array([sketcher.class_index(n) for n in names])
     clf_index = np.array([classifier.class_index(n) for n in names])
@@ -283,6 +157,7 @@ def evaluate_run(
         model_split,
         {int(model_index[k]): n for k, n in enumerate(names)},
         batch_size=settings.batch_size,
+        weights=sketcher.loss_weights,
     )
 
     # ----- generated sets -----
@@ -332,7 +207,7 @@ def evaluate_run(
 
     # ----- figures -----
     written = (
-        _figures(sketcher, source, out, names, sets, model_index, settings)
+        report_figures(sketcher, source, out, names, sets, model_index, settings)
         if settings.figures
         else {}
     )
@@ -465,31 +340,6 @@ def score_modes(
     }
 
 
-def _run_checkpoint(source: Path) -> Path | None:
-    """The checkpoint `Sketcher.load` takes from a run (best, else last)."""
-    for name in ("best", "last"):
-        path = source / f"{name}.safetensors"
-        if source.is_dir() and path.is_file():
-            return path
-    return None
-
-
-def checkpoint_step(source: Path) -> int | None:
-    """The training step of a run's checkpoint."""
-    path = _run_checkpoint(source)
-    return None if path is None else int(read_checkpoint(path)[1].get("step", 0))
-
-
-def checkpoint_digest(source: Path) -> str | None:
-    """SHA-256 of a run's checkpoint: an evaluation is of these exact weights and priors (priors
-    fitted later into an older checkpoint change them at the same step)."""
-    path = _run_checkpoint(source)
-    if path is None:
-        return None
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def read_comparison(other: str | Path) -> tuple[Path, dict[str, Any], list[float]]:
     """Another evaluation's report (a file or its folder) and its per-sketch diversities, checked
     before any work is done."""
@@ -519,81 +369,3 @@ def compare_diversity(report: dict[str, Any], other: str | Path) -> dict[str, An
         == report["settings"]["temperature"]
         and theirs.get("classes") == report["classes"],
     }
-
-
-def _grid(
-    path: Path,
-    names: list[str],
-    sketches: list[np.ndarray],
-    labels: np.ndarray,
-    settings: EvalSettings,
-) -> Path:
-    rows = [
-        [sketches[i] for i in np.flatnonzero(labels == k)[: settings.grid_per_class]]
-        for k in range(len(names))
-    ]
-    return figures.sample_grid(rows, names, path)
-
-
-def _recon_grid(
-    path: Path,
-    names: list[str],
-    real: list[np.ndarray],
-    reconstructed: list[np.ndarray],
-    labels_of: np.ndarray,
-    settings: EvalSettings,
-) -> Path:
-    """Two rows per class: real sketches, then the model's reconstructions of them."""
-    rows, labels = [], []
-    for k, name in enumerate(names):
-        keep = np.flatnonzero(labels_of == k)[: settings.grid_per_class]
-        rows += [[real[i] for i in keep], [reconstructed[i] for i in keep]]
-        labels += [f"{name} (real)", f"{name} (model)"]
-    return figures.sample_grid(rows, labels, path)
-
-
-def _figures(
-    sketcher: Sketcher,
-    source: Path,
-    out: Path,
-    names: list[str],
-    sets: SketchSets,
-    model_index: np.ndarray,
-    settings: EvalSettings,
-) -> dict[str, Path]:
-    """Sample grids, t-SNE of latents and loss curves, those the model allows."""
-    cfg = sketcher.model.config
-    written = {
-        "samples": _grid(out / "samples.png", names, sets.drawn, sets.drawn_labels, settings)
-    }
-    if sets.reconstructed is not None:
-        written["reconstructions"] = _recon_grid(
-            out / "reconstructions.png",
-            names,
-            sets.real,
-            sets.reconstructed,
-            sets.real_labels,
-            settings,
-        )
-        keep = np.concatenate(
-            [
-                np.flatnonzero(sets.real_labels == k)[: settings.tsne_per_class]
-                for k in range(len(names))
-            ]
-        )
-        if len(keep) >= 3:
-            z = latent_vectors(
-                sketcher,
-                [sets.real[i] for i in keep],
-                model_index[sets.real_labels[keep]].tolist(),
-                settings.batch_size,
-            )
-            written["tsne"] = figures.tsne_figure(
-                {cfg.name: (z, sets.real_labels[keep])}, names, out / "tsne.png", settings.seed
-            )
-    metrics_csv = source / "metrics.csv"
-    if metrics_csv.is_file():
-        written["loss_curves"] = figures.loss_curves(
-            {cfg.name: metrics_csv}, out / "loss_curves.png"
-        )
-    return written

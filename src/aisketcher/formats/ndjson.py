@@ -1,4 +1,5 @@
-"""Quick, Draw! ndjson files: read both official forms ("simplified" and "raw"), write "simplified".
+"""Quick, Draw! ndjson files: read both official forms ("simplified" and "raw"); written in the
+simplified form by `formats.writer.write_ndjson`.
 
 One JSON object per line: `{"word", "countrycode", "timestamp", "recognized", "key_id", "drawing"}`,
 where `drawing` holds one entry per stroke, `[[xs], [ys]]` in the simplified form (integers on a
@@ -15,7 +16,6 @@ drawings (see `benchmarks/raw_preprocessing.py`).
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
 from aisketcher.formats import require_file
 from aisketcher.limits import CANVAS, MAX_INK, canvas_frame, canvas_ink, check_drawing
-from aisketcher.sketch import Sketch, strokes_to_stroke3
+from aisketcher.sketch import Sketch
+from aisketcher.strokes import strokes_to_stroke3
 
 # Google's documented simplification parameters (the canvas side: limits.CANVAS).
 RESAMPLE_SPACING = 1.0
@@ -251,38 +251,3 @@ def read_ndjson(
 def drawing_to_stroke3(drawing: Drawing) -> np.ndarray:
     """Stroke-3 as in the sketch-rnn `.npz` files: the first row is the first absolute point."""
     return strokes_to_stroke3(drawing.strokes)
-
-
-def _on_canvas(strokes: list[np.ndarray]) -> list[np.ndarray]:
-    """Strokes moved to a minimum of 0 and scaled uniformly to a maximum of 255, rounded."""
-    low, scale = canvas_frame(strokes)
-    return [np.round((s - low) * scale) for s in strokes]
-
-
-def write_ndjson(path: str | Path, sketches: Iterable[Sketch], word: str | Sequence[str]) -> None:
-    """Write sketches as simplified ndjson lines of class `word` (one for all, or one per
-    sketch, as a file of several classes has), atomically.
-
-    Coordinates are integers on Google's 0..255 canvas: a drawing already on it is written as it
-    is (Google's own round-trip exactly); any other is moved to the top-left corner (minimum 0) and
-    scaled uniformly to a maximum of 255, as Google's simplified files are. key_ids count from 1.
-    Fields the sketches do not carry (countrycode, timestamp, recognized) are written as null.
-    """
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        one = isinstance(word, str)
-        words = itertools.repeat(word) if one else word
-        for number, (sketch, name) in enumerate(zip(sketches, words, strict=not one), start=1):
-            strokes = [np.round(s) for s in sketch.strokes()]
-            if min(s.min() for s in strokes) < 0 or max(s.max() for s in strokes) > CANVAS:
-                strokes = _on_canvas(sketch.strokes())
-            drawing = [s.astype(np.int64).T.tolist() for s in strokes]
-            record = {
-                "word": name,
-                "countrycode": None,
-                "timestamp": None,
-                "recognized": None,
-                "key_id": str(number),
-                "drawing": drawing,
-            }
-            fh.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -21,7 +21,7 @@ from numpy.lib import format as npy_format
 from aisketcher.atomic import atomic_path
 from aisketcher.errors import SketchDataError
 from aisketcher.formats import require_file
-from aisketcher.sketch import validate_stroke3
+from aisketcher.strokes import validate_stroke3
 
 SPLITS = ("train", "valid", "test")
 

@@ -5,15 +5,13 @@ ReLU, then a fully connected layer with tanh giving z_r. Decoder: the mirror ima
 layer then 6 (de)convolutions whose input depths are (8, 8, 8, 8, 4, 4), down to one channel.
 Sketch-pix2seq uses the same encoder in place of the RNN encoder.
 
-Two choices the paper leaves open decide whether this network learns at all (measured on QD5,
-the autoencoder alone, 1,000 steps of batch 100; predicting a blank image scores 1,154 there, the
-mean training image 1,036). Initialisation: at PyTorch's default (or Glorot's) the ReLU stack
-shrinks the input-dependent part of its features about 2.5x per layer, so z_r starts the same for
-every raster and saturates; He initialisation with zero biases keeps it. Output: behind a sigmoid,
-the squared error saturates at a near-blank image whose pixels no longer get a gradient; the
-decoder's linear output, squared error taken on it, does not. Default init and sigmoid: error
-1,041 and z_r identical for every raster; He and sigmoid: 1,714; default init and linear: 1,041;
-He and linear (the default here): 869, z_r input-dependent (spread 0.18).
+Two choices the paper leaves open decide whether this network learns at all (docs/measurements.md,
+Training). Initialisation: at PyTorch's default (or Glorot's) the ReLU stack shrinks the
+input-dependent part of its features at every layer, so z_r starts the same for every raster and
+saturates; He initialisation with zero biases keeps it. Output: behind a sigmoid, the squared error
+saturates at a near-blank image whose pixels no longer get a gradient; the decoder's linear output,
+squared error taken on it, does not. Only He and linear (the default here) learn an
+input-dependent z_r.
 """
 
 from __future__ import annotations
@@ -25,7 +23,8 @@ from torch import nn
 from aisketcher.model.fused.conv import run_layers
 
 # Activations and kernels are kept channels-last: with 1-8 channels, oneDNN's convolutions run
-# 2-2.5x faster on the CPU that way than in the default layout (same values).
+# faster on the CPU that way than in the default layout, with the same values
+# (docs/measurements.md).
 LAYOUT = torch.channels_last
 ENCODER_DEPTHS = (4, 4, 8, 8, 8, 8)
 DECODER_DEPTHS = (8, 8, 8, 8, 4, 4)
@@ -118,6 +117,5 @@ class RasterAutoencoder(nn.Module):
 
 def reconstruction_error(raster: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
     """Summed squared error between X_r and X_r' per image, averaged over the batch (one fused
-    pass each way: 2.5 ms forward and backward at batch 100 against 7.5 ms for subtract, square
-    and sum, on one CPU thread)."""
+    pass each way, a third of subtract, square and sum: docs/measurements.md)."""
     return F.mse_loss(recon, raster, reduction="sum") / recon.shape[0]

@@ -7,12 +7,12 @@ Field comments give the paper's value; `SIZES` holds the paper's, magenta's and 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from aisketcher.errors import SketchDataError
-from aisketcher.fields import mistyped
+from aisketcher.fields import mistyped, out_of_range
+from aisketcher.loss_weights import LOSS_FIELDS, legacy_loss_weights
 from aisketcher.model.inputs import DecoderInputs
 
 
@@ -52,14 +52,8 @@ class ModelConfig:
     recurrent_dropout: float = 0.1  # drop prob. on the LSTM candidate (magenta keep 0.9)
     class_dropout: float = 0.0  # share of training sketches whose c is the learned "no class"
     # (not in the paper: classifier-free guidance's training; > 0 allows guidance != 1)
-    # --- loss (eq. 12-14) ---
-    kl_tolerance: float = 0.2  # epsilon, the KL floor (paper 0.20)
-    kl_weight: float = 1.0  # alpha after annealing (paper 1.00)
-    kl_weight_start: float = 0.01  # alpha at step 0 (magenta 0.01)
-    kl_decay_rate: float = 0.99995  # alpha = w - (w - w0) * rate^step (magenta)
-    influence_beta: float = 0.1  # beta, weight of l_a inside l_kl (paper 0.1)
+    # --- the autoencoder's training (the loss weights, eq. 12-14: loss_weights.LossWeights) ---
     autoencoder_mode: str = "joint"  # "joint": AE loss added; "pretrain": AE first, then frozen
-    autoencoder_weight: float = 1.0  # weight of the AE's summed squared error in the joint loss
     autoencoder_pretrain_steps: int = 2000  # steps of AE-only training in "pretrain" mode
 
     @property
@@ -102,10 +96,7 @@ class ModelConfig:
         wrong = mistyped(self)
         declared = {f.name: f.type for f in dataclasses.fields(self)}
         problems = [f"{n} must be {declared[n]}, got {getattr(self, n)!r}" for n in wrong]
-        for name, (low, high) in RANGES.items():
-            value = getattr(self, name)
-            if name not in wrong and not (low <= value <= high):  # NaN fails too
-                problems.append(f"{name} must be within [{low:g}, {high:g}], got {value!r}")
+        problems += out_of_range(self, RANGES, skip=wrong)
         if problems:
             raise SketchDataError(f"invalid model config: {'; '.join(problems)}")
         self.checked_guidance(self.guidance)
@@ -171,14 +162,13 @@ class ModelConfig:
             raise SketchDataError(
                 f"a model config must be a JSON object, got {type(data).__name__}"
             )
+        legacy_loss_weights(data)  # checked, then left to the training settings (resume)
+        data = {k: v for k, v in data.items() if k not in LOSS_FIELDS}
         cls.check_fields(data)
         if data.get("use_influence") and "influence_memory" not in data:
             # Saved before the choice existed: the memory then was the paper-literal one.
             data = {**data, "influence_memory": "bidirectional"}
         return cls(**data).validate()
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
 # Bounds of the numeric fields, far beyond any sensible model and short of absurd allocations.
@@ -192,12 +182,6 @@ RANGES: dict[str, tuple[float, float]] = {
     "raster_size": (16, 1024),
     "max_seq_len": (1, 100_000),
     "recurrent_dropout": (0.0, 0.99),
-    "kl_tolerance": (0.0, 100.0),
-    "kl_weight": (0.0, 1e3),
-    "kl_weight_start": (0.0, 1e3),
-    "kl_decay_rate": (0.0, 1.0),
-    "influence_beta": (0.0, 1e3),
-    "autoencoder_weight": (0.0, 1e6),
     "autoencoder_pretrain_steps": (0, 10**9),
     "guidance": (0.0, 100.0),
     "prior_spread": (0.0, 10.0),

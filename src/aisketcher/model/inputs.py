@@ -87,21 +87,21 @@ class Latent:
     """Everything the decoder conditions on that is fixed per sketch, for one batch. The parts of
     z (eq. 5) are the fields of their names in `DecoderInputs`."""
 
-    c: torch.Tensor | None  # (B, k) one-hot class vector
-    z_s: torch.Tensor | None  # (B, n_z) eq. 4
-    mu_s: torch.Tensor | None  # (B, n_z) eq. 3
-    log_var_s: torch.Tensor | None  # (B, n_z) log sigma_s^2
-    z_r: torch.Tensor | None  # (B, z_r) raster features
-    raster_recon: torch.Tensor | None  # (B, 1, S, S) X_r'
+    c: torch.Tensor | None = None  # (B, k) one-hot class vector
+    z_s: torch.Tensor | None = None  # (B, n_z) eq. 4
+    mu_s: torch.Tensor | None = None  # (B, n_z) eq. 3
+    log_var_s: torch.Tensor | None = None  # (B, n_z) log sigma_s^2
+    z_r: torch.Tensor | None = None  # (B, z_r) raster features
+    raster_recon: torch.Tensor | None = None  # (B, 1, S, S) X_r'
     # The paper-literal memory (influence_memory "bidirectional") only: every encoder state of
     # the input sketch. The default memory is not fixed per sketch: the decoder builds it from
     # the points it is given or draws (DecoderState.memory).
-    memory: torch.Tensor | None  # (B, T, 2H)
-    memory_lengths: torch.Tensor | None  # (B,)
+    memory: torch.Tensor | None = None  # (B, T, 2H)
+    memory_lengths: torch.Tensor | None = None  # (B,)
 
     def rows(self, index: torch.Tensor) -> Latent:
         """The latent of the batch rows `index` only."""
-        return Latent(*(rows_of(getattr(self, f.name), index) for f in fields(self)))
+        return Latent(**{f.name: rows_of(getattr(self, f.name), index) for f in fields(self)})
 
 
 @dataclass

@@ -58,8 +58,7 @@ class MagentaInfo:
 
         magenta-js feeds canvas offsets divided by scale_factor / PIXEL_FACTOR and multiplies
         sampled offsets by the same. On the QuickDraw test sketches of the six published classes
-        this factor is within 0.06 nats per point of the likelihood-optimal one (measured in
-        canvas units, 1.5 to 2.75 times smaller than scale_factor depending on the class).
+        this factor is close to the likelihood-optimal one (docs/measurements.md).
         """
         return self.scale_factor / PIXEL_FACTOR
 

@@ -18,8 +18,8 @@ from aisketcher.model import fused
 # Guards that keep the log-likelihood and its gradient finite whatever the network outputs,
 # without changing any likelihood a model can reach: exp(-log sigma) stays finite in float32
 # within +-80, and a standardised distance beyond 1e12 is a density of exp(-5e23), zero in any
-# float. (Google's models output log sigma down to -17 on most steps: an earlier bound at -9 made
-# their test likelihood 3-49% too good.)
+# float. (Google's models output log sigma far below an earlier bound of -9, which made their
+# test likelihood too good: docs/measurements.md.)
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -80.0, 80.0
 MAX_STANDARD_DISTANCE = 1e12
 RHO_MAX = 1.0 - 1e-5

@@ -75,7 +75,7 @@ def dropout_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     entries 1 / (1 - p); under a shard the mask is drawn for the global batch.
 
     Drawn as uniform numbers compared with p, which on the CPU costs half of torch's bernoulli
-    (the F.dropout draw): 0.10 against 0.21 ms for a (100, 256) mask on one thread.
+    (the F.dropout draw; docs/measurements.md).
     """
     shape, rows = (x.shape, slice(None)) if _shard is None else _global(_shard, x.shape)
     uniform = torch.rand(shape, dtype=x.dtype, device=x.device)

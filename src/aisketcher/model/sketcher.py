@@ -140,7 +140,16 @@ class SketchModel(nn.Module):
         if self.autoencoder is not None:
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.autoencoder_frozen):
                 z_r, recon = self.autoencoder(rasters)
-        return Latent(c, z_s, mu, log_var, z_r, recon, memory, lengths)
+        return Latent(
+            c=c,
+            z_s=z_s,
+            mu_s=mu,
+            log_var_s=log_var,
+            z_r=z_r,
+            raster_recon=recon,
+            memory=memory,
+            memory_lengths=lengths,
+        )
 
     # ----- decoding -----
     # The decoder's input z = [z_s; z_r; a_d; c; s_i] (eq. 5), laid out by `decoder_inputs`. Only

@@ -10,26 +10,21 @@ goes away cancels it. What each connection and client address may hold is in `co
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import io
-import json
 import logging
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aisketcher.api import Sketcher
 from aisketcher.errors import SketchDataError
@@ -37,19 +32,22 @@ from aisketcher.google_model_names import GOOGLE_MODELS
 from aisketcher.google_models import GOOGLE_PREFIX, cached_models
 from aisketcher.render import render_png, sketch_to_svg
 from aisketcher.server import sampling
+from aisketcher.server.body_limit import BodyLimit
 from aisketcher.server.connection_limits import ConnectionLimits
-from aisketcher.server.connections import LINGER_S, allow_open_files, make_server
+from aisketcher.server.connections import allow_open_files, make_server
+from aisketcher.server.jobs import Jobs
 from aisketcher.server.models import ModelShelf, label
 from aisketcher.server.sampling import StepSampler
 from aisketcher.server.schemas import (
-    MAX_ROWS,
     CompleteRequest,
     DrawRequest,
     Health,
+    InterpolateRequest,
     ModelChoices,
     ModelInfo,
     ReconstructRequest,
     RenderRequest,
+    Sampling,
     SketchesOut,
     TranslateRequest,
     limits,
@@ -57,10 +55,12 @@ from aisketcher.server.schemas import (
 
 log = logging.getLogger("aisketcher.server")
 
-# Decoder steps run in slices of this many seconds: short enough to animate smoothly and to let
-# other requests' slices in between, long enough that the hops between threads cost little.
-SLICE_SECONDS = 0.04
 PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'"
+ERRORS = {
+    413: {"description": "request body too large"},
+    422: {"description": "invalid request: `detail` says what is wrong"},
+    503: {"description": "busy: every drawing slot is taken; retry after `Retry-After` s"},
+}
 STREAM_DESCRIPTION = (
     "NDJSON, one event per line: {type: start, operation, labels}, then {type: points, points: "
     "[[row, x, y, pen], ...]} as the model draws (pen 1: the stroke ends after the point), then "
@@ -79,187 +79,6 @@ class ServerLimits:
     max_jobs: int = 16
 
 
-# What a refused body may still send before the answer, within LINGER_S (see _BodyLimit._drain).
-LINGER_BYTES = 16 * 1024 * 1024
-
-# UTF-8, UTF-16 and UTF-32 byte-order marks: JSON over a network must not start with one.
-BYTE_ORDER_MARKS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
-
-
-class _BodyLimit:
-    """Reads each request body before the app does: too big is 413, too slow 408, a body that
-    opens with a byte-order mark 400 (a strict API: json.loads would quietly drop it)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
-        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._drain(receive)
-            await self._refuse(scope, receive, send, 413)
-            return
-        try:
-            body = await asyncio.wait_for(self._read(receive), self.timeout_s)
-        except TimeoutError:
-            await self._refuse(scope, receive, send, 408)
-            return
-        if body is None:
-            await self._drain(receive)
-            await self._refuse(scope, receive, send, 413)
-            return
-        if body.startswith(BYTE_ORDER_MARKS):
-            await self._refuse(scope, receive, send, 400)
-            return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _read(self, receive: Receive) -> bytes | None:
-        """The whole body, or None once it passes the limit."""
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                return None
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
-
-    @staticmethod
-    async def _drain(receive: Receive) -> None:
-        """Read and drop what the client is still sending, at most LINGER_BYTES or LINGER_S.
-
-        Closing a connection with unread data makes the kernel reset it, and a client still
-        sending its body then loses the answer along with the connection."""
-        loop = asyncio.get_running_loop()
-        deadline, dropped = loop.time() + LINGER_S, 0
-        while dropped < LINGER_BYTES and (left := deadline - loop.time()) > 0:
-            try:
-                message = await asyncio.wait_for(receive(), left)
-            except TimeoutError:
-                return
-            if message["type"] == "http.disconnect" or not message.get("more_body", False):
-                return
-            dropped += len(message.get("body", b""))
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int) -> None:
-        detail = {
-            413: f"request body too large (at most {self.max_bytes} bytes)",
-            408: f"request body not received within {self.timeout_s:g} s",
-            400: "request body starts with a byte-order mark: send UTF-8 JSON without one "
-            "(RFC 8259, section 8.1)",
-        }[status]
-        await JSONResponse({"detail": detail}, status, headers={"Connection": "close"})(
-            scope, receive, send
-        )
-
-
-class _Jobs:
-    """The slots and the worker threads that drawing requests run in."""
-
-    def __init__(self, workers: int, max_jobs: int) -> None:
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="aisketcher-draw")
-        self.max_jobs = max_jobs
-        self.active = 0
-        self._tasks: set[asyncio.Task] = set()
-
-    def acquire(self) -> None:
-        if self.active >= self.max_jobs:
-            raise HTTPException(
-                503,
-                f"the server is busy ({self.active} drawings in progress); try again shortly",
-                headers={"Retry-After": "1"},
-            )
-        self.active += 1
-
-    def release(self) -> None:
-        self.active -= 1
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(
-            self.pool, functools.partial(fn, *args)
-        )
-
-    async def collect(self, request: Request, build: Callable[[], StepSampler]) -> dict:
-        """Draw to the end and answer with every sketch."""
-        self.acquire()
-        try:
-            sampler = await self.run(build)
-            while not sampler.finished:
-                await self.run(sampler.advance, SLICE_SECONDS)
-                if await request.is_disconnected():
-                    return {"sketches": []}  # nobody is left to read it
-            return {"sketches": sampler.results()}
-        finally:
-            self.release()
-
-    async def stream(self, operation: str, build: Callable[[], StepSampler]) -> StreamingResponse:
-        """Answer with NDJSON events while drawing (see the module docstring)."""
-        self.acquire()
-        try:
-            sampler = await self.run(build)
-        except BaseException:
-            self.release()
-            raise
-        queue: asyncio.Queue[dict] = asyncio.Queue()
-        task = asyncio.create_task(self._produce(sampler, queue))
-        self._tasks.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self._tasks.discard)
-        names = [sampler.sketcher.class_names[i] for i in sampler.labels]
-
-        async def lines() -> AsyncIterator[bytes]:
-            try:
-                yield _line({"type": "start", "operation": operation, "labels": names})
-                while True:
-                    event = await queue.get()
-                    yield _line(event)
-                    if event["type"] != "points":
-                        break
-            finally:
-                task.cancel()
-
-        return StreamingResponse(
-            lines(),
-            media_type="application/x-ndjson",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
-
-    async def _produce(self, sampler: StepSampler, queue: asyncio.Queue[dict]) -> None:
-        try:
-            while not sampler.finished:
-                points = await self.run(sampler.advance, SLICE_SECONDS)
-                if points:
-                    queue.put_nowait({"type": "points", "points": points})
-            queue.put_nowait({"type": "done", "sketches": sampler.results()})
-        except SketchDataError as exc:
-            queue.put_nowait({"type": "error", "detail": str(exc)})
-        except Exception:
-            # The answer has begun (status 200): the stream itself must say that drawing failed.
-            log.exception("drawing failed")
-            queue.put_nowait({"type": "error", "detail": "drawing failed (see the server's log)"})
-        finally:
-            self.release()
-
-
-def _line(event: dict) -> bytes:
-    return (json.dumps(event, separators=(",", ":")) + "\n").encode()
-
-
 def _static_dir() -> Path:
     return Path(str(resources.files("aisketcher.server") / "static"))
 
@@ -270,7 +89,7 @@ def create_app(
     """The web app for a model: the page at `/`, the JSON API under `/api/`. Requests may name
     one of Google's models instead, fetched from `models_url` (see `google_models.models_url`)."""
     cfg = server_limits or ServerLimits()
-    jobs = _Jobs(cfg.workers, cfg.max_jobs)
+    jobs = Jobs(cfg.workers, cfg.max_jobs)
     shelf = ModelShelf(sketcher, models_url)
 
     @contextlib.asynccontextmanager
@@ -287,7 +106,7 @@ def create_app(
         openapi_url="/api/openapi.json",
         lifespan=lifespan,
     )
-    app.add_middleware(_BodyLimit, max_bytes=cfg.max_body_bytes, timeout_s=cfg.body_timeout_s)
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes, timeout_s=cfg.body_timeout_s)
     app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
 
     @app.exception_handler(RequestValidationError)
@@ -343,117 +162,13 @@ def create_app(
     async def health() -> dict:
         return {"status": "ok", "jobs": jobs.active, "max_jobs": jobs.max_jobs}
 
-    def draw_job(body: DrawRequest) -> Callable[[], StepSampler]:
-        def build() -> StepSampler:
-            return sampling.draw(
-                shelf.get(body.model),
-                body.cls,
-                body.count,
-                temperature=body.temperature,
-                seed=body.seed,
-            )
-
-        return build
-
-    def complete_job(body: CompleteRequest) -> Callable[[], StepSampler]:
-        def build() -> StepSampler:
-            sketch, frame = body.sketch.to_sketch(body.simplify)
-            return sampling.complete(
-                shelf.get(body.model),
-                sketch,
-                frame,
-                body.sketch.points(),
-                body.cls,
-                body.count,
-                temperature=body.temperature,
-                seed=body.seed,
-            )
-
-        return build
-
-    def translate_job(body: TranslateRequest) -> Callable[[], StepSampler]:
-        def build() -> StepSampler:
-            chosen = shelf.get(body.model)
-            if body.classes is None and len(chosen.class_names) > MAX_ROWS:
-                raise SketchDataError(f"the model has more than {MAX_ROWS} classes: name some")
-            sketch, frame = body.sketch.to_sketch(body.simplify)
-            return sampling.translate(
-                chosen,
-                sketch,
-                frame,
-                body.classes,
-                temperature=body.temperature,
-                seed=body.seed,
-                class_pull=body.class_pull,
-            )
-
-        return build
-
-    def reconstruct_job(body: ReconstructRequest) -> Callable[[], StepSampler]:
-        def build() -> StepSampler:
-            pairs = [s.to_sketch(body.simplify) for s in body.sketches]
-            return sampling.reconstruct(
-                shelf.get(body.model),
-                [p[0] for p in pairs],
-                [p[1] for p in pairs],
-                body.cls,
-                temperature=body.temperature,
-                seed=body.seed,
-            )
-
-        return build
-
     streamed = {200: {"content": {"application/x-ndjson": {}}, "description": STREAM_DESCRIPTION}}
-    errors = {
-        413: {"description": "request body too large"},
-        422: {"description": "invalid request: `detail` says what is wrong"},
-        503: {"description": "busy: every drawing slot is taken; retry after `Retry-After` s"},
-    }
-
-    @app.post("/api/draw", response_model=SketchesOut, responses=errors, tags=["draw"])
-    async def draw(body: DrawRequest, request: Request) -> dict:
-        """Draw sketches of a class from scratch."""
-        return await jobs.collect(request, draw_job(body))
-
-    @app.post("/api/draw/stream", responses={**streamed, **errors}, tags=["draw"])
-    async def draw_stream(body: DrawRequest) -> StreamingResponse:
-        """`/api/draw`, streamed as the model draws."""
-        return await jobs.stream("draw", draw_job(body))
-
-    @app.post("/api/complete", response_model=SketchesOut, responses=errors, tags=["draw"])
-    async def complete(body: CompleteRequest, request: Request) -> dict:
-        """Finish a started drawing several ways; each result starts with the user's points as
-        sent (unless there were more than the model takes: then simplified, as it took them)."""
-        return await jobs.collect(request, complete_job(body))
-
-    @app.post("/api/complete/stream", responses={**streamed, **errors}, tags=["draw"])
-    async def complete_stream(body: CompleteRequest) -> StreamingResponse:
-        """`/api/complete`, streamed as the model draws (only the new points are streamed)."""
-        return await jobs.stream("complete", complete_job(body))
-
-    @app.post("/api/translate", response_model=SketchesOut, responses=errors, tags=["draw"])
-    async def translate(body: TranslateRequest, request: Request) -> dict:
-        """Redraw one sketch as each of the given classes (the paper's Figure 2)."""
-        return await jobs.collect(request, translate_job(body))
-
-    @app.post("/api/translate/stream", responses={**streamed, **errors}, tags=["draw"])
-    async def translate_stream(body: TranslateRequest) -> StreamingResponse:
-        """`/api/translate`, streamed as the model draws."""
-        return await jobs.stream("translate", translate_job(body))
-
-    @app.post("/api/reconstruct", response_model=SketchesOut, responses=errors, tags=["draw"])
-    async def reconstruct(body: ReconstructRequest, request: Request) -> dict:
-        """Encode sketches and decode them again."""
-        return await jobs.collect(request, reconstruct_job(body))
-
-    @app.post("/api/reconstruct/stream", responses={**streamed, **errors}, tags=["draw"])
-    async def reconstruct_stream(body: ReconstructRequest) -> StreamingResponse:
-        """`/api/reconstruct`, streamed as the model draws."""
-        return await jobs.stream("reconstruct", reconstruct_job(body))
+    for route in DRAWING_ROUTES:
+        _add_drawing_route(app, route, jobs, shelf, streamed)
 
     @app.post(
         "/api/render",
-        responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}, **errors},
+        responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}, **ERRORS},
         response_class=Response,
         tags=["pictures"],
     )
@@ -469,6 +184,82 @@ def create_app(
         return Response(content, media_type=media, headers={"Content-Disposition": disposition})
 
     return app
+
+
+@dataclass(frozen=True)
+class DrawingRoute:
+    """A drawing mode's endpoint `/api/<name>` and its streamed twin `/api/<name>/stream`."""
+
+    name: str
+    request: type[Sampling]
+    build: Callable[[Sketcher, Any], StepSampler]  # the mode's function in `sampling`
+    summary: str
+
+
+DRAWING_ROUTES = (
+    DrawingRoute("draw", DrawRequest, sampling.draw, "Draw sketches of a class from scratch."),
+    DrawingRoute(
+        "complete",
+        CompleteRequest,
+        sampling.complete,
+        "Finish a started drawing several ways; each result starts with the user's points as "
+        "sent (unless there were more than the model takes: then simplified, as it took them). "
+        "Streamed, only the new points are sent.",
+    ),
+    DrawingRoute(
+        "translate",
+        TranslateRequest,
+        sampling.translate,
+        "Redraw one sketch as each of the given classes (the paper's Figure 2).",
+    ),
+    DrawingRoute(
+        "reconstruct",
+        ReconstructRequest,
+        sampling.reconstruct,
+        "Encode sketches and decode them again.",
+    ),
+    DrawingRoute(
+        "interpolate",
+        InterpolateRequest,
+        sampling.interpolate,
+        "Sketches along the line from one sketch's latent to another's.",
+    ),
+)
+
+
+def _add_drawing_route(
+    app: FastAPI, route: DrawingRoute, jobs: Jobs, shelf: ModelShelf, streamed: dict
+) -> None:
+    """POST /api/<name> (the finished sketches) and /api/<name>/stream (NDJSON as drawn)."""
+
+    def job(body: Any) -> Callable[[], StepSampler]:
+        return lambda: route.build(shelf.get(body.model), body)
+
+    async def collect(body: Any, request: Request) -> dict:
+        return await jobs.collect(request, job(body))
+
+    async def stream(body: Any) -> StreamingResponse:
+        return await jobs.stream(route.name, job(body))
+
+    # FastAPI reads the request's model from the annotation, which differs per route.
+    collect.__annotations__ |= {"body": route.request, "request": Request, "return": dict}
+    stream.__annotations__ |= {"body": route.request, "return": StreamingResponse}
+    path = f"/api/{route.name}"
+    app.post(
+        path,
+        response_model=SketchesOut,
+        responses=ERRORS,
+        tags=["draw"],
+        name=route.name,
+        description=route.summary,
+    )(collect)
+    app.post(
+        f"{path}/stream",
+        responses={**streamed, **ERRORS},
+        tags=["draw"],
+        name=f"{route.name}_stream",
+        description=f"`{path}`, streamed as the model draws.",
+    )(stream)
 
 
 def _picture(body: RenderRequest) -> bytes:

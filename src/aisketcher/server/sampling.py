@@ -1,62 +1,31 @@
-"""Step-wise sampling for the web app: the shared `Sampler`, a time budget at a time.
+"""Step-wise sampling for the web app: each drawing mode's request made into the plan the
+`Sketcher` makes (`modes`), drawn by the shared `Sampler` a time budget at a time.
 
 `StepSampler` steps the same `Sampler` as the `Sketcher` methods (so a seed gives the same
 sketches), but returns after a time budget with the points drawn so far, which the server streams
-while the model is still drawing.
-Points leave in the client's frame: the coordinates of the canvas the request's strokes came from.
+while the model is still drawing. Points leave in the client's frame (`frame.Frame`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from aisketcher.api import Sketcher
 from aisketcher.errors import SketchDataError
-from aisketcher.model.sketcher import Latent
+from aisketcher.modes import Plan
 from aisketcher.sampler import Sampler, make_generator
-from aisketcher.sketch import Sketch
-
-
-@dataclass(frozen=True)
-class Frame:
-    """Client coordinates from the model's pixel units: client = model / scale + origin."""
-
-    scale: float = 1.0
-    origin: tuple[float, float] = (0.0, 0.0)
-
-    def to_client(self, points: np.ndarray) -> np.ndarray:
-        return np.asarray(points, dtype=np.float64) / self.scale + np.asarray(self.origin)
-
-    def moved(self, model_point: np.ndarray, client_point: np.ndarray) -> Frame:
-        """This frame shifted so that `model_point` maps onto `client_point`."""
-        x, y = np.asarray(self.origin) + client_point - self.to_client(model_point)
-        return Frame(self.scale, (float(x), float(y)))
-
-    def sketch_out(
-        self, sketch: Sketch, prefix_points: int = 0, start: np.ndarray | None = None
-    ) -> dict:
-        """A result as JSON: absolute strokes and stroke-3, both in the client's frame to 0.01;
-        `start` (absolute points and pens, (n, 3), in that frame) in place of the sketch's first
-        `prefix_points` points: the user's own, as sent."""
-        s3 = sketch.stroke3.astype(np.float64)
-        drawn = np.round(self.to_client(np.cumsum(s3[:, :2], axis=0)), 2)
-        points = np.column_stack([drawn, s3[:, 2]])
-        if start is not None:
-            points = np.vstack([start, points[prefix_points:]])
-            prefix_points = len(start)
-        pens = points[:, 2] > 0.5
-        pens[-1] = True  # a sketch's last point ends its stroke
-        offsets = np.round(np.diff(points[:, :2], axis=0, prepend=np.zeros((1, 2))), 2)
-        return {
-            "label": sketch.label or "",
-            "strokes": [s.tolist() for s in np.split(points[:, :2], np.flatnonzero(pens[:-1]) + 1)],
-            "stroke3": [[x, y, int(p)] for (x, y), p in zip(offsets.tolist(), pens, strict=True)],
-            "prefix_points": prefix_points,
-        }
+from aisketcher.server.frame import Frame
+from aisketcher.server.schemas import (
+    MAX_ROWS,
+    CompleteRequest,
+    DrawRequest,
+    InterpolateRequest,
+    ReconstructRequest,
+    TranslateRequest,
+)
 
 
 class StepSampler:
@@ -65,28 +34,26 @@ class StepSampler:
     def __init__(
         self,
         sketcher: Sketcher,
-        latent: Latent,
-        labels: list[int],
+        plan: Plan,
         frames: Sequence[Frame],
         *,
         temperature: float,
         seed: int | None,
-        prefix: np.ndarray | None = None,
         start: np.ndarray | None = None,
     ) -> None:
-        self.sketcher, self.labels, self.frames, self.start = sketcher, labels, frames, start
+        self.sketcher, self.labels, self.frames, self.start = sketcher, plan.labels, frames, start
         self.sampler = Sampler(
             sketcher.model,
-            latent,
-            len(labels),
+            plan.latent,
+            plan.count,
             temperature=temperature,
             generator=make_generator(sketcher.device, seed),
-            prefix=prefix,
+            prefix=plan.prefix,
         )
         # Where each row's pen is, in normalised units, to send absolute points.
-        self.cursor = np.zeros((len(labels), 2))
-        if prefix is not None:
-            self.cursor += prefix[:, :2].sum(axis=0)
+        self.cursor = np.zeros((plan.count, 2))
+        if plan.prefix is not None:
+            self.cursor += plan.prefix[:, :2].sum(axis=0)
 
     @property
     def finished(self) -> bool:
@@ -122,87 +89,59 @@ class StepSampler:
         ]
 
 
-def draw(
-    sketcher: Sketcher, cls: str, count: int, *, temperature: float, seed: int | None
-) -> StepSampler:
+# ----- one function per drawing mode: its request -> the plan's step sampler -----
+def draw(sketcher: Sketcher, body: DrawRequest) -> StepSampler:
     """Class-only drawing, as `Sketcher.draw`."""
-    labels = [sketcher.class_index(cls)] * count
-    latent = sketcher.class_latent(labels, seed)
-    return StepSampler(
-        sketcher, latent, labels, [Frame()] * count, temperature=temperature, seed=seed
-    )
+    plan = sketcher.plan_draw(body.cls, body.count, body.seed)
+    frames = [Frame()] * body.count
+    return StepSampler(sketcher, plan, frames, temperature=body.temperature, seed=body.seed)
 
 
-def complete(
-    sketcher: Sketcher,
-    sketch: Sketch,
-    frame: Frame,
-    start: np.ndarray,
-    cls: str,
-    count: int,
-    *,
-    temperature: float,
-    seed: int | None,
-) -> StepSampler:
+def complete(sketcher: Sketcher, body: CompleteRequest) -> StepSampler:
     """`Sketcher.complete`: the user's points, then the model's, from the class's latent.
 
-    `sketch` is the start as the model takes it, `start` as the user sent it (absolute points and
-    pens in the client's frame); results begin with `start` unless the model had to simplify it
-    to fit (then with what the model took, as `Sketcher.complete`'s)."""
-    labels = [sketcher.class_index(cls)] * count
-    prefix = sketcher.normalise(sketch)
-    fits = len(prefix) == len(sketch)  # not simplified to fit
+    Results begin with the start as the user sent it (absolute points and pens in the client's
+    frame) unless the model had to simplify it to fit (then with what the model took, as
+    `Sketcher.complete`'s)."""
+    sketch, frame = body.sketch.to_sketch(body.simplify)
+    start = body.sketch.points()
+    plan = sketcher.plan_complete(sketch, body.cls, body.count, body.seed)
+    fits = len(plan.prefix) == len(sketch)  # not simplified to fit
     if fits:
         # The model's ending, offsets from its pen, goes on from the user's own last point.
-        frame = frame.moved(prefix[:, :2].sum(axis=0) * sketcher.scale_factor, start[-1, :2])
-    latent = sketcher.class_latent(labels, seed)
+        frame = frame.moved(plan.prefix[:, :2].sum(axis=0) * sketcher.scale_factor, start[-1, :2])
     return StepSampler(
         sketcher,
-        latent,
-        labels,
-        [frame] * count,
-        temperature=temperature,
-        seed=seed,
-        prefix=prefix,
+        plan,
+        [frame] * body.count,
+        temperature=body.temperature,
+        seed=body.seed,
         start=start if fits else None,
     )
 
 
-def translate(
-    sketcher: Sketcher,
-    sketch: Sketch,
-    frame: Frame,
-    classes: Sequence[str] | None,
-    *,
-    temperature: float,
-    seed: int | None,
-    class_pull: float,
-) -> StepSampler:
+def translate(sketcher: Sketcher, body: TranslateRequest) -> StepSampler:
     """The paper's Figure 2, as `Sketcher.translate`: one sketch decoded under each class."""
-    labels = [sketcher.class_index(c) for c in (classes or sketcher.class_names)]
-    latent = sketcher.translation_latent(
-        [sketch] * len(labels), labels, seed, class_pull=class_pull
-    )
-    return StepSampler(
-        sketcher, latent, labels, [frame] * len(labels), temperature=temperature, seed=seed
-    )
+    if body.classes is None and len(sketcher.class_names) > MAX_ROWS:
+        raise SketchDataError(f"the model has more than {MAX_ROWS} classes: name some")
+    sketch, frame = body.sketch.to_sketch(body.simplify)
+    plan = sketcher.plan_translate(sketch, body.classes, body.seed, class_pull=body.class_pull)
+    frames = [frame] * plan.count
+    return StepSampler(sketcher, plan, frames, temperature=body.temperature, seed=body.seed)
 
 
-def reconstruct(
-    sketcher: Sketcher,
-    sketches: Sequence[Sketch],
-    frames: Sequence[Frame],
-    cls: str | None,
-    *,
-    temperature: float,
-    seed: int | None,
-) -> StepSampler:
-    """`Sketcher.reconstruct`: each sketch encoded under its own label (or `cls`) and decoded."""
-    names = [cls or s.label for s in sketches]
-    if None in names:
-        if len(sketcher.class_names) != 1:
-            raise SketchDataError("give a class, or a label for every sketch")
-        names = [sketcher.class_names[0]] * len(sketches)
-    labels = [sketcher.class_index(n) for n in names]
-    latent = sketcher.encode(list(sketches), labels)
-    return StepSampler(sketcher, latent, labels, frames, temperature=temperature, seed=seed)
+def reconstruct(sketcher: Sketcher, body: ReconstructRequest) -> StepSampler:
+    """`Sketcher.reconstruct`: each sketch encoded under the class given (or the model's only
+    class, or its own label) and decoded, in its own frame."""
+    sketches, frames = zip(*(s.to_sketch(body.simplify) for s in body.sketches), strict=True)
+    plan = sketcher.plan_reconstruct(sketches, body.cls)
+    return StepSampler(sketcher, plan, frames, temperature=body.temperature, seed=body.seed)
+
+
+def interpolate(sketcher: Sketcher, body: InterpolateRequest) -> StepSampler:
+    """`Sketcher.interpolate`: `steps` sketches along the line from a's latent to b's, each in the
+    frame of the end it is nearer."""
+    (a, frame_a), (b, frame_b) = (s.to_sketch(body.simplify) for s in (body.a, body.b))
+    plan = sketcher.plan_interpolate(a, b, body.steps, body.classes)
+    frames = [(frame_a, frame_b)[i] for i in plan.inputs or []]
+    return StepSampler(sketcher, plan, frames, temperature=body.temperature, seed=body.seed)

@@ -10,7 +10,7 @@ the user's own points, as sent.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -29,11 +29,11 @@ from aisketcher.limits import (
     canvas_frame,
     canvas_ink,
 )
-from aisketcher.server.sampling import Frame
+from aisketcher.server.frame import Frame
 from aisketcher.sketch import Sketch
 
 MAX_COUNT = 8  # sketches per draw or complete request
-MAX_ROWS = 20  # sketches one request may have drawn in all (translate, reconstruct)
+MAX_ROWS = 20  # sketches one request may have drawn in all (translate, reconstruct, interpolate)
 MAX_SEED = 2**32 - 1
 MIN_IMAGE, MAX_IMAGE = 32, 1024
 
@@ -98,17 +98,21 @@ class SketchIn(BaseModel):
         return sketch, Frame(scale, (float(low[0]), float(low[1])))
 
 
-class Sampling(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    temperature: float = Field(
-        0.4,
+def _temperature(default: float) -> Any:
+    return Field(
+        default,
         ge=MIN_TEMPERATURE,
         le=MAX_TEMPERATURE,
         strict=True,
         allow_inf_nan=False,  # NaN and Infinity, as Python's json writes them: not "above 2"
         description="randomness of the drawing",
     )
+
+
+class Sampling(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    temperature: float = _temperature(0.4)
     seed: int | None = Field(
         None, ge=0, le=MAX_SEED, strict=True, description="repeats a result exactly"
     )
@@ -156,6 +160,19 @@ class ReconstructRequest(Sampling):
     cls: ClassName | None = Field(
         None, alias="class", description="class of the sketches (default: each sketch's label)"
     )
+    simplify: bool = Field(True, strict=True)
+
+
+class InterpolateRequest(Sampling):
+    a: SketchIn = Field(description="where the path starts")
+    b: SketchIn = Field(description="where the path ends")
+    classes: tuple[ClassName, ClassName] | None = Field(
+        None,
+        description="the classes a and b are encoded under (default: each sketch's label, or the "
+        "model's only class)",
+    )
+    steps: int = Field(8, ge=1, le=MAX_ROWS, strict=True, description="sketches along the path")
+    temperature: float = _temperature(0.1)  # the path shows best with little randomness
     simplify: bool = Field(True, strict=True)
 
 

@@ -1,15 +1,19 @@
-"""The training objective (paper eq. 12-14) and magenta's annealing schedules."""
+"""The training objective (paper eq. 12-14), its mean over a held-out split (validation, and the
+likelihood of evaluations), and magenta's annealing schedules."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from aisketcher.data.batching import Batch
+from aisketcher.allocator import release_free_memory
+from aisketcher.data.batching import Batch, BatchLoader
+from aisketcher.loss_weights import LossWeights
 from aisketcher.model.autoencoder import reconstruction_error
 from aisketcher.model.config import ModelConfig
-from aisketcher.model.sketcher import ModelOutput
+from aisketcher.model.sketcher import ModelOutput, SketchModel
 from aisketcher.train.distributed import shard_mean
 
 
@@ -53,15 +57,19 @@ def compute_loss(
     config: ModelConfig,
     kl_weight: float,
     *,
+    weights: LossWeights | None = None,
     kl_floor: bool = True,
     train_autoencoder: bool = True,
 ) -> LossTerms:
     """Loss = l_r + alpha * max(l_kl, epsilon) (eq. 12); the objective adds the autoencoder's error.
+    alpha is `kl_weight`; epsilon, beta and the autoencoder's weight are `weights`' (default: the
+    paper's).
 
     Both l_c and l_s divide by N_max = config.max_seq_len as the paper and magenta do, so batches
     padded only to their own longest sketch give the same l_c; l_s then omits the padding rows past
     that length, whose cross-entropy a trained model makes close to zero.
     """
+    weights = weights or LossWeights()
     targets = batch.strokes[:, 1:]
     mask = batch.mask
     n_max = float(config.max_seq_len)
@@ -80,16 +88,16 @@ def compute_loss(
         # The global count of real steps: every rank divides its sum by the mean count per rank,
         # so the ranks' mean is the one-process l_a (shard_mean is mask.sum() in one process).
         l_a = (per_step * mask).sum() / shard_mean(mask.sum()).clamp(min=1.0)
-    l_kl = l_z + config.influence_beta * l_a  # eq. 14
+    l_kl = l_z + weights.influence_beta * l_a  # eq. 14
     total = l_c + l_s
     if config.variational or out.mu_a is not None:
-        total = total + kl_weight * (kl_floored(l_kl, config.kl_tolerance) if kl_floor else l_kl)
+        total = total + kl_weight * (kl_floored(l_kl, weights.kl_tolerance) if kl_floor else l_kl)
     l_ae = zero
     objective = total
     if latent.raster_recon is not None and batch.rasters is not None:
         l_ae = reconstruction_error(batch.rasters, latent.raster_recon)
         if train_autoencoder:
-            objective = total + config.autoencoder_weight * l_ae
+            objective = total + weights.autoencoder_weight * l_ae
     return LossTerms(objective, total, l_c, l_s, l_z, l_a, l_kl, l_ae)
 
 
@@ -103,12 +111,68 @@ def kl_floored(l_kl: torch.Tensor, tolerance: float) -> torch.Tensor:
     return torch.where(whole >= tolerance, l_kl, whole.clamp(min=tolerance))
 
 
-def kl_weight_at(step: int, config: ModelConfig) -> float:
+def kl_weight_at(step: int, weights: LossWeights) -> float:
     """alpha annealed from w_start up to w (magenta): w - (w - w_start) * rate^step."""
-    w, w0 = config.kl_weight, config.kl_weight_start
-    return w - (w - w0) * config.kl_decay_rate**step
+    w, w0 = weights.kl_weight, weights.kl_weight_start
+    return w - (w - w0) * weights.kl_decay_rate**step
 
 
 def learning_rate_at(step: int, lr: float, min_lr: float, decay: float) -> float:
     """magenta's decay: (lr - min_lr) * decay^step + min_lr."""
     return (lr - min_lr) * decay**step + min_lr
+
+
+def batch_loss(
+    model: SketchModel, batch: Batch, step: int, weights: LossWeights, *, train: bool = True
+) -> LossTerms:
+    """One batch's loss terms: in training with alpha annealed to `step` and the KL floor; else
+    (validation, evaluation) the paper's Loss with the final alpha and no floor."""
+    cfg = model.config
+    out = model(batch.strokes, batch.lengths, batch.labels, batch.rasters)
+    if train:
+        return compute_loss(
+            out,
+            batch,
+            cfg,
+            kl_weight_at(step, weights),
+            weights=weights,
+            train_autoencoder=not model.autoencoder_frozen,
+        )
+    return compute_loss(out, batch, cfg, weights.kl_weight, weights=weights, kl_floor=False)
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: SketchModel,
+    loader: BatchLoader,
+    device: torch.device,
+    stop: Callable[[], bool] | None = None,
+    *,
+    weights: LossWeights | None = None,
+) -> dict[str, float] | None:
+    """Mean loss terms over one pass of a split: no augmentation, no dropout, no KL floor.
+
+    z_s and a_d are still sampled, from a fixed seed on a forked RNG: every validation draws the
+    same noise, and the training RNG is left as it was, so a run that validates before it stops
+    resumes exactly as one that never stopped. When `stop()` turns true between batches (Ctrl-C)
+    the pass is abandoned and None returned.
+    """
+    weights = weights or LossWeights()
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        for batch in loader:
+            if stop is not None and stop():
+                model.train(was_training)
+                return None
+            terms = batch_loss(model, batch.to(device), 0, weights, train=False).as_floats()
+            release_free_memory()  # or the peak grows over the first batches (allocator.py)
+            n = len(batch.lengths)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v * n
+            count += n
+    model.train(was_training)
+    return {k: v / count for k, v in sums.items()}

@@ -1,5 +1,7 @@
-"""Fused kernels: the LSTM cells' element-wise work in one pass, forward and backward (`lstm.cpp`),
-and the autoencoder's 2x2 convolutions (`conv.cpp`, used through `conv.py`).
+"""Fused kernels: the LSTM cells' element-wise work in one pass, forward and backward (`cells.cpp`),
+the influence layer and the default decoder (`influence.cpp`), a whole drawing step and the
+points it draws (`draw.cpp`), and the autoencoder's 2x2 convolutions (`conv.cpp`, used through
+`conv.py`); their shared parts in `kernels.h`, their bindings in `module.cpp`.
 
 The C++ sources are compiled into one module through `torch.utils.cpp_extension` and cached (in
 ``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/aisketcher/fused``, one folder per version of the
@@ -51,7 +53,12 @@ from torch.autograd.function import once_differentiable
 from aisketcher.data.paths import user_cache_dir
 
 NAME = "aisketcher_fused_lstm"
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("lstm.cpp", "conv.cpp"))
+# Compiled together into one module; the header is part of what a build is of (its cache key).
+SOURCES = tuple(
+    Path(__file__).with_name(name)
+    for name in ("cells.cpp", "influence.cpp", "draw.cpp", "conv.cpp", "module.cpp")
+)
+HEADERS = (Path(__file__).with_name("kernels.h"),)
 _lock = threading.Lock()
 _module: ModuleType | None = None
 _settled = False  # loaded, built, or failed for good: `_module` is the answer from now on
@@ -93,7 +100,7 @@ def _library() -> Path:
     """Where this source, these flags and this torch build their library: a new name for any
     change, so a stale build is never loaded and a rebuild never replaces a loaded file."""
     key = hashlib.sha256()
-    for source in SOURCES:
+    for source in (*SOURCES, *HEADERS):
         key.update(source.read_bytes())
     key.update(" ".join([*_flags(), torch.__version__, sys.version]).encode())
     name = f"{NAME}_{key.hexdigest()[:12]}"
@@ -175,7 +182,7 @@ def as_mask(mask: Tensor | None) -> Tensor:
 
 
 class LnNorms(NamedTuple):
-    """A layer-normalised LSTM cell's norms (lstm.cpp `LnView`)."""
+    """A layer-normalised LSTM cell's norms (kernels.h `LnView`)."""
 
     gain: Tensor  # (4H) of the gates
     shift: Tensor  # (4H) the gates' bias, the forget bias added on the f block
@@ -322,8 +329,8 @@ def ln_draw_step(
     step: int,
     noise: Tensor,
 ) -> list[Tensor]:
-    """One drawing step of the default model as one call (see `ln_draw_step` in lstm.cpp) with
-    its weights as lstm.cpp holds them (`fused.decoder.DrawWeights`) and a `DecoderState`'s
+    """One drawing step of the default model as one call (see `ln_draw_step` in draw.cpp) with
+    its weights as draw.cpp holds them (`fused.decoder.DrawWeights`) and a `DecoderState`'s
     parts: y, h', c', the memory cell's h', c', mu_a, log sigma_a^2; the memory's row `step` is
     written."""
     return extension().ln_draw_step(
@@ -333,7 +340,7 @@ def ln_draw_step(
 
 def sample_points(*args: Tensor | int | float) -> Tensor:
     """`mixture.sample_points`'s arithmetic as one loop over the rows (see `sample_points` in
-    lstm.cpp): points (B, 5) from y (B, 3 + 6m), uniforms (B, 4), m, tau, the discrete
+    draw.cpp): points (B, 5) from y (B, 3 + 6m), uniforms (B, 4), m, tau, the discrete
     temperature and the bounds on log sigma and rho."""
     return extension().sample_points(*args)
 

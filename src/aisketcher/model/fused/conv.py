@@ -1,8 +1,8 @@
 """The raster autoencoder's 2x2 convolutions through the kernels in `conv.cpp`.
 
-At 1-8 channels oneDNN runs these layers at a small fraction of the memory's speed (the last
-transposed convolution, 4 channels to 1 at 64 -> 128, takes 12 ms forward at batch 100 on one core,
-against 0.6 ms here), and the stride-1 layers need a padded copy of their input; the kernels read
+At 1-8 channels oneDNN runs these layers at a small fraction of the memory's speed (a twentieth of
+the kernels' for the last transposed convolution: docs/measurements.md), and the stride-1 layers
+need a padded copy of their input; the kernels read
 channels-last activations in place and pad implicitly. PyTorch's `nn.Conv2d` / `nn.ConvTranspose2d`
 (with `nn.ZeroPad2d` for SAME) stay the reference and the fallback, with the same parameters.
 """

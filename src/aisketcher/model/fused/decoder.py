@@ -31,11 +31,11 @@ from aisketcher.model.noise import standard_normal
 if TYPE_CHECKING:
     from aisketcher.model.sketcher import SketchModel
 
-# Up to this many rows a drawing step's loops beat batched products (measured: 16 do not).
+# Up to this many rows a drawing step's loops beat batched products (docs/measurements.md).
 DRAW_ROWS = 8
 
 
-# The structures the kernels take; lstm.cpp reads `LnCell` and `DrawWeights` by field name.
+# The structures the kernels take; draw.cpp reads `LnCell` and `DrawWeights` by field name.
 class LnCell(NamedTuple):
     """A layer-normalised LSTM cell as a kernel that adds some of its inputs itself takes it."""
 
@@ -107,7 +107,7 @@ def ln_influence_sequence(
     (L, B, A) from the projection of the inputs fixed per sketch (B, 4H), the points s_j
     (L, B, 5), the state (h0, c0) and the first query (B, H), the memory (B, T, A), how many of
     its rows each step reads (L, B), lambda_a (L, B, A) and the dropout masks (L, B, H) or None.
-    See `ln_influence_forward` in lstm.cpp."""
+    See `ln_influence_forward` in influence.cpp."""
     cell = decoder.cell
     gain, shift, cgain, cbias, eps = cell.norms
     return _LayerNormInfluenceSequence.apply(
@@ -124,7 +124,7 @@ class _DrawingState(DecoderState):
     slicing and the norms' shift at every point cost as much as a tenth of a drawing step. A
     state of some of the rows (`rows`) gathers them again, once."""
 
-    weights: Any = None  # `DrawWeights` as lstm.cpp holds them
+    weights: Any = None  # `DrawWeights` as draw.cpp holds them
 
 
 class FusedDecoder:
@@ -221,7 +221,7 @@ class FusedDecoder:
         )
 
     def _draw_weights(self) -> Any:
-        """`DrawWeights`, read into lstm.cpp's structure: each step takes it as it is."""
+        """`DrawWeights`, read into draw.cpp's structure: each step takes it as it is."""
         memory = self.memory_cell
         weights = DrawWeights(
             self._decoder(),

@@ -1,4 +1,5 @@
-"""Checkpoints: one safetensors file per checkpoint, written atomically.
+"""Checkpoints: one safetensors file per checkpoint, written atomically; read by training (to
+resume), by drawing (a run's weights) and by evaluation.
 
 The file holds the model weights (`model.*`), the optimizer's tensors (`optim.*`) and torch's RNG
 state; everything else (step, configs, scale factor, classes, optimizer scalars, the data loader's
@@ -9,6 +10,7 @@ copy of the JSON is written beside it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,31 +19,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from aisketcher.atomic import atomic_path
+from aisketcher.atomic import atomic_write, write_json
 from aisketcher.errors import SketchDataError
 
 META_KEY = "aisketcher"
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file; a failed write (a full disk) leaves `path` as it was and
-    says so in one line."""
-    try:
-        with atomic_path(path, fsync=True) as tmp:
-            write(str(tmp))
-    except (OSError, SafetensorError) as exc:
-        raise SketchDataError(
-            f"could not write it ({exc}); the file already there, if any, is intact", str(path)
-        ) from None
-
-
-def json_text(data: dict[str, Any]) -> str:
-    """How the JSON files beside checkpoints and in model folders are written."""
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json_text(data)))
+WRITE_FAILURES = (OSError, SafetensorError)  # a full disk, as either reports it
 
 
 def _optimizer_split(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -87,8 +69,49 @@ def save_checkpoint(
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"rng.cuda.{i}"] = state
     metadata = {META_KEY: json.dumps(meta)}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), WRITE_FAILURES)
     write_json(path.with_suffix(".json"), {k: v for k, v in meta.items() if k != "optimizer"})
+
+
+CHECKPOINTS = ("best", "last")  # a run's: the lowest validation loss so far, the latest step
+
+
+def checkpoint_file(run: Path, wanted: str = "best") -> Path | None:
+    """The file of a run's `wanted` checkpoint, else its last (a run that has not validated yet has
+    no best); None when the folder holds neither."""
+    for name in (wanted, "last"):
+        path = run / f"{name}.safetensors"
+        if path.is_file():
+            return path
+    return None
+
+
+def non_finite(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """What in the weights or the optimizer's state holds a non-finite number: never saved."""
+    bad = [n for n, v in model.state_dict().items() if not torch.isfinite(v).all()]
+    bad += [
+        f"optimizer state of {i}"
+        for i, state in enumerate(optimizer.state.values())
+        if not all(torch.isfinite(v).all() for v in state.values() if torch.is_tensor(v))
+    ]
+    return bad
+
+
+def checkpoint_step(run: Path) -> int | None:
+    """The training step of the checkpoint a model folder is loaded from (`checkpoint_file`); None
+    for a folder or file without one (an exported model, a magenta-js file)."""
+    path = checkpoint_file(run)
+    return None if path is None else int(read_checkpoint(path)[1].get("step", 0))
+
+
+def checkpoint_digest(run: Path) -> str | None:
+    """SHA-256 of that checkpoint: an evaluation is of these exact weights and priors (priors
+    fitted later into an older checkpoint change them at the same step)."""
+    path = checkpoint_file(run)
+    if path is None:
+        return None
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -111,7 +134,7 @@ def rewrite_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], info:
     `path`, atomically, like every save."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     metadata = {META_KEY: json.dumps(info)}
-    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata), WRITE_FAILURES)
 
 
 # Buffers newer than some saved runs; a run without them loads with the defaults (a prior never
