@@ -1,4 +1,6 @@
-"""Regenerate the README's pictures: real QuickDraw sketches and the built-in model's drawings.
+"""Regenerate the README's pictures: real QuickDraw sketches and the built-in model's drawings, and
+the two side by side (default-model.png: real test sketches on the left, the model's class-only
+drawings at its default settings on the right, one row per class).
 
 python docs/figures.py [--data ../shared/data] [--model RUN_OR_MODEL_DIR]
 """
@@ -7,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
 
 from aisketcher import Sketch
 from aisketcher.api import Sketcher
@@ -35,15 +39,36 @@ def main() -> None:
         ]
         for c in classes
     ]
-    grid_png(real, row_labels=classes, cell=64).save(DOCS / "real-sketches.png")
+    real_grid = grid_png(real, row_labels=classes, cell=64)
+    real_grid.save(DOCS / "real-sketches.png")
 
     sketcher = Sketcher.load(args.model)
     drawn = [
         sketcher.draw(c, args.per_class, seed=i, temperature=args.temperature)
         for i, c in enumerate(classes)
     ]
-    grid_png(drawn, row_labels=classes, cell=64).save(DOCS / "default-model.png")
+    drawn_grid = grid_png(drawn, cell=64)
+    titles = (
+        "real QuickDraw test sketches",
+        f"drawn by the model (temperature {args.temperature:g}, guidance {sketcher.guidance:g})",
+    )
+    side_by_side(real_grid, drawn_grid, titles).save(DOCS / "default-model.png")
     print(f"wrote {DOCS / 'real-sketches.png'} and {DOCS / 'default-model.png'}")
+
+
+def side_by_side(left: Image.Image, right: Image.Image, titles: tuple[str, str]) -> Image.Image:
+    """`left` and `right` next to each other under their titles, a gap between them."""
+    gap, head = 24, 28
+    out = Image.new("RGB", (left.width + gap + right.width, head + max(left.height, right.height)))
+    out.paste((255, 255, 255), (0, 0, out.width, out.height))
+    out.paste(left, (0, head))
+    out.paste(right, (left.width + gap, head))
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(14)
+    draw.text((left.width - right.width + 4, head // 2), titles[0], fill="black", font=font, anchor="lm")
+    draw.text((left.width + gap + 4, head // 2), titles[1], fill="black", font=font, anchor="lm")
+    draw.line([(left.width + gap // 2, head), (left.width + gap // 2, out.height)], fill="gray")
+    return out
 
 
 if __name__ == "__main__":

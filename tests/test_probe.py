@@ -850,7 +850,7 @@ CASES: list[Case] = [
     case("draw --guidance -1", f"{DRAW} --guidance -1", "within [0, 100]"),
     case(
         "draw --guidance 2, a model without class dropout",
-        f"{DRAW} --guidance 2",
+        "draw bicycle --model {magenta.gen.json} --guidance 2 --out {out}.svg",
         "needs a model trained with class dropout",
     ),
     case("train --set class_dropout=2", f"{TRAIN} --set class_dropout=2", "class_dropout"),
