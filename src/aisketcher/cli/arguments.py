@@ -91,15 +91,20 @@ def positive_float(text: str) -> float:
     return value
 
 
-def unit_interval(text: str) -> float:
-    """A number from 0 to 1 (a share, a pull)."""
+def _within(text: str, low: float, high: float, refusal: str) -> float:
+    """A number in [low, high] (NaN is not); else `refusal`, then what was given."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not 0.0 <= value <= 1.0:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
+    if not low <= value <= high:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{refusal}, got {text}")
     return value
+
+
+def unit_interval(text: str) -> float:
+    """A number from 0 to 1 (a share, a pull)."""
+    return _within(text, 0.0, 1.0, "must be from 0 to 1")
 
 
 def temperature(text: str) -> float:
@@ -114,30 +119,26 @@ def temperature(text: str) -> float:
 
 def guidance(text: str) -> float:
     """A class-guidance weight w in [0, 100] (1: the paper's conditional model)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not 0.0 <= value <= 100.0:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"guidance must be within [0, 100], got {text}")
-    return value
+    return _within(text, 0.0, 100.0, "guidance must be within [0, 100]")
 
 
 def prior_spread(text: str) -> float:
     """A share of the class priors' spread, in [0, 10]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not 0.0 <= value <= 10.0:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"the prior spread must be within [0, 10], got {text}")
-    return value
+    return _within(text, 0.0, 10.0, "the prior spread must be within [0, 10]")
 
 
 PRIOR_SPREAD_HELP = (
     "class-only drawing: z_s and z_r drawn at this share of their class prior's spread (1: as "
     "fitted; < 1: nearer the class's typical drawing, less varied); default: the model's own"
 )
+
+
+def add_drawing_settings(p: argparse.ArgumentParser) -> None:
+    """--guidance and --prior-spread: how class-only drawings are drawn (default: the model's)."""
+    p.add_argument("--guidance", type=guidance, default=None, help=GUIDANCE_HELP)
+    p.add_argument("--prior-spread", type=prior_spread, default=None, help=PRIOR_SPREAD_HELP)
+
+
 GUIDANCE_HELP = (
     "class guidance w: the drawing moves from the model's 'no class' prediction w times as far "
     "as to its class's (1: the paper's model; > 1: more typical of the class, less varied). "

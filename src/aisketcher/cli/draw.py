@@ -216,15 +216,7 @@ def _common(p: argparse.ArgumentParser, out_example: str) -> None:
     p.add_argument(
         "--temperature", type=temperature, default=0.4, help="randomness, 0.01-2 (default 0.4)"
     )
-    p.add_argument(
-        "--guidance", type=arguments.guidance, default=None, help=arguments.GUIDANCE_HELP
-    )
-    p.add_argument(
-        "--prior-spread",
-        type=arguments.prior_spread,
-        default=None,
-        help=arguments.PRIOR_SPREAD_HELP,
-    )
+    arguments.add_drawing_settings(p)
     p.add_argument("--seed", type=seed, default=None, help="seed for repeatable drawings")
     p.add_argument(
         "--out",

@@ -220,15 +220,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--temperature", type=temperature, default=0.4, help="sampling temperature (0.4)"
     )
-    p.add_argument(
-        "--guidance", type=arguments.guidance, default=None, help=arguments.GUIDANCE_HELP
-    )
-    p.add_argument(
-        "--prior-spread",
-        type=arguments.prior_spread,
-        default=None,
-        help=arguments.PRIOR_SPREAD_HELP,
-    )
+    arguments.add_drawing_settings(p)
     p.add_argument(
         "--seed",
         type=seed,
