@@ -65,7 +65,9 @@ def side_by_side(left: Image.Image, right: Image.Image, titles: tuple[str, str])
     out.paste(right, (left.width + gap, head))
     draw = ImageDraw.Draw(out)
     font = ImageFont.load_default(14)
-    draw.text((left.width - right.width + 4, head // 2), titles[0], fill="black", font=font, anchor="lm")
+    draw.text(
+        (left.width - right.width + 4, head // 2), titles[0], fill="black", font=font, anchor="lm"
+    )
     draw.text((left.width + gap + 4, head // 2), titles[1], fill="black", font=font, anchor="lm")
     draw.line([(left.width + gap // 2, head), (left.width + gap // 2, out.height)], fill="gray")
     return out
