@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from PIL import Image
 
+from aisketcher import modes
 from aisketcher.api import Sketcher
 from aisketcher.cli import main
+from aisketcher.cli.evaluate import summary
 from aisketcher.data.dataset import load_dataset
 from aisketcher.errors import SketchDataError
 from aisketcher.evaluate.classifier import (
@@ -20,6 +23,7 @@ from aisketcher.evaluate.classifier import (
     train_classifier,
 )
 from aisketcher.evaluate.figures import read_metrics
+from aisketcher.evaluate.modes import INTERPOLATE_SEED
 from aisketcher.evaluate.report import REPORT_FILE, evaluate_run
 from aisketcher.evaluate.sets import EvalSettings
 from aisketcher.model.config import make_config
@@ -28,7 +32,7 @@ from aisketcher.train.trainer import TrainConfig, Trainer
 TINY = dict(enc_rnn_size=16, dec_rnn_size=32, z_size=8, raster_z_size=8, num_mixture=3)
 MAX_LEN = 40  # short sketches keep the tiny run fast (21 cat and 31 eye test sketches)
 SAMPLES = 6
-METRICS = ("likelihood", "recognizability", "fid", "precision_recall", "diversity")
+METRICS = ("likelihood", "recognizability", "fid", "precision_recall", "diversity", "interpolate")
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +103,54 @@ def test_report_scores_every_drawing_mode(report: dict) -> None:
     leak = report["leak_check"]  # (its meaning: tests/test_leak_check.py)
     assert leak["count"] == 2 * SAMPLES
     assert leak["gap_l_r"] == pytest.approx(leak["other"]["l_r"] - leak["own"]["l_r"])
+
+
+def test_interpolations_are_the_planners_and_scored(
+    report: dict,
+    run_dir: Path,
+    classifier: SketchClassifier,
+    work: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ends = report["recognizability"]["interpolate_ends"]
+    assert set(ends) == {"cat", "eye", "all"} and all(0 <= v <= 1 for v in ends.values())
+    walk = report["interpolate"]
+    assert walk["pairs"] == 2 * min(SAMPLES, 5) and walk["steps"] == 5
+    assert set(walk["step_over_ends"]) == {"cat", "eye", "all"}
+    assert all(v is None or v > 0 for v in walk["step_over_ends"].values())
+    assert "interpolate: ends recognised" in summary(report)
+    # A report from before the measure (no "interpolations" recorded) still has every other number
+    # these settings give: an experiment reuses it.
+    earlier = {k: v for k, v in report["settings"].items() if k != "interpolations"}
+    assert settings(work).matches(earlier) and not settings(work, seed=1).matches(earlier)
+
+    plans = []
+
+    def planned(*args: Any) -> modes.Plan:
+        plans.append((args, interpolate_pairs(*args)))
+        return plans[-1][1]
+
+    interpolate_pairs = modes.interpolate_pairs
+    monkeypatch.setattr(modes, "interpolate_pairs", planned)
+    few = settings(work, figures=False, interpolations=2)
+    result = evaluate_run(run_dir, classifier, work / "interpolate", few)
+    # One batch: the first two test sketches of cat (the model's class 0) to the first two of
+    # eye, and those of eye to cat's, 5 steps each.
+    assert len(plans) == 1 and plans[0][0][3:] == ([(0, 1)] * 2 + [(1, 0)] * 2, 5)
+    (model, starts, ends, _, _), plan = plans[0]
+    assert plan.labels == [0, 0, 1, 1, 1] * 2 + [1, 1, 0, 0, 0] * 2  # the nearer end's
+    # each pair's rows are the one-pair plan's (`Sketcher.interpolate`'s)
+    alone = modes.interpolate(model, starts[2], ends[2], (1, 0), 5).latent
+    for part in ("c", "z_s", "z_r"):
+        mixed = getattr(plan.latent, part)[10:15]
+        assert torch.allclose(mixed, getattr(alone, part), atol=1e-5), part
+    drawn = modes.run(model, plan, temperature=few.temperature, seed=INTERPOLATE_SEED)
+    _, pred = classifier.features_and_predictions(drawn)
+    pred = pred.reshape(4, 5)
+    cat, eye = classifier.class_index("cat"), classifier.class_index("eye")
+    right = (pred[:, 0] == [cat, cat, eye, eye]).sum() + (pred[:, -1] == [eye, eye, cat, cat]).sum()
+    assert result["recognizability"]["interpolate_ends"]["all"] == pytest.approx(right / 8)
+    assert result["interpolate"]["pairs"] == 4
 
 
 def test_likelihood_is_per_class_and_has_no_kl_floor(report: dict, quickdraw_dir: Path) -> None:
@@ -234,7 +286,8 @@ def test_evaluate_command_errors(run_dir: Path, work: Path, capsys: pytest.Captu
 def test_evaluate_help_has_examples(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
-    assert "aisketcher evaluate runs/demo --classifier" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "aisketcher evaluate runs/demo --classifier" in printed and "interpolations" in printed
 
 
 def test_a_metrics_file_without_header_is_named(tmp_path: Path) -> None:

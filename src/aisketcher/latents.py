@@ -114,15 +114,21 @@ def _prior_z_r(model: SketchModel, labels: torch.Tensor, rng: np.random.Generato
 
 
 def mixed_latent(ends: Latent, weights: torch.Tensor, nearer: torch.Tensor) -> Latent:
-    """Rows along the line between the two rows of `ends`: row i = (1 - w_i) ends[0] + w_i ends[1]
-    for z_s, z_r and c (`weights` (n, 1)). The paper-literal memory cannot be mixed (the sketches
-    differ in length): row i refers to the encoder states of end `nearer[i]` (0 or 1)."""
+    """Rows along the line between each pair of rows of `ends` (rows 2p and 2p + 1), pair by
+    pair: row i of pair p = (1 - w_i) ends[2p] + w_i ends[2p + 1] for z_s, z_r and c (`weights`
+    (n, 1)). The paper-literal memory cannot be mixed (the sketches differ in length): row i of
+    pair p refers to the encoder states of its end `nearer[i]` (0 or 1)."""
+    pairs = len(next(t for t in (ends.c, ends.z_s, ends.z_r, ends.memory) if t is not None)) // 2
 
     def mix(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else (1 - weights) * t[0] + weights * t[1]
+        if t is None:
+            return None
+        mixed = (1 - weights) * t[0::2, None] + weights * t[1::2, None]  # (pairs, n, ...)
+        return mixed.flatten(0, 1)
 
-    memory = ends.memory[nearer] if ends.memory is not None else None
-    lengths = ends.memory_lengths[nearer] if ends.memory_lengths is not None else None
+    index = (2 * torch.arange(pairs, device=nearer.device)[:, None] + nearer).flatten()
+    memory = ends.memory[index] if ends.memory is not None else None
+    lengths = ends.memory_lengths[index] if ends.memory_lengths is not None else None
     return Latent(
         c=mix(ends.c), z_s=mix(ends.z_s), z_r=mix(ends.z_r), memory=memory, memory_lengths=lengths
     )

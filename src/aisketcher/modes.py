@@ -10,7 +10,8 @@ pixel sketches and class names into them; the class an input sketch is encoded u
 - complete: as draw, primed with the start (its points fill the influence memory).
 - translate: each sketch encoded under its target class (`latents.translation_latent`).
 - reconstruct: each sketch encoded under its own class (z_s = mu_s, z_r of its raster).
-- interpolate: two sketches encoded, their latents mixed along a line (`latents.mixed_latent`).
+- interpolate: two sketches encoded, their latents mixed along a line (`latents.mixed_latent`);
+  `interpolate_pairs` plans several pairs in one batch (evaluation).
 
 To add a mode: a function here returning its `Plan`, then its faces (docs/architecture.md).
 """
@@ -83,11 +84,25 @@ def interpolate(
 ) -> Plan:
     """`steps` rows along the line from a's latent (encoded under classes[0]) to b's: z_s, z_r
     and c mixed linearly; each row is labelled with the nearer end's class."""
-    ends = encode_sketches(model, [a, b], list(classes))
+    return interpolate_pairs(model, [a], [b], [classes], steps)
+
+
+def interpolate_pairs(
+    model: SketchModel,
+    starts: Sequence[np.ndarray],
+    ends: Sequence[np.ndarray],
+    classes: Sequence[tuple[int, int]],
+    steps: int,
+) -> Plan:
+    """`interpolate` of each (starts[p], ends[p]) under classes[p], in one batch: `steps` rows per
+    pair, pair by pair; each row's input is its nearer end in the order a0, b0, a1, b1, ..."""
+    sketches = [s for pair in zip(starts, ends, strict=True) for s in pair]
+    encoded = encode_sketches(model, sketches, [c for pair in classes for c in pair])
     weights = torch.linspace(0, 1, steps, device=model.output.weight.device)[:, None]
     nearer = (weights.flatten() >= 0.5).long()  # 0: a, 1: b
-    inputs = nearer.tolist()
-    return Plan(mixed_latent(ends, weights, nearer), [classes[i] for i in inputs], inputs=inputs)
+    inputs = [2 * p + i for p in range(len(classes)) for i in nearer.tolist()]
+    labels = [classes[i // 2][i % 2] for i in inputs]
+    return Plan(mixed_latent(encoded, weights, nearer), labels, inputs=inputs)
 
 
 def run(

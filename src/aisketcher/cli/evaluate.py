@@ -76,6 +76,14 @@ def summary(report: dict) -> str:
         lines.append(
             "recognizability of modes: " + "  ".join(modes) + " (translate: as the target)"
         )
+    if "interpolate_ends" in rec:
+        walk = report.get("interpolate", {})
+        lines.append(
+            f"interpolate: ends recognised {num(rec['interpolate_ends']['all'])} (the first "
+            f"drawing as the start's class, the last as the end's); step over ends "
+            f"{num(walk.get('step_over_ends', {}).get('all'))} "
+            f"({num(1 / max(walk.get('steps', 2) - 1, 1))} for an even straight walk)"
+        )
     copies = report.get("copy_check", {})
     if copies:
         lines.append(
@@ -194,11 +202,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "real sketches of its classes: the paper's loss terms per class; recognizability, FID "
         "and precision/recall (k = 3) of class-only drawings and reconstructions, on the "
         "features of a sketch classifier (see `aisketcher classifier train`); recognizability of "
-        "translations and completions; pHash diversity; the copy check (how near each mode's "
-        "drawings come to their nearest training sketch, against unseen real sketches); the "
-        "leak check (does the "
-        "influence memory read the points it predicts? test l_r with another sketch's memory "
-        "against its own); figures. The same run, seed and settings give the same numbers.",
+        "translations and completions; interpolations from the first test sketches of each "
+        "class to those of the next class (as `interpolate --classes a,b`, 5 drawings): their "
+        "ends recognised as their classes, and how evenly the drawings step between them in the "
+        "classifier's features; pHash diversity; the copy check (how near each mode's drawings "
+        "come to their nearest training sketch, against unseen real sketches); the leak check "
+        "(does the influence memory read the points it predicts? test l_r with another "
+        "sketch's memory against its own); figures. The same run, seed and settings give the "
+        "same numbers.",
         epilog=EVALUATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

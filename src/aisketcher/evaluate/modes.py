@@ -1,5 +1,6 @@
 """The drawing modes as evaluation sets: class-only drawing, reconstruction, translation into
-other classes (the paper's Figure 2) and completion of half-drawn sketches.
+other classes (the paper's Figure 2), completion of half-drawn sketches and interpolation between
+sketches of two classes.
 
 Each takes normalised stroke-3 sketches and model class indices, plans its drawings as the API
 does (`aisketcher.modes`) and returns what the model drew, batch by batch, chunk i seeded with a
@@ -15,6 +16,8 @@ from aisketcher.api import Sketcher
 
 # Seed offsets of the modes, so that no two modes draw with the same random numbers.
 RECONSTRUCT_SEED, TRANSLATE_SEED, COMPLETE_SEED = 10_000, 20_000, 30_000
+INTERPOLATE_SEED = 40_000
+INTERPOLATE_STEPS = 5  # drawings along each interpolation, both ends included
 
 
 def chunks(n: int, size: int) -> list[slice]:
@@ -78,4 +81,27 @@ def complete(
     for i, (start, label) in enumerate(zip(starts, labels, strict=True)):
         plan = modes.complete(sketcher.model, start, [label] * endings, seed + i)
         out.append(modes.run(sketcher.model, plan, temperature=temperature, seed=seed + i))
+    return out
+
+
+def interpolate(
+    sketcher: Sketcher,
+    starts: list[np.ndarray],
+    ends: list[np.ndarray],
+    classes: list[tuple[int, int]],
+    temperature: float,
+    seed: int,
+    steps: int = INTERPOLATE_STEPS,
+    batch_size: int = 100,
+) -> list[list[np.ndarray]]:
+    """`steps` drawings from each start (encoded under classes[p][0]) to its end (under
+    classes[p][1]), planned as `Sketcher.interpolate` plans one pair, as many pairs a batch as
+    make `batch_size` rows."""
+    out: list[list[np.ndarray]] = []
+    for i, part in enumerate(chunks(len(starts), max(batch_size // steps, 1))):
+        plan = modes.interpolate_pairs(
+            sketcher.model, starts[part], ends[part], classes[part], steps
+        )
+        drawn = modes.run(sketcher.model, plan, temperature=temperature, seed=seed + i)
+        out += [drawn[p : p + steps] for p in range(0, len(drawn), steps)]
     return out

@@ -39,12 +39,14 @@ from aisketcher.evaluate.metrics import (
 )
 from aisketcher.evaluate.modes import (
     COMPLETE_SEED,
+    INTERPOLATE_SEED,
     RECONSTRUCT_SEED,
     TRANSLATE_SEED,
     complete,
     decode_encodings,
     draw_class_only,
     half_drawn,
+    interpolate,
 )
 from aisketcher.evaluate.report_figures import report_figures
 from aisketcher.evaluate.sets import EvalSettings, SketchSets, load_sets, run_info
@@ -59,6 +61,11 @@ def _per_class(
     out = {name: fn(*(a[labels == k] for a in arrays)) for k, name in enumerate(names)}
     out["all"] = fn(*arrays)
     return out
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else math.nan
 
 
 def _fid_or_nan(a: np.ndarray, b: np.ndarray) -> float:
@@ -270,6 +277,7 @@ def score_modes(
     - complete: each real sketch cut after half of its strokes and finished under its class:
       recognised more often than the half-drawn start? The first `ending_starts` starts of each
       class are also finished `endings` ways, to see whether the endings differ in length.
+    - interpolate: see `score_interpolation`.
     - copy check: every set's nearest-training-sketch distances against the real set's.
     """
     n = len(names)
@@ -300,6 +308,12 @@ def score_modes(
             names, target, top1_accuracy, pred, clf_index[labels]
         )
         generated["translate"] = (translated, target)
+    interpolation = None
+    if sketcher.model.config.has_latent and n > 1 and settings.interpolations > 0:
+        ends, interpolation = score_interpolation(
+            sketcher, classifier, names, model_index, clf_index, sets, settings
+        )
+        recognizability["interpolate_ends"] = ends
     starts = [half_drawn(s) for s in sets.real]
     completed = [e[0] for e in complete(sketcher, starts, own, t, settings.seed + COMPLETE_SEED)]
     for key, drawn in (("complete_start", starts), ("complete", completed)):
@@ -329,6 +343,7 @@ def score_modes(
         copies[key] = dataclasses.asdict(copy_check(d, real_d))
     return {
         "recognizability": recognizability,
+        **({"interpolate": interpolation} if interpolation is not None else {}),
         "endings": {
             "per_start": settings.endings,
             "starts": len(few),
@@ -338,6 +353,62 @@ def score_modes(
         },
         "copy_check": copies,
     }
+
+
+def score_interpolation(
+    sketcher: Sketcher,
+    classifier: SketchClassifier,
+    names: list[str],
+    model_index: np.ndarray,
+    clf_index: np.ndarray,
+    sets: SketchSets,
+    settings: EvalSettings,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The first `interpolations` real sketches of each class k interpolated, the i-th to the
+    i-th of class k + 1 (of the evaluated classes), with the classes (k, k + 1) as the CLI's
+    `--classes a,b`, in `INTERPOLATE_STEPS` drawings.
+
+    Returns the recognizability of the ends (the first drawing as class k, the last as k + 1; per
+    class: the ends meant as that class) and the walk's smoothness: per pair, the mean classifier-
+    feature distance between consecutive drawings over the distance between its two ends
+    (1 / (steps - 1) for drawings evenly spaced on a straight line; larger: the walk wanders or
+    jumps), averaged per start class.
+    """
+    n, labels = len(names), sets.real_labels
+    firsts, seconds = [], []
+    for k in range(n):
+        mine, theirs = (
+            np.flatnonzero(labels == j)[: settings.interpolations] for j in (k, (k + 1) % n)
+        )
+        firsts += mine[: len(theirs)].tolist()
+        seconds += theirs[: len(mine)].tolist()
+    src = labels[firsts]
+    dst = (src + 1) % n
+    walks = interpolate(
+        sketcher,
+        [sets.real[i] for i in firsts],
+        [sets.real[i] for i in seconds],
+        list(zip(model_index[src].tolist(), model_index[dst].tolist(), strict=True)),
+        settings.temperature,
+        settings.seed + INTERPOLATE_SEED,
+        batch_size=settings.batch_size,
+    )
+    steps = len(walks[0])
+    feats, pred = classifier.features_and_predictions([s for walk in walks for s in walk])
+    feats, pred = feats.reshape(len(walks), steps, -1), pred.reshape(len(walks), steps)
+    meant = np.concatenate([src, dst])
+    ends = _per_class(
+        names, meant, top1_accuracy, np.concatenate([pred[:, 0], pred[:, -1]]), clf_index[meant]
+    )
+    step = np.linalg.norm(np.diff(feats, axis=1), axis=2).mean(1)
+    span = np.linalg.norm(feats[:, -1] - feats[:, 0], axis=1)
+    ratio = np.divide(step, span, out=np.full_like(step, np.nan), where=span > 0)
+    smoothness = {
+        "pairs": len(walks),
+        "steps": steps,
+        "step_over_ends": _per_class(names, src, _finite_mean, ratio),
+    }
+    return ends, smoothness
 
 
 def read_comparison(other: str | Path) -> tuple[Path, dict[str, Any], list[float]]:

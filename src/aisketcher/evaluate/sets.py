@@ -36,6 +36,7 @@ class EvalSettings:
     grid_per_class: int = 8  # sketches per class in the sample grids
     endings: int = 4  # completions of each of the first `ending_starts` starts per class
     ending_starts: int = 5
+    interpolations: int = 5  # pairs per class interpolated into the next class (see report.py)
     batch_size: int = 100
     figures: bool = True  # write the PNG figures (the numbers do not depend on them)
     data_dir: str | None = None  # default: the run's own data files, else the default data folder
@@ -46,8 +47,14 @@ class EvalSettings:
     def matches(self, recorded: dict[str, Any]) -> bool:
         """Whether settings recorded in a report are these (an earlier version's report also
         recorded where it cached rasters, which changed nothing measured, and predates
-        guidance and the prior spread, which were then always the model's own)."""
-        earlier = {"guidance": None, "prior_spread": None, **recorded}
+        guidance and the prior spread, which were then always the model's own, and the
+        interpolation measure, which changes no other number: such a report lacks only it)."""
+        earlier = {
+            "guidance": None,
+            "prior_spread": None,
+            "interpolations": self.interpolations,
+            **recorded,
+        }
         return {k: v for k, v in earlier.items() if k != "raster_cache"} == self.to_dict()
 
 
