@@ -258,6 +258,10 @@ def test_a_warm_start_may_change_the_classes_and_add_class_guidance(
     assert "classes it never saw start as its average class: apple" in capsys.readouterr().out
     info = json.loads((out / "config.json").read_text())
     assert info["data"]["classes"] == ["eye", "apple"] and info["model"]["class_dropout"] == 0.2
+    # a run's schedules go on from its checkpoint's step (a run's config.json has no record)
+    again = ["train", "--init-from", str(out), "--data", str(quickdraw_dir), "--steps", "10"]
+    assert main([*again, "--out", str(tmp_path / "b"), "--batch-size", "4", "--threads", "1"]) == 0
+    assert f"starting from the weights of {out} (step 8)" in capsys.readouterr().out
     drawn = tmp_path / "g.svg"
     for w in ("0", "2.5"):
         assert (

@@ -160,6 +160,7 @@ def _warm_start(trainer: Trainer, source: Path, reset: list[str]) -> None:
     train/warm_start.py), but the parts in `reset` start afresh; schedules continue from its step
     count."""
     from aisketcher.api import Sketcher
+    from aisketcher.checkpoint import checkpoint_step
     from aisketcher.train import distributed
     from aisketcher.train.warm_start import warm_start
 
@@ -171,8 +172,10 @@ def _warm_start(trainer: Trainer, source: Path, reset: list[str]) -> None:
         if module is None:
             raise SketchDataError(f"--reset {part}: this model has no {part}", str(source))
         module.reset_parameters()
+    # A run's step is its checkpoint's (the one loaded); an exported model's, its record's.
     info = json.loads((source / "config.json").read_text())
-    trainer.step = int(info.get("record", {}).get("step") or info.get("step") or 0)
+    step = checkpoint_step(source)
+    trainer.step = step if step is not None else int(info.get("record", {}).get("step") or 0)
     if distributed.is_main():
         print(f"starting from the weights of {source} (step {trainer.step}), with a new optimizer")
         if new:
