@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from aisketcher.errors import SketchDataError
+from aisketcher.model.config import ModelConfig
 
 
 def builtin_model_dir() -> Path:
@@ -109,3 +110,34 @@ def _typo_distance(a: str, b: str) -> int:
             row.append(edits)
         before, previous = previous, row
     return previous[-1]
+
+
+def read_model_config(path: Path) -> tuple[ModelConfig, list[str], float]:
+    """A model folder's config.json: the model config, its class names and scale factor, each
+    checked (a hostile or damaged file gets one clear error naming it)."""
+    source = str(path)
+    try:
+        info = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # also integers too long to parse
+        raise SketchDataError(f"not a readable JSON config: {exc}", source) from None
+    if not isinstance(info, dict) or not isinstance(info.get("model"), dict):
+        raise SketchDataError("no 'model' object in the config", source)
+    data = info.get("data")
+    if not isinstance(data, dict):
+        raise SketchDataError("no 'data' object in the config", source)
+    try:
+        config = ModelConfig.from_dict(info["model"])
+    except (SketchDataError, TypeError) as exc:
+        raise SketchDataError(str(exc), source) from None
+    classes, scale = data.get("classes"), data.get("scale_factor")
+    if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
+        raise SketchDataError("'data.classes' must be a list of class names", source)
+    if len(classes) != config.num_classes:
+        raise SketchDataError(
+            f"{len(classes)} class names for a model of {config.num_classes} classes", source
+        )
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 1e6:
+        raise SketchDataError(
+            f"'data.scale_factor' must be a positive number, got {scale!r}", source
+        )
+    return config, classes, float(scale)

@@ -6,18 +6,22 @@ import argparse
 import dataclasses
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aisketcher.cli import arguments
 from aisketcher.cli.arguments import positive_float, positive_int, seed
+from aisketcher.cli.train_start import (
+    RUN_MODEL,
+    RUN_SETTINGS,
+    check_resume,
+    nothing_to_train,
+    warm_start_run,
+)
 from aisketcher.errors import SketchDataError
 
 if TYPE_CHECKING:  # torch is imported by the command, not by `--help`
-    from aisketcher.model.config import ModelConfig
     from aisketcher.train.config import TrainConfig
-    from aisketcher.train.trainer import Trainer
 
 # `--quick`: a model that visibly learns in minutes on a laptop CPU.
 QUICK = dict(classes="cat,eye", steps=600, eval_every=100, checkpoint_every=100)
@@ -52,7 +56,7 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def _split_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """`--set`'s model fields and loss weights. A resumed run's model is the one it continues
-    (see _check_resume); a warm start's may differ from its source's where the weights still fit
+    (see train_start.check_resume); a warm start's may differ from its source's where the weights still fit
     (train/warm_start.py: e.g. class_dropout)."""
     from aisketcher.loss_weights import LOSS_FIELDS
     from aisketcher.model.config import ModelConfig
@@ -85,103 +89,6 @@ def _new_train_config(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-# The training settings a run keeps (TrainConfig's fields, by the option that sets each) and the
-# options that make its model and data: --resume continues a run as it was saved, so an option
-# asking for another setting is refused, and one that would make another model is not used.
-RUN_SETTINGS = {
-    "batch_size": "batch_size",
-    "lr": "learning_rate",
-    "seed": "seed",
-    "eval_every": "eval_every",
-    "checkpoint_every": "checkpoint_every",
-    "no_length_grouping": "group_by_length",
-    "balance_classes": "balance_classes",
-    "precision": "precision",
-    "compile": "compile",
-}
-RUN_MODEL = (
-    "config",
-    "size",
-    "classes",
-    "quick",
-    "data",
-    "init_from",
-    "max_seq_len",
-    "set",
-    "reset",
-)
-
-
-def _check_resume(
-    args: argparse.Namespace,
-    saved: TrainConfig,
-    model: ModelConfig,
-    model_set: dict[str, Any],
-    info_path: Path,
-) -> None:
-    """Options given with --resume (other than --steps, --max-minutes, --device, --threads and
-    the loss weights): a setting or model field other than the run's is refused, model and data
-    options are said to be unused."""
-    from aisketcher.loss_weights import LOSS_FIELDS
-
-    for name, value in model_set.items():
-        if getattr(model, name) != value:
-            raise SketchDataError(
-                f"--set {name}={value}: the run's model has {name} {getattr(model, name)!r}; "
-                "--resume continues the run's model (--set changes only its loss weights, "
-                f"{', '.join(LOSS_FIELDS)}); --init-from starts a new run from its weights",
-                str(info_path),
-            )
-    given = [d for d in (*RUN_SETTINGS, *RUN_MODEL) if getattr(args, d) != args.defaults[d]]
-    if not model_set:  # loss weights alone: used
-        given = [d for d in given if d != "set"]
-    asked = _new_train_config(args)
-    for dest in given:
-        field = RUN_SETTINGS.get(dest)
-        if field is not None and getattr(asked, field) != getattr(saved, field):
-            raise SketchDataError(
-                f"--{dest.replace('_', '-')} asks for {field} {getattr(asked, field)}, the run "
-                f"has {getattr(saved, field)}: --resume continues a run as it was (it takes "
-                "--steps, --max-minutes, --device and --threads); --init-from starts a new one "
-                "from its weights",
-                str(info_path),
-            )
-    unused = [f"--{d.replace('_', '-')}" for d in given if d in RUN_MODEL]
-    if unused:
-        warnings.warn(
-            f"{', '.join(unused)} not used: a resumed run keeps the model and data of its "
-            f"{info_path}",
-            stacklevel=2,
-        )
-
-
-def _warm_start(trainer: Trainer, source: Path, reset: list[str]) -> None:
-    """Weights from another run or exported model (c's slots by class name, see
-    train/warm_start.py), but the parts in `reset` start afresh; schedules continue from its step
-    count."""
-    from aisketcher.api import Sketcher
-    from aisketcher.checkpoint import checkpoint_step
-    from aisketcher.train import distributed
-    from aisketcher.train.warm_start import warm_start
-
-    model = Sketcher.load(source)
-    classes = trainer.dataset.class_names
-    new = warm_start(trainer.model, model.model, classes, model.class_names, str(source))
-    for part in reset:
-        module = getattr(trainer.model, part)
-        if module is None:
-            raise SketchDataError(f"--reset {part}: this model has no {part}", str(source))
-        module.reset_parameters()
-    # A run's step is its checkpoint's (the one loaded); an exported model's, its record's.
-    info = json.loads((source / "config.json").read_text())
-    step = checkpoint_step(source)
-    trainer.step = step if step is not None else int(info.get("record", {}).get("step") or 0)
-    if distributed.is_main():
-        print(f"starting from the weights of {source} (step {trainer.step}), with a new optimizer")
-        if new:
-            print(f"classes it never saw start as its average class: {', '.join(new)}")
-
-
 def _set_threads(asked: int | None) -> str:
     """Set torch's CPU threads, and say how many and why: --threads, else OMP_NUM_THREADS (which
     torch read at import; torchrun sets 1 per process), else one.
@@ -203,31 +110,12 @@ def _set_threads(asked: int | None) -> str:
     return f"{n} CPU thread{'s' if n > 1 else ''} ({why})"
 
 
-def _nothing_to_train(args: argparse.Namespace, step: int, steps: int) -> None:
-    """A run that has reached its total of steps: say how to train on, and write nothing (the
-    checkpoints, metrics and logs stay as they are)."""
-    from aisketcher.train import distributed
-
-    past = f", past --steps {steps}" if steps < step else ""
-    if not args.resume:  # a warm start from weights that far: the new run would hold no step
-        raise SketchDataError(
-            f"--init-from {args.init_from}: its weights are already at step {step}{past}; "
-            f"give --steps M with M > {step} (the total, counting the steps they have)"
-        )
-    if distributed.is_main():
-        print(
-            f"{args.out}: the run is already finished at step {step}{past}; nothing to train. "
-            f"To train on, give a larger total: aisketcher train --out {args.out} --resume "
-            f"--steps M, with M > {step}"
-        )
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from aisketcher.api import read_model_config
     from aisketcher.data.dataset import load_dataset
     from aisketcher.devices import resolve_device
     from aisketcher.loss_weights import legacy_loss_weights, trained_weights
     from aisketcher.model.config import make_config
+    from aisketcher.model_info import read_model_config
     from aisketcher.train import distributed
     from aisketcher.train.config import TrainConfig
     from aisketcher.train.trainer import Trainer
@@ -251,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if isinstance(train_fields, dict):  # an older run kept the loss weights with the model
             train_fields = legacy_loss_weights(info["model"]) | train_fields | overrides
         train_cfg = TrainConfig.from_dict(train_fields, str(info_path))
-        _check_resume(args, train_cfg, model_cfg, model_set, info_path)
+        check_resume(args, train_cfg, model_cfg, model_set, _new_train_config(args), info_path)
         data = info["data"]
         sources, max_len = data.get("sources"), data.get("max_seq_len")
         if not isinstance(sources, list) or type(max_len) is not int:
@@ -273,7 +161,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     str(source),
                 )
             # Its N_max and scale factor (the units of its outputs); --classes and --set may
-            # differ (c's slots are matched by class name, see _warm_start).
+            # differ (c's slots are matched by class name, see train_start.warm_start_run).
             source_cfg, classes, scale = read_model_config(source / "config.json")
             weights = trained_weights(json.loads((source / "config.json").read_text()))
             train_cfg = dataclasses.replace(train_cfg, **dataclasses.asdict(weights) | loss_set)
@@ -315,9 +203,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         trainer = Trainer(model_cfg, train_cfg, dataset, run_dir, resume=args.resume)
         if args.init_from and not args.resume:
-            _warm_start(trainer, Path(args.init_from), args.reset)
+            warm_start_run(trainer, Path(args.init_from), args.reset)
         if trainer.step >= train_cfg.steps:
-            _nothing_to_train(args, trainer.step, train_cfg.steps)
+            nothing_to_train(args, trainer.step, train_cfg.steps)
             return 0
         if main:
             until = f", or for {train_cfg.max_minutes:g} minutes" if train_cfg.max_minutes else ""
@@ -479,7 +367,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--resume, loss weights only; with --init-from, fields its weights still fit (e.g. "
         "class_dropout=0.1)",
     )
-    # What --resume compares its options with (see _check_resume).
+    # What --resume compares its options with (see train_start.check_resume).
     p.set_defaults(
         func=cmd_train, defaults={d: p.get_default(d) for d in (*RUN_SETTINGS, *RUN_MODEL)}
     )
