@@ -220,6 +220,26 @@ def test_magenta_js_model_is_evaluated_on_its_class(
     assert len(result["diversity"]["draw"]["per_sketch"]) == SAMPLES
 
 
+def test_a_google_model_is_evaluated_by_name(
+    classifier: SketchClassifier,
+    data_dir: Path,
+    quickdraw_dir: Path,
+    work: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`google:NAME` from a local mirror gives the numbers its downloaded file gives."""
+    monkeypatch.setenv("AISKETCHER_MODELS_CACHE", str(work / "google-cache"))
+    mirror = str(data_dir.parent / "models" / "magenta-js")
+    fixed = settings(work, data_dir=str(quickdraw_dir), figures=False)
+    named = evaluate_run("google:bicycle", classifier, work / "g", fixed, models_url=mirror)
+    assert named["model"]["source"] == "google:bicycle" and named["model"]["step"] is None
+    by_file = evaluate_run(
+        work / "google-cache" / "bicycle.gen.json", classifier, work / "f", fixed
+    )
+    assert named["recognizability"] == by_file["recognizability"]
+    assert named["fid"] == by_file["fid"]
+
+
 def test_an_exported_model(
     run_dir: Path, classifier: SketchClassifier, quickdraw_dir: Path, work: Path
 ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aisketcher.cli import arguments
 from aisketcher.cli.arguments import positive_float, positive_int, seed, temperature
+from aisketcher.cli.models import add_models_url
 from aisketcher.errors import SketchDataError
 
 
@@ -17,6 +18,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from aisketcher.evaluate.classifier import SketchClassifier
     from aisketcher.evaluate.report import REPORT_FILE, evaluate_run
     from aisketcher.evaluate.sets import EvalSettings
+    from aisketcher.google_models import google_name, is_google
 
     if args.samples < 2:
         raise SketchDataError(f"--samples must be at least 2, got {args.samples}")
@@ -32,11 +34,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         data_dir=args.data,
     )
-    source = Path(args.run)
-    # A model file may sit in a read-only folder (../shared/models): its report goes here instead.
-    default_out = source / "eval" if source.is_dir() else Path(f"eval-{source.name.split('.')[0]}")
-    out = Path(args.out) if args.out else default_out
-    report = evaluate_run(source, classifier, out, settings, compare=args.compare, device=device)
+    source = args.run if is_google(args.run) else Path(args.run)
+    # A model file may sit in a read-only folder (../shared/models), a Google model in the cache:
+    # its report goes here instead.
+    name = google_name(args.run) if is_google(args.run) else Path(args.run).name.split(".")[0]
+    default_out = source / "eval" if isinstance(source, Path) and source.is_dir() else None
+    out = Path(args.out) if args.out else default_out or Path(f"eval-{name}")
+    report = evaluate_run(
+        source,
+        classifier,
+        out,
+        settings,
+        compare=args.compare,
+        device=device,
+        models_url=args.models_url,
+    )
     print(summary(report))
     print(f"wrote {out / REPORT_FILE} and {', '.join(report['figures'].values())}")
     return 0
@@ -213,7 +225,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EVALUATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run", metavar="RUN", help="run directory, exported model, or .gen.json file")
+    p.add_argument(
+        "run",
+        metavar="RUN",
+        help="run directory, exported model, .gen.json file, or google:NAME (one of Google's "
+        "models, downloaded once)",
+    )
+    add_models_url(p)
     p.add_argument(
         "--classifier", required=True, metavar="DIR", help="a folder from `classifier train`"
     )

@@ -42,6 +42,7 @@ from aisketcher.evaluate.modes import (
 )
 from aisketcher.evaluate.report_figures import report_figures
 from aisketcher.evaluate.sets import EvalSettings, load_sets, run_info
+from aisketcher.google_models import is_google
 
 REPORT_FILE = "evaluation.json"
 
@@ -109,8 +110,10 @@ def evaluate_run(
     *,
     compare: str | Path | None = None,
     device: str = "cpu",
+    models_url: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run directory, exported model or magenta-js `.gen.json`; write the report.
+    """Evaluate a run directory, exported model, magenta-js `.gen.json` or one of Google's models
+    (`google:NAME`, fetched from `models_url` on first use); write the report.
 
     `compare` is another evaluation's `evaluation.json`: the diversity of the two models' class-only
     drawings is then compared with an unpaired t-test.
@@ -118,16 +121,18 @@ def evaluate_run(
     settings = settings or EvalSettings()
     if compare is not None:
         read_comparison(compare)  # a bad report is refused now, not after the evaluation
-    source = Path(source)
+    sketcher = Sketcher.load(source, device=device, models_url=models_url)
+    if not is_google(source):
+        source = Path(source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    digest = checkpoint_digest(source)  # of the bytes about to be loaded, not of a later rewrite
-    sketcher = Sketcher.load(source, device=device)
+    # Of the bytes just loaded, not of a later rewrite; a Google model has no checkpoint.
+    digest = None if is_google(source) else checkpoint_digest(source)
     if settings.guidance is not None:
         sketcher.guidance = settings.guidance
     if settings.prior_spread is not None:
         sketcher.prior_spread = settings.prior_spread
-    info = run_info(source)
+    info = {} if is_google(source) else run_info(source)
     names = settings.classes or list(sketcher.class_names)
     model_index = np.array([sketcher.class_index(n) for n in names])
     clf_index = np.array([classifier.class_index(n) for n in names])
@@ -202,7 +207,7 @@ def evaluate_run(
             "source": str(source),
             "config": cfg.name,
             "classes": list(sketcher.class_names),
-            "step": checkpoint_step(source),
+            "step": None if is_google(source) else checkpoint_step(source),
             "checkpoint_sha256": digest,
             "guidance": sketcher.guidance,  # the w every drawing here was made with
             "prior_spread": sketcher.prior_spread,

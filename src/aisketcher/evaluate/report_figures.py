@@ -58,7 +58,7 @@ def _recon_grid(
 
 def report_figures(
     sketcher: Sketcher,
-    source: Path,
+    source: str | Path,
     out: Path,
     names: list[str],
     sets: SketchSets,
@@ -95,7 +95,7 @@ def report_figures(
             written["tsne"] = figures.tsne_figure(
                 {cfg.name: (z, sets.real_labels[keep])}, names, out / "tsne.png", settings.seed
             )
-    metrics_csv = source / "metrics.csv"
+    metrics_csv = Path(source) / "metrics.csv"  # a run's (a Google model has none)
     if metrics_csv.is_file():
         written["loss_curves"] = figures.loss_curves(
             {cfg.name: metrics_csv}, out / "loss_curves.png"
