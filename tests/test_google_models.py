@@ -352,6 +352,11 @@ def test_the_server_draws_with_a_google_model_named_in_a_request(
         assert status == 422 and "no encoder" in detail
         status, detail = refused(url, "/api/draw", {"class": "bird", "model": "/etc/passwd"})
         assert status == 422 and "google:NAME" in detail
+        # a damaged cache entry is reported without this machine's paths
+        (cache / "owl.gen.json").write_bytes((models_dir / "bird.gen.json").read_bytes()[:5000])
+        status, detail = refused(url, "/api/draw", {"class": "owl", "model": "google:owl"})
+        assert status == 422 and "damaged" in detail and str(cache) not in detail
+        assert "the server's model cache" in detail
         assert ok(url, "/api/model")["source"] == "built-in model"  # its own, as before
     expected = Sketcher.load(models_dir / "bird.gen.json").draw("bird", 2, seed=4)
     assert [len(s["stroke3"]) for s in drawn] == [len(s) for s in expected]

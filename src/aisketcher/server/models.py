@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aisketcher.api import Sketcher
 from aisketcher.errors import SketchDataError
-from aisketcher.google_models import GOOGLE_PREFIX, google_name, is_google
+from aisketcher.google_models import GOOGLE_PREFIX, cache_dir, google_name, is_google
 from aisketcher.model_info import builtin_model_dir
 
 # Google's models held in memory at once, the least recently used let go first: a 512-unit one
@@ -45,9 +45,13 @@ class ModelShelf:
                 if name in self._loaded:
                     self._loaded.move_to_end(name)
                     return self._loaded[name]
-            sketcher = Sketcher.load(
-                GOOGLE_PREFIX + name, device=str(self.own.device), models_url=self.models_url
-            )
+            try:
+                sketcher = Sketcher.load(
+                    GOOGLE_PREFIX + name, device=str(self.own.device), models_url=self.models_url
+                )
+            except SketchDataError as exc:  # the client named a model, not this machine's files
+                said = str(exc).replace(str(cache_dir()), "the server's model cache")
+                raise SketchDataError(said) from None
             with self._lock:
                 self._loaded[name] = sketcher
                 while len(self._loaded) > KEEP:
