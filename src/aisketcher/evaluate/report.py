@@ -121,18 +121,18 @@ def evaluate_run(
     settings = settings or EvalSettings()
     if compare is not None:
         read_comparison(compare)  # a bad report is refused now, not after the evaluation
-    sketcher = Sketcher.load(source, device=device, models_url=models_url)
-    if not is_google(source):
+    google = is_google(source)  # by name: no folder, checkpoint or run of its own
+    if not google:
         source = Path(source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # Of the bytes just loaded, not of a later rewrite; a Google model has no checkpoint.
-    digest = None if is_google(source) else checkpoint_digest(source)
+    digest = None if google else checkpoint_digest(source)  # of the bytes about to be loaded
+    sketcher = Sketcher.load(source, device=device, models_url=models_url)
     if settings.guidance is not None:
         sketcher.guidance = settings.guidance
     if settings.prior_spread is not None:
         sketcher.prior_spread = settings.prior_spread
-    info = {} if is_google(source) else run_info(source)
+    info = {} if google else run_info(source)
     names = settings.classes or list(sketcher.class_names)
     model_index = np.array([sketcher.class_index(n) for n in names])
     clf_index = np.array([classifier.class_index(n) for n in names])
@@ -207,7 +207,7 @@ def evaluate_run(
             "source": str(source),
             "config": cfg.name,
             "classes": list(sketcher.class_names),
-            "step": None if is_google(source) else checkpoint_step(source),
+            "step": None if google else checkpoint_step(source),
             "checkpoint_sha256": digest,
             "guidance": sketcher.guidance,  # the w every drawing here was made with
             "prior_spread": sketcher.prior_spread,
