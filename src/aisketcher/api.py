@@ -271,6 +271,11 @@ class Sketcher:
         self._require_encoder()
         return modes.reconstruct(self.model, [self.normalise(s) for s in sketches], labels)
 
+    def plan_heal(self, damaged: Sketch, cls: str | int | None, count: int) -> Plan:
+        labels = self.input_classes([damaged], [cls], "give the class")
+        self._require_encoder()
+        return modes.heal(self.model, self.normalise(damaged), labels * count)
+
     def plan_interpolate(
         self,
         a: Sketch,
@@ -355,6 +360,24 @@ class Sketcher:
             for sketch in sketches:
                 sketch.stroke3[: len(start)] = start.stroke3
         return sketches
+
+    def heal(
+        self,
+        damaged: SketchInput,
+        cls: str | int | None = None,
+        count: int = 4,
+        *,
+        temperature: float = 0.4,
+        seed: int | None = None,
+    ) -> list[Sketch]:
+        """Redraw a sketch with strokes or parts missing anywhere whole, `count` ways, as class
+        `cls` (default: the model's only class, else the sketch's label).
+
+        The encoder reads the damaged sketch (z_s) and its raster (z_r) and the decoder draws the
+        whole sketch: what a model trained with damage (`train --damage`, the built-in model)
+        learnt to do; another model redraws the damaged sketch as it is."""
+        plan = self.plan_heal(_as_sketch(damaged), cls, count)
+        return self._draw(plan, temperature, seed)
 
     def interpolate(
         self,

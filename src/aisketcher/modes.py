@@ -10,6 +10,8 @@ pixel sketches and class names into them; the class an input sketch is encoded u
 - complete: as draw, primed with the start (its points fill the influence memory).
 - translate: each sketch encoded under its target class (`latents.translation_latent`).
 - reconstruct: each sketch encoded under its own class (z_s = mu_s, z_r of its raster).
+- heal: a damaged sketch encoded as reconstruct encodes it, redrawn whole by a model trained to
+  heal (`train --damage`).
 - interpolate: two sketches encoded, their latents mixed along a line (`latents.mixed_latent`);
   `interpolate_pairs` plans several pairs in one batch (evaluation).
 
@@ -77,6 +79,15 @@ def reconstruct(model: SketchModel, sketches: Sequence[np.ndarray], labels: list
     """Each sketch encoded under class `labels[i]` (z_s = mu_s) and drawn again."""
     latent = encode_sketches(model, list(sketches), labels)
     return Plan(latent, labels, inputs=list(range(len(labels))))
+
+
+def heal(model: SketchModel, damaged: np.ndarray, labels: list[int]) -> Plan:
+    """A sketch with strokes missing anywhere, drawn whole under each row's class: encoded as
+    `reconstruct` does (z_s = mu_s, z_r of the damaged raster). A model trained with damage
+    (train --damage) decodes that encoding as the whole sketch it came from; any other redraws
+    the damage. The rows differ by the sampling alone."""
+    latent = encode_sketches(model, [damaged] * len(labels), labels)
+    return Plan(latent, labels, inputs=[0] * len(labels))
 
 
 def interpolate(

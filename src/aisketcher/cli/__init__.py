@@ -11,7 +11,7 @@ from aisketcher.errors import SketchDataError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from aisketcher.cli import data, draw, evaluate, export, models, serve, train
+    from aisketcher.cli import data, draw, evaluate, export, heal, models, serve, train
 
     parser = argparse.ArgumentParser(
         prog="aisketcher",
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(sub)
     train.register(sub)
     draw.register(sub)
+    heal.register(sub)
     export.register(sub)
     models.register(sub)
     evaluate.register(sub)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from aisketcher.api import Sketcher
 
 
-def _load(
+def load_sketcher(
     args: argparse.Namespace,
     *,
     one_sketch: bool,
@@ -63,7 +63,7 @@ def _load(
     return sketcher
 
 
-def _save(
+def save_drawings(
     sketches: list[Sketch],
     args: argparse.Namespace,
     cols: int | None = None,
@@ -87,7 +87,9 @@ def _save(
     print(f"{out}: {len(sketches)} sketch(es)")
 
 
-def _input(args: argparse.Namespace, path: str | None = None, index: int | None = None) -> Sketch:
+def read_input(
+    args: argparse.Namespace, path: str | None = None, index: int | None = None
+) -> Sketch:
     from aisketcher.formats.reader import read_sketch
 
     return read_sketch(
@@ -97,7 +99,7 @@ def _input(args: argparse.Namespace, path: str | None = None, index: int | None 
 
 def cmd_draw(args: argparse.Namespace) -> int:
     one = args.count == 1 and len(args.classes) == 1
-    sketcher = _load(args, one_sketch=one, classes=args.classes)
+    sketcher = load_sketcher(args, one_sketch=one, classes=args.classes)
     classes = args.classes or sketcher.class_names
     started = time.perf_counter()
     sketches = [
@@ -113,7 +115,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     points = sum(len(s) for s in sketches)
     print(f"drew {len(sketches)} sketch(es), {points} points, in {elapsed:.2f} s")
-    _save(sketches, args, cols=args.count if len(classes) > 1 else None)
+    save_drawings(sketches, args, cols=args.count if len(classes) > 1 else None)
     return 0
 
 
@@ -142,23 +144,23 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         )
     except SketchDataError as exc:
         raise SketchDataError(str(exc), args.input) from None
-    sketcher = _load(
+    sketcher = load_sketcher(
         args, one_sketch=False, classes=[str(c) for c in classes], encoder_for="reconstruct"
     )
     outputs = sketcher.reconstruct(inputs, args.cls, temperature=args.temperature, seed=args.seed)
     if Path(args.out).suffix.lower() in (".npz", ".ndjson"):
-        _save(outputs, args)
+        save_drawings(outputs, args)
         return 0
     for s in inputs:
         s.label = f"input {s.label or ''}".strip()
-    _save([s for pair in zip(inputs, outputs, strict=True) for s in pair], args, cols=2)
+    save_drawings([s for pair in zip(inputs, outputs, strict=True) for s in pair], args, cols=2)
     return 0
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    item = _input(args)
+    item = read_input(args)
     item.label = "input"
-    sketcher = _load(args, one_sketch=False, classes=args.classes, encoder_for="translate")
+    sketcher = load_sketcher(args, one_sketch=False, classes=args.classes, encoder_for="translate")
     from aisketcher.latents import TRANSLATE_PULL  # torch: only once the inputs are good
 
     classes = args.classes or None
@@ -170,13 +172,13 @@ def cmd_translate(args: argparse.Namespace) -> int:
         keep_layout=args.keep_layout,
         class_pull=TRANSLATE_PULL if args.class_pull is None else args.class_pull,
     )
-    _save([item, *outputs], args, cols=len(outputs) + 1)
+    save_drawings([item, *outputs], args, cols=len(outputs) + 1)
     return 0
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    item = _input(args)
-    sketcher = _load(args, one_sketch=False, classes=[args.cls])
+    item = read_input(args)
+    sketcher = load_sketcher(args, one_sketch=False, classes=[args.cls])
     start = sketcher.fit(item)  # simplified (with a warning) when longer than the model takes
     outputs = sketcher.complete(
         start, args.cls, args.count, temperature=args.temperature, seed=args.seed
@@ -184,19 +186,19 @@ def cmd_complete(args: argparse.Namespace) -> int:
     item.label = "start"
     # The start in black, the model's endings in red from where the start ends, as the web app.
     given = [None] + [len(start)] * len(outputs)
-    _save([item, *outputs], args, cols=len(outputs) + 1, highlight_from=given)
+    save_drawings([item, *outputs], args, cols=len(outputs) + 1, highlight_from=given)
     return 0
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from aisketcher.model_info import input_classes, model_classes
 
-    a = _input(args, args.a, args.a_index)
-    b = _input(args, args.b, args.b_index)
+    a = read_input(args, args.a, args.a_index)
+    b = read_input(args, args.b, args.b_index)
     given = (args.classes[0], args.classes[-1]) if args.classes else (None, None)
     known = model_classes(local_model(args, "interpolate"))  # checked before the model loads
     checked = input_classes([a.label, b.label], given, known, "give --classes")
-    sketcher = _load(
+    sketcher = load_sketcher(
         args,
         one_sketch=args.steps == 1,
         classes=[str(c) for c in checked],
@@ -206,11 +208,11 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     outputs = sketcher.interpolate(
         a, b, args.steps, classes=classes, temperature=args.temperature, seed=args.seed
     )
-    _save(outputs, args, cols=len(outputs))
+    save_drawings(outputs, args, cols=len(outputs))
     return 0
 
 
-def _common(p: argparse.ArgumentParser, out_example: str) -> None:
+def common_options(p: argparse.ArgumentParser, out_example: str) -> None:
     p.add_argument("--model", default=None, help=MODEL_HELP)
     add_models_url(p)
     p.add_argument(
@@ -235,7 +237,7 @@ def _common(p: argparse.ArgumentParser, out_example: str) -> None:
     )
 
 
-def _input_args(p: argparse.ArgumentParser) -> None:
+def input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input", required=True, help="a .npz, .ndjson, .svg or .json (list of strokes) file"
     )
@@ -274,7 +276,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the split of an .npz output that holds the drawings, the other two written empty "
         "(default test, the split the input options read)",
     )
-    _common(p, "sketches.svg")
+    common_options(p, "sketches.svg")
     p.set_defaults(func=cmd_draw)
 
     p = sub.add_parser(
@@ -286,12 +288,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--count 4 --out recon.svg",
         formatter_class=fmt,
     )
-    _input_args(p)
+    input_options(p)
     p.add_argument(
         "--count", type=positive_int, default=1, help="consecutive sketches from --index"
     )
     p.add_argument("--class", dest="cls", default=None, help="class of the input sketches")
-    _common(p, "reconstruction.svg")
+    common_options(p, "reconstruction.svg")
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser(
@@ -304,7 +306,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out translated.svg",
         formatter_class=fmt,
     )
-    _input_args(p)
+    input_options(p)
     p.add_argument("--classes", type=_classes, default=None, help="target classes (default all)")
     p.add_argument(
         "--keep-layout",
@@ -321,7 +323,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "at 1 z_s is the class's mean code and the input's forgotten; no effect on a model "
         "without a fitted z_s prior (default 0.5)",
     )
-    _common(p, "translation.svg")
+    common_options(p, "translation.svg")
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser(
@@ -333,10 +335,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example:\n  aisketcher complete --input my_start.svg --class cat --count 4 --out endings.svg",
         formatter_class=fmt,
     )
-    _input_args(p)
+    input_options(p)
     p.add_argument("--class", dest="cls", required=True, help="what the drawing should become")
     p.add_argument("--count", type=positive_int, default=4, help="alternative endings (default 4)")
-    _common(p, "completions.svg")
+    common_options(p, "completions.svg")
     p.set_defaults(func=cmd_complete)
 
     p = sub.add_parser(
@@ -362,5 +364,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--steps", type=positive_int, default=8, help="sketches along the path (default 8)"
     )
-    _common(p, "interpolation.svg")
+    common_options(p, "interpolation.svg")
     p.set_defaults(func=cmd_interpolate, temperature=0.1)

@@ -84,6 +84,8 @@ def _new_train_config(args: argparse.Namespace) -> TrainConfig:
         or (QUICK["checkpoint_every"] if args.quick else 250),
         group_by_length=not args.no_length_grouping,
         balance_classes=args.balance_classes,
+        damage=args.damage,
+        damage_share=args.damage_share,
         precision=args.precision,
         compile=args.compile,
     )
@@ -356,6 +358,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="draw every class equally often in each epoch, repeating the sketches of small "
         "classes (default: every sketch once per epoch, as magenta; the official data holds "
         "70,000 per class, our shared subsets do not)",
+    )
+    p.add_argument(
+        "--damage",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="train to heal: in --damage-share of the sketches, the encoder and the autoencoder "
+        "see up to SHARE of the strokes removed while the decoder learns the whole sketch "
+        "(e.g. 0.5; default 0, off); for every preset with an encoder",
+    )
+    p.add_argument(
+        "--damage-share",
+        type=float,
+        default=0.5,
+        metavar="SHARE",
+        help="share of training sketches damaged when --damage is on (default 0.5)",
     )
     p.add_argument(
         "--set",

@@ -28,6 +28,8 @@ RUN_SETTINGS = {
     "checkpoint_every": "checkpoint_every",
     "no_length_grouping": "group_by_length",
     "balance_classes": "balance_classes",
+    "damage": "damage",
+    "damage_share": "damage_share",
     "precision": "precision",
     "compile": "compile",
 }

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from aisketcher.damage import random_mask, remove_strokes, stroke_count
 from aisketcher.data.dataset import Split
 from aisketcher.raster import rasterize_many
 from aisketcher.strokes import stroke3_to_stroke5
@@ -28,6 +29,9 @@ class Batch:
     lengths: torch.Tensor  # (B,) number of real points of each sketch
     labels: torch.Tensor  # (B,) class indices
     rasters: torch.Tensor | None  # (B, 1, 128, 128) binary images X_r, or None
+    # Healing: what the encoder reads when it is not the target (a damaged sketch, whose raster
+    # `rasters` then holds), as `strokes` and `lengths` are laid out.
+    source: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def mask(self) -> torch.Tensor:
@@ -44,12 +48,19 @@ class Batch:
         pad = self.strokes.new_zeros(self.strokes.shape[0], more, 5)
         pad[..., 4] = 1.0
         strokes = torch.cat([self.strokes, pad], 1)
-        return Batch(strokes, self.lengths, self.labels, self.rasters)
+        return Batch(strokes, self.lengths, self.labels, self.rasters, self.source)
 
     def to(self, device: torch.device | str) -> Batch:
         rasters = self.rasters.to(device) if self.rasters is not None else None
+        source = None
+        if self.source is not None:
+            source = (self.source[0].to(device), self.source[1].to(device))
         return Batch(
-            self.strokes.to(device), self.lengths.to(device), self.labels.to(device), rasters
+            self.strokes.to(device),
+            self.lengths.to(device),
+            self.labels.to(device),
+            rasters,
+            source,
         )
 
 
@@ -91,32 +102,39 @@ def augment(s3: np.ndarray, rng: np.random.Generator, scale: float, drop: float)
     return drop_points(out, rng, drop) if drop > 0 else out.copy()
 
 
-def collate(
-    sketches: list[np.ndarray],
-    labels: np.ndarray,
-    rasters: np.ndarray | None = None,
-    pad_to: int | None = None,
-) -> Batch:
-    """Stack stroke-3 sketches into a stroke-5 batch with S0 prepended and p3 = 1 padding rows.
-
-    The batch holds (longest or `pad_to`) + 1 target rows, so that every sketch, the longest too,
-    ends in at least one end-of-sketch row (spec 2.6): the decoder must learn where each one stops.
-    """
+def stack_stroke5(
+    sketches: list[np.ndarray], pad_to: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stroke-3 sketches as (B, rows + 1, 5) stroke-5 with S0 prepended and p3 = 1 padding rows,
+    and their lengths; rows = (longest or `pad_to`) + 1."""
     lengths = np.array([len(s) for s in sketches], dtype=np.int64)
     targets = (int(lengths.max()) if pad_to is None else pad_to) + 1
     out = np.empty((len(sketches), targets + 1, 5), dtype=np.float32)
     out[:, 0] = START_TOKEN
     for i, s in enumerate(sketches):
         out[i, 1:] = stroke3_to_stroke5(s, targets)
+    return torch.from_numpy(out), torch.from_numpy(lengths)
+
+
+def collate(
+    sketches: list[np.ndarray],
+    labels: np.ndarray,
+    rasters: np.ndarray | None = None,
+    pad_to: int | None = None,
+    sources: list[np.ndarray] | None = None,
+) -> Batch:
+    """Stack stroke-3 sketches into a stroke-5 batch with S0 prepended and p3 = 1 padding rows.
+
+    The batch holds (longest or `pad_to`) + 1 target rows, so that every sketch, the longest too,
+    ends in at least one end-of-sketch row (spec 2.6): the decoder must learn where each one stops.
+    `sources`: what the encoder reads in place of each sketch (healing), stacked alike.
+    """
+    strokes, lengths = stack_stroke5(sketches, pad_to)
     raster_tensor = None
     if rasters is not None:
         raster_tensor = torch.from_numpy(rasters.astype(np.float32)).unsqueeze(1)
-    return Batch(
-        torch.from_numpy(out),
-        torch.from_numpy(lengths),
-        torch.as_tensor(labels, dtype=torch.long),
-        raster_tensor,
-    )
+    source = stack_stroke5(sources) if sources is not None else None
+    return Batch(strokes, lengths, torch.as_tensor(labels, dtype=torch.long), raster_tensor, source)
 
 
 def balanced_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -179,6 +197,9 @@ class BatchLoader:
     global batch that every rank's loader chooses alike: only those sketches are read, rendered
     and augmented, and the augmentation generator skips the others' draws, so that the ranks
     together have the one-process batch (padded to their own longest: see distributed.rank_rows).
+
+    With `damage` > 0 (healing), a share `damage_share` of training sketches reach the encoder and
+    the autoencoder with up to `damage` of their strokes removed (damage.py), the target whole.
     """
 
     def __init__(
@@ -195,6 +216,8 @@ class BatchLoader:
         balance_classes: bool = False,
         pad_to: int | None = None,
         shard: tuple[int, int] | None = None,
+        damage: float = 0.0,
+        damage_share: float = 0.5,
     ) -> None:
         if len(split) == 0:
             raise ValueError("cannot batch an empty split")
@@ -210,6 +233,8 @@ class BatchLoader:
         self.balance_classes = balance_classes
         self.pad_to = pad_to
         self.shard = shard
+        self.damage = damage if train else 0.0
+        self.damage_share = damage_share
         self._lengths = split.lengths()
         self.epoch = 0
         self.position = 0  # batches of the epoch already given
@@ -217,20 +242,40 @@ class BatchLoader:
 
     def make_batch(self, indices: np.ndarray) -> Batch:
         before = after = indices[:0]
+        # One draw per global batch, the same on every rank, seeds each row's damage.
+        damage_seed = int(self.rng.integers(2**63)) if self.damage > 0 else None
+        first = 0  # this rank's first row of the global batch
         if self.shard is not None and self.train:
             rank, world = self.shard
             share = len(indices) // world
-            before, after = indices[: rank * share], indices[(rank + 1) * share :]
-            indices = indices[rank * share : (rank + 1) * share]
+            first = rank * share
+            before, after = indices[:first], indices[first + share :]
+            indices = indices[first : first + share]
         sketches = self.split.take(indices)
+        masks = None
+        if damage_seed is not None:
+            masks = [self._damage_mask(s, damage_seed, first + i) for i, s in enumerate(sketches)]
         rasters = None
         if self.raster_size is not None:
-            rasters = rasterize_many(sketches, self.raster_size)
+            seen = sketches if masks is None else [*map(remove_strokes, sketches, masks)]
+            rasters = rasterize_many(seen, self.raster_size)
         if self.train:
             self._skip_augmentation(before)
             sketches = [augment(s, self.rng, self.scale, self.drop) for s in sketches]
             self._skip_augmentation(after)
-        return collate(sketches, self.split.labels[indices], rasters, self.pad_to)
+        # Augmentation keeps every stroke (it drops pen-down points only): the masks still fit.
+        sources = None if masks is None else [*map(remove_strokes, sketches, masks)]
+        labels = self.split.labels[indices]
+        return collate(sketches, labels, rasters, self.pad_to, sources)
+
+    def _damage_mask(self, s3: np.ndarray, seed: int, row: int) -> np.ndarray:
+        """Row `row`'s strokes to remove: none, or with probability damage_share a share drawn
+        from U(0, damage) (at least one stroke, never all)."""
+        rng = np.random.default_rng([seed, row])
+        strokes = stroke_count(s3)
+        if rng.random() >= self.damage_share:
+            return np.zeros(strokes, dtype=bool)
+        return random_mask(strokes, rng.random() * self.damage, rng)
 
     def _skip_augmentation(self, indices: np.ndarray) -> None:
         """Advance the augmentation generator past `augment` of these sketches, unread: it draws

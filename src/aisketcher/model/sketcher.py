@@ -297,11 +297,17 @@ class SketchModel(nn.Module):
         lengths: torch.Tensor,
         labels: torch.Tensor,
         rasters: torch.Tensor | None = None,
+        source: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> ModelOutput:
-        """strokes (B, L + 1, 5) with the start token; predicts rows 1..L from rows 0..L-1."""
-        states = self.encoder(strokes, lengths) if self.config.encoder == "rnn" else None
+        """strokes (B, L + 1, 5) with the start token; predicts rows 1..L from rows 0..L-1.
+
+        `source`: (strokes, lengths) laid out alike, what the encoder reads in place of the target
+        (healing: the target damaged; `rasters` are then its rasters)."""
+        read, read_lengths = source if source is not None else (strokes, lengths)
+        states = self.encoder(read, read_lengths) if self.config.encoder == "rnn" else None
         latent = self._latent(states, labels, rasters, sample=True)
-        # The encoder's forward pass over s_0..s_L is also the "drawn" memory of the inputs.
-        memory = states.drawn() if self.drawn_memory else None
+        # The encoder's forward pass over s_0..s_L is also the "drawn" memory of the inputs, when
+        # it read them.
+        memory = states.drawn() if self.drawn_memory and source is None else None
         mixture, mu_a, log_var_a = self.decode(strokes[:, :-1], latent, memory)
         return ModelOutput(mixture, latent, mu_a, log_var_a)

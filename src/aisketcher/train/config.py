@@ -40,6 +40,9 @@ class TrainConfig(LossWeights):
     grad_clip: float = 1.0  # gradient norm clipping, paper 1.0
     augment_scale: float = 0.15  # magenta random_scale_factor
     augment_drop: float = 0.1  # magenta augment_stroke_prob
+    damage: float = 0.0  # healing: the most of a sketch's strokes the encoder and autoencoder lose
+    # (the decoder's target stays whole); 0: off. Not in the paper
+    damage_share: float = 0.5  # share of training sketches damaged when damage > 0
     group_by_length: bool = True  # batches of similar length, padded to their own longest
     balance_classes: bool = False  # every class equally often per epoch (magenta: every sketch)
     eval_every: int = 500  # steps between validations (and best-checkpoint updates)
@@ -81,6 +84,7 @@ class TrainConfig(LossWeights):
         bad += [k for k in counts if k not in bad and getattr(config, k) < 1]
         if "valid_per_class" not in bad and config.valid_per_class == 0:
             bad.append("valid_per_class")
+        bad += [k for k in ("damage", "damage_share") if k not in bad and getattr(config, k) > 1]
         if "learning_rate" not in bad and not 0 < config.learning_rate < 1e3:
             bad.append("learning_rate")
         if bad:

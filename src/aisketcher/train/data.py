@@ -30,6 +30,8 @@ def run_loaders(
         group_by_length=train_config.group_by_length,
         balance_classes=train_config.balance_classes,
         shard=distributed.shard(),  # each rank reads its own rows of the global batches
+        damage=train_config.damage,
+        damage_share=train_config.damage_share,
     )
     valid_loader = (
         BatchLoader(

@@ -128,7 +128,7 @@ def batch_loss(
     """One batch's loss terms: in training with alpha annealed to `step` and the KL floor; else
     (validation, evaluation) the paper's Loss with the final alpha and no floor."""
     cfg = model.config
-    out = model(batch.strokes, batch.lengths, batch.labels, batch.rasters)
+    out = model(batch.strokes, batch.lengths, batch.labels, batch.rasters, batch.source)
     if train:
         return compute_loss(
             out,

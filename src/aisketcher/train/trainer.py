@@ -86,6 +86,10 @@ class Trainer:
         self.dataset = dataset
         self.run_dir = Path(run_dir)
         train_config.check_weights()
+        if train_config.damage > 0 and not (model_config.has_latent or model_config.reads_rasters):
+            raise SketchDataError(
+                "damage (healing) needs a model that reads its input: this one is decoder only"
+            )
         distributed.check_batch_size(train_config.batch_size, len(dataset["train"]))
         self.progress = progress and distributed.is_main()
         self.device = distributed.rank_device(resolve_device(train_config.device))
