@@ -1,6 +1,8 @@
 """Regenerate the README's pictures: real QuickDraw sketches and the built-in model's drawings, and
 the two side by side (default-model.png: real test sketches on the left, the model's class-only
-drawings at its default settings on the right, one row per class).
+drawings at its default settings on the right, one row per class); healing.png: test sketches with
+30% of their strokes removed as the evaluation removes them, healed three ways, and `complete` of
+the same damaged sketch.
 
 python docs/figures.py [--data ../shared/data] [--model RUN_OR_MODEL_DIR]
 """
@@ -8,6 +10,7 @@ python docs/figures.py [--data ../shared/data] [--model RUN_OR_MODEL_DIR]
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -15,6 +18,8 @@ from PIL import Image, ImageDraw, ImageFont
 from aisketcher import Sketch
 from aisketcher.api import Sketcher
 from aisketcher.cli.train import DEFAULT_CLASSES
+from aisketcher.damage import remove_strokes
+from aisketcher.evaluate.healing import damage_masks
 from aisketcher.formats.npz import read_npz
 from aisketcher.render import grid_png
 
@@ -53,7 +58,31 @@ def main() -> None:
         f"drawn by the model (temperature {args.temperature:g}, guidance {sketcher.guidance:g})",
     )
     side_by_side(real_grid, drawn_grid, titles).save(DOCS / "default-model.png")
-    print(f"wrote {DOCS / 'real-sketches.png'} and {DOCS / 'default-model.png'}")
+    healing_figure(sketcher, args.data, HEALED_CLASSES, args.temperature).save(DOCS / "healing.png")
+    print(f"wrote {DOCS / 'real-sketches.png'}, {DOCS / 'default-model.png'} and healing.png")
+
+
+HEALED_CLASSES = ("cat", "bicycle", "face", "umbrella", "airplane", "pig")
+HEALED_SHARE = 0.3
+
+
+def healing_figure(
+    sketcher: Sketcher, data: str, classes: Sequence[str], temperature: float
+) -> Image.Image:
+    """A row per class: its first test sketch of several strokes, that sketch with 30% of its
+    strokes removed by the evaluation's mask (seed 0), three healings and one completion."""
+    rows, labels = [], []
+    for i, name in enumerate(classes):
+        test = read_npz(Path(data) / "quickdraw" / f"{name}.npz", ["test"])["test"]
+        masks = damage_masks(list(test[:20]), HEALED_SHARE, seed=0)
+        j = next(j for j, mask in enumerate(masks) if mask.sum() >= 2)
+        whole = Sketch(test[j])
+        damaged = Sketch(remove_strokes(test[j], masks[j]))
+        healed = sketcher.heal(damaged, name, 3, temperature=temperature, seed=i)
+        completed = sketcher.complete(damaged, name, 1, temperature=temperature, seed=i)
+        rows += [whole, damaged, *healed, *completed]
+        labels += [name, "30% removed", "healed", "healed", "healed", "complete"]
+    return grid_png(rows, labels, cols=6, cell=96)
 
 
 def side_by_side(left: Image.Image, right: Image.Image, titles: tuple[str, str]) -> Image.Image:

@@ -23,6 +23,7 @@ from aisketcher.evaluate.classifier import (
     train_classifier,
 )
 from aisketcher.evaluate.figures import read_metrics
+from aisketcher.evaluate.healing import MASKS_FILE
 from aisketcher.evaluate.modes import INTERPOLATE_SEED
 from aisketcher.evaluate.report import REPORT_FILE, evaluate_run
 from aisketcher.evaluate.sets import EvalSettings
@@ -151,6 +152,30 @@ def test_interpolations_are_the_planners_and_scored(
     right = (pred[:, 0] == [cat, cat, eye, eye]).sum() + (pred[:, -1] == [eye, eye, cat, cat]).sum()
     assert result["recognizability"]["interpolate_ends"]["all"] == pytest.approx(right / 8)
     assert result["interpolate"]["pairs"] == 4
+
+
+def test_the_report_heals_at_each_share_and_saves_the_masks(report: dict, work: Path) -> None:
+    healing = report["healing"]
+    assert healing["shares"] == [0.1, 0.3] and healing["masks_file"] == MASKS_FILE
+    saved = json.loads((work / "eval" / MASKS_FILE).read_text())
+    for share in ("10%", "30%"):
+        part = healing[share]
+        assert part["sketches"] + part["left_whole"] == 2 * SAMPLES
+        for kind in ("damaged", "healed", "completed"):
+            for measure in ("recognizability", "retrieval_top1", "retrieval_top10"):
+                values = part[kind][measure]
+                assert set(values) == {"cat", "eye", "all"}, (kind, measure)
+                assert all(v is None or 0 <= v <= 1 for v in values.values())
+            # Six sketches a class: every source is among the ten nearest.
+            assert part[kind]["retrieval_top10"]["all"] == 1.0
+        masks = saved["masks"][share]
+        assert len(masks) == 2 * SAMPLES
+        assert [m["index"] for m in masks if m["class"] == "cat"] == list(range(SAMPLES))
+        assert sum(bool(m["removed_strokes"]) for m in masks) == part["sketches"]
+    assert "heal 30% of strokes removed" in summary(report)
+    # A report from before the measure still has every other number these settings give.
+    earlier = {k: v for k, v in report["settings"].items() if k != "heal_shares"}
+    assert settings(work).matches(earlier)
 
 
 def test_likelihood_is_per_class_and_has_no_kl_floor(report: dict, quickdraw_dir: Path) -> None:

@@ -86,8 +86,7 @@ def heal(model: SketchModel, damaged: np.ndarray, labels: list[int]) -> Plan:
     `reconstruct` does (z_s = mu_s, z_r of the damaged raster). A model trained with damage
     (train --damage) decodes that encoding as the whole sketch it came from; any other redraws
     the damage. The rows differ by the sampling alone."""
-    latent = encode_sketches(model, [damaged] * len(labels), labels)
-    return Plan(latent, labels, inputs=[0] * len(labels))
+    return reconstruct(model, [damaged] * len(labels), labels)
 
 
 def interpolate(

@@ -33,6 +33,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         prior_spread=args.prior_spread,
         seed=args.seed,
         data_dir=args.data,
+        heal_shares=args.heal,
     )
     source = args.run if is_google(args.run) else Path(args.run)
     # A model file may sit in a read-only folder (../shared/models), a Google model in the cache:
@@ -110,6 +111,19 @@ def summary(report: dict) -> str:
         lines.append(
             f"complete: {num(e['mean_distinct_lengths'], 2)} distinct lengths among {e['per_start']}"
             f" endings of a start; {num(e['share_adding_nothing'], 2)} of endings add nothing"
+        )
+    healing = report.get("healing") or {}
+    for share in healing.get("shares", []):
+        h = healing[f"{round(share * 100)}%"]
+        kinds = ("damaged", "healed", "completed")
+        lines.append(
+            f"heal {round(share * 100)}% of strokes removed ({h['sketches']} sketches): recognised "
+            + ", ".join(f"{k} {num(h[k]['recognizability']['all'])}" for k in kinds)
+            + "; source retrieved top-1/top-10 "
+            + ", ".join(
+                f"{k} {num(h[k]['retrieval_top1']['all'], 2)}/{num(h[k]['retrieval_top10']['all'], 2)}"
+                for k in kinds
+            )
         )
     leak = report.get("leak_check")
     if leak:
@@ -205,6 +219,21 @@ loss_curves.png (those the model allows) to --out (default: RUN/eval, or eval-NA
 folder for a model file)."""
 
 
+def heal_shares(text: str) -> list[float]:
+    """`--heal`: shares of strokes to remove, each above 0 and below 1, or 'none'."""
+    if text.strip().lower() == "none":
+        return []
+    try:
+        shares = [float(part) for part in text.split(",")]
+    except ValueError:
+        shares = []
+    if not shares or not all(0 < share < 1 for share in shares):
+        raise argparse.ArgumentTypeError(
+            f"expected shares between 0 and 1 such as 0.1,0.3 (or none), got '{text}'"
+        )
+    return shares
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
@@ -220,7 +249,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "classifier's features; pHash diversity; the copy check (how near each mode's drawings "
         "come to their nearest training sketch, against unseen real sketches); the leak check "
         "(does the influence memory read the points it predicts? test l_r with another "
-        "sketch's memory against its own); figures. The same run, seed and settings give the "
+        "sketch's memory against its own); healing (test sketches with 10%% and 30%% of their "
+        "strokes removed, the masks saved in damage_masks.json, redrawn whole: recognizability "
+        "and retrieval of the source by the damaged, healed and completed sketches); figures. "
+        "The same run, seed and settings give the "
         "same numbers.",
         epilog=EVALUATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -260,6 +292,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--data", default=None, help="data folder (default: the run's files, or ../shared/data)"
     )
     p.add_argument("--device", default="cpu", type=arguments.device, help=arguments.DEVICE_HELP)
+    p.add_argument(
+        "--heal",
+        type=heal_shares,
+        default=[0.1, 0.3],
+        metavar="SHARES",
+        help="comma-separated shares of strokes removed for the healing measure (default "
+        "0.1,0.3; 'none' skips it)",
+    )
     p.add_argument(
         "--compare",
         default=None,

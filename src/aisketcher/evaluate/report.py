@@ -25,6 +25,7 @@ from aisketcher.checkpoint import checkpoint_digest, checkpoint_step
 from aisketcher.data.dataset import Split
 from aisketcher.errors import SketchDataError
 from aisketcher.evaluate.classifier import SketchClassifier
+from aisketcher.evaluate.healing import score_healing
 from aisketcher.evaluate.leak import leak_check
 from aisketcher.evaluate.likelihood import likelihood_by_class
 from aisketcher.evaluate.metrics import (
@@ -187,6 +188,10 @@ def evaluate_run(
     }
     modes = score_modes(sketcher, classifier, names, model_index, clf_index, sets, settings)
     recognizability.update(modes.pop("recognizability"))
+    if cfg.has_latent and settings.heal_shares:
+        modes["healing"] = score_healing(
+            sketcher, classifier, names, model_index, clf_index, sets, settings, out
+        )
     if sets.reconstructed is not None:
         recon_f, recon_p = classifier.features_and_predictions(sets.reconstructed)
         recognizability["reconstruct"] = accuracy_by_class(recon_p)

@@ -37,6 +37,9 @@ class EvalSettings:
     endings: int = 4  # completions of each of the first `ending_starts` starts per class
     ending_starts: int = 5
     interpolations: int = 5  # pairs per class interpolated into the next class (see report.py)
+    # Shares of strokes removed from the real sketches for healing (evaluate/healing.py); the
+    # field's usual 10% and 30%.
+    heal_shares: list[float] = dataclasses.field(default_factory=lambda: [0.1, 0.3])
     batch_size: int = 100
     figures: bool = True  # write the PNG figures (the numbers do not depend on them)
     data_dir: str | None = None  # default: the run's own data files, else the default data folder
@@ -48,11 +51,13 @@ class EvalSettings:
         """Whether settings recorded in a report are these (an earlier version's report also
         recorded where it cached rasters, which changed nothing measured, and predates
         guidance and the prior spread, which were then always the model's own, and the
-        interpolation measure, which changes no other number: such a report lacks only it)."""
+        interpolation and healing measures, which change no other number: such a report lacks
+        only them)."""
         earlier = {
             "guidance": None,
             "prior_spread": None,
             "interpolations": self.interpolations,
+            "heal_shares": self.heal_shares,
             **recorded,
         }
         return {k: v for k, v in earlier.items() if k != "raster_cache"} == self.to_dict()
