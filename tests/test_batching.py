@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from aisketcher.damage import remove_strokes
 from aisketcher.data.batching import (
     START_TOKEN,
     BatchLoader,
@@ -342,3 +343,61 @@ def test_sharded_loaders_together_give_the_one_process_batches(cat_split, world)
         assert torch.equal(torch.cat([p.lengths for p in parts]), whole.lengths)
         assert torch.equal(torch.cat([p.rasters for p in parts]), whole.rasters)
         assert all(p.rng.bit_generator.state == one.rng.bit_generator.state for p in ranks)
+
+
+@pytest.fixture(scope="module")
+def pen_split(cats) -> Split:
+    """As `cat_split`, with the pen kept (cat_split's is divided too: one stroke a sketch)."""
+    return Split([s * [1 / 30, 1 / 30, 1] for s in cats[:300]], np.arange(300))
+
+
+def kept_strokes(target: np.ndarray, source: np.ndarray) -> list[int]:
+    """Which strokes of `target` (stroke-3) `source` holds, in order, each where it was; fails
+    if a stroke of `source` is not one of them."""
+    wanted, kept, start = stroke_points(target), [], 0
+    for stroke in stroke_points(source):
+        start = next(
+            i
+            for i in range(start, len(wanted))
+            if wanted[i].shape == stroke.shape and np.allclose(wanted[i], stroke, atol=1e-3)
+        )
+        kept.append(start)
+        start += 1
+    return kept
+
+
+def test_damaged_batches_show_the_encoder_the_targets_with_whole_strokes_removed(pen_split):
+    """Every row damaged (damage_share 1): the source is the augmented target less some of its
+    strokes, the rest where they were; the raster is of the un-augmented sketch so damaged."""
+    loader = BatchLoader(pen_split, 32, raster_size=64, seed=0, damage=0.6, damage_share=1.0)
+    batch = loader.next_batch()
+    strokes, lengths = batch.source
+    assert strokes.shape[0] == len(batch.labels) and strokes.shape[1] <= batch.strokes.shape[1]
+    for row, index in enumerate(batch.labels.tolist()):
+        target = batch.strokes[row, 1 : batch.lengths[row] + 1][:, [0, 1, 3]].numpy()
+        source = strokes[row, 1 : lengths[row] + 1][:, [0, 1, 3]].numpy()
+        kept = kept_strokes(target, source)
+        total = len(stroke_points(target))
+        assert 1 <= len(kept) <= total - (total > 1)  # at least one gone, never all
+        removed = np.ones(total, dtype=bool)
+        removed[kept] = False
+        seen = remove_strokes(pen_split.sketches[index], removed)
+        assert np.array_equal(batch.rasters[row, 0].numpy(), rasterize_many([seen], 64)[0])
+
+
+def test_damage_is_for_training_alone_and_repeats_by_seed(pen_split):
+    checking = BatchLoader(pen_split, 32, raster_size=64, train=False, damage=0.6)
+    assert next(iter(checking)).source is None
+
+    def batches(seed: int) -> list:
+        loader = BatchLoader(pen_split, 32, raster_size=64, seed=seed, damage=0.6)
+        return [loader.next_batch() for _ in range(3)]
+
+    first, again, other = batches(5), batches(5), batches(6)
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a.source[0], b.source[0]) and torch.equal(a.source[1], b.source[1])
+        assert torch.equal(a.rasters, b.rasters) and torch.equal(a.strokes, b.strokes)
+    assert not torch.equal(first[0].source[1], other[0].source[1])
+    # damage_share 0.5 (the default): some rows damaged (fewer points), the others whole.
+    shorter = (first[0].source[1] < first[0].lengths).tolist()
+    assert True in shorter and False in shorter

@@ -483,6 +483,7 @@ DRAW = "draw cat --out {out}.svg --threads 1"
 COMPLETE = "complete --class cat --out {out}.svg --threads 1 --input"
 TRANSLATE = "translate --out {out}.svg --threads 1 --input"
 RECONSTRUCT = "reconstruct --out {out}.svg --threads 1 --input"
+HEAL = "heal --class cat --out {out}.svg --threads 1 --input"
 MIRROR = "--models-url {mirror}"
 
 
@@ -1006,6 +1007,30 @@ CASES: list[Case] = [
     case(
         "reconstruct, all well", f"{RECONSTRUCT} {{three.npz}} --class cat --count 3", accept=True
     ),
+    case("heal --remove 1.5", f"{HEAL} {{good.json}} --remove 1.5", "from 0 to 1"),
+    case("heal --remove -0.1", f"{HEAL} {{good.json}} --remove -0.1", "from 0 to 1"),
+    case("heal --remove nan", f"{HEAL} {{good.json}} --remove nan", "from 0 to 1"),
+    case("heal --remove a word", f"{HEAL} {{good.json}} --remove some", "expected a number"),
+    case("heal --damage-seed -1", f"{HEAL} {{good.json}} --damage-seed -1", "0 or more"),
+    case("heal a missing input", f"{HEAL} {{nothing}}", "no such file", "nothing"),
+    case(
+        "heal --remove, a sketch of one stroke",
+        f"{HEAL} {{good.svg}} --remove 0.3",
+        "one stroke",
+        "good.svg",
+    ),
+    case(
+        "heal as an unknown class",
+        "heal --input {good.json} --class unicorn --out {out}.svg",
+        "unicorn",
+    ),
+    case(
+        "google: a decoder-only model cannot heal",
+        f"heal --input {{good.json}} --class bird --model google:bird {MIRROR}",
+        "needs an encoder",
+    ),
+    case("heal, all well", f"{HEAL} {{good.svg}} --count 2", accept=True),
+    case("heal --remove, all well", f"{HEAL} {{good.json}} --remove 0.5 --count 2", accept=True),
     *(
         case(f"refused first: {' '.join(argv)}", " ".join(argv), says)
         for argv, says in REFUSED_FIRST
@@ -1361,6 +1386,16 @@ REQUESTS: list[Request] = [
         "an empty sketch", "/api/complete/stream", {"sketch": [], "class": "cat"}, 422, "sketch"
     ),
     Request("an empty sketch", "/api/reconstruct/stream", {"sketches": [[]]}, 422, "strokes"),
+    *(
+        r
+        for path in ("/api/heal", "/api/heal/stream")
+        for r in (
+            Request("an empty sketch", path, {"sketch": [], "class": "cat"}, 422, "sketch"),
+            Request("an empty stroke", path, {"sketch": [[]], "class": "cat"}, 422, "strokes"),
+            Request("NaN in a sketch", path, b'{"sketch": [[[NaN, 1], [2, 2]]], "class": "cat"}'),
+            *(Request(f"not JSON: {raw[:20]!r}", path, raw, (400, 422)) for raw in MALFORMED_JSON),
+        )
+    ),
     Request("null", "/api/draw", b"null", 422, "body"),
     Request("no model named", "/api/model?model=", None, 422, "google:NAME"),
     Request(
@@ -1402,6 +1437,16 @@ REQUESTS: list[Request] = [
         422,
         "no encoder",
     ),
+    *(
+        Request(
+            "a Google model that cannot heal",
+            path,
+            {"sketch": SKETCH, "class": "bird", "model": "google:bird"},
+            422,
+            "no encoder",
+        )
+        for path in ("/api/heal", "/api/heal/stream")
+    ),
     # The other routes, and methods they do not take.
     Request("the page", "/", status=200),
     Request("the page, POSTed", "/", b"{}", 405),
@@ -1433,6 +1478,10 @@ REQUESTS: list[Request] = [
     Request("a good request", "/api/reconstruct", {"sketches": [SKETCH], "class": "cat"}, 200),
     Request(
         "a good request", "/api/reconstruct/stream", {"sketches": [SKETCH], "class": "cat"}, 200
+    ),
+    Request("a good request", "/api/heal", {"sketch": SKETCH, "class": "cat", "count": 1}, 200),
+    Request(
+        "a good request", "/api/heal/stream", {"sketch": SKETCH, "class": "cat", "count": 1}, 200
     ),
     Request("a good request", "/api/render", {"sketch": SKETCH, "format": "png"}, 200),
     Request("a good request", "/api/draw", {"class": "bird", "model": "google:bird"}, 200),

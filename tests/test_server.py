@@ -9,6 +9,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -98,7 +99,7 @@ def test_page_and_its_files_come_from_the_package_alone(url: str) -> None:
 
 def test_openapi_document_lists_every_endpoint(url: str) -> None:
     doc = ok(url, "/api/openapi.json")
-    operations = ("draw", "complete", "translate", "reconstruct")
+    operations = ("draw", "complete", "translate", "reconstruct", "heal")
     expected = {f"/api/{op}" for op in operations} | {f"/api/{op}/stream" for op in operations}
     expected |= {"/api/model", "/api/health", "/api/render"}
     assert expected <= set(doc["paths"])
@@ -276,6 +277,12 @@ BAD_BODIES: list[tuple[str, object, str]] = [
     ("/api/translate", {"sketch": CORNER, "class_pull": "0.5"}, "class_pull"),
     ("/api/reconstruct", {"sketches": [CORNER] * 21, "class": "cat"}, "sketches"),
     ("/api/reconstruct", {"sketches": [], "class": "cat"}, "sketches"),
+    ("/api/heal", {"sketch": [], "class": "cat"}, "strokes"),
+    ("/api/heal", {"sketch": CORNER, "class": "kat"}, "did you mean cat"),
+    ("/api/heal", {"sketch": CORNER}, "class"),
+    ("/api/heal", {"sketch": CORNER, "class": "cat", "count": 0}, "count"),
+    ("/api/heal", {"sketch": CORNER, "class": "cat", "count": 9}, "count"),
+    ("/api/heal", {"sketch": CORNER, "class": "cat", "simplify": 1}, "simplify"),
     ("/api/render", {"sketch": CORNER, "size": 16}, "size"),
     ("/api/render", {"sketch": CORNER, "size": 4096}, "size"),
     ("/api/render", {"sketch": CORNER, "format": "gif"}, "format"),
@@ -318,6 +325,7 @@ NON_FINITE = [
     ("/api/complete", '{"sketch": [[[1, 2]]], "class": "cat", "temperature": %s}', "temperature"),
     ("/api/translate", '{"sketch": [[[1, 2]]], "class_pull": %s}', "class_pull"),
     ("/api/reconstruct", '{"sketches": [[[[1, 2]]]], "temperature": %s}', "temperature"),
+    ("/api/heal", '{"sketch": [[[1, 2]]], "class": "cat", "temperature": %s}', "temperature"),
 ]
 
 
@@ -491,3 +499,50 @@ def test_interpolate_asks_for_the_classes_of_unlabelled_sketches(url: str) -> No
     body["a"]["label"] = "eye"
     answer = ok(url, "/api/interpolate", {**body, "steps": 3})
     assert [s["label"] for s in answer["sketches"]] == ["eye", "map", "map"]
+
+
+# A square with most of its right side rubbed out: what /api/heal takes.
+RUBBED = [[[100, 100], [200, 100]], [[100, 100], [100, 200], [200, 200]], [[200, 180], [200, 200]]]
+
+
+def test_heal_redraws_a_rubbed_sketch_as_the_python_api(url: str, sketcher: Sketcher) -> None:
+    rubbed3 = strokes_to_stroke3(RUBBED)
+    body = {"sketch": {"stroke3": rubbed3.tolist()}, "class": "cat", "count": 2, "seed": 3}
+    answer = ok(url, "/api/heal", {**body, "simplify": False})
+    assert [s["label"] for s in answer["sketches"]] == ["cat", "cat"]
+    expected = sketcher.heal(rubbed3, "cat", 2, seed=3)
+    for got, want in zip(answer["sketches"], expected, strict=True):
+        assert got["prefix_points"] == 0  # the model's own drawing, whole
+        assert len(got["stroke3"]) == len(want)
+        assert np.allclose(np.asarray(got["stroke3"])[:, :2], want.stroke3[:, :2], atol=0.01)
+    events = read_stream(url, "/api/heal/stream", {**body, "simplify": False})
+    assert events[0] == {"type": "start", "operation": "heal", "labels": ["cat", "cat"]}
+    assert events[-1] == {"type": "done", "sketches": answer["sketches"]}
+
+
+def test_healed_drawings_lie_where_the_user_drew(url: str) -> None:
+    """The healed drawings leave in the rubbed sketch's frame: the same drawing moved and
+    enlarged on the canvas gives the same drawings, moved and enlarged alike."""
+    body = {"sketch": RUBBED, "class": "cat", "count": 2, "seed": 5}
+    here = ok(url, "/api/heal", body)["sketches"]
+    assert ok(url, "/api/heal", body)["sketches"] == here  # a seed repeats a healing exactly
+    there = [[[2 * x + 1000, 2 * y + 500] for x, y in stroke] for stroke in RUBBED]
+    moved = ok(url, "/api/heal", {**body, "sketch": there})["sketches"]
+    for a, b in zip(here, moved, strict=True):
+        assert np.allclose(points(a) * 2 + [1000, 500], points(b), atol=0.05)
+
+
+def test_a_decoder_only_model_cannot_heal(
+    sketcher: Sketcher, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Google's models, named in a request, are refused in one line, as for translate."""
+    from aisketcher.google_models import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    app = create_app(sketcher, models_url=str(data_dir.parent / "models" / "magenta-js"))
+    body = {"sketch": RUBBED, "class": "bird", "model": "google:bird"}
+    with running(app) as base:
+        for path in ("/api/heal", "/api/heal/stream"):
+            status, detail = refused(base, path, body)
+            assert status == 422 and "\n" not in detail
+            assert detail.startswith("google:bird: this model has no encoder"), detail

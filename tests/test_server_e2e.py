@@ -1,7 +1,7 @@
 """The web app end to end in headless Chromium (Debian's, driven by Selenium through chromedriver).
 
-Draws strokes on the canvas with the mouse, presses "Finish my drawing", and checks that the
-model's strokes appear in its colour. The screenshot is saved to $AISKETCHER_ARTIFACTS (default:
+Draws strokes on the canvas with the mouse, presses "Finish my drawing" (or rubs part of the
+drawing out and presses "Heal", ...), and checks that the model's strokes appear in its colour. The screenshot is saved to $AISKETCHER_ARTIFACTS (default:
 the test's temporary folder); `AISKETCHER_ARTIFACTS=docs pytest tests/test_server_e2e.py` remakes
 the README's picture.
 """
@@ -53,6 +53,14 @@ for (const canvas of document.querySelectorAll('#results canvas')) {
 const points = [...document.querySelectorAll('#results figure')].map((f) => +f.dataset.modelPoints);
 return [red, points];
 """
+
+# The eraser's path: across the head's outline (between its points at x 200 and 260), not the ear.
+RUB = [(230, 70), (230, 150)]
+KEEP_SENT = (  # keep the bodies the page sends
+    "window.sent = []; const send = window.fetch;"
+    "window.fetch = (url, init) => { window.sent.push([url, init && init.body]);"
+    " return send(url, init); };"
+)
 
 
 @pytest.fixture
@@ -144,10 +152,7 @@ def test_redraw_as_another_class_takes_the_pull_from_its_slider(browser: webdriv
         wait = open_page(browser, url, "pig")
         draw_on(browser, browser.find_element(By.ID, "pad"), STROKES)
         browser.execute_script(  # keep the bodies the page sends, and move the slider
-            "window.sent = []; const send = window.fetch;"
-            "window.fetch = (url, init) => { window.sent.push([url, init && init.body]);"
-            " return send(url, init); };"
-            "const s = document.getElementById('pull'); s.value = 1;"
+            KEEP_SENT + "const s = document.getElementById('pull'); s.value = 1;"
             "s.dispatchEvent(new Event('input'));"
         )
         assert browser.find_element(By.ID, "pull-value").text == "1.0"
@@ -169,6 +174,41 @@ def test_draw_one_draws_one_whatever_how_many_says(browser: webdriver.Chrome) ->
     assert len(points) == 1, points
     assert status.startswith("Done"), status
     assert points[0] > 0 and red > 0, (points, red)
+
+
+def test_heal_redraws_a_drawing_with_a_part_rubbed_out(browser: webdriver.Chrome) -> None:
+    with running(create_app(Sketcher.load())) as url:
+        wait = open_page(browser, url, "cat")
+        pad = browser.find_element(By.ID, "pad")
+        draw_on(browser, pad, STROKES)
+        eraser = browser.find_element(By.ID, "eraser")
+        eraser.click()
+        assert eraser.get_attribute("aria-pressed") == "true"
+        draw_on(browser, pad, [RUB])
+        ink = browser.find_element(By.ID, "ink")
+        assert ink.text.startswith("3 stroke(s)"), ink.text  # the outline rubbed in two
+        browser.execute_script(KEEP_SENT)
+        status, red, points = press_and_wait(browser, wait, "heal")
+        sent = browser.execute_script("return window.sent;")
+        figures = browser.find_elements(By.CSS_SELECTOR, "#results figure")
+        assert len(figures) == 4, status
+        assert all(f.get_attribute("data-state") == "done" for f in figures), status
+        assert status.startswith("Done"), status
+        assert sum(points) > 0 and red > 0, (points, red)
+        browser.find_element(By.ID, "undo").click()  # the rubbing undone
+        drawn = ink.text
+        assert drawn.startswith("2 stroke(s)"), drawn
+        # A result goes to the pad, to be rubbed out and healed in its turn; Undo takes it back.
+        figures[0].find_element(By.XPATH, ".//button[text()='Edit']").click()
+        assert browser.find_element(By.ID, "status").text.startswith("The drawing is on the pad")
+        assert ink.text and ink.text != drawn, ink.text
+        browser.find_element(By.ID, "undo").click()
+        assert ink.text == drawn
+    (body,) = [json.loads(body) for url, body in sent if "/api/heal/stream" in url]
+    assert body["class"] == "cat" and body["count"] == 4
+    strokes = body["sketch"]["strokes"]
+    assert len(strokes) == 3
+    assert all(abs(x - 230) > 10 for s in strokes for x, y in s if 70 <= y <= 150), strokes
 
 
 def test_a_google_model_chosen_on_the_page_draws_and_finishes(
@@ -193,7 +233,12 @@ def test_a_google_model_chosen_on_the_page_draws_and_finishes(
         )
         classes = Select(browser.find_element(By.ID, "cls")).options
         assert [o.get_attribute("value") for o in classes] == ["bird"]
-        assert not browser.find_element(By.ID, "redraw").is_enabled()  # no encoder
+        for action in ("redraw", "heal"):  # no encoder: the page says so
+            button = browser.find_element(By.ID, action)
+            assert not button.is_enabled()
+            assert button.get_attribute("title").endswith(
+                f"no encoder (Google's models draw and finish only): it cannot {action}."
+            ), action
         status, red, points = press_and_wait(browser, wait, "draw-one")
         assert status.startswith("Done") and len(points) == 1 and points[0] > 0 and red > 0
         draw_on(browser, browser.find_element(By.ID, "pad"), STROKES)

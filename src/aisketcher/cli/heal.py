@@ -20,10 +20,10 @@ def cmd_heal(args: argparse.Namespace) -> int:
     from aisketcher.model_info import input_classes, model_classes
 
     item = read_input(args)
-    try:  # checked before the model loads
-        (cls,) = input_classes(
-            [item.label], [args.cls], model_classes(local_model(args, "heal")), "give --class"
-        )
+    # Checked before the model loads; a refused model is the model's fault, not the input's.
+    known = model_classes(local_model(args, "heal"))
+    try:
+        (cls,) = input_classes([item.label], [args.cls], known, "give --class")
     except SketchDataError as exc:
         raise SketchDataError(str(exc), args.input) from None
     shown = [item]

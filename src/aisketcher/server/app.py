@@ -41,6 +41,7 @@ from aisketcher.server.sampling import StepSampler
 from aisketcher.server.schemas import (
     CompleteRequest,
     DrawRequest,
+    HealRequest,
     Health,
     InterpolateRequest,
     ModelChoices,
@@ -99,7 +100,8 @@ def create_app(
 
     app = FastAPI(
         title="aisketcher",
-        summary="Draw with AI-Sketcher: from a class, finish a drawing, redraw it as another class.",
+        summary="Draw with AI-Sketcher: from a class, finish a drawing, redraw it as another class, "
+        "heal it.",
         version="1",
         docs_url=None,  # FastAPI's docs pages load scripts from a CDN; the page must work offline
         redoc_url=None,
@@ -217,6 +219,14 @@ DRAWING_ROUTES = (
         ReconstructRequest,
         sampling.reconstruct,
         "Encode sketches and decode them again.",
+    ),
+    DrawingRoute(
+        "heal",
+        HealRequest,
+        sampling.heal,
+        "Redraw a sketch with strokes or parts rubbed out, whole, several ways, over what is "
+        "left of it (in the sketch's frame). Needs a model with an encoder: one trained with "
+        "damage (`train --damage`) heals, another redraws the damage.",
     ),
     DrawingRoute(
         "interpolate",

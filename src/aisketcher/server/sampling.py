@@ -22,6 +22,7 @@ from aisketcher.server.schemas import (
     MAX_ROWS,
     CompleteRequest,
     DrawRequest,
+    HealRequest,
     InterpolateRequest,
     ReconstructRequest,
     TranslateRequest,
@@ -135,6 +136,15 @@ def reconstruct(sketcher: Sketcher, body: ReconstructRequest) -> StepSampler:
     class, or its own label) and decoded, in its own frame."""
     sketches, frames = zip(*(s.to_sketch(body.simplify) for s in body.sketches), strict=True)
     plan = sketcher.plan_reconstruct(sketches, body.cls)
+    return StepSampler(sketcher, plan, frames, temperature=body.temperature, seed=body.seed)
+
+
+def heal(sketcher: Sketcher, body: HealRequest) -> StepSampler:
+    """`Sketcher.heal`: the damaged sketch encoded and drawn whole `count` ways, each in the
+    damaged sketch's frame, so that a healed drawing lies over what is left of the user's."""
+    sketch, frame = body.sketch.to_sketch(body.simplify)
+    plan = sketcher.plan_heal(sketch, body.cls, body.count)
+    frames = [frame] * body.count
     return StepSampler(sketcher, plan, frames, temperature=body.temperature, seed=body.seed)
 
 

@@ -32,7 +32,7 @@ from aisketcher.limits import (
 from aisketcher.server.frame import Frame
 from aisketcher.sketch import Sketch
 
-MAX_COUNT = 8  # sketches per draw or complete request
+MAX_COUNT = 8  # sketches per draw, complete or heal request
 MAX_ROWS = 20  # sketches one request may have drawn in all (translate, reconstruct, interpolate)
 MAX_SEED = 2**32 - 1
 MIN_IMAGE, MAX_IMAGE = 32, 1024
@@ -160,6 +160,13 @@ class ReconstructRequest(Sampling):
     cls: ClassName | None = Field(
         None, alias="class", description="class of the sketches (default: each sketch's label)"
     )
+    simplify: bool = Field(True, strict=True)
+
+
+class HealRequest(Sampling):
+    sketch: SketchIn = Field(description="a drawing with strokes or parts of strokes rubbed out")
+    cls: ClassName = Field(alias="class", description="what the drawing is")
+    count: int = Field(4, ge=1, le=MAX_COUNT, strict=True, description="healed versions")
     simplify: bool = Field(True, strict=True)
 
 
