@@ -401,3 +401,20 @@ def test_damage_is_for_training_alone_and_repeats_by_seed(pen_split):
     # damage_share 0.5 (the default): some rows damaged (fewer points), the others whole.
     shorter = (first[0].source[1] < first[0].lengths).tolist()
     assert True in shorter and False in shorter
+
+
+def test_sharded_ranks_damage_their_rows_as_one_process_does(pen_split):
+    """A row's damage is seeded by the global batch and the row's place in it: the ranks' sources
+    and rasters together are the unsharded loader's, batch after batch."""
+    one = BatchLoader(pen_split, 20, raster_size=32, seed=3, damage=0.6)
+    ranks = [
+        BatchLoader(pen_split, 20, raster_size=32, seed=3, damage=0.6, shard=(r, 2)) for r in (0, 1)
+    ]
+    for _ in range(3):
+        whole = one.next_batch()
+        parts = [loader.next_batch() for loader in ranks]
+        assert torch.equal(torch.cat([p.source[1] for p in parts]), whole.source[1])
+        assert torch.equal(torch.cat([p.rasters for p in parts]), whole.rasters)
+        for p, rows in zip(parts, (slice(0, 10), slice(10, 20)), strict=True):
+            n = p.source[0].shape[1]
+            assert torch.equal(p.source[0], whole.source[0][rows, :n])
