@@ -172,6 +172,9 @@ def test_the_report_heals_at_each_share_and_saves_the_masks(report: dict, work: 
         assert len(masks) == 2 * SAMPLES
         assert [m["index"] for m in masks if m["class"] == "cat"] == list(range(SAMPLES))
         assert sum(bool(m["removed_strokes"]) for m in masks) == part["sketches"]
+    whole = healing["whole_reconstructed"]
+    assert set(whole) == {"retrieval_top1", "retrieval_top10"}
+    assert whole["retrieval_top10"]["all"] == 1.0
     assert "heal 30% of strokes removed" in summary(report)
     # A report from before the measure still has every other number these settings give.
     earlier = {k: v for k, v in report["settings"].items() if k != "heal_shares"}

@@ -113,6 +113,12 @@ def summary(report: dict) -> str:
             f" endings of a start; {num(e['share_adding_nothing'], 2)} of endings add nothing"
         )
     healing = report.get("healing") or {}
+    if "whole_reconstructed" in healing:
+        w = healing["whole_reconstructed"]
+        lines.append(
+            "heal: reconstructions of the whole sketches retrieve their source top-1/top-10 "
+            f"{num(w['retrieval_top1']['all'], 2)}/{num(w['retrieval_top10']['all'], 2)}"
+        )
     for share in healing.get("shares", []):
         h = healing[f"{round(share * 100)}%"]
         kinds = ("damaged", "healed", "completed")

@@ -6,7 +6,8 @@ For each share: how often the classifier recognises the damaged, the healed and 
 sketches as their class, and whether each retrieves its source: the real test sketch it came from
 ranked first (top-1) or among the ten nearest (top-10) of the evaluated sketches of its class, by
 the classifier's features (all the evaluated sketches of the class, whole, are the gallery).
-The masks are saved (`MASKS_FILE`) so that other tools can heal the
+The reconstructions of the whole sketches retrieve their sources as well as any redraw by this
+model can (`whole_reconstructed`). The masks are saved (`MASKS_FILE`) so that other tools can heal the
 same damaged sketches.
 """
 
@@ -81,6 +82,14 @@ def score_healing(
     for k in range(len(names)):
         position[labels == k] = np.arange((labels == k).sum())
     results: dict[str, Any] = {}
+    if sets.reconstructed is not None:
+        # The ceiling of any redraw: how often the reconstruction of the whole sketch finds it.
+        feats, _ = classifier.features_and_predictions(sets.reconstructed)
+        everyone = np.arange(len(labels))
+        results["whole_reconstructed"] = {
+            f"retrieval_top{rank}": per_class(names, labels, _share, hit)
+            for rank, hit in retrieval(feats, everyone, real_f, labels).items()
+        }
     saved: dict[str, Any] = {}
     for n, share in enumerate(settings.heal_shares):
         masks = damage_masks(sets.real, share, settings.seed)
