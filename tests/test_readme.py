@@ -43,10 +43,14 @@ def test_the_command_table_runs_as_written(
     Path("start.svg").write_text(
         '<svg xmlns="http://www.w3.org/2000/svg"><path d="M10 10 L60 12 L62 70"/></svg>'
     )
+    Path("damaged.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg"><path d="M10 10 L60 12"/>'
+        '<path d="M62 70 L20 60"/></svg>'
+    )
     for name, points in (("a.json", [[10, 10], [60, 12]]), ("b.json", [[0, 0], [30, 40]])):
         Path(name).write_text(json.dumps([points]))
     commands = _table_commands()
-    assert len(commands) == 12  # every row of the table
+    assert len(commands) == 13  # every row of the table
     server = _BucketServer(_bucket(tmp_path / "bucket", quickdraw_dir))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     shortened = {
@@ -65,6 +69,7 @@ def test_the_command_table_runs_as_written(
     assert Path("my_model/model.safetensors").is_file()
     assert Path("data/quickdraw/bicycle.npz").is_file()
     assert Path("birds.png").is_file() and Path("models-cache/bird.gen.json").is_file()
+    assert Path("healed.svg").is_file()
 
 
 def _bucket(root: Path, quickdraw_dir: Path) -> Path:
