@@ -77,3 +77,24 @@ def test_a_damaged_run_trains_and_records_its_damage(quickdraw_dir: Path, tmp_pa
     assert trainer.step == 3 and trainer.skipped_steps == 0
     saved = TrainConfig.from_dict(trainer.run_info()["train"], "config.json")
     assert saved.damage == 0.5 and saved.damage_share == 0.5
+
+
+@pytest.mark.parametrize(
+    "fields", [{"damage": 1.5}, {"damage_share": -0.1}, {"damage": float("nan")}]
+)
+def test_a_trainer_refuses_shares_outside_0_1(
+    quickdraw_dir: Path, tmp_path: Path, fields: dict
+) -> None:
+    data = load_dataset("cat", quickdraw_dir, max_seq_len=40)
+    config = make_config("ai-sketcher", "small", num_classes=1, max_seq_len=data.longest, **TINY)
+    with pytest.raises(SketchDataError, match="from 0 to 1"):
+        Trainer(config, TrainConfig(steps=1, batch_size=4, **fields), data, tmp_path / "r")
+
+
+@pytest.mark.parametrize("value", ["2", "-1", "nan"])
+def test_the_command_refuses_a_share_outside_0_1(value: str, capsys) -> None:
+    from aisketcher.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--out", "never", "--damage", value])
+    assert "must be from 0 to 1" in capsys.readouterr().err

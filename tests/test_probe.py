@@ -860,6 +860,13 @@ CASES: list[Case] = [
     case("draw to a .jpg", "draw cat --out {out}.jpg", ".jpg"),
     case("draw, every number sane", f"{DRAW} --count 2 --seed 3", accept=True),
     case("train --batch-size 0", f"{TRAIN} --batch-size 0", "at least 1"),
+    case("train --damage 2", f"{TRAIN} --damage 2", "from 0 to 1"),
+    case("train --damage-share nan", f"{TRAIN} --damage 0.5 --damage-share nan", "from 0 to 1"),
+    case(
+        "train --damage, decoder only",
+        f"{TINY_TRAIN} --config sketch-rnn-decoder --damage 0.5 --steps 1",
+        "decoder only",
+    ),
     case("train --steps -5", f"{TRAIN} --steps -5", "at least 1"),
     case("train --eval-every 0", f"{TRAIN} --eval-every 0", "at least 1"),
     case("train --checkpoint-every 0", f"{TRAIN} --checkpoint-every 0", "at least 1"),

@@ -361,7 +361,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--damage",
-        type=float,
+        type=arguments.unit_interval,
         default=0.0,
         metavar="SHARE",
         help="train to heal: in --damage-share of the sketches, the encoder and the autoencoder "
@@ -370,7 +370,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--damage-share",
-        type=float,
+        type=arguments.unit_interval,
         default=0.5,
         metavar="SHARE",
         help="share of training sketches damaged when --damage is on (default 0.5)",

@@ -86,6 +86,10 @@ class Trainer:
         self.dataset = dataset
         self.run_dir = Path(run_dir)
         train_config.check_weights()
+        shares = {k: getattr(train_config, k) for k in ("damage", "damage_share")}
+        bad = [f"{k} {v}" for k, v in shares.items() if not 0.0 <= v <= 1.0]  # NaN too
+        if bad:
+            raise SketchDataError(f"shares must be from 0 to 1: {', '.join(bad)}")
         if train_config.damage > 0 and not (model_config.has_latent or model_config.reads_rasters):
             raise SketchDataError(
                 "damage (healing) needs a model that reads its input: this one is decoder only"
