@@ -87,6 +87,9 @@ def test_report_has_every_metric_per_class(report: dict, work: Path) -> None:
         div = report["diversity"][kind]
         assert set(div["per_class"]) == {"cat", "eye"}
         assert len(div["per_sketch"]) == 2 * SAMPLES
+    lengths = report["lengths"]
+    assert lengths["real_mean"] > 1 and lengths["draw_mean"] >= 1
+    assert 0 <= lengths["draw_at_max_share"] <= 1 and "lengths: real" in summary(report)
     assert json.loads((work / "eval" / REPORT_FILE).read_text()) == report
 
 

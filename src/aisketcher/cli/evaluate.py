@@ -106,6 +106,12 @@ def summary(report: dict) -> str:
                 for k, c in copies.items()
             )
         )
+    if "lengths" in report:
+        n = report["lengths"]
+        lines.append(
+            f"lengths: real {num(n['real_mean'], 1)} points a sketch, drawn {num(n['draw_mean'], 1)}"
+            f"; {num(n['draw_at_max_share'])} of drawings run to the longest without ending"
+        )
     if "endings" in report:
         e = report["endings"]
         lines.append(

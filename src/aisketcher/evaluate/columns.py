@@ -73,6 +73,8 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric("fid_recon", _optional("fid", "reconstruct"), "FID recon", 2),
     Metric("fid_floor", lambda r: r["fid"]["floor"]["all"]),
+    # Drawings that ran to N_max without ending (an earlier report lacks it).
+    Metric("draw_at_max", lambda r: (r.get("lengths") or {}).get("draw_at_max_share")),
     Metric(
         "precision",
         lambda r: r["precision_recall"]["draw"]["all"]["precision"],

@@ -42,7 +42,7 @@ from aisketcher.evaluate.modes import (
     draw_class_only,
 )
 from aisketcher.evaluate.report_figures import report_figures
-from aisketcher.evaluate.sets import EvalSettings, load_sets, run_info
+from aisketcher.evaluate.sets import EvalSettings, SketchSets, load_sets, run_info
 from aisketcher.google_models import is_google
 
 REPORT_FILE = "evaluation.json"
@@ -233,6 +233,7 @@ def evaluate_run(
         "fid": {kind: q["fid"] for kind, q in quality.items()},
         "precision_recall": {kind: q["precision_recall"] for kind, q in quality.items()},
         "diversity": diversity,
+        "lengths": _lengths(sets, cfg.max_seq_len),
         **modes,
         "leak_check": leak_check(
             sketcher.model, sets.real, model_index[sets.real_labels], settings.batch_size
@@ -247,6 +248,17 @@ def evaluate_run(
     report = json_ready(report)
     write_json(out / REPORT_FILE, report)
     return report
+
+
+def _lengths(sets: SketchSets, limit: int) -> dict[str, float]:
+    """Points per sketch, real and drawn, and the share of class-only drawings that ran to the
+    model's longest (N_max) without ending: a drawing that never stops is a scribble."""
+    drawn = np.array([len(s) for s in sets.drawn])
+    return {
+        "real_mean": float(np.mean([len(s) for s in sets.real])),
+        "draw_mean": float(drawn.mean()),
+        "draw_at_max_share": float((drawn >= limit).mean()),
+    }
 
 
 def read_comparison(other: str | Path) -> tuple[Path, dict[str, Any], list[float]]:
