@@ -16,7 +16,7 @@ from aisketcher.evaluate.columns import REFERENCE, reference_row, row
 from aisketcher.evaluate.results import write_results
 from aisketcher.evaluate.scales import EXPERIMENTS
 
-ROWS_DIGEST = "469fbefacaf4b079"
+ROWS_DIGEST = "b3f71cdad43b8f7f"
 SECTIONS_DIGEST = "5ce163ebf4c3606f"
 
 
