@@ -375,7 +375,8 @@ class Sketcher:
 
         The encoder reads the damaged sketch (z_s) and its raster (z_r) and the decoder draws the
         whole sketch: what a model trained with damage (`train --damage`, the built-in model)
-        learnt to do; another model redraws the damaged sketch as it is."""
+        learnt to do; another model reconstructs the damaged sketch, and heals it less (docs/results.md,
+        "Healing")."""
         plan = self.plan_heal(_as_sketch(damaged), cls, count)
         return self._draw(plan, temperature, seed)
 

@@ -84,8 +84,8 @@ def reconstruct(model: SketchModel, sketches: Sequence[np.ndarray], labels: list
 def heal(model: SketchModel, damaged: np.ndarray, labels: list[int]) -> Plan:
     """A sketch with strokes missing anywhere, drawn whole under each row's class: encoded as
     `reconstruct` does (z_s = mu_s, z_r of the damaged raster). A model trained with damage
-    (train --damage) decodes that encoding as the whole sketch it came from; any other redraws
-    the damage. The rows differ by the sampling alone."""
+    (train --damage) decodes that encoding as the whole sketch it came from; any other reconstructs
+    the damaged sketch (and heals it less). The rows differ by the sampling alone."""
     return reconstruct(model, [damaged] * len(labels), labels)
 
 

@@ -54,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="redraw a sketch with strokes missing, whole",
         description="The encoder reads the damaged sketch (z_s) and its raster (z_r), and the "
         "decoder draws the whole sketch, several ways: what a model trained with damage "
-        "(`train --damage`, as the built-in model is) learnt to do; another model redraws the "
-        "damage as it is.",
+        "(`train --damage`, as the built-in model is) learnt to do; another model reconstructs "
+        "the damaged sketch, and heals it less.",
         epilog="examples:\n  aisketcher heal --input damaged.svg --class cat --count 4 --out healed.svg\n"
         "  aisketcher heal --input ../shared/data/quickdraw/cat.npz --index 3 --remove 0.3 "
         "--out healed.png   # rub out 30%% of a test sketch's strokes first",
