@@ -226,7 +226,7 @@ DRAWING_ROUTES = (
         sampling.heal,
         "Redraw a sketch with strokes or parts rubbed out, whole, several ways, over what is "
         "left of it (in the sketch's frame). Needs a model with an encoder: one trained with "
-        "damage (`train --damage`) heals, another redraws the damage.",
+        "damage (`train --damage`) heals, another reconstructs it and heals less.",
     ),
     DrawingRoute(
         "interpolate",
