@@ -13,20 +13,16 @@ same damaged sketches.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from aisketcher.api import Sketcher
 from aisketcher.atomic import write_json
 from aisketcher.damage import random_mask, remove_strokes, stroke_count
-from aisketcher.evaluate.classifier import SketchClassifier
 from aisketcher.evaluate.metrics import top1_accuracy
-from aisketcher.evaluate.mode_scores import per_class
+from aisketcher.evaluate.mode_scores import Scoring, finite_mean, per_class
 from aisketcher.evaluate.modes import HEAL_SEED, complete, decode_encodings
-from aisketcher.evaluate.sets import EvalSettings, SketchSets
 
 MASKS_FILE = "damage_masks.json"
 RETRIEVAL_RANKS = (1, 10)
@@ -59,43 +55,36 @@ def retrieval(
     return {rank: places < rank for rank in ranks}
 
 
-def _share(hits: np.ndarray) -> float:
-    return float(hits.mean()) if len(hits) else math.nan
-
-
-def score_healing(
-    sketcher: Sketcher,
-    classifier: SketchClassifier,
-    names: list[str],
-    model_index: np.ndarray,
-    clf_index: np.ndarray,
-    sets: SketchSets,
-    settings: EvalSettings,
-    out: Path,
-) -> dict[str, Any]:
+def score_healing(scoring: Scoring, out: Path) -> dict[str, Any]:
     """Recognisability and retrieval of the damaged, healed and completed sketches at every share
     of `settings.heal_shares`; writes the masks to out / MASKS_FILE. Sketches of one stroke cannot
     be damaged and are left out (their count is reported)."""
-    labels = sets.real_labels
-    real_f, _ = classifier.features_and_predictions(sets.real)
+    sketcher, classifier, names, sets, settings = (
+        scoring.sketcher,
+        scoring.classifier,
+        scoring.names,
+        scoring.sets,
+        scoring.settings,
+    )
+    labels, real_f = sets.real_labels, scoring.real_features
     position = np.zeros(len(labels), dtype=np.int64)  # each sketch's index among its class's
     for k in range(len(names)):
         position[labels == k] = np.arange((labels == k).sum())
     results: dict[str, Any] = {}
-    if sets.reconstructed is not None:
+    if scoring.reconstructed_features is not None:
         # The ceiling of any redraw: how often the reconstruction of the whole sketch finds it.
-        feats, _ = classifier.features_and_predictions(sets.reconstructed)
         everyone = np.arange(len(labels))
+        found = retrieval(scoring.reconstructed_features, everyone, real_f, labels)
         results["whole_reconstructed"] = {
-            f"retrieval_top{rank}": per_class(names, labels, _share, hit)
-            for rank, hit in retrieval(feats, everyone, real_f, labels).items()
+            f"retrieval_top{rank}": per_class(names, labels, finite_mean, hit)
+            for rank, hit in found.items()
         }
     saved: dict[str, Any] = {}
     for n, share in enumerate(settings.heal_shares):
         masks = damage_masks(sets.real, share, settings.seed)
         kept = np.flatnonzero([m.any() for m in masks])
         damaged = [remove_strokes(sets.real[i], masks[i]) for i in kept]
-        own = model_index[labels[kept]].tolist()
+        own = scoring.model_index[labels[kept]].tolist()
         seed = settings.seed + HEAL_SEED + 1_000 * n
         healed = decode_encodings(sketcher, damaged, own, settings.temperature, seed)
         completed = [e[0] for e in complete(sketcher, damaged, own, settings.temperature, seed)]
@@ -104,11 +93,11 @@ def score_healing(
             feats, pred = classifier.features_and_predictions(drawn)
             scores = {
                 "recognizability": per_class(
-                    names, labels[kept], top1_accuracy, pred, clf_index[labels[kept]]
+                    names, labels[kept], top1_accuracy, pred, scoring.clf_index[labels[kept]]
                 )
             }
             for rank, hit in retrieval(feats, kept, real_f, labels).items():
-                scores[f"retrieval_top{rank}"] = per_class(names, labels[kept], _share, hit)
+                scores[f"retrieval_top{rank}"] = per_class(names, labels[kept], finite_mean, hit)
             kind[what] = scores
         results[f"{round(share * 100)}%"] = kind
         saved[f"{round(share * 100)}%"] = [

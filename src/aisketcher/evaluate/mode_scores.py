@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,24 @@ from aisketcher.evaluate.modes import (
 from aisketcher.evaluate.sets import EvalSettings, SketchSets
 
 
+@dataclass
+class Scoring:
+    """What every mode's score reads: the model, the classifier, the evaluated classes (their
+    names, and each one's index in the model and in the classifier), the sketch sets and the
+    settings, and the classifier's features of the real sketches and of their reconstructions
+    (None for a model without an encoder), computed once by the report."""
+
+    sketcher: Sketcher
+    classifier: SketchClassifier
+    names: list[str]
+    model_index: np.ndarray
+    clf_index: np.ndarray
+    sets: SketchSets
+    settings: EvalSettings
+    real_features: np.ndarray
+    reconstructed_features: np.ndarray | None
+
+
 def per_class(names: list[str], labels: np.ndarray, fn: Any, *arrays: np.ndarray) -> dict[str, Any]:
     """fn(*arrays restricted to each class) for every class, and fn(*arrays) as "all"."""
     out = {name: fn(*(a[labels == k] for a in arrays)) for k, name in enumerate(names)}
@@ -37,15 +56,7 @@ def finite_mean(values: np.ndarray) -> float:
     return float(finite.mean()) if len(finite) else math.nan
 
 
-def score_modes(
-    sketcher: Sketcher,
-    classifier: SketchClassifier,
-    names: list[str],
-    model_index: np.ndarray,
-    clf_index: np.ndarray,
-    sets: SketchSets,
-    settings: EvalSettings,
-) -> dict[str, Any]:
+def score_modes(scoring: Scoring) -> dict[str, Any]:
     """Translation and completion as the classifier sees them, and the copy check of every mode.
 
     - translate: each real sketch of class k encoded under class k + 1 (of the evaluated classes):
@@ -56,6 +67,14 @@ def score_modes(
     - interpolate: see `score_interpolation`.
     - copy check: every set's nearest-training-sketch distances against the real set's.
     """
+    sketcher, classifier, names, sets, settings = (
+        scoring.sketcher,
+        scoring.classifier,
+        scoring.names,
+        scoring.sets,
+        scoring.settings,
+    )
+    model_index, clf_index = scoring.model_index, scoring.clf_index
     n = len(names)
     labels = sets.real_labels
     own = model_index[labels].tolist()
@@ -86,9 +105,7 @@ def score_modes(
         generated["translate"] = (translated, target)
     interpolation = None
     if sketcher.model.config.has_latent and n > 1 and settings.interpolations > 0:
-        ends, interpolation = score_interpolation(
-            sketcher, classifier, names, model_index, clf_index, sets, settings
-        )
+        ends, interpolation = score_interpolation(scoring)
         recognizability["interpolate_ends"] = ends
     starts = [half_drawn(s) for s in sets.real]
     completed = [e[0] for e in complete(sketcher, starts, own, t, settings.seed + COMPLETE_SEED)]
@@ -131,15 +148,7 @@ def score_modes(
     }
 
 
-def score_interpolation(
-    sketcher: Sketcher,
-    classifier: SketchClassifier,
-    names: list[str],
-    model_index: np.ndarray,
-    clf_index: np.ndarray,
-    sets: SketchSets,
-    settings: EvalSettings,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def score_interpolation(scoring: Scoring) -> tuple[dict[str, Any], dict[str, Any]]:
     """The first `interpolations` real sketches of each class k interpolated, the i-th to the
     i-th of class k + 1 (of the evaluated classes), with the classes (k, k + 1) as the CLI's
     `--classes a,b`, in `INTERPOLATE_STEPS` drawings.
@@ -150,6 +159,14 @@ def score_interpolation(
     (1 / (steps - 1) for drawings evenly spaced on a straight line; larger: the walk wanders or
     jumps), averaged per start class.
     """
+    sketcher, classifier, names, sets, settings = (
+        scoring.sketcher,
+        scoring.classifier,
+        scoring.names,
+        scoring.sets,
+        scoring.settings,
+    )
+    model_index, clf_index = scoring.model_index, scoring.clf_index
     n, labels = len(names), sets.real_labels
     firsts, seconds = [], []
     for k in range(n):

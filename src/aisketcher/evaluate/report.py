@@ -35,7 +35,7 @@ from aisketcher.evaluate.metrics import (
     precision_recall,
     top1_accuracy,
 )
-from aisketcher.evaluate.mode_scores import per_class, score_modes
+from aisketcher.evaluate.mode_scores import Scoring, per_class, score_modes
 from aisketcher.evaluate.modes import (
     RECONSTRUCT_SEED,
     decode_encodings,
@@ -163,6 +163,9 @@ def evaluate_run(
 
     # ----- classifier features and predictions -----
     real_f, real_p = classifier.features_and_predictions(sets.real)
+    recon_f = recon_p = None
+    if sets.reconstructed is not None:
+        recon_f, recon_p = classifier.features_and_predictions(sets.reconstructed)
     floor_f, _ = classifier.features_and_predictions(sets.floor)
     drawn_f, drawn_p = classifier.features_and_predictions(sets.drawn)
     intended = clf_index[sets.real_labels]
@@ -186,14 +189,14 @@ def evaluate_run(
         "real": _diversity(names, sets.real, sets.real_labels),
         "draw": _diversity(names, sets.drawn, sets.drawn_labels),
     }
-    modes = score_modes(sketcher, classifier, names, model_index, clf_index, sets, settings)
+    scoring = Scoring(
+        sketcher, classifier, names, model_index, clf_index, sets, settings, real_f, recon_f
+    )
+    modes = score_modes(scoring)
     recognizability.update(modes.pop("recognizability"))
     if cfg.has_latent and settings.heal_shares:
-        modes["healing"] = score_healing(
-            sketcher, classifier, names, model_index, clf_index, sets, settings, out
-        )
-    if sets.reconstructed is not None:
-        recon_f, recon_p = classifier.features_and_predictions(sets.reconstructed)
+        modes["healing"] = score_healing(scoring, out)
+    if recon_f is not None:
         recognizability["reconstruct"] = accuracy_by_class(recon_p)
         quality["reconstruct"] = _set_metrics(
             names, real_f, sets.real_labels, recon_f, sets.real_labels, settings.k
