@@ -80,7 +80,7 @@ def poison_first_batch(trainer: Trainer, rows: slice) -> None:
     trainer.train_loader.next_batch = next_batch
 
 
-RUNS = ("joint", "pretrain", "resumed")
+RUNS = ("joint", "pretrain", "resumed", "damaged")
 
 
 def train_all(out: Path, dataset: SketchDataset) -> None:
@@ -95,6 +95,9 @@ def train_all(out: Path, dataset: SketchDataset) -> None:
     poison_first_batch(first, slice(5, 6))
     first.fit()
     make_trainer(out / "resumed", dataset, STEPS, resume=True).fit()
+    # Healing: every sketch damaged, so the encoder reads sources shorter than the targets, each
+    # rank's padded to its own longest unless padded to the global batch's.
+    make_trainer(out / "damaged", dataset, STEPS, damage=0.6, damage_share=1.0).fit()
 
 
 def worker(rank: int, port: int, quickdraw_dir: Path, out: Path) -> None:

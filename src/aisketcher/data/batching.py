@@ -39,16 +39,14 @@ class Batch:
         steps = torch.arange(self.strokes.shape[1] - 1, device=self.lengths.device)
         return (steps[None, :] < self.lengths[:, None]).float()
 
-    def padded(self, rows: int) -> Batch:
-        """The batch with `rows` rows of strokes (start token included): more end-of-sketch
-        rows (p3 = 1) after the last, as `collate` pads."""
-        more = rows - self.strokes.shape[1]
-        if more <= 0:
-            return self
-        pad = self.strokes.new_zeros(self.strokes.shape[0], more, 5)
-        pad[..., 4] = 1.0
-        strokes = torch.cat([self.strokes, pad], 1)
-        return Batch(strokes, self.lengths, self.labels, self.rasters, self.source)
+    def padded(self, rows: int, source_rows: int = 0) -> Batch:
+        """The batch with `rows` rows of strokes (start token included), and its source with
+        `source_rows`: more end-of-sketch rows (p3 = 1) after the last, as `collate` pads."""
+        source = self.source
+        if source is not None:
+            source = (_pad_end(source[0], source_rows), source[1])
+        strokes = _pad_end(self.strokes, rows)
+        return Batch(strokes, self.lengths, self.labels, self.rasters, source)
 
     def to(self, device: torch.device | str) -> Batch:
         rasters = self.rasters.to(device) if self.rasters is not None else None
@@ -62,6 +60,16 @@ class Batch:
             rasters,
             source,
         )
+
+
+def _pad_end(strokes: torch.Tensor, rows: int) -> torch.Tensor:
+    """(B, L, 5) stroke-5 with end-of-sketch rows added up to `rows` rows (none if as many)."""
+    more = rows - strokes.shape[1]
+    if more <= 0:
+        return strokes
+    pad = strokes.new_zeros(strokes.shape[0], more, 5)
+    pad[..., 4] = 1.0
+    return torch.cat([strokes, pad], 1)
 
 
 def random_scale(s3: np.ndarray, rng: np.random.Generator, amount: float = 0.15) -> np.ndarray:

@@ -124,11 +124,13 @@ def rank_rows(batch: Batch) -> Iterator[Batch]:
         yield batch
         return
     share = len(batch.lengths)
-    # The global batch's padded length: l_s and the per-step noise draws span it.
-    rows = torch.tensor(batch.strokes.shape[1], device=batch.strokes.device)
+    # The global batch's padded lengths, of the targets and of what the encoder reads when it is
+    # not the targets (healing): l_s and the per-step noise draws span them.
+    source_rows = 0 if batch.source is None else batch.source[0].shape[1]
+    rows = torch.tensor([batch.strokes.shape[1], source_rows], device=batch.strokes.device)
     dist.all_reduce(rows, op=dist.ReduceOp.MAX)
     with noise.batch_shard(share * world, rank() * share):
-        yield batch.padded(int(rows))
+        yield batch.padded(int(rows[0]), int(rows[1]))
 
 
 def shard_mean(value: torch.Tensor) -> torch.Tensor:
