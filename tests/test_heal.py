@@ -12,11 +12,12 @@ import pytest
 from aisketcher import Sketch
 from aisketcher.api import Sketcher
 from aisketcher.cli import main
-from aisketcher.damage import damage, remove_strokes, removed_count, stroke_count, stroke_ids
+from aisketcher.damage import damage, remove_strokes, removed_count, stroke_ids
 from aisketcher.errors import SketchDataError
 from aisketcher.formats.npz import read_npz
 from aisketcher.formats.reader import read_sketches
 from aisketcher.google_models import CACHE_ENV
+from aisketcher.strokes import num_strokes
 from test_errors_first import refused_before_torch
 
 # Three strokes, as offsets: A (1, 2) -> (4, 2); B (4, 7) -> (6, 9); C (0, 10) -> (1, 11).
@@ -28,8 +29,8 @@ THREE = np.array(
 # ----- damage.py -----
 def test_stroke_ids_and_count_follow_the_pen_lifts() -> None:
     assert stroke_ids(THREE).tolist() == [0, 0, 1, 1, 2, 2]
-    assert stroke_count(THREE) == 3
-    assert stroke_count(THREE[:0]) == 0
+    assert num_strokes(THREE) == 3
+    assert num_strokes(THREE[:0]) == 0
 
 
 @pytest.mark.parametrize(
@@ -83,7 +84,7 @@ def test_a_one_stroke_sketch_is_left_whole() -> None:
 def test_damage_removes_the_share_of_strokes_its_seed_chooses() -> None:
     sketch = np.tile(THREE, (4, 1))  # 12 strokes
     out, mask = damage(sketch, 0.25, np.random.default_rng(3))
-    assert mask.sum() == 3 and stroke_count(out) == 9
+    assert mask.sum() == 3 and num_strokes(out) == 9
     assert np.array_equal(out, remove_strokes(sketch, mask))
     again, same = damage(sketch, 0.25, np.random.default_rng(3))
     assert np.array_equal(same, mask) and np.array_equal(again, out)
@@ -99,7 +100,7 @@ def sketcher() -> Sketcher:
 def cat_index(quickdraw_dir: Path) -> int:
     """A test cat of at least four strokes, in cat.npz's test split."""
     sketches = read_npz(quickdraw_dir / "cat.npz", ["test"])["test"]
-    return next(i for i, s in enumerate(sketches) if stroke_count(s) >= 4)
+    return next(i for i, s in enumerate(sketches) if num_strokes(s) >= 4)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +169,7 @@ def test_heal_remove_writes_the_whole_the_damaged_and_the_healed(
     assert np.array_equal(whole.stroke3, cat.stroke3)
     expected, mask = damage(cat.stroke3, 0.3, np.random.default_rng(4))
     assert np.array_equal(damaged.stroke3, expected)
-    assert stroke_count(damaged.stroke3) == stroke_count(cat.stroke3) - mask.sum() > 0
+    assert num_strokes(damaged.stroke3) == num_strokes(cat.stroke3) - mask.sum() > 0
 
 
 def test_heal_remove_refuses_a_one_stroke_sketch_in_one_line(tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from aisketcher.cli.evaluate import heal_shares
-from aisketcher.damage import remove_strokes, stroke_count
+from aisketcher.damage import remove_strokes
 from aisketcher.evaluate.healing import damage_masks, retrieval
+from aisketcher.strokes import num_strokes
 
 
 def test_retrieval_ranks_the_source_among_its_class() -> None:
@@ -49,7 +50,7 @@ def test_masks_are_seeded_per_sketch() -> None:
         np.array_equal(a, b) for a, b in zip(masks, damage_masks(sketches, 0.3, 1), strict=True)
     )
     damaged = remove_strokes(sketches[3], masks[3])
-    assert stroke_count(damaged) == 7
+    assert num_strokes(damaged) == 7
 
 
 @pytest.mark.parametrize("text", ["0", "1", "0.1,x", "", "-0.2", "nan"])

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from aisketcher.strokes import num_strokes
+
 
 def stroke_ids(s3: np.ndarray) -> np.ndarray:
     """(N,) the index of the stroke each point of a stroke-3 sketch belongs to (a stroke ends at
     a point with p = 1)."""
     ends = np.asarray(s3)[:-1, 2] > 0.5
     return np.concatenate([[0], np.cumsum(ends)]).astype(np.int64)
-
-
-def stroke_count(s3: np.ndarray) -> int:
-    return int(stroke_ids(s3)[-1]) + 1 if len(s3) else 0
 
 
 def removed_count(strokes: int, share: float) -> int:
@@ -36,10 +34,10 @@ def random_mask(strokes: int, share: float, rng: np.random.Generator) -> np.ndar
 def remove_strokes(s3: np.ndarray, removed: np.ndarray) -> np.ndarray:
     """`s3` without the strokes marked in `removed` (bool, one per stroke): the kept points stay at
     their absolute positions, so the first offset after a gap spans it with the pen up."""
-    s3 = np.asarray(s3)
-    keep = ~np.asarray(removed, dtype=bool)[stroke_ids(s3)]
-    if keep.all():
+    s3, removed = np.asarray(s3), np.asarray(removed, dtype=bool)
+    if not removed.any():  # most training rows: no stroke to look up
         return s3.copy()
+    keep = ~removed[stroke_ids(s3)]
     if not keep.any():
         raise ValueError("a damage cannot remove every stroke of a sketch")
     points = np.cumsum(s3[:, :2].astype(np.float64), axis=0)[keep]
@@ -51,5 +49,5 @@ def remove_strokes(s3: np.ndarray, removed: np.ndarray) -> np.ndarray:
 
 def damage(s3: np.ndarray, share: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """`s3` with `share` of its strokes removed at random: (damaged sketch, the mask used)."""
-    mask = random_mask(stroke_count(s3), share, rng)
+    mask = random_mask(num_strokes(s3), share, rng)
     return remove_strokes(s3, mask), mask

@@ -147,6 +147,12 @@ def stroke3_to_strokes(s3: np.ndarray) -> list[np.ndarray]:
     return [absolute[a:b] for a, b in zip(starts, ends, strict=True) if b > a]
 
 
+def num_strokes(stroke3: np.ndarray) -> int:
+    """Number of strokes: pen lifts, plus one if the last point does not lift the pen."""
+    lifts = stroke3[:, 2] > 0.5
+    return int(np.count_nonzero(lifts)) + int(len(lifts) > 0 and not lifts[-1])
+
+
 def stroke3_bounds(s3: np.ndarray) -> tuple[float, float, float, float]:
     """(min_x, min_y, max_x, max_y) of the absolute points."""
     pts = np.cumsum(s3[:, :2].astype(np.float64), axis=0)

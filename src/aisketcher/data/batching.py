@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from aisketcher.damage import random_mask, remove_strokes, stroke_count
+from aisketcher.damage import random_mask, remove_strokes
 from aisketcher.data.dataset import Split
 from aisketcher.raster import rasterize_many
-from aisketcher.strokes import stroke3_to_stroke5
+from aisketcher.strokes import num_strokes, stroke3_to_stroke5
 
 # Sketch-RNN's start token S0 = (0, 0, 1, 0, 0), prepended to every sequence.
 START_TOKEN = np.array([0.0, 0.0, 1.0, 0.0, 0.0], dtype=np.float32)
@@ -280,7 +280,7 @@ class BatchLoader:
         """Row `row`'s strokes to remove: none, or with probability damage_share a share drawn
         from U(0, damage) (at least one stroke, never all)."""
         rng = np.random.default_rng([seed, row])
-        strokes = stroke_count(s3)
+        strokes = num_strokes(s3)
         if rng.random() >= self.damage_share:
             return np.zeros(strokes, dtype=bool)
         return random_mask(strokes, rng.random() * self.damage, rng)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aisketcher.errors import SketchDataError
-from aisketcher.strokes import MAX_OFFSET
+from aisketcher.strokes import MAX_OFFSET, num_strokes
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,6 @@ class SplitStats:
     count: int
     length: Summary
     strokes: Summary
-
-
-def num_strokes(stroke3: np.ndarray) -> int:
-    """Number of strokes: pen lifts, plus one if the last point does not lift the pen."""
-    lifts = stroke3[:, 2] > 0.5
-    return int(np.count_nonzero(lifts)) + int(len(lifts) > 0 and not lifts[-1])
 
 
 def split_stats(sketches: Sequence[np.ndarray]) -> SplitStats:

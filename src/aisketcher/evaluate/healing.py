@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from aisketcher.atomic import write_json
-from aisketcher.damage import random_mask, remove_strokes, stroke_count
+from aisketcher.damage import random_mask, remove_strokes
 from aisketcher.evaluate.metrics import top1_accuracy
 from aisketcher.evaluate.mode_scores import Scoring, finite_mean, per_class
 from aisketcher.evaluate.modes import HEAL_SEED, complete, decode_encodings
+from aisketcher.strokes import num_strokes
 
 MASKS_FILE = "damage_masks.json"
 RETRIEVAL_RANKS = (1, 10)
@@ -33,7 +34,7 @@ def damage_masks(sketches: list[np.ndarray], share: float, seed: int) -> list[np
     its own generator seeded (seed, share in percent, i): the same at any number of sketches."""
     percent = round(share * 100)
     return [
-        random_mask(stroke_count(s), share, np.random.default_rng([seed, percent, i]))
+        random_mask(num_strokes(s), share, np.random.default_rng([seed, percent, i]))
         for i, s in enumerate(sketches)
     ]
 
