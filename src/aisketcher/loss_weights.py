@@ -25,8 +25,7 @@ class LossWeights:
     def check_weights(self) -> None:
         """Every weight a float within WEIGHT_RANGES (a config from elsewhere must not make the
         loss overflow), or one error naming each that is not."""
-        names = {f.name for f in dataclasses.fields(LossWeights)}
-        wrong = [n for n in mistyped(self) if n in names]
+        wrong = [n for n in mistyped(self) if n in LOSS_FIELDS]
         problems = [f"{n} must be float, got {getattr(self, n)!r}" for n in wrong]
         problems += out_of_range(self, WEIGHT_RANGES, skip=wrong)
         if problems:
