@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data", help="folder with quickdraw/")
     parser.add_argument("--model", default=None, help="model to draw with (default built-in)")
     parser.add_argument("--per-class", type=int, default=8)
-    parser.add_argument("--temperature", type=float, default=0.4)
+    parser.add_argument("--temperature", type=float, default=None, help="default: the model's")
     args = parser.parse_args()
     classes = DEFAULT_CLASSES.split(",")
 
@@ -48,17 +48,16 @@ def main() -> None:
     real_grid.save(DOCS / "real-sketches.png")
 
     sketcher = Sketcher.load(args.model)
-    drawn = [
-        sketcher.draw(c, args.per_class, seed=i, temperature=args.temperature)
-        for i, c in enumerate(classes)
-    ]
+    if args.temperature is not None:
+        sketcher.temperature = args.temperature
+    drawn = [sketcher.draw(c, args.per_class, seed=i) for i, c in enumerate(classes)]
     drawn_grid = grid_png(drawn, cell=64)
     titles = (
         "real QuickDraw test sketches",
-        f"drawn by the model (temperature {args.temperature:g}, guidance {sketcher.guidance:g})",
+        f"drawn by the model (temperature {sketcher.temperature:g}, guidance {sketcher.guidance:g})",
     )
     side_by_side(real_grid, drawn_grid, titles).save(DOCS / "default-model.png")
-    healing_figure(sketcher, args.data, HEALED_CLASSES, args.temperature).save(DOCS / "healing.png")
+    healing_figure(sketcher, args.data, HEALED_CLASSES).save(DOCS / "healing.png")
     print(f"wrote {DOCS / 'real-sketches.png'}, {DOCS / 'default-model.png'} and healing.png")
 
 
@@ -66,9 +65,7 @@ HEALED_CLASSES = ("cat", "bicycle", "face", "umbrella", "airplane", "pig")
 HEALED_SHARE = 0.3
 
 
-def healing_figure(
-    sketcher: Sketcher, data: str, classes: Sequence[str], temperature: float
-) -> Image.Image:
+def healing_figure(sketcher: Sketcher, data: str, classes: Sequence[str]) -> Image.Image:
     """A row per class: its first test sketch of several strokes, that sketch with 30% of its
     strokes removed by the evaluation's mask (seed 0), three healings and one completion."""
     rows, labels = [], []
@@ -78,8 +75,8 @@ def healing_figure(
         j = next(j for j, mask in enumerate(masks) if mask.sum() >= 2)
         whole = Sketch(test[j])
         damaged = Sketch(remove_strokes(test[j], masks[j]))
-        healed = sketcher.heal(damaged, name, 3, temperature=temperature, seed=i)
-        completed = sketcher.complete(damaged, name, 1, temperature=temperature, seed=i)
+        healed = sketcher.heal(damaged, name, 3, seed=i)  # at the model's own temperature
+        completed = sketcher.complete(damaged, name, 1, seed=i)
         rows += [whole, damaged, *healed, *completed]
         labels += [name, "30% removed", "healed", "healed", "healed", "complete"]
     return grid_png(rows, labels, cols=6, cell=96)

@@ -75,6 +75,7 @@ def report(run_dir: Path, classifier: SketchClassifier, work: Path) -> dict:
 def test_report_has_every_metric_per_class(report: dict, work: Path) -> None:
     assert report["classes"] == ["cat", "eye"]
     assert report["model"]["config"] == "ai-sketcher" and report["model"]["step"] == 2
+    assert report["settings"]["temperature"] == 0.4  # none asked for: the model's own
     assert report["counts"]["real"] == {"cat": SAMPLES, "eye": SAMPLES}
     for kind in ("real", "draw", "reconstruct"):
         assert set(report["recognizability"][kind]) == {"cat", "eye", "all"}
@@ -126,7 +127,9 @@ def test_interpolations_are_the_planners_and_scored(
     # A report from before the measure (no "interpolations" recorded) still has every other number
     # these settings give: an experiment reuses it.
     earlier = {k: v for k, v in report["settings"].items() if k != "interpolations"}
-    assert settings(work).matches(earlier) and not settings(work, seed=1).matches(earlier)
+    assert settings(work, temperature=0.4).matches(earlier) and not settings(work, seed=1).matches(
+        earlier
+    )
 
     plans = []
 
@@ -181,7 +184,7 @@ def test_the_report_heals_at_each_share_and_saves_the_masks(report: dict, work: 
     assert "heal 30% of strokes removed" in summary(report)
     # A report from before the measure still has every other number these settings give.
     earlier = {k: v for k, v in report["settings"].items() if k != "heal_shares"}
-    assert settings(work).matches(earlier)
+    assert settings(work, temperature=0.4).matches(earlier)
 
 
 def test_likelihood_is_per_class_and_has_no_kl_floor(report: dict, quickdraw_dir: Path) -> None:

@@ -224,9 +224,12 @@ def test_drawing_steps_give_the_reference_outputs(
     assert_close(fast, reference)
 
 
-@pytest.mark.parametrize(("tau", "soft"), [(0.4, None), (1.0, 0.7), (1e-4, None)])
+@pytest.mark.parametrize(
+    ("tau", "soft", "pen"),
+    [(0.4, None, None), (1.0, 0.7, None), (1e-4, None, None), (0.2, None, 1.0)],
+)
 def test_drawn_points_are_the_reference_samplers(
-    tau: float, soft: float | None, monkeypatch: pytest.MonkeyPatch
+    tau: float, soft: float | None, pen: float | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The C++ point sampler against the NumPy one from the same uniforms: the same component
     and pen choices, the same offsets to float rounding, extreme outputs included (log sigmas
@@ -240,7 +243,7 @@ def test_drawn_points_are_the_reference_samplers(
 
     def run() -> list[torch.Tensor]:
         with torch.no_grad():  # as the sampler draws
-            return [sample_points(y, m, tau, torch.Generator().manual_seed(1), soft)]
+            return [sample_points(y, m, tau, torch.Generator().manual_seed(1), soft, pen)]
 
     calls = []
     kernel = fused.sample_points

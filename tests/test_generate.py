@@ -14,6 +14,7 @@ from aisketcher.api import Sketcher
 from aisketcher.cli import main
 from aisketcher.data.dataset import load_dataset
 from aisketcher.errors import SketchDataError
+from aisketcher.formats.npz import read_npz
 from aisketcher.latents import class_latent, encode_sketches
 from aisketcher.model.config import PRESETS, make_config
 from aisketcher.model.sketcher import SketchModel
@@ -431,6 +432,51 @@ def test_the_prior_spread_scales_class_only_codes_about_their_class_mean(data) -
     torch.testing.assert_close(typical.z_r, model.raster_prior.mean[[0, 1]].clamp(-1, 1))
     with pytest.raises(SketchDataError, match="prior spread"):
         sk.prior_spread = float("nan")
+
+
+def same_arrays(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def same(a: list[Sketch], b: list[Sketch]) -> bool:
+    return same_arrays([s.stroke3 for s in a], [s.stroke3 for s in b])
+
+
+def test_a_drawing_that_names_no_temperature_draws_at_the_models(data, tmp_path: Path) -> None:
+    sk = tiny_sketcher("ai-sketcher", data)
+    assert sk.temperature == 0.4  # a model's default unless its config says otherwise
+    sk.temperature = 0.9
+    assert same(sk.draw("cat", 3, seed=5), sk.draw("cat", 3, temperature=0.9, seed=5))
+    assert not same(sk.draw("cat", 3, seed=5), sk.draw("cat", 3, temperature=0.4, seed=5))
+    for bad in (float("nan"), 0.0, 3.0):
+        with pytest.raises(SketchDataError, match="temperature"):
+            sk.temperature = bad
+    folder = sk.export(tmp_path / "model")  # the CLI reads it from the model's config
+
+    def cli_draws(*temperature: str) -> list[np.ndarray]:
+        out = tmp_path / "drawn.npz"
+        argv = ["draw", "cat", "--model", str(folder), "--count", "3", "--seed", "5"]
+        assert main([*argv, *temperature, "--out", str(out)]) == 0
+        return read_npz(out, ["test"])["test"]
+
+    assert same_arrays(cli_draws(), cli_draws("--temperature", "0.9"))
+    assert not same_arrays(cli_draws(), cli_draws("--temperature", "0.4"))
+
+
+def test_the_pen_temperature_replaces_t_for_the_pen_alone(data) -> None:
+    """A pen temperature equal to T changes nothing; another changes the pen's choices."""
+    sk = tiny_sketcher("ai-sketcher", data)
+    assert sk.pen_temperature is None  # the paper: T tempers the pen too
+    plain = sk.draw("cat", 4, temperature=0.3, seed=2)
+    sk.pen_temperature = 0.3
+    assert same(plain, sk.draw("cat", 4, temperature=0.3, seed=2))
+    sk.pen_temperature = 1.5
+    assert not same(plain, sk.draw("cat", 4, temperature=0.3, seed=2))
+    for bad in (float("nan"), 0.0, 3.0):
+        with pytest.raises(SketchDataError, match="pen temperature"):
+            sk.pen_temperature = bad
+    sk.pen_temperature = None
+    assert same(plain, sk.draw("cat", 4, temperature=0.3, seed=2))
 
 
 def test_class_only_drawing_takes_z_s_from_the_fitted_prior_unless_standard(data) -> None:

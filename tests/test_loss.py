@@ -245,6 +245,26 @@ def test_mixture_layout_and_low_temperature_sampling() -> None:
     assert point[:, 2:].tolist() == [[0.0, 1.0, 0.0]] * 50
 
 
+@pytest.mark.parametrize("pen_temperature", [1.0, 0.7])
+def test_the_pen_temperature_tempers_the_pen_choice_alone(pen_temperature: float) -> None:
+    """With a pen temperature the pen states are drawn with frequencies p^(1 / pen temperature)
+    (normalised) whatever tau; the component's choice and the sigmas stay tempered by tau."""
+    tau = 0.2
+    y = torch.zeros(3 + 6 * M)
+    y[:3] = torch.log(torch.tensor([0.85, 0.13, 0.02]))  # as at most points: "end" is rare
+    y[3 : 3 + M] = torch.log(torch.tensor([0.4, 0.6]))
+    y[3 + M : 3 + 2 * M] = torch.tensor([-20.0, 20.0])  # mu_x: far apart, tells k
+    n = 40_000
+    draws = torch.Generator().manual_seed(2)
+    points = sample_points(y.expand(n, -1).contiguous(), M, tau, draws, None, pen_temperature)
+    pen = torch.tensor([0.85, 0.13, 0.02]) ** (1 / pen_temperature)
+    torch.testing.assert_close(points[:, 2:].mean(0), pen / pen.sum(), atol=0.006, rtol=0)
+    weights = torch.tensor([0.4, 0.6]) ** (1 / tau)
+    assert abs((points[:, 0] > 0).float().mean() - weights[1] / weights.sum()) < 0.01
+    second = points[:, 0] > 0
+    assert abs((points[second, 0] - 20.0).std() / math.sqrt(tau) - 1) < 0.03
+
+
 @pytest.mark.parametrize("tau", [1.0, 0.5])
 def test_sampled_points_follow_the_mixture(tau: float) -> None:
     """Component, pen and offsets drawn with the frequencies, means and covariance of eq. 7."""

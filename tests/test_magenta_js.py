@@ -296,9 +296,9 @@ def test_the_sampler_draws_imported_models_with_magenta_js_temperatures(
     seen = []
     real = sampler_module.sample_points
 
-    def spy(y, m, temperature, generator, discrete_temperature=None):
+    def spy(y, m, temperature, generator, discrete_temperature=None, pen_temperature=None):
         seen.append((temperature, discrete_temperature))
-        return real(y, m, temperature, generator, discrete_temperature)
+        return real(y, m, temperature, generator, discrete_temperature, pen_temperature)
 
     monkeypatch.setattr(sampler_module, "sample_points", spy)
     sampler_module.sample(model, class_latent(model, [0], 0), 1, temperature=0.2, seed=0)

@@ -847,6 +847,10 @@ CASES: list[Case] = [
     case("draw --size 100000", f"{DRAW} --size 100000", "within [16, 4096]"),
     case("draw --size -5", f"{DRAW} --size -5", "at least 1"),
     case("draw --temperature 50", f"{DRAW} --temperature 50", "within [0.01, 2.0]"),
+    case("draw --pen-temperature 0", f"{DRAW} --pen-temperature 0", "above 0"),
+    case("draw --pen-temperature nan", f"{DRAW} --pen-temperature nan", "finite"),
+    case("train --set pen_temperature=9", f"{TRAIN} --set pen_temperature=9", "pen_temperature"),
+    case("train --set temperature=0", f"{TRAIN} --set temperature=0", "temperature"),
     case("draw --guidance nan", f"{DRAW} --guidance nan", "within [0, 100]"),
     case("draw --guidance -1", f"{DRAW} --guidance -1", "within [0, 100]"),
     case(

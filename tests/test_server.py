@@ -114,6 +114,7 @@ def test_model_info_and_health(url: str, sketcher: Sketcher) -> None:
     assert info["source"] == "built-in model"
     assert info["classes"] == sketcher.class_names
     assert info["max_seq_len"] == sketcher.model.config.max_seq_len
+    assert info["temperature"] == sketcher.temperature  # the page's slider starts there
     assert info["limits"]["max_count"] == 8 and info["limits"]["max_temperature"] == 2.0
     assert ok(url, "/api/health") == {"status": "ok", "jobs": 0, "max_jobs": 16}
 
@@ -127,6 +128,13 @@ def test_draw_gives_the_python_apis_sketches_for_a_seed(url: str, sketcher: Sket
         assert got["prefix_points"] == 0
         assert np.allclose(points(got), np.vstack(want.strokes()), atol=0.01)
         assert len(got["stroke3"]) == len(want)
+
+
+def test_a_request_without_a_temperature_draws_at_the_models(url: str, sketcher: Sketcher) -> None:
+    answer = ok(url, "/api/draw", {"class": "cat", "count": 2, "seed": 5})
+    at_its_own = sketcher.draw("cat", 2, seed=5, temperature=sketcher.temperature)
+    for got, want in zip(answer["sketches"], at_its_own, strict=True):
+        assert np.allclose(points(got), np.vstack(want.strokes()), atol=0.01)
 
 
 def test_complete_continues_the_users_own_points_in_their_frame(url: str) -> None:

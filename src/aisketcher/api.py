@@ -32,6 +32,7 @@ from aisketcher.google_models import google_model, is_google
 from aisketcher.latents import TRANSLATE_PULL, encode_sketches
 from aisketcher.limits import MAX_TEMPERATURE, MIN_TEMPERATURE
 from aisketcher.loss_weights import LossWeights, trained_weights
+from aisketcher.model.config import checked_setting
 from aisketcher.model.sketcher import Latent, SketchModel
 from aisketcher.model_info import builtin_model_dir, input_classes, match_class, read_model_config
 from aisketcher.modes import Plan
@@ -87,7 +88,29 @@ class Sketcher:
 
     @prior_spread.setter
     def prior_spread(self, spread: float) -> None:
-        self.model.config.prior_spread = self.model.config.checked_prior_spread(spread)
+        self.model.config.prior_spread = checked_setting("prior_spread", spread)
+
+    @property
+    def temperature(self) -> float:
+        """T, the temperature of every drawing that asks for none (the model's
+        `config.temperature`): lower is tidier and less varied."""
+        return self.model.config.temperature
+
+    @temperature.setter
+    def temperature(self, t: float) -> None:
+        _check_temperature(t)
+        self.model.config.temperature = float(t)
+
+    @property
+    def pen_temperature(self) -> float | None:
+        """The temperature of the pen states' choice (the model's `config.pen_temperature`; None:
+        the drawing's temperature, as the paper)."""
+        return self.model.config.pen_temperature
+
+    @pen_temperature.setter
+    def pen_temperature(self, value: float | None) -> None:
+        checked = None if value is None else checked_setting("pen_temperature", value)
+        self.model.config.pen_temperature = checked
 
     # ----- loading -----
     @classmethod
@@ -288,14 +311,20 @@ class Sketcher:
         ends = [self.normalise(s) for s in (a, b)]
         return modes.interpolate(self.model, ends[0], ends[1], (la, lb), steps)
 
-    # ----- drawing -----
-    def _draw(self, plan: Plan, temperature: float, seed: int | None) -> list[Sketch]:
-        _check_temperature(temperature)
+    # ----- drawing (`temperature` None: the model's own, `Sketcher.temperature`) -----
+    def _draw(self, plan: Plan, temperature: float | None, seed: int | None) -> list[Sketch]:
+        if temperature is not None:
+            _check_temperature(temperature)
         drawn = modes.run(self.model, plan, temperature=temperature, seed=seed)
         return self.to_sketches(drawn, plan.labels)
 
     def draw(
-        self, cls: str | int, count: int = 1, *, temperature: float = 0.4, seed: int | None = None
+        self,
+        cls: str | int,
+        count: int = 1,
+        *,
+        temperature: float | None = None,
+        seed: int | None = None,
     ) -> list[Sketch]:
         """Class-only drawing: z_s and z_r from the class's fitted priors (z_s from N(0, I) when the
         model has none); the model's own points fill the influence memory as it draws."""
@@ -306,7 +335,7 @@ class Sketcher:
         sketches: Sequence[SketchInput],
         cls: str | int | None = None,
         *,
-        temperature: float = 0.4,
+        temperature: float | None = None,
         seed: int | None = None,
     ) -> list[Sketch]:
         """Encode each sketch (under `cls`, else the model's only class, else its own label) and
@@ -319,7 +348,7 @@ class Sketcher:
         sketch: SketchInput,
         classes: Sequence[str | int] | None = None,
         *,
-        temperature: float = 0.4,
+        temperature: float | None = None,
         seed: int | None = None,
         keep_layout: bool = False,
         class_pull: float = TRANSLATE_PULL,
@@ -341,7 +370,7 @@ class Sketcher:
         cls: str | int = 0,
         count: int = 4,
         *,
-        temperature: float = 0.4,
+        temperature: float | None = None,
         seed: int | None = None,
     ) -> list[Sketch]:
         """Finish a started drawing `count` ways; the model decides where each ending stops.
@@ -367,7 +396,7 @@ class Sketcher:
         cls: str | int | None = None,
         count: int = 4,
         *,
-        temperature: float = 0.4,
+        temperature: float | None = None,
         seed: int | None = None,
     ) -> list[Sketch]:
         """Redraw a sketch with strokes or parts missing anywhere whole, `count` ways, as class

@@ -35,10 +35,11 @@ def mistyped(settings: Any) -> list[str]:
 def out_of_range(
     settings: Any, ranges: dict[str, tuple[float, float]], skip: Sequence[str] = ()
 ) -> list[str]:
-    """A problem for each field in `ranges` (but `skip`: mistyped) outside its bounds; NaN is."""
+    """A problem for each field in `ranges` (but `skip`: mistyped; None: an optional field left
+    unset) outside its bounds; NaN is."""
     problems = []
     for name, (low, high) in ranges.items():
         value = getattr(settings, name)
-        if name not in skip and not (low <= value <= high):  # NaN fails too
+        if name not in skip and value is not None and not (low <= value <= high):  # NaN fails
             problems.append(f"{name} must be within [{low:g}, {high:g}], got {value!r}")
     return problems

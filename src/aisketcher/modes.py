@@ -116,9 +116,10 @@ def interpolate_pairs(
 
 
 def run(
-    model: SketchModel, plan: Plan, *, temperature: float, seed: int | None
+    model: SketchModel, plan: Plan, *, temperature: float | None, seed: int | None
 ) -> list[np.ndarray]:
-    """Draw a plan to the end (normalised stroke-3, one per row), seeded."""
+    """Draw a plan to the end (normalised stroke-3, one per row), seeded; `temperature` None:
+    the model's."""
     return sample(
         model, plan.latent, plan.count, temperature=temperature, seed=seed, prefix=plan.prefix
     )

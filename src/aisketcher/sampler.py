@@ -54,7 +54,8 @@ class Sampler:
     Random draws (the influence layer's lambda_a and the points) come from `generator` in a fixed
     order, so a seed gives the same sketches whoever steps the sampler.
 
-    With class guidance (`guidance` w != 1, default the model's `config.guidance`) every row is
+    `temperature` None draws at the model's `config.temperature`. With class guidance
+    (`guidance` w != 1, default the model's `config.guidance`) every row is
     decoded twice, under its class and under "no class", both fed the same points, and each point
     is drawn from the guided output (`guided_output`).
     """
@@ -66,7 +67,7 @@ class Sampler:
         latent: Latent,
         count: int,
         *,
-        temperature: float = 0.4,
+        temperature: float | None = None,
         generator: torch.Generator | None = None,
         prefix: np.ndarray | None = None,
         max_steps: int | None = None,
@@ -74,8 +75,8 @@ class Sampler:
     ) -> None:
         self.model = model.eval()
         self.count = count
-        self.temperature = temperature
         cfg = model.config
+        self.temperature = cfg.temperature if temperature is None else temperature
         self.guidance = cfg.checked_guidance(cfg.guidance if guidance is None else guidance)
         self.guided = self.guidance != 1.0
         device = model.output.weight.device
@@ -138,7 +139,9 @@ class Sampler:
         cfg = self.model.config
         # magenta-js tempers the discrete choices less than the offsets: 0.5 + 0.5 T.
         soft = 0.5 + 0.5 * self.temperature if cfg.discrete_temperature == "magenta-js" else None
-        self.point = sample_points(y, cfg.num_mixture, self.temperature, self.generator, soft)
+        self.point = sample_points(
+            y, cfg.num_mixture, self.temperature, self.generator, soft, cfg.pen_temperature
+        )
         if len(self.active) == self.count:
             row = self.point
         else:
@@ -200,13 +203,13 @@ def sample(
     latent: Latent,
     count: int,
     *,
-    temperature: float = 0.4,
+    temperature: float | None = None,
     seed: int | None = None,
     prefix: np.ndarray | None = None,
     guidance: float | None = None,
 ) -> list[np.ndarray]:
-    """Draw `count` sketches to the end (normalised stroke-3), seeded; `guidance` None: the
-    model's."""
+    """Draw `count` sketches to the end (normalised stroke-3), seeded; `temperature` and
+    `guidance` None: the model's."""
     generator = make_generator(model.output.weight.device, seed)
     return Sampler(
         model,

@@ -133,10 +133,26 @@ PRIOR_SPREAD_HELP = (
 )
 
 
+PEN_TEMPERATURE_HELP = (
+    "temperature of the pen's choices alone (draw on, lift, end), 0.01-2; a low --temperature "
+    "makes ending rarer and drawings run on; default: the model's own (the built-in model: 1; "
+    "others: --temperature)"
+)
+
+
+TEMPERATURE_HELP = (
+    "randomness, 0.01-2: lower is tidier and less varied; default: the model's own (0.4; the "
+    "built-in model 0.2; interpolate 0.1)"
+)
+
+
 def add_drawing_settings(p: argparse.ArgumentParser) -> None:
-    """--guidance and --prior-spread: how class-only drawings are drawn (default: the model's)."""
+    """--temperature, --guidance, --prior-spread and --pen-temperature: how drawings are drawn
+    (default: the model's)."""
+    p.add_argument("--temperature", type=temperature, default=None, help=TEMPERATURE_HELP)
     p.add_argument("--guidance", type=guidance, default=None, help=GUIDANCE_HELP)
     p.add_argument("--prior-spread", type=prior_spread, default=None, help=PRIOR_SPREAD_HELP)
+    p.add_argument("--pen-temperature", type=temperature, default=None, help=PEN_TEMPERATURE_HELP)
 
 
 GUIDANCE_HELP = (

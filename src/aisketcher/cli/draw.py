@@ -14,7 +14,6 @@ from aisketcher.cli.arguments import (
     picture_size,
     positive_int,
     seed,
-    temperature,
     unit_interval,
 )
 from aisketcher.cli.models import MODEL_HELP, add_models_url, local_model
@@ -60,6 +59,8 @@ def load_sketcher(
         sketcher.guidance = args.guidance
     if args.prior_spread is not None:
         sketcher.prior_spread = args.prior_spread
+    if args.pen_temperature is not None:
+        sketcher.pen_temperature = args.pen_temperature
     return sketcher
 
 
@@ -215,9 +216,6 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 def common_options(p: argparse.ArgumentParser, out_example: str) -> None:
     p.add_argument("--model", default=None, help=MODEL_HELP)
     add_models_url(p)
-    p.add_argument(
-        "--temperature", type=temperature, default=0.4, help="randomness, 0.01-2 (default 0.4)"
-    )
     arguments.add_drawing_settings(p)
     p.add_argument("--seed", type=seed, default=None, help="seed for repeatable drawings")
     p.add_argument(

@@ -31,6 +31,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         guidance=args.guidance,
         prior_spread=args.prior_spread,
+        pen_temperature=args.pen_temperature,
         seed=args.seed,
         data_dir=args.data,
         heal_shares=args.heal,
@@ -289,9 +290,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=100,
         help="real and generated sketches per class (100)",
-    )
-    p.add_argument(
-        "--temperature", type=temperature, default=0.4, help="sampling temperature (0.4)"
     )
     arguments.add_drawing_settings(p)
     p.add_argument(

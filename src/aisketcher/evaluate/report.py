@@ -129,10 +129,14 @@ def evaluate_run(
     out.mkdir(parents=True, exist_ok=True)
     digest = None if google else checkpoint_digest(source)  # of the bytes about to be loaded
     sketcher = Sketcher.load(source, device=device, models_url=models_url)
+    if settings.temperature is None:  # the model's own; the report records which it was
+        settings = dataclasses.replace(settings, temperature=sketcher.temperature)
     if settings.guidance is not None:
         sketcher.guidance = settings.guidance
     if settings.prior_spread is not None:
         sketcher.prior_spread = settings.prior_spread
+    if settings.pen_temperature is not None:
+        sketcher.pen_temperature = settings.pen_temperature
     info = {} if google else run_info(source)
     names = settings.classes or list(sketcher.class_names)
     model_index = np.array([sketcher.class_index(n) for n in names])
@@ -219,6 +223,7 @@ def evaluate_run(
             "checkpoint_sha256": digest,
             "guidance": sketcher.guidance,  # the w every drawing here was made with
             "prior_spread": sketcher.prior_spread,
+            "pen_temperature": sketcher.pen_temperature,
         },
         "classes": names,
         "settings": settings.to_dict(),

@@ -27,9 +27,10 @@ class EvalSettings:
     classes: list[str] | None = None  # default: every class of the model
     split: str = "test"  # evaluated split; the other of test/valid gives the floors
     samples: int = 100  # real sketches per class (at most), and as many generated
-    temperature: float = 0.4  # sampling temperature of drawings and reconstructions
+    temperature: float | None = None  # of drawings and reconstructions (None: the model's)
     guidance: float | None = None  # class guidance w of every drawing (None: the model's own)
     prior_spread: float | None = None  # share of the class priors' spread (None: the model's)
+    pen_temperature: float | None = None  # temperature of the pen's choices (None: the model's)
     seed: int = 0
     k: int = 3  # neighbours of the precision/recall manifolds
     tsne_per_class: int = 30  # latents per class in the t-SNE (paper: 30)
@@ -50,12 +51,13 @@ class EvalSettings:
     def matches(self, recorded: dict[str, Any]) -> bool:
         """Whether settings recorded in a report are these (an earlier version's report also
         recorded where it cached rasters, which changed nothing measured, and predates
-        guidance and the prior spread, which were then always the model's own, and the
-        interpolation and healing measures, which change no other number: such a report lacks
-        only them)."""
+        guidance, the prior spread and the pen temperature, which were then always the model's
+        own, and the interpolation and healing measures, which change no other number: such a
+        report lacks only them)."""
         earlier = {
             "guidance": None,
             "prior_spread": None,
+            "pen_temperature": None,
             "interpolations": self.interpolations,
             "heal_shares": self.heal_shares,
             **recorded,

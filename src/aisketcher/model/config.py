@@ -12,6 +12,7 @@ from typing import Any
 
 from aisketcher.errors import SketchDataError
 from aisketcher.fields import mistyped, out_of_range
+from aisketcher.limits import MAX_TEMPERATURE, MIN_TEMPERATURE
 from aisketcher.loss_weights import LOSS_FIELDS, legacy_loss_weights
 from aisketcher.model.inputs import DecoderInputs
 
@@ -42,8 +43,13 @@ class ModelConfig:
     attention_causal: bool = True  # "bidirectional" only: alpha over i <= j (paper's text) or all i
     influence_sigma: str = "paper"  # "paper": sigma_a = exp(tanh(mu_a)/2); "learned": dense layer
     # --- sampling ---
+    temperature: float = 0.4  # T when a drawing asks for none (not in the paper; magenta's demos
+    # draw at 0.1-0.5): the sigmas are scaled by sqrt(T), the discrete logits divided by T
     discrete_temperature: str = "paper"  # pen and mixture logits / T ("paper", spec section 3)
     # or / (0.5 + 0.5 T) ("magenta-js", as magenta-js draws; imported models use it)
+    pen_temperature: float | None = None  # the pen logits / this instead (not in the paper;
+    # None: as above): a T far below 1 makes the rare "end" and "lift" rarer still, so drawings
+    # run on
     guidance: float = 1.0  # w, class guidance (not in the paper): the output moved from the
     # "no class" prediction w times as far as to the class's; 1 is the paper's model
     prior_spread: float = 1.0  # class-only z_s and z_r drawn at this share of their fitted class
@@ -122,25 +128,14 @@ class ModelConfig:
     def checked_guidance(self, w: float) -> float:
         """w, if this model can draw with class guidance w (1 always; else it needs the "no class"
         slot that class dropout trains)."""
-        low, high = RANGES["guidance"]
-        if not low <= w <= high:  # NaN fails this too
-            raise SketchDataError(f"guidance must be between {low:g} and {high:g}, got {w}")
+        w = checked_setting("guidance", w)
         if w != 1 and not self.guided:
             raise SketchDataError(
                 f"guidance {w:g} needs a model trained with class dropout (class_dropout > 0, "
                 "which learns the 'no class' prediction it moves away from); this one was not: "
                 "use guidance 1"
             )
-        return float(w)
-
-    def checked_prior_spread(self, spread: float) -> float:
-        """`spread`, if within RANGES (the share of the class priors' spread drawn at)."""
-        low, high = RANGES["prior_spread"]
-        if not low <= spread <= high:  # NaN fails this too
-            raise SketchDataError(
-                f"prior spread must be between {low:g} and {high:g}, got {spread}"
-            )
-        return float(spread)
+        return w
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,8 +180,21 @@ RANGES: dict[str, tuple[float, float]] = {
     "autoencoder_pretrain_steps": (0, 10**9),
     "guidance": (0.0, 100.0),
     "prior_spread": (0.0, 10.0),
+    "temperature": (MIN_TEMPERATURE, MAX_TEMPERATURE),
+    "pen_temperature": (MIN_TEMPERATURE, MAX_TEMPERATURE),
     "class_dropout": (0.0, 0.99),
 }
+
+
+def checked_setting(name: str, value: float) -> float:
+    """`value` of the drawing setting `name` (guidance, prior_spread, temperature,
+    pen_temperature), if within RANGES."""
+    low, high = RANGES[name]
+    if not low <= value <= high:  # NaN fails this too
+        label = name.replace("_", " ")
+        raise SketchDataError(f"{label} must be between {low:g} and {high:g}, got {value}")
+    return float(value)
+
 
 # Each preset switches parts of the same model on or off (paper section "Experiments").
 PRESETS: dict[str, dict[str, Any]] = {

@@ -89,11 +89,13 @@ def sample_points(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
     discrete_temperature: float | None = None,
+    pen_temperature: float | None = None,
 ) -> torch.Tensor:
     """Draw stroke-5 points (B, 5) from decoder outputs y (B, 3 + 6m) (eq. 7, spec section 3).
 
     Temperature tau scales the sigmas by sqrt(tau) and divides the mixture and pen logits
-    (by `discrete_temperature` instead, when given: magenta-js uses 0.5 + 0.5 tau). The random
+    (by `discrete_temperature` instead, when given: magenta-js uses 0.5 + 0.5 tau; the pen
+    logits by `pen_temperature`, when given). The random
     numbers come from `generator` (on y's device): four uniforms per row. Only the chosen
     component's parameters are read; choices are made by the inverse CDF of one uniform each.
     The arithmetic is a few dozen operations on tiny arrays per point, and drawing one sketch is
@@ -103,6 +105,8 @@ def sample_points(
     """
     tau = max(float(temperature), 1e-4)
     soft = tau if discrete_temperature is None else max(float(discrete_temperature), 1e-4)
+    if pen_temperature is not None:  # both paths below divide the pen logits by `soft`
+        y = torch.cat([y[:, :3] * (soft / max(float(pen_temperature), 1e-4)), y[:, 3:]], 1)
     batch, m = y.shape[0], num_mixture
     uniform = torch.rand(batch, 4, generator=generator, device=y.device)
     if not torch.is_grad_enabled() and fused.usable(y):  # drawing: never waits for a build

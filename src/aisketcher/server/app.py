@@ -148,6 +148,7 @@ def create_app(
             "classes": chosen.class_names,
             "max_seq_len": chosen.model.config.max_seq_len,
             "has_encoder": chosen.model.config.has_latent,
+            "temperature": chosen.temperature,
             "limits": limits(),
         }
 

@@ -38,7 +38,7 @@ class StepSampler:
         plan: Plan,
         frames: Sequence[Frame],
         *,
-        temperature: float,
+        temperature: float | None,  # None: the model's own
         seed: int | None,
         start: np.ndarray | None = None,
     ) -> None:

@@ -98,21 +98,22 @@ class SketchIn(BaseModel):
         return sketch, Frame(scale, (float(low[0]), float(low[1])))
 
 
-def _temperature(default: float) -> Any:
+def _temperature(default: float | None) -> Any:
     return Field(
         default,
         ge=MIN_TEMPERATURE,
         le=MAX_TEMPERATURE,
         strict=True,
         allow_inf_nan=False,  # NaN and Infinity, as Python's json writes them: not "above 2"
-        description="randomness of the drawing",
+        description="randomness of the drawing"
+        + (" (default: the model's own, GET /api/model)" if default is None else ""),
     )
 
 
 class Sampling(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    temperature: float = _temperature(0.4)
+    temperature: float | None = _temperature(None)
     seed: int | None = Field(
         None, ge=0, le=MAX_SEED, strict=True, description="repeats a result exactly"
     )
@@ -217,6 +218,7 @@ class ModelInfo(BaseModel):
     classes: list[str]
     max_seq_len: int
     has_encoder: bool
+    temperature: float = Field(description="what a drawing that names none is drawn at")
     limits: dict[str, int | float]
 
 

@@ -460,6 +460,8 @@ function showModel(info) {
   $("count").max = info.limits.max_count;
   $("temperature").min = Math.max(info.limits.min_temperature, 0.05);
   $("temperature").max = Math.min(info.limits.max_temperature, 1.5);
+  $("temperature").value = info.temperature; // each model starts at its own
+  $("temperature").dispatchEvent(new Event("input"));
   $("model").textContent = `${info.source}: ${info.classes.length} classes`;
   $("cls").replaceChildren(
     ...info.classes.map((c) => new Option(c.replaceAll("_", " "), c)),
