@@ -258,7 +258,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fitted on the training sketches' codes; z_s from N(0, I) for a model without one); the "
         "influence layer attends to the points drawn so far, so no stored sketch is involved and "
         "every drawing is new.",
-        epilog="examples:\n  aisketcher draw cat --count 20 --seed 7 --temperature 0.4 --out cats.svg\n"
+        epilog="examples:\n  aisketcher draw cat --count 20 --seed 7 --out cats.svg\n"
         "  aisketcher draw --count 5 --out grid.png            # every class, one row each\n"
         "  aisketcher draw bicycle --model ../shared/models/magenta-js/bicycle.gen.json --out b.svg\n"
         "  aisketcher draw owl --model google:owl --out owl.svg   # Google's, downloaded once",
