@@ -140,16 +140,22 @@ PEN_TEMPERATURE_HELP = (
 )
 
 
-TEMPERATURE_HELP = (
-    "randomness, 0.01-2: lower is tidier and less varied; default: the model's own (0.4; the "
-    "built-in model 0.2; interpolate 0.1)"
-)
+TEMPERATURE_HELP = "randomness, 0.01-2: lower is tidier and less varied; default: {}"
 
 
-def add_drawing_settings(p: argparse.ArgumentParser) -> None:
+def add_drawing_settings(
+    p: argparse.ArgumentParser, temperature_default: float | None = None
+) -> None:
     """--temperature, --guidance, --prior-spread and --pen-temperature: how drawings are drawn
-    (default: the model's)."""
-    p.add_argument("--temperature", type=temperature, default=None, help=TEMPERATURE_HELP)
+    (default: the model's; the temperature's `temperature_default` where given)."""
+    own = "the model's own (most 0.4, the built-in model 0.2)"
+    default = own if temperature_default is None else f"{temperature_default:g}"
+    p.add_argument(
+        "--temperature",
+        type=temperature,
+        default=temperature_default,
+        help=TEMPERATURE_HELP.format(default),
+    )
     p.add_argument("--guidance", type=guidance, default=None, help=GUIDANCE_HELP)
     p.add_argument("--prior-spread", type=prior_spread, default=None, help=PRIOR_SPREAD_HELP)
     p.add_argument("--pen-temperature", type=temperature, default=None, help=PEN_TEMPERATURE_HELP)

@@ -213,10 +213,13 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
-def common_options(p: argparse.ArgumentParser, out_example: str) -> None:
+def common_options(
+    p: argparse.ArgumentParser, out_example: str, temperature: float | None = None
+) -> None:
+    """The options of every drawing command; `temperature`: its default, if not the model's."""
     p.add_argument("--model", default=None, help=MODEL_HELP)
     add_models_url(p)
-    arguments.add_drawing_settings(p)
+    arguments.add_drawing_settings(p, temperature)
     p.add_argument("--seed", type=seed, default=None, help="seed for repeatable drawings")
     p.add_argument(
         "--out",
@@ -362,5 +365,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--steps", type=positive_int, default=8, help="sketches along the path (default 8)"
     )
-    common_options(p, "interpolation.svg")
-    p.set_defaults(func=cmd_interpolate, temperature=0.1)
+    common_options(p, "interpolation.svg", temperature=0.1)  # the path shows best so
+    p.set_defaults(func=cmd_interpolate)

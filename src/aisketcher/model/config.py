@@ -43,8 +43,8 @@ class ModelConfig:
     attention_causal: bool = True  # "bidirectional" only: alpha over i <= j (paper's text) or all i
     influence_sigma: str = "paper"  # "paper": sigma_a = exp(tanh(mu_a)/2); "learned": dense layer
     # --- sampling ---
-    temperature: float = 0.4  # T when a drawing asks for none (not in the paper; magenta's demos
-    # draw at 0.1-0.5): the sigmas are scaled by sqrt(T), the discrete logits divided by T
+    temperature: float = 0.4  # T when a drawing asks for none (not in the paper): the sigmas
+    # are scaled by sqrt(T), the discrete logits divided by T
     discrete_temperature: str = "paper"  # pen and mixture logits / T ("paper", spec section 3)
     # or / (0.5 + 0.5 T) ("magenta-js", as magenta-js draws; imported models use it)
     pen_temperature: float | None = None  # the pen logits / this instead (not in the paper;
