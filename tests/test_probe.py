@@ -865,6 +865,8 @@ CASES: list[Case] = [
     case("draw, every number sane", f"{DRAW} --count 2 --seed 3", accept=True),
     case("train --batch-size 0", f"{TRAIN} --batch-size 0", "at least 1"),
     case("train --damage 2", f"{TRAIN} --damage 2", "from 0 to 1"),
+    case("train --augment-scale 1", f"{TRAIN} --augment-scale 1", "from 0 to 0.9"),
+    case("train --augment-drop nan", f"{TRAIN} --augment-drop nan", "from 0 to 1"),
     case("train --damage-share nan", f"{TRAIN} --damage 0.5 --damage-share nan", "from 0 to 1"),
     case(
         "train --damage, decoder only",

@@ -574,6 +574,41 @@ def test_training_numbers_are_refused_before_any_work(
     assert not (tmp_path / "r").exists()
 
 
+def test_the_augmentation_is_set_on_the_command_line_and_kept_by_resume(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    args = ["train", "--classes", "cat,eye", "--data", str(data_dir), "--out", str(out)]
+    more = ["--augment-scale", "0.3", "--augment-drop", "0"]
+    assert main([*args, "--steps", "1", *TINY_RUN, *more]) == 0
+    train = json.loads((out / "config.json").read_text())["train"]
+    assert train["augment_scale"] == 0.3 and train["augment_drop"] == 0.0
+    resumed = ["train", "--out", str(out), "--resume", "--steps", "2"]
+    assert main([*resumed, "--augment-scale", "0.1"]) == 2
+    assert "asks for augment_scale 0.1, the run has 0.3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        ("--augment-scale=1", "from 0 to 0.9"),
+        ("--augment-scale=nan", "from 0 to 0.9"),
+        ("--augment-drop=2", "from 0 to 1"),
+        ("--augment-drop=-0.1", "from 0 to 1"),
+    ],
+)
+def test_augmentation_outside_its_range_is_refused(
+    option: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", option, "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2 and said in capsys.readouterr().err
+    for field, value in (("augment_scale", 1.0), ("augment_drop", 1.5)):
+        with pytest.raises(SketchDataError, match=field):  # a run's config.json
+            TrainConfig.from_dict({field: value}, "config.json")
+
+
 def test_a_run_ended_by_its_time_budget_leaves_a_best_checkpoint(
     tmp_path: Path, tiny_dataset: SketchDataset
 ) -> None:

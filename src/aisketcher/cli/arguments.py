@@ -107,6 +107,11 @@ def unit_interval(text: str) -> float:
     return _within(text, 0.0, 1.0, "must be from 0 to 1")
 
 
+def stretch(text: str) -> float:
+    """A random stretch S in [0, 0.9]: each axis scaled by a factor in [1 - S, 1 + S]."""
+    return _within(text, 0.0, 0.9, "must be from 0 to 0.9")
+
+
 def temperature(text: str) -> float:
     """A sampling temperature in [0.01, 2]."""
     value = positive_float(text)

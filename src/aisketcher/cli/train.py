@@ -86,6 +86,8 @@ def _new_train_config(args: argparse.Namespace) -> TrainConfig:
         balance_classes=args.balance_classes,
         damage=args.damage,
         damage_share=args.damage_share,
+        augment_scale=args.augment_scale,
+        augment_drop=args.augment_drop,
         precision=args.precision,
         compile=args.compile,
     )
@@ -225,6 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from aisketcher.model.config import PRESETS, SIZES
+    from aisketcher.train.config import TrainConfig  # NumPy only: --help stays quick
 
     p = sub.add_parser(
         "train",
@@ -374,6 +377,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0.5,
         metavar="SHARE",
         help="share of training sketches damaged when --damage is on (default 0.5)",
+    )
+    p.add_argument(
+        "--augment-scale",
+        type=arguments.stretch,
+        default=TrainConfig.augment_scale,
+        metavar="S",
+        help="augmentation: each training sketch's x and y scaled by random factors in "
+        f"[1 - S, 1 + S] (magenta's random_scale_factor; default {TrainConfig.augment_scale})",
+    )
+    p.add_argument(
+        "--augment-drop",
+        type=arguments.unit_interval,
+        default=TrainConfig.augment_drop,
+        metavar="P",
+        help="augmentation: each interior pen-down point dropped with probability P, its offset "
+        f"kept by its neighbour (magenta's augment_stroke_prob; default {TrainConfig.augment_drop})",
     )
     p.add_argument(
         "--set",

@@ -30,6 +30,8 @@ RUN_SETTINGS = {
     "balance_classes": "balance_classes",
     "damage": "damage",
     "damage_share": "damage_share",
+    "augment_scale": "augment_scale",
+    "augment_drop": "augment_drop",
     "precision": "precision",
     "compile": "compile",
 }

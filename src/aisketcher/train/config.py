@@ -84,7 +84,10 @@ class TrainConfig(LossWeights):
         bad += [k for k in counts if k not in bad and getattr(config, k) < 1]
         if "valid_per_class" not in bad and config.valid_per_class == 0:
             bad.append("valid_per_class")
-        bad += [k for k in ("damage", "damage_share") if k not in bad and getattr(config, k) > 1]
+        shares = ("damage", "damage_share", "augment_drop")
+        bad += [k for k in shares if k not in bad and getattr(config, k) > 1]
+        if "augment_scale" not in bad and config.augment_scale >= 1:  # a factor 1 - s must stay > 0
+            bad.append("augment_scale")
         if "learning_rate" not in bad and not 0 < config.learning_rate < 1e3:
             bad.append("learning_rate")
         if bad:
