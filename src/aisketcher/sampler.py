@@ -185,12 +185,11 @@ class Sampler:
 def _with_no_class_rows(model: SketchModel, latent: Latent) -> Latent:
     """The latent's rows, then the same rows again under "no class" (the slot class dropout
     trained): what class guidance moves away from."""
-    rows = latent.c.shape[0]
-    index = torch.arange(rows, device=latent.c.device)
+    rows, device = latent.c.shape[0], latent.c.device
+    index = torch.arange(rows, device=device)
     both = latent.rows(torch.cat([index, index]))
-    both.c = both.c.clone()
-    both.c[rows:] = 0.0
-    both.c[rows:, model.no_class] = 1.0
+    no_class = model.class_vector(torch.full((rows,), model.no_class, device=device))
+    both.c = torch.cat([latent.c, no_class.to(latent.c.dtype)])
     return both
 
 
