@@ -105,18 +105,19 @@ def sample_points(
     """
     tau = max(float(temperature), 1e-4)
     soft = tau if discrete_temperature is None else max(float(discrete_temperature), 1e-4)
-    if pen_temperature is not None:  # both paths below divide the pen logits by `soft`
-        y = torch.cat([y[:, :3] * (soft / max(float(pen_temperature), 1e-4)), y[:, 3:]], 1)
+    pen_soft = soft if pen_temperature is None else max(float(pen_temperature), 1e-4)
     batch, m = y.shape[0], num_mixture
     uniform = torch.rand(batch, 4, generator=generator, device=y.device)
     if not torch.is_grad_enabled() and fused.usable(y):  # drawing: never waits for a build
         bounds = (LOG_SIGMA_MIN, LOG_SIGMA_MAX, RHO_MAX)
-        return fused.sample_points(y.detach().contiguous(), uniform, m, tau, soft, *bounds)
+        return fused.sample_points(
+            y.detach().contiguous(), uniform, m, tau, soft, pen_soft, *bounds
+        )
     uniform = uniform.cpu().numpy()
     out = y.detach().float().cpu().numpy()
     rows = np.arange(batch)
     k = np.minimum(_inverse_cdf(out[:, 3 : 3 + m] / soft, uniform[:, 0]), m - 1)
-    pen = np.minimum(_inverse_cdf(out[:, :3] / soft, uniform[:, 1]), 2)
+    pen = np.minimum(_inverse_cdf(out[:, :3] / pen_soft, uniform[:, 1]), 2)
     # mu_x, mu_y, log sigma_x, log sigma_y, rho (raw) of component k, each (B,)
     mu_x, mu_y, ls_x, ls_y, rho = out[:, 3 + m :].reshape(batch, 5, m)[rows, :, k].T
     sx = np.exp(np.clip(ls_x, LOG_SIGMA_MIN, LOG_SIGMA_MAX)) * math.sqrt(tau)

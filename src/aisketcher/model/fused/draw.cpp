@@ -53,7 +53,7 @@ LnCell ln_cell(const py::handle& cell) {
 // Drawing points from decoder outputs (eq. 7-8), the loops of `mixture.sample_points` (its NumPy
 // code is the reference): for each row of y (B, 3 + 6m), with four uniforms per row (B, 4), the
 // component k by the inverse CDF of u0 over the mixture weights at logits / soft, the pen state by
-// u1 likewise, and the offset from component k with sigmas scaled by sqrt(tau) and two standard
+// u1 likewise at logits / pen_soft, and the offset from component k with sigmas scaled by sqrt(tau) and two standard
 // normals by Box-Muller of u2 and u3. Returns stroke-5 points (B, 5).
 
 // The first index whose cumulative softmax weight exceeds u (n = 0..count - 1, clamped).
@@ -146,19 +146,20 @@ std::vector<Tensor> ln_draw_step(const DrawWeights& w, const Tensor& point_in,
 }
 
 Tensor sample_points(const Tensor& y, const Tensor& uniform, int64_t m, double tau, double soft,
-                     double log_sigma_min, double log_sigma_max, double rho_max) {
+                     double pen_soft, double log_sigma_min, double log_sigma_max, double rho_max) {
   TORCH_CHECK(y.is_contiguous() && uniform.is_contiguous() && y.size(1) == 3 + 6 * m &&
                   uniform.size(0) == y.size(0) && uniform.size(1) == 4,
               "fused sampling: y (B, 3 + 6m) and uniforms (B, 4), contiguous");
   const int64_t B = y.size(0), O = y.size(1);
   auto points = torch::zeros({B, 5}, y.options());
-  const float temper = static_cast<float>(soft), root_tau = std::sqrt(static_cast<float>(tau));
+  const float temper = static_cast<float>(soft), pen_temper = static_cast<float>(pen_soft);
+  const float root_tau = std::sqrt(static_cast<float>(tau));
   const float lo = log_sigma_min, hi = log_sigma_max, rho_bound = rho_max;
   for (int64_t b = 0; b < B; ++b) {
     const float *out = ptr(y) + b * O, *u = ptr(uniform) + b * 4;
     float* point = ptr(points) + b * 5;
     const int64_t k = inverse_cdf(out + 3, m, temper, u[0]);
-    const int64_t pen = inverse_cdf(out, 3, temper, u[1]);
+    const int64_t pen = inverse_cdf(out, 3, pen_temper, u[1]);
     const float* q = out + 3 + m + k;  // mu_x, mu_y, log sigma_x, log sigma_y, rho at stride m
     const float sx = std::exp(std::min(std::max(q[2 * m], lo), hi)) * root_tau;
     const float sy = std::exp(std::min(std::max(q[3 * m], lo), hi)) * root_tau;

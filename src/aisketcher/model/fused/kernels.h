@@ -374,6 +374,6 @@ std::vector<Tensor> ln_influence_backward(
     const Tensor& inputs, const Tensor& alpha, const Tensor& proj, const Tensor& normed,
     const Tensor& act, const Tensor& rstd, const Tensor& chat, const Tensor& tnc);
 Tensor sample_points(const Tensor& y, const Tensor& uniform, int64_t m, double tau, double soft,
-                     double log_sigma_min, double log_sigma_max, double rho_max);
+                     double pen_soft, double log_sigma_min, double log_sigma_max, double rho_max);
 
 }  // namespace aisketcher_fused
