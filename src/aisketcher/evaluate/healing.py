@@ -60,13 +60,7 @@ def score_healing(scoring: Scoring, out: Path) -> dict[str, Any]:
     """Recognisability and retrieval of the damaged, healed and completed sketches at every share
     of `settings.heal_shares`; writes the masks to out / MASKS_FILE. Sketches of one stroke cannot
     be damaged and are left out (their count is reported)."""
-    sketcher, classifier, names, sets, settings = (
-        scoring.sketcher,
-        scoring.classifier,
-        scoring.names,
-        scoring.sets,
-        scoring.settings,
-    )
+    sketcher, classifier, names, sets, settings = scoring.common()
     labels, real_f = sets.real_labels, scoring.real_features
     position = np.zeros(len(labels), dtype=np.int64)  # each sketch's index among its class's
     for k in range(len(names)):

@@ -43,6 +43,10 @@ class Scoring:
     real_features: np.ndarray
     reconstructed_features: np.ndarray | None
 
+    def common(self) -> tuple[Sketcher, SketchClassifier, list[str], SketchSets, EvalSettings]:
+        """What most scores read first: the model, the classifier, the names, sets and settings."""
+        return self.sketcher, self.classifier, self.names, self.sets, self.settings
+
 
 def per_class(names: list[str], labels: np.ndarray, fn: Any, *arrays: np.ndarray) -> dict[str, Any]:
     """fn(*arrays restricted to each class) for every class, and fn(*arrays) as "all"."""
@@ -67,13 +71,7 @@ def score_modes(scoring: Scoring) -> dict[str, Any]:
     - interpolate: see `score_interpolation`.
     - copy check: every set's nearest-training-sketch distances against the real set's.
     """
-    sketcher, classifier, names, sets, settings = (
-        scoring.sketcher,
-        scoring.classifier,
-        scoring.names,
-        scoring.sets,
-        scoring.settings,
-    )
+    sketcher, classifier, names, sets, settings = scoring.common()
     model_index, clf_index = scoring.model_index, scoring.clf_index
     n = len(names)
     labels = sets.real_labels
@@ -159,13 +157,7 @@ def score_interpolation(scoring: Scoring) -> tuple[dict[str, Any], dict[str, Any
     (1 / (steps - 1) for drawings evenly spaced on a straight line; larger: the walk wanders or
     jumps), averaged per start class.
     """
-    sketcher, classifier, names, sets, settings = (
-        scoring.sketcher,
-        scoring.classifier,
-        scoring.names,
-        scoring.sets,
-        scoring.settings,
-    )
+    sketcher, classifier, names, sets, settings = scoring.common()
     model_index, clf_index = scoring.model_index, scoring.clf_index
     n, labels = len(names), sets.real_labels
     firsts, seconds = [], []
