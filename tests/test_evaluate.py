@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -14,8 +15,9 @@ from aisketcher import modes
 from aisketcher.api import Sketcher
 from aisketcher.cli import main
 from aisketcher.cli.evaluate import summary
-from aisketcher.data.dataset import load_dataset
+from aisketcher.data.dataset import Split, load_dataset
 from aisketcher.errors import SketchDataError
+from aisketcher.evaluate import report as report_module
 from aisketcher.evaluate.classifier import (
     ClassifierConfig,
     ClassifierTraining,
@@ -24,9 +26,9 @@ from aisketcher.evaluate.classifier import (
 )
 from aisketcher.evaluate.figures import read_metrics
 from aisketcher.evaluate.healing import MASKS_FILE
-from aisketcher.evaluate.modes import INTERPOLATE_SEED
+from aisketcher.evaluate.modes import INTERPOLATE_SEED, TRAINING_CODES_SEED
 from aisketcher.evaluate.report import REPORT_FILE, evaluate_run
-from aisketcher.evaluate.sets import EvalSettings
+from aisketcher.evaluate.sets import EvalSettings, _pick_training
 from aisketcher.model.config import make_config
 from aisketcher.train.trainer import TrainConfig, Trainer
 
@@ -77,10 +79,10 @@ def test_report_has_every_metric_per_class(report: dict, work: Path) -> None:
     assert report["model"]["config"] == "ai-sketcher" and report["model"]["step"] == 2
     assert report["settings"]["temperature"] == 0.4  # none asked for: the model's own
     assert report["counts"]["real"] == {"cat": SAMPLES, "eye": SAMPLES}
-    for kind in ("real", "draw", "reconstruct"):
+    for kind in ("real", "draw", "reconstruct", "training_codes"):
         assert set(report["recognizability"][kind]) == {"cat", "eye", "all"}
         assert all(0 <= v <= 1 for v in report["recognizability"][kind].values())
-    for kind in ("floor", "draw", "reconstruct"):
+    for kind in ("floor", "draw", "reconstruct", "training_codes"):
         assert all(v >= 0 for v in report["fid"][kind].values())
         for pr in report["precision_recall"][kind].values():
             assert 0 <= pr["precision"] <= 1 and 0 <= pr["recall"] <= 1
@@ -158,6 +160,59 @@ def test_interpolations_are_the_planners_and_scored(
     right = (pred[:, 0] == [cat, cat, eye, eye]).sum() + (pred[:, -1] == [eye, eye, cat, cat]).sum()
     assert result["recognizability"]["interpolate_ends"]["all"] == pytest.approx(right / 8)
     assert result["interpolate"]["pairs"] == 4
+
+
+def test_the_priors_bound_draws_from_the_codes_of_training_sketches(
+    run_dir: Path,
+    classifier: SketchClassifier,
+    quickdraw_dir: Path,
+    work: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = []
+
+    def recorded(sketcher: Sketcher, sketches: list, labels: list, *args: Any, **kw: Any) -> list:
+        calls.append((sketches, labels, args))
+        return decode(sketcher, sketches, labels, *args, **kw)
+
+    decode = report_module.decode_encodings
+    monkeypatch.setattr(report_module, "decode_encodings", recorded)
+    few = settings(work, figures=False, heal_shares=[])
+    result = evaluate_run(run_dir, classifier, work / "bound", few)
+    assert "training codes" in summary(result)
+    ((picks, labels, args),) = [c for c in calls if c[2][1] == few.seed + TRAINING_CODES_SEED]
+    sketcher = Sketcher.load(run_dir)
+    train = load_dataset(
+        "cat,eye",
+        quickdraw_dir,
+        splits=("train",),
+        scale_factor=sketcher.scale_factor,
+        max_seq_len=sketcher.model.config.max_seq_len,
+    )["train"]
+    # SAMPLES of each class, each a training sketch of its class, not one sketch over and over
+    assert labels == [0] * SAMPLES + [1] * SAMPLES
+    for pick, label in zip(picks, labels, strict=True):
+        assert any(
+            np.array_equal(pick, train.sketches[i]) for i in np.flatnonzero(train.labels == label)
+        )
+    assert len({p.tobytes() for p in picks}) > SAMPLES
+    # The figures are those of these sketches' reconstructions.
+    _, pred = classifier.features_and_predictions(decode(sketcher, picks, labels, *args))
+    cat, eye = classifier.class_index("cat"), classifier.class_index("eye")
+    recog = result["recognizability"]["training_codes"]
+    assert recog["cat"] == pytest.approx(np.mean(pred[:SAMPLES] == cat))
+    assert recog["eye"] == pytest.approx(np.mean(pred[SAMPLES:] == eye))
+
+
+def test_training_picks_are_seeded_and_need_every_class() -> None:
+    sketches = [np.full((3, 3), i, np.float32) for i in range(6)]
+    train = Split(sketches, np.array([0, 0, 0, 1, 1, 1]))
+    labels = np.array([0, 0, 1, 1])
+    picks = _pick_training(train, labels, seed=3)
+    assert [int(p[0, 0]) // 3 for p in picks] == [0, 0, 1, 1]
+    same = _pick_training(train, labels, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(picks, same, strict=True))
+    assert _pick_training(train, np.array([0, 2]), seed=3) is None  # class 2: no training sketch
 
 
 def test_the_report_heals_at_each_share_and_saves_the_masks(report: dict, work: Path) -> None:
@@ -246,6 +301,7 @@ def test_magenta_js_model_is_evaluated_on_its_class(
     assert result["classes"] == ["bicycle"]
     assert result["model"]["config"] == "sketch-rnn-decoder"
     assert "reconstruct" not in result["recognizability"] and "no encoder" in result["skipped"]
+    assert "training_codes" not in result["fid"]
     like = result["likelihood"]["bicycle"]
     assert like["l_z"] == 0 and like["l_a"] == 0
     # The imported model explains real bicycles (its test measured l_c 0.10, l_s 0.15 on 16).
@@ -290,6 +346,7 @@ def test_an_exported_model(
         "real",
         "draw",
         "reconstruct",
+        "training_codes",
         "complete_start",
         "complete",
     }

@@ -62,6 +62,11 @@ def summary(report: dict) -> str:
     def num(value: float | None, digits: int = 3) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
 
+    def decoded(table: dict, digits: int = 3) -> str:
+        """The reconstructions' figure and the class priors' limit, where the model has them."""
+        kinds = (("reconstruct", "reconstruct"), ("training_codes", "training codes"))
+        return "".join(f"  {say} {num(table[k]['all'], digits)}" for k, say in kinds if k in table)
+
     like = report["likelihood"].get("all", {})
     rec = report["recognizability"]
     lines = [
@@ -70,12 +75,12 @@ def summary(report: dict) -> str:
         f"likelihood: total {num(like.get('total'))}  l_r {num(like.get('l_r'))}  "
         f"l_z {num(like.get('l_z'))}  l_a {num(like.get('l_a'))}",
         f"recognizability: real (ceiling) {num(rec['real']['all'])}  draw {num(rec['draw']['all'])}"
-        + (f"  reconstruct {num(rec['reconstruct']['all'])}" if "reconstruct" in rec else ""),
+        + decoded(rec),
     ]
     fid = report["fid"]
     lines.append(
         f"FID (pooled): floor {num(fid['floor']['all'], 2)}  draw {num(fid['draw']['all'], 2)}"
-        + (f"  reconstruct {num(fid['reconstruct']['all'], 2)}" if "reconstruct" in fid else "")
+        + decoded(fid, 2)
     )
     pr = report["precision_recall"]["draw"]["all"]
     div = report["diversity"]
@@ -255,7 +260,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate a run directory, an exported model or a magenta-js .gen.json on the "
         "real sketches of its classes: the paper's loss terms per class; recognizability, FID "
         "and precision/recall (k = 3) of class-only drawings and reconstructions, on the "
-        "features of a sketch classifier (see `aisketcher classifier train`); recognizability of "
+        "features of a sketch classifier (see `aisketcher classifier train`), and of drawings "
+        "from the codes of random training sketches of each class ('training codes': what a "
+        "class prior that fitted the encoder's codes exactly would draw); recognizability of "
         "translations and completions; interpolations from the first test sketches of each "
         "class to those of the next class (as `interpolate --classes a,b`, 5 drawings): their "
         "ends recognised as their classes, and how evenly the drawings step between them in the "

@@ -16,7 +16,7 @@ from aisketcher.api import Sketcher
 
 # Seed offsets of the modes, so that no two modes draw with the same random numbers.
 RECONSTRUCT_SEED, TRANSLATE_SEED, COMPLETE_SEED = 10_000, 20_000, 30_000
-INTERPOLATE_SEED, HEAL_SEED = 40_000, 50_000
+INTERPOLATE_SEED, HEAL_SEED, TRAINING_CODES_SEED = 40_000, 50_000, 60_000
 INTERPOLATE_STEPS = 5  # drawings along each interpolation, both ends included
 
 

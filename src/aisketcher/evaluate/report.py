@@ -38,6 +38,7 @@ from aisketcher.evaluate.metrics import (
 from aisketcher.evaluate.mode_scores import Scoring, per_class, score_modes
 from aisketcher.evaluate.modes import (
     RECONSTRUCT_SEED,
+    TRAINING_CODES_SEED,
     decode_encodings,
     draw_class_only,
 )
@@ -160,10 +161,21 @@ def evaluate_run(
     sets.drawn = draw_class_only(
         sketcher, model_index[sets.drawn_labels].tolist(), settings.temperature, settings.seed
     )
+    from_training = None
     if cfg.has_latent:
         sets.reconstructed = decode_encodings(
             sketcher, sets.real, own, settings.temperature, settings.seed + RECONSTRUCT_SEED
         )
+        if sets.training_picks is not None:
+            # The class priors' limit: drawn from the codes the encoder gives training sketches
+            # (a prior that fitted them exactly samples these), under the drawings' classes.
+            from_training = decode_encodings(
+                sketcher,
+                sets.training_picks,
+                model_index[sets.drawn_labels].tolist(),
+                settings.temperature,
+                settings.seed + TRAINING_CODES_SEED,
+            )
 
     # ----- classifier features and predictions -----
     real_f, real_p = classifier.features_and_predictions(sets.real)
@@ -206,6 +218,12 @@ def evaluate_run(
             names, real_f, sets.real_labels, recon_f, sets.real_labels, settings.k
         )
         diversity["reconstruct"] = _diversity(names, sets.reconstructed, sets.real_labels)
+    if from_training is not None:
+        codes_f, codes_p = classifier.features_and_predictions(from_training)
+        recognizability["training_codes"] = accuracy_by_class(codes_p)
+        quality["training_codes"] = _set_metrics(
+            names, real_f, sets.real_labels, codes_f, sets.drawn_labels, settings.k
+        )
 
     # ----- figures -----
     written = (

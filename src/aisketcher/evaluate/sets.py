@@ -1,6 +1,6 @@
 """What one evaluation measures on: its settings, and the real sketches of every evaluated class
 (the evaluated split, the other held-out split for the floors, the training sketches for the copy
-check), read from the run's own data files or a data folder."""
+check and the priors' limit), read from the run's own data files or a data folder."""
 
 from __future__ import annotations
 
@@ -78,6 +78,10 @@ class SketchSets:
     reconstructed: list[np.ndarray] | None
     train_features: np.ndarray  # `copy_features` of every training sketch of the classes
     train_labels: np.ndarray
+    # A training sketch of each drawing's class, picked at random: drawn from their codes, they
+    # are what a class prior that fitted the encoder's codes exactly would give (None: a class
+    # has no training sketch).
+    training_picks: list[np.ndarray] | None
 
 
 def run_info(path: Path) -> dict[str, Any]:
@@ -143,5 +147,15 @@ def load_sets(
         None,
         copy_features(train.sketches),
         train.labels,
+        _pick_training(train, real_labels, settings.seed),
     )
     return data[settings.split], sets
+
+
+def _pick_training(train: Split, labels: np.ndarray, seed: int) -> list[np.ndarray] | None:
+    """One training sketch of class `labels[i]` for each i, at random (seeded)."""
+    rng = np.random.default_rng(seed)
+    pools = {int(k): np.flatnonzero(train.labels == k) for k in np.unique(labels)}
+    if any(len(pool) == 0 for pool in pools.values()):
+        return None
+    return [train.sketches[int(rng.choice(pools[int(k)]))] for k in labels]
