@@ -28,7 +28,7 @@ from aisketcher.evaluate.figures import read_metrics
 from aisketcher.evaluate.healing import MASKS_FILE
 from aisketcher.evaluate.modes import INTERPOLATE_SEED, TRAINING_CODES_SEED
 from aisketcher.evaluate.report import REPORT_FILE, evaluate_run
-from aisketcher.evaluate.sets import EvalSettings, _pick_training
+from aisketcher.evaluate.sets import EvalSettings, pick_training
 from aisketcher.model.config import make_config
 from aisketcher.train.trainer import TrainConfig, Trainer
 
@@ -162,7 +162,7 @@ def test_interpolations_are_the_planners_and_scored(
     assert result["interpolate"]["pairs"] == 4
 
 
-def test_the_priors_bound_draws_from_the_codes_of_training_sketches(
+def test_the_priors_limit_draws_from_the_codes_of_training_sketches(
     run_dir: Path,
     classifier: SketchClassifier,
     quickdraw_dir: Path,
@@ -208,11 +208,11 @@ def test_training_picks_are_seeded_and_need_every_class() -> None:
     sketches = [np.full((3, 3), i, np.float32) for i in range(6)]
     train = Split(sketches, np.array([0, 0, 0, 1, 1, 1]))
     labels = np.array([0, 0, 1, 1])
-    picks = _pick_training(train, labels, seed=3)
+    picks = pick_training(train, labels, seed=3)
     assert [int(p[0, 0]) // 3 for p in picks] == [0, 0, 1, 1]
-    same = _pick_training(train, labels, seed=3)
+    same = pick_training(train, labels, seed=3)
     assert all(np.array_equal(a, b) for a, b in zip(picks, same, strict=True))
-    assert _pick_training(train, np.array([0, 2]), seed=3) is None  # class 2: no training sketch
+    assert pick_training(train, np.array([0, 2]), seed=3) is None  # class 2: no training sketch
 
 
 def test_the_report_heals_at_each_share_and_saves_the_masks(report: dict, work: Path) -> None:

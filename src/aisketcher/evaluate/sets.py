@@ -147,12 +147,12 @@ def load_sets(
         None,
         copy_features(train.sketches),
         train.labels,
-        _pick_training(train, real_labels, settings.seed),
+        pick_training(train, real_labels, settings.seed),
     )
     return data[settings.split], sets
 
 
-def _pick_training(train: Split, labels: np.ndarray, seed: int) -> list[np.ndarray] | None:
+def pick_training(train: Split, labels: np.ndarray, seed: int) -> list[np.ndarray] | None:
     """One training sketch of class `labels[i]` for each i, at random (seeded)."""
     rng = np.random.default_rng(seed)
     pools = {int(k): np.flatnonzero(train.labels == k) for k in np.unique(labels)}
