@@ -30,7 +30,6 @@ from aisketcher.checkpoint import checkpoint_file, load_weights, read_checkpoint
 from aisketcher.errors import SketchDataError
 from aisketcher.google_models import google_model, is_google
 from aisketcher.latents import TRANSLATE_PULL, encode_sketches
-from aisketcher.limits import MAX_TEMPERATURE, MIN_TEMPERATURE
 from aisketcher.loss_weights import LossWeights, trained_weights
 from aisketcher.model.config import checked_setting
 from aisketcher.model.sketcher import Latent, SketchModel
@@ -98,8 +97,7 @@ class Sketcher:
 
     @temperature.setter
     def temperature(self, t: float) -> None:
-        _check_temperature(t)
-        self.model.config.temperature = float(t)
+        self.model.config.temperature = _check_temperature(t)
 
     @property
     def pen_temperature(self) -> float | None:
@@ -425,10 +423,7 @@ class Sketcher:
         return self._draw(plan, temperature, seed)
 
 
-def _check_temperature(temperature: float) -> None:
+def _check_temperature(temperature: float) -> float:
     if not math.isfinite(temperature):
         raise SketchDataError(f"temperature must be a finite number, got {temperature}")
-    if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
-        raise SketchDataError(
-            f"temperature must be within [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}], got {temperature}"
-        )
+    return checked_setting("temperature", temperature)  # the model config's range

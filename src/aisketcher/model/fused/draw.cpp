@@ -53,8 +53,8 @@ LnCell ln_cell(const py::handle& cell) {
 // Drawing points from decoder outputs (eq. 7-8), the loops of `mixture.sample_points` (its NumPy
 // code is the reference): for each row of y (B, 3 + 6m), with four uniforms per row (B, 4), the
 // component k by the inverse CDF of u0 over the mixture weights at logits / soft, the pen state by
-// u1 likewise at logits / pen_soft, and the offset from component k with sigmas scaled by sqrt(tau) and two standard
-// normals by Box-Muller of u2 and u3. Returns stroke-5 points (B, 5).
+// u1 likewise at logits / pen_soft, and the offset from component k with sigmas scaled by
+// sqrt(tau) and two standard normals by Box-Muller of u2 and u3. Returns stroke-5 points (B, 5).
 
 // The first index whose cumulative softmax weight exceeds u (n = 0..count - 1, clamped).
 inline int64_t inverse_cdf(const float* logits, int64_t count, float soft, float u) {
